@@ -1,0 +1,31 @@
+#ifndef ENVSYNC_CORE_VALUE_H_
+#define ENVSYNC_CORE_VALUE_H_
+
+#include <compare>
+#include <cstdint>
+#include <string>
+#include <variant>
+
+namespace envsync {
+
+// One column value as the platform stores it: NULL, INTEGER, REAL or TEXT (BLOBs travel as
+// TEXT holding their bytes). Values order as SQLite orders them with the BINARY collation:
+// NULL < numbers < text, numbers by value, text by bytes, so a merge of two `ORDER BY id`
+// streams can compare IDs in C++ exactly as the database sorted them.
+using Value = std::variant<std::monostate, int64_t, double, std::string>;
+
+inline bool IsNull(const Value& v) { return std::holds_alternative<std::monostate>(v); }
+
+// Three-way comparison in SQLite's order (see above).
+std::strong_ordering CompareValues(const Value& a, const Value& b);
+
+// The value as a user reads it: NULL, 42, 1.5, or the text itself.
+std::string RenderValue(const Value& v);
+
+// A record's root-row ID as used on the command line: `cms_pages:57`,
+// `system_settings:integrations.mobile_app.home`.
+std::string RecordRef(const std::string& table, const Value& id);
+
+}  // namespace envsync
+
+#endif  // ENVSYNC_CORE_VALUE_H_

@@ -1,0 +1,96 @@
+#ifndef ENVSYNC_STORE_ENVIRONMENT_H_
+#define ENVSYNC_STORE_ENVIRONMENT_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "envsync/core/config.h"
+#include "envsync/core/manifest.h"
+#include "envsync/core/status.h"
+#include "envsync/core/value.h"
+
+namespace envsync::store {
+
+// A forward-only cursor over the rows of one scan.
+class RowCursor {
+ public:
+  virtual ~RowCursor() = default;
+  // Reads the next row into `row`, one value per requested column. Returns false at the end
+  // and on failure; status() then tells which.
+  virtual bool Next(std::vector<Value>* row) = 0;
+  virtual Status status() const = 0;
+};
+
+// What to read from one table.
+struct ScanRequest {
+  std::string table;
+  std::vector<std::string> columns;
+  std::vector<std::string> order_by;  // ascending; the adapter orders by them exactly
+  std::optional<RowFilter> filter;
+};
+
+// Where one gallery file's bytes are found, with its digest: the file's SHA-256 in lowercase
+// hex, or an explanation why it could not be read.
+struct AssetDigest {
+  std::string sha256;   // empty when not read
+  std::string problem;  // "" when read; else e.g. "file is missing"
+  std::string path;     // the file's path on disk
+};
+
+// The gallery bytes of one environment: `<root>/gallery/<folder path>/<file name>`.
+// Thread safety: const methods are safe to call concurrently.
+class AssetFolder {
+ public:
+  explicit AssetFolder(std::string root) : root_(std::move(root)) {}
+  const std::string& root() const { return root_; }
+  // Digests one file. A folder path or file name that could leave the gallery (`..`, an
+  // absolute path, a backslash or NUL) is never opened and is reported as a problem.
+  AssetDigest Digest(const std::string& folder_path, const std::string& file_name) const;
+
+ private:
+  std::string root_;
+};
+
+// One environment, PROD or TEST: a database with the platform's schema plus its assets.
+// An adapter (SQLite now, PostgreSQL later) implements it; the compare engine sees only this.
+// The adapter opens its database read-only for comparisons: nothing is ever written by them.
+//
+// Thread safety: one Environment is used by one thread at a time; two environments may be
+// read from two threads at once.
+class Environment {
+ public:
+  virtual ~Environment() = default;
+
+  virtual const std::string& name() const = 0;      // "PROD" or "TEST"
+  virtual const std::string& location() const = 0;  // the database path, for messages
+  virtual const AssetFolder& assets() const = 0;
+
+  // The columns of every table, in schema order.
+  virtual Result<SchemaColumns> ReadSchema() = 0;
+  // Columns of one table in schema order (empty when the table does not exist).
+  virtual Result<std::vector<std::string>> Columns(const std::string& table) = 0;
+
+  // Starts one read transaction: every read until EndSnapshot sees the same state.
+  virtual Status BeginSnapshot() = 0;
+  virtual Status EndSnapshot() = 0;
+
+  // Streams the rows of `request` in its order.
+  virtual Result<std::unique_ptr<RowCursor>> Scan(const ScanRequest& request) = 0;
+
+  // The `id_column` values of the rows of `table` whose columns equal the given values.
+  virtual Result<std::vector<Value>> FindIds(
+      const std::string& table, const std::string& id_column,
+      const std::vector<std::pair<std::string, Value>>& equals) = 0;
+};
+
+// Opens an environment for reading, by the kind of its `database` setting. Unavailable when
+// the database is missing, unreadable or not a database, or the assets folder is missing;
+// the message names the environment and the path.
+Result<std::unique_ptr<Environment>> OpenEnvironment(const EnvironmentConfig& config);
+
+}  // namespace envsync::store
+
+#endif  // ENVSYNC_STORE_ENVIRONMENT_H_

@@ -1,0 +1,25 @@
+#ifndef ENVSYNC_STORE_JSON_CODEC_H_
+#define ENVSYNC_STORE_JSON_CODEC_H_
+
+#include <optional>
+#include <string>
+
+#include "envsync/core/comparison.h"
+#include "envsync/core/status.h"
+
+namespace envsync::store {
+
+// The JSON of SYNC-SEMANTICS §7 for a comparison: comparison_id, from, to, mode, modules,
+// forced, counts, changes, plus folders, records_compared, created_at and warnings. With
+// `only_tab` the changes are those of one tab (the counts stay whole). `indent` < 0 prints
+// one line.
+std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> only_tab,
+                             int indent);
+
+// One change as JSON text, and back (the state store keeps changes this way).
+std::string ChangeToJson(const Change& change);
+Result<Change> ChangeFromJson(const std::string& text);
+
+}  // namespace envsync::store
+
+#endif  // ENVSYNC_STORE_JSON_CODEC_H_

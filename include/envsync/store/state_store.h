@@ -1,0 +1,91 @@
+#ifndef ENVSYNC_STORE_STATE_STORE_H_
+#define ENVSYNC_STORE_STATE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "envsync/core/comparison.h"
+#include "envsync/core/identity_map.h"
+#include "envsync/core/status.h"
+#include "envsync/core/value.h"
+
+namespace envsync::store {
+
+// The base of one record pair (SYNC-SEMANTICS §3): its content the last time envsync saw both
+// sides equal, kept as the record hash and one hash per field. Field hashes are enough to tell
+// which fields each side changed (`mergeable`) and to show a base value wherever it equals one
+// side's value.
+struct SyncBase {
+  Value prod_id;
+  Value test_id;
+  uint64_t hash = 0;
+  std::vector<uint64_t> field_hashes;
+};
+
+// Streams base entries in ID order.
+class BaseCursor {
+ public:
+  virtual ~BaseCursor() = default;
+  virtual bool Next(SyncBase* base) = 0;
+  virtual Status status() const = 0;
+};
+
+// A short listing of a stored comparison.
+struct ComparisonSummary {
+  std::string id;
+  std::string from;
+  std::string to;
+  std::string created_at;
+  TabCounts counts;
+};
+
+// envsync's own state: comparisons and their changes, the base of every record pair, and the
+// identity map. Its schema is versioned and migrated forward when it is opened.
+//
+// Thread safety: one StateStore is used by one thread at a time, except that base writes
+// (PutBase) may run while a BaseCursor from ScanDirectBase is open.
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  // The store's schema version after migration.
+  virtual int SchemaVersion() const = 0;
+
+  virtual Result<IdentityMap> LoadIdentityMap() = 0;
+  // Records a pair; replaces any pair either ID was part of.
+  virtual Status AddIdentity(const std::string& table, int64_t prod_id, int64_t test_id) = 0;
+
+  // The base entries of `table` whose PROD and TEST IDs are equal, ordered by that ID in
+  // SQLite's order (see CompareValues).
+  virtual Result<std::unique_ptr<BaseCursor>> ScanDirectBase(const std::string& table) = 0;
+  // The base of one pair, or nullopt when there is none.
+  virtual Result<std::optional<SyncBase>> FindBase(const std::string& table, const Value& prod_id,
+                                                   const Value& test_id) = 0;
+
+  // Base writes go into one transaction: Begin, Put any number, then Commit (or Abort).
+  virtual Status BeginBaseUpdate() = 0;
+  virtual Status PutBase(const std::string& table, const SyncBase& base) = 0;
+  virtual Status CommitBaseUpdate() = 0;
+  virtual void AbortBaseUpdate() = 0;
+
+  // Stores a comparison with its changes. InvalidArgument if its ID is taken.
+  virtual Status SaveComparison(const Comparison& comparison) = 0;
+  // NotFound naming the ID when there is no such comparison.
+  virtual Result<Comparison> LoadComparison(const std::string& id) = 0;
+  virtual Result<std::vector<ComparisonSummary>> ListComparisons() = 0;
+};
+
+// Opens (creating if needed) the state store at `location`, a SQLite path, and migrates its
+// schema forward. Unavailable naming the path when it cannot be opened or is corrupt;
+// InvalidArgument when its schema is newer than this envsync knows.
+Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location);
+
+// The current version of the state store's schema.
+inline constexpr int kStateSchemaVersion = 1;
+
+}  // namespace envsync::store
+
+#endif  // ENVSYNC_STORE_STATE_STORE_H_

@@ -1,0 +1,391 @@
+#include "envsync/cli/cli.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "envsync/core/config.h"
+#include "envsync/core/embedded_data.h"
+#include "envsync/core/manifest.h"
+#include "envsync/demo/demo.h"
+#include "envsync/store/environment.h"
+#include "envsync/store/json_codec.h"
+#include "envsync/store/state_store.h"
+#include "envsync/sync/compare.h"
+
+namespace envsync::cli {
+namespace {
+
+// The one place where a Status becomes an exit status.
+int ExitCodeOf(const Status& status) {
+  switch (status.code()) {
+    case Status::Code::kOk: return kExitOk;
+    case Status::Code::kInvalidArgument:
+    case Status::Code::kNotFound: return kExitBadInput;
+    default: return kExitUnavailable;
+  }
+}
+
+int Fail(std::ostream& err, const Status& status) {
+  err << "envsync: error: " << status.message() << "\n";
+  return ExitCodeOf(status);
+}
+
+std::string Thousands(int64_t n) {
+  std::string digits = std::to_string(n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
+}
+
+std::string_view ConflictText(Conflict conflict) {
+  switch (conflict) {
+    case Conflict::kKeyClash: return "its natural key exists on the target under another ID";
+    case Conflict::kModifiedDeleted: return "changed on the source, deleted on the target";
+    case Conflict::kIdCollision: return "the same ID names two different records";
+    case Conflict::kBothModified: return "both sides changed it since the last sync";
+    case Conflict::kDeletedModified: return "deleted on the source, changed on the target";
+    case Conflict::kNone: break;
+  }
+  return "";
+}
+
+std::string_view ReasonText(Reason reason) {
+  switch (reason) {
+    case Reason::kTargetDeleted: return "the target deleted it since the last sync";
+    case Reason::kTargetChanged: return "syncing would revert the target's own edit";
+    case Reason::kTargetOnly: return "nothing shows it was ever on the source";
+    case Reason::kNone: break;
+  }
+  return "";
+}
+
+std::string TabTitle(Tab tab) {
+  switch (tab) {
+    case Tab::kConflicts: return "Conflicts";
+    case Tab::kNew: return "New";
+    case Tab::kModified: return "Modified";
+    case Tab::kDeleted: return "Deleted";
+  }
+  return "";
+}
+
+int64_t CountOf(const TabCounts& counts, Tab tab) {
+  switch (tab) {
+    case Tab::kConflicts: return counts.conflicts;
+    case Tab::kNew: return counts.new_records;
+    case Tab::kModified: return counts.modified;
+    case Tab::kDeleted: return counts.deleted;
+  }
+  return 0;
+}
+
+// The readable summary: counts per tab, then the records of each tab with key and reason.
+void PrintSummary(const Comparison& c, std::optional<Tab> only_tab, int64_t limit,
+                  std::ostream& out) {
+  out << fmt::format("Comparison {}: {} -> {} (mode {}), {}\n", c.id, c.from, c.to,
+                     ModeName(c.mode), c.created_at);
+  std::string modules;
+  for (const std::string& m : c.modules) modules += (modules.empty() ? "" : ", ") + m;
+  out << "Modules: " << modules << "\n";
+  if (!c.folders.empty()) {
+    std::string folders;
+    for (const std::string& f : c.folders) folders += (folders.empty() ? "" : ", ") + f;
+    out << "Gallery folders: " << folders << "\n";
+  }
+  for (const ForcedModule& f : c.forced) {
+    std::string folders;
+    for (const std::string& name : f.folders) folders += (folders.empty() ? "" : ", ") + name;
+    out << fmt::format("Forced: {} (required by {}{}{})\n", f.module, f.required_by,
+                       folders.empty() ? "" : "; folders: ", folders);
+  }
+  out << fmt::format("Records compared: {}\n\n", Thousands(c.records_compared));
+  const TabCounts counts = c.Counts();
+  for (Tab tab : {Tab::kConflicts, Tab::kNew, Tab::kModified, Tab::kDeleted}) {
+    out << fmt::format("  {:<10} {:>8}\n", TabTitle(tab), Thousands(CountOf(counts, tab)));
+  }
+  for (Tab tab : {Tab::kConflicts, Tab::kNew, Tab::kModified, Tab::kDeleted}) {
+    if (only_tab && tab != *only_tab) continue;
+    const int64_t total = CountOf(counts, tab);
+    if (total == 0) continue;
+    out << fmt::format("\n{} ({})\n", TabTitle(tab), Thousands(total));
+    int64_t shown = 0;
+    for (const Change& change : c.changes) {
+      if (change.tab != tab) continue;
+      if (limit > 0 && shown == limit) {
+        out << fmt::format("  ... and {} more: envsync show {} --tab {} --limit 0\n",
+                           Thousands(total - shown), c.id, TabName(tab));
+        break;
+      }
+      ++shown;
+      std::string note;
+      if (change.conflict != Conflict::kNone) {
+        note = fmt::format("{}: {}", ConflictName(change.conflict), ConflictText(change.conflict));
+        if (change.mergeable) note += " (mergeable: they changed different fields)";
+      } else if (change.reason != Reason::kNone) {
+        note = fmt::format("{}: {}", ReasonName(change.reason), ReasonText(change.reason));
+      }
+      std::string ids = change.Ref();
+      if (!IsNull(change.source_id) && !IsNull(change.target_id) &&
+          CompareValues(change.source_id, change.target_id) != 0) {
+        ids += fmt::format(" (on {}: {})", c.to, RenderValue(change.target_id));
+      }
+      out << fmt::format("  [{}] {:<34} {}", change.selected ? "x" : " ", ids, change.key);
+      if (!note.empty()) out << "  -- " << note;
+      out << "\n";
+      if (!IsNull(change.source_id) && !IsNull(change.target_id)) {
+        std::string fields;
+        for (const FieldDiff& f : change.fields) fields += (fields.empty() ? "" : ", ") + f.field;
+        if (!fields.empty()) out << "        fields: " << fields << "\n";
+      }
+      if (!change.required_by.empty()) {
+        std::string by;
+        for (const std::string& r : change.required_by) by += (by.empty() ? "" : ", ") + r;
+        out << "        required by: " << by << "\n";
+      }
+    }
+  }
+  if (!c.warnings.empty()) {
+    out << fmt::format("\nWarnings ({})\n", c.warnings.size());
+    for (const Warning& w : c.warnings) out << fmt::format("  {}: {}\n", w.environment, w.message);
+  }
+  out << "\n[x] = selected by default. Details: envsync show " << c.id << " --json\n";
+}
+
+Result<Manifest> LoadManifest(const Config& config) {
+  if (config.manifest.empty()) return Manifest::Parse(EmbeddedManifest(), kEmbeddedManifestName);
+  std::ifstream in(config.manifest, std::ios::binary);
+  if (!in) {
+    return Status::InvalidArgument(fmt::format("{}: manifest file '{}' cannot be read",
+                                               config.source_name, config.manifest));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return Manifest::Parse(text.str(), config.manifest);
+}
+
+std::string ConfigPath(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("ENVSYNC_CONFIG"); env != nullptr && *env != '\0') return env;
+  return "envsync.toml";
+}
+
+struct CompareFlags {
+  std::string from;
+  std::string to;
+  std::string mode = "all";
+  std::vector<std::string> modules;
+  std::vector<std::string> folders;
+  bool json = false;
+  int64_t limit = 50;
+};
+
+// Opens the environment `name` for the flag `flag`, refusing names the config does not know.
+Result<std::unique_ptr<store::Environment>> OpenNamed(const Config& config,
+                                                      const std::string& name,
+                                                      const std::string& flag) {
+  const EnvironmentConfig* env = config.Find(name);
+  if (env == nullptr) {
+    return Status::InvalidArgument(fmt::format(
+        "unknown environment '{}' ({}): {} configures PROD and TEST", name, flag,
+        config.source_name));
+  }
+  return store::OpenEnvironment(*env);
+}
+
+Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, bool quiet,
+                              std::ostream& err) {
+  if (config.home != "PROD") {
+    return Status::InvalidArgument(fmt::format(
+        "{}: home is {}: comparisons and syncs can be started only from PROD",
+        config.source_name, config.home));
+  }
+  auto mode = ParseMode(flags.mode);
+  if (!mode) {
+    return Status::InvalidArgument(
+        fmt::format("--mode '{}' is not a mode: use all or new", flags.mode));
+  }
+  if (config.Find(flags.from) != nullptr && flags.from == flags.to) {
+    return Status::InvalidArgument(fmt::format(
+        "--from and --to both name {}: a sync runs from one environment to the other",
+        flags.from));
+  }
+  auto manifest = LoadManifest(config);
+  if (!manifest.ok()) return manifest.status();
+  auto source = OpenNamed(config, flags.from, "--from");
+  if (!source.ok()) return source.status();
+  auto target = OpenNamed(config, flags.to, "--to");
+  if (!target.ok()) return target.status();
+  auto state = store::OpenStateStore(config.state);
+  if (!state.ok()) return state.status();
+
+  sync::CompareRequest request;
+  request.mode = *mode;
+  request.modules = flags.modules;
+  request.folders = flags.folders;
+  sync::CompareContext context = sync::DefaultCompareContext();
+  const auto started = std::chrono::steady_clock::now();
+  auto seconds_since = [started] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  };
+  const bool tty = !quiet && isatty(STDERR_FILENO) == 1 && &err == &std::cerr;
+  if (tty) {
+    context.progress = [&](const sync::CompareProgress& p) {
+      if (p.done) return;
+      const double s = seconds_since();
+      err << fmt::format("\rcomparing {}: {} records, {:.0f} records/s   ", p.table,
+                         Thousands(p.records), s > 0 ? p.records / s : 0.0)
+          << std::flush;
+    };
+  }
+  auto comparison = sync::Compare(*manifest, **source, **target, **state, request, context);
+  if (tty) err << "\r" << std::string(70, ' ') << "\r";
+  if (comparison.ok() && !quiet) {
+    const double s = seconds_since();
+    err << fmt::format("compared {} records in {:.2f} s ({:.0f} records/s)\n",
+                       Thousands(comparison->records_compared), s,
+                       s > 0 ? comparison->records_compared / s : 0.0);
+  }
+  return comparison;
+}
+
+int DemoInit(const std::string& dir, int64_t records, std::ostream& out, std::ostream& err) {
+  demo::DemoOptions options{dir, records};
+  const auto started = std::chrono::steady_clock::now();
+  Status status = demo::CreateCommonState(options);
+  if (status.ok()) status = demo::WriteConfig(options);
+  if (!status.ok()) return Fail(err, status);
+  const demo::DemoPaths paths = demo::PathsFor(dir);
+  auto config = LoadConfig(paths.config.string());
+  if (!config.ok()) return Fail(err, config.status());
+  // The last sync left both sides equal: a comparison now records that common state as the
+  // base, and the pending work made since is applied on top.
+  CompareFlags flags;
+  flags.from = "TEST";
+  flags.to = "PROD";
+  auto baseline = RunCompare(*config, flags, /*quiet=*/true, err);
+  if (!baseline.ok()) return Fail(err, baseline.status());
+  status = demo::ApplyPendingWork(options);
+  if (!status.ok()) return Fail(err, status);
+  const double s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  out << fmt::format(
+      "Demo environments written to {} in {:.1f} s ({} records per side):\n"
+      "  config  {}\n  PROD    {}  (assets {})\n  TEST    {}  (assets {})\n  state   {}\n"
+      "Both sides were synchronized once (base recorded by comparison {}), then edited.\n"
+      "Next: envsync --config {} compare --from TEST --to PROD\n",
+      paths.config.parent_path().string(), s, Thousands(baseline->records_compared / 2),
+      paths.config.string(), paths.prod_db.string(), paths.prod_assets.string(),
+      paths.test_db.string(), paths.test_assets.string(), paths.state.string(), baseline->id,
+      paths.config.string());
+  return kExitOk;
+}
+
+}  // namespace
+
+int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CLI::App app{"envsync: compare and synchronize content between PROD and TEST"};
+  app.name("envsync");
+  app.require_subcommand(1);
+  std::string config_flag;
+  app.add_option("--config", config_flag,
+                 "configuration file (default: $ENVSYNC_CONFIG, then ./envsync.toml)");
+
+  CompareFlags compare_flags;
+  CLI::App* compare = app.add_subcommand("compare", "compare two environments");
+  compare->add_option("--from", compare_flags.from, "source environment (PROD or TEST)")
+      ->required();
+  compare->add_option("--to", compare_flags.to, "target environment (PROD or TEST)")->required();
+  compare->add_option("--mode", compare_flags.mode, "all (default) or new");
+  compare->add_option("--modules", compare_flags.modules, "modules to compare (default: all)")
+      ->delimiter(',');
+  compare->add_option("--folders", compare_flags.folders, "gallery folders (default: all)")
+      ->delimiter(',');
+  compare->add_flag("--json", compare_flags.json, "print the comparison as JSON");
+  compare->add_option("--limit", compare_flags.limit,
+                      "records shown per tab in the summary (0 = all)");
+
+  std::string show_id;
+  std::string show_tab;
+  bool show_json = false;
+  int64_t show_limit = 50;
+  CLI::App* show = app.add_subcommand("show", "print a stored comparison");
+  show->add_option("COMPARISON_ID", show_id, "the comparison")->required();
+  show->add_option("--tab", show_tab, "only one tab: conflicts, new, modified or deleted");
+  show->add_flag("--json", show_json, "print as JSON");
+  show->add_option("--limit", show_limit, "records shown per tab (0 = all)");
+
+  CLI::App* demo_cmd = app.add_subcommand("demo", "demo environments");
+  demo_cmd->require_subcommand(1);
+  std::string demo_dir;
+  int64_t demo_records = 0;
+  CLI::App* demo_init = demo_cmd->add_subcommand("init", "write a demo PROD and TEST");
+  demo_init->add_option("DIR", demo_dir, "directory to create")->required();
+  demo_init->add_option("--records", demo_records, "extra CMS pages per side (e.g. 1000000)")
+      ->check(CLI::NonNegativeNumber);
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e, out, err);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e, out, err);
+  } catch (const CLI::ParseError& e) {
+    err << "envsync: error: " << e.what() << " (see envsync --help)\n";
+    return kExitBadInput;
+  }
+  for (const std::string& flag : compare_flags.modules) {
+    if (flag.empty()) return Fail(err, Status::InvalidArgument("--modules holds an empty name"));
+  }
+
+  if (demo_init->parsed()) return DemoInit(demo_dir, demo_records, out, err);
+
+  auto config = LoadConfig(ConfigPath(config_flag));
+  if (!config.ok()) return Fail(err, config.status());
+
+  if (compare->parsed()) {
+    auto comparison = RunCompare(*config, compare_flags, /*quiet=*/false, err);
+    if (!comparison.ok()) return Fail(err, comparison.status());
+    if (compare_flags.json) {
+      out << store::ComparisonToJson(*comparison, std::nullopt, 2) << "\n";
+    } else {
+      PrintSummary(*comparison, std::nullopt, compare_flags.limit, out);
+    }
+    return kExitOk;
+  }
+  if (show->parsed()) {
+    std::optional<Tab> tab;
+    if (!show_tab.empty()) {
+      tab = ParseTab(show_tab);
+      if (!tab) {
+        return Fail(err, Status::InvalidArgument(fmt::format(
+                             "--tab '{}' is not a tab: use conflicts, new, modified or deleted",
+                             show_tab)));
+      }
+    }
+    auto state = store::OpenStateStore(config->state);
+    if (!state.ok()) return Fail(err, state.status());
+    auto comparison = (*state)->LoadComparison(show_id);
+    if (!comparison.ok()) return Fail(err, comparison.status());
+    if (show_json) {
+      out << store::ComparisonToJson(*comparison, tab, 2) << "\n";
+    } else {
+      PrintSummary(*comparison, tab, show_limit, out);
+    }
+    return kExitOk;
+  }
+  return kExitBadInput;
+}
+
+}  // namespace envsync::cli

@@ -1,0 +1,209 @@
+#include "envsync/core/record.h"
+
+#include <fmt/format.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace envsync {
+namespace {
+
+void AppendValueBytes(const Value& value, std::string* out) {
+  if (IsNull(value)) {
+    out->push_back('n');
+  } else if (const auto* i = std::get_if<int64_t>(&value)) {
+    out->push_back('i');
+    out->append(reinterpret_cast<const char*>(i), sizeof(*i));
+  } else if (const auto* d = std::get_if<double>(&value)) {
+    out->push_back('r');
+    out->append(reinterpret_cast<const char*>(d), sizeof(*d));
+  } else {
+    const std::string& s = std::get<std::string>(value);
+    out->push_back('t');
+    const uint64_t size = s.size();
+    out->append(reinterpret_cast<const char*>(&size), sizeof(size));
+    out->append(s);
+  }
+}
+
+std::string JsonValue(const Value& value) {
+  if (IsNull(value)) return "null";
+  if (const auto* i = std::get_if<int64_t>(&value)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&value)) return fmt::format("{}", *d);
+  return JsonQuote(std::get<std::string>(value));
+}
+
+}  // namespace
+
+uint64_t HashValue(const Value& value) {
+  if (const auto* s = std::get_if<std::string>(&value)) {
+    // Seeded by the type so text never collides with the same bytes as a number.
+    return XXH3_64bits_withSeed(s->data(), s->size(), 't');
+  }
+  std::string bytes;
+  AppendValueBytes(value, &bytes);
+  return XXH3_64bits(bytes.data(), bytes.size());
+}
+
+uint64_t HashFields(const std::vector<uint64_t>& field_hashes) {
+  return XXH3_64bits(field_hashes.data(), field_hashes.size() * sizeof(uint64_t));
+}
+
+std::string JsonQuote(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<int>(c));
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+RecordLayout RecordLayout::Make(const TableSpec& table,
+                                const std::vector<std::string>& root_columns,
+                                const std::vector<std::vector<std::string>>& child_columns) {
+  RecordLayout layout;
+  layout.table = &table;
+  for (const std::string& column : root_columns) {
+    if (column == table.id || table.IsLocal(column)) continue;
+    layout.columns.push_back(column);
+    FieldLayout field;
+    field.name = column;
+    if (const std::string* target = table.ReferenceOf(column)) field.referenced_table = *target;
+    layout.fields.push_back(field);
+  }
+  for (size_t i = 0; i < table.children.size(); ++i) {
+    const ChildSpec& spec = table.children[i];
+    ChildLayout child;
+    child.spec = &spec;
+    if (i < child_columns.size()) {
+      for (const std::string& column : child_columns[i]) {
+        if (column == spec.id || column == spec.parent) continue;
+        child.columns.push_back(column);
+        auto ref = spec.references.find(column);
+        child.references.push_back(ref == spec.references.end() ? "" : ref->second);
+      }
+    }
+    layout.children.push_back(child);
+    FieldLayout field;
+    field.name = spec.table;
+    field.kind = FieldLayout::Kind::kChildren;
+    field.child = static_cast<int>(i);
+    layout.fields.push_back(field);
+  }
+  if (table.asset) {
+    FieldLayout field;
+    field.name = kFileBytesField;
+    field.kind = FieldLayout::Kind::kFileBytes;
+    layout.fields.push_back(field);
+  }
+  for (const std::string& key : table.key) layout.key_columns.push_back(layout.ColumnIndex(key));
+  return layout;
+}
+
+int RecordLayout::ColumnIndex(std::string_view column) const {
+  auto it = std::find(columns.begin(), columns.end(), column);
+  return it == columns.end() ? -1 : static_cast<int>(it - columns.begin());
+}
+
+void BuildRecord(const RecordLayout& layout, const IdentityMap& identities, Side side, Value id,
+                 std::vector<Value> root, const std::vector<std::vector<ChildRow>>& children,
+                 const std::string& file_digest, const std::vector<std::string>& key_parts,
+                 Record* record) {
+  record->id = std::move(id);
+  record->key.clear();
+  for (size_t i = 0; i < key_parts.size(); ++i) {
+    if (i > 0) record->key.push_back('/');
+    record->key += key_parts[i];
+  }
+  record->values = std::move(root);
+  record->values.resize(layout.fields.size());
+  record->field_hashes.assign(layout.fields.size(), 0);
+  record->references.clear();
+  std::string canonical;
+  for (size_t f = 0; f < layout.fields.size(); ++f) {
+    const FieldLayout& field = layout.fields[f];
+    switch (field.kind) {
+      case FieldLayout::Kind::kColumn: {
+        const Value& raw = record->values[f];
+        if (!field.referenced_table.empty() && !IsNull(raw)) {
+          record->references.emplace_back(&field.referenced_table, raw);
+        }
+        record->field_hashes[f] =
+            field.referenced_table.empty() || IsNull(raw)
+                ? HashValue(raw)
+                : HashValue(identities.Canonical(field.referenced_table, side, raw));
+        break;
+      }
+      case FieldLayout::Kind::kChildren: {
+        const ChildLayout& child = layout.children[field.child];
+        const std::vector<ChildRow>& rows = children[field.child];
+        canonical.clear();
+        std::string json = "[";
+        for (size_t r = 0; r < rows.size(); ++r) {
+          json += r == 0 ? "{" : ",{";
+          for (size_t c = 0; c < child.columns.size() && c < rows[r].size(); ++c) {
+            const Value& raw = rows[r][c];
+            if (c > 0) json += ",";
+            json += JsonQuote(child.columns[c]) + ":" + JsonValue(raw);
+            if (!child.references[c].empty() && !IsNull(raw)) {
+              record->references.emplace_back(&child.references[c], raw);
+              AppendValueBytes(identities.Canonical(child.references[c], side, raw), &canonical);
+            } else {
+              AppendValueBytes(raw, &canonical);
+            }
+          }
+          json += "}";
+          canonical.push_back('|');
+        }
+        json += "]";
+        record->values[f] = std::move(json);
+        record->field_hashes[f] = XXH3_64bits(canonical.data(), canonical.size());
+        break;
+      }
+      case FieldLayout::Kind::kFileBytes:
+        record->values[f] = file_digest;
+        record->field_hashes[f] = HashValue(record->values[f]);
+        break;
+    }
+  }
+  record->hash = HashFields(record->field_hashes);
+}
+
+std::vector<std::string> GalleryReferences(std::string_view json) {
+  static constexpr std::string_view kPrefix = "\"gallery:";
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while ((pos = json.find(kPrefix, pos)) != std::string_view::npos) {
+    pos += kPrefix.size();
+    std::string name;
+    bool closed = false;
+    for (; pos < json.size(); ++pos) {
+      const char c = json[pos];
+      if (c == '\\' && pos + 1 < json.size()) {
+        name.push_back(json[++pos]);
+      } else if (c == '"') {
+        closed = true;
+        break;
+      } else {
+        name.push_back(c);
+      }
+    }
+    if (closed && name.find('/') != std::string::npos) out.push_back(name);
+  }
+  return out;
+}
+
+}  // namespace envsync

@@ -1,0 +1,52 @@
+#include "envsync/core/value.h"
+
+#include <fmt/format.h>
+
+namespace envsync {
+namespace {
+
+int Rank(const Value& v) {
+  if (std::holds_alternative<std::monostate>(v)) return 0;
+  if (std::holds_alternative<std::string>(v)) return 2;
+  return 1;
+}
+
+double AsDouble(const Value& v) {
+  if (const auto* i = std::get_if<int64_t>(&v)) return static_cast<double>(*i);
+  return std::get<double>(v);
+}
+
+}  // namespace
+
+std::strong_ordering CompareValues(const Value& a, const Value& b) {
+  const int ra = Rank(a);
+  const int rb = Rank(b);
+  if (ra != rb) return ra <=> rb;
+  if (ra == 0) return std::strong_ordering::equal;
+  if (ra == 2) {
+    const int c = std::get<std::string>(a).compare(std::get<std::string>(b));
+    return c < 0 ? std::strong_ordering::less
+                 : (c > 0 ? std::strong_ordering::greater : std::strong_ordering::equal);
+  }
+  const auto* ia = std::get_if<int64_t>(&a);
+  const auto* ib = std::get_if<int64_t>(&b);
+  if (ia != nullptr && ib != nullptr) return *ia <=> *ib;
+  const double da = AsDouble(a);
+  const double db = AsDouble(b);
+  if (da < db) return std::strong_ordering::less;
+  if (da > db) return std::strong_ordering::greater;
+  return std::strong_ordering::equal;
+}
+
+std::string RenderValue(const Value& v) {
+  if (std::holds_alternative<std::monostate>(v)) return "NULL";
+  if (const auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&v)) return fmt::format("{}", *d);
+  return std::get<std::string>(v);
+}
+
+std::string RecordRef(const std::string& table, const Value& id) {
+  return table + ":" + RenderValue(id);
+}
+
+}  // namespace envsync

@@ -1,0 +1,164 @@
+#include "envsync/store/json_codec.h"
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+namespace envsync::store {
+namespace {
+
+using nlohmann::json;
+
+json ToJson(const Value& value) {
+  if (IsNull(value)) return nullptr;
+  if (const auto* i = std::get_if<int64_t>(&value)) return *i;
+  if (const auto* d = std::get_if<double>(&value)) return *d;
+  return std::get<std::string>(value);
+}
+
+Value FromJson(const json& j) {
+  if (j.is_null()) return Value();
+  if (j.is_number_integer()) return j.get<int64_t>();
+  if (j.is_number()) return j.get<double>();
+  if (j.is_string()) return j.get<std::string>();
+  return j.dump();
+}
+
+json FieldValue(const Value& value, bool is_json) {
+  if (is_json && std::holds_alternative<std::string>(value)) {
+    json parsed = json::parse(std::get<std::string>(value), nullptr, /*allow_exceptions=*/false);
+    if (!parsed.is_discarded()) return parsed;
+  }
+  return ToJson(value);
+}
+
+json NullableName(std::string_view name) {
+  if (name.empty()) return nullptr;
+  return std::string(name);
+}
+
+json ChangeObject(const Change& c, bool with_hashes) {
+  json fields = json::array();
+  for (const FieldDiff& f : c.fields) {
+    json field = {{"field", f.field},
+                  {"source", FieldValue(f.source, f.json)},
+                  {"target", FieldValue(f.target, f.json)},
+                  {"base", f.base_known ? FieldValue(f.base, f.json) : json(nullptr)}};
+    if (with_hashes) {
+      field["base_known"] = f.base_known;
+      field["json"] = f.json;
+    }
+    fields.push_back(std::move(field));
+  }
+  json out = {{"tab", std::string(TabName(c.tab))},
+              {"module", c.module},
+              {"table", c.table},
+              {"source_id", ToJson(c.source_id)},
+              {"target_id", ToJson(c.target_id)},
+              {"key", c.key},
+              {"selected", c.selected},
+              {"conflict", NullableName(ConflictName(c.conflict))},
+              {"mergeable", c.mergeable},
+              {"reason", NullableName(ReasonName(c.reason))},
+              {"required_by", c.required_by},
+              {"fields", std::move(fields)}};
+  if (with_hashes) {
+    out["source_hash"] = c.source_hash ? json(fmt::format("{:016x}", *c.source_hash)) : json();
+    out["target_hash"] = c.target_hash ? json(fmt::format("{:016x}", *c.target_hash)) : json();
+  }
+  return out;
+}
+
+std::optional<uint64_t> HashFrom(const json& j) {
+  if (!j.is_string()) return std::nullopt;
+  return std::stoull(j.get<std::string>(), nullptr, 16);
+}
+
+}  // namespace
+
+std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> only_tab,
+                             int indent) {
+  const TabCounts counts = comparison.Counts();
+  json forced = json::array();
+  for (const ForcedModule& f : comparison.forced) {
+    forced.push_back({{"module", f.module}, {"required_by", f.required_by}, {"folders", f.folders}});
+  }
+  json changes = json::array();
+  for (const Change& change : comparison.changes) {
+    if (only_tab && change.tab != *only_tab) continue;
+    changes.push_back(ChangeObject(change, /*with_hashes=*/false));
+  }
+  json warnings = json::array();
+  for (const Warning& w : comparison.warnings) {
+    warnings.push_back({{"environment", w.environment},
+                        {"record", w.record.empty() ? json() : json(w.record)},
+                        {"message", w.message}});
+  }
+  json out = {{"comparison_id", comparison.id},
+              {"from", comparison.from},
+              {"to", comparison.to},
+              {"mode", std::string(ModeName(comparison.mode))},
+              {"modules", comparison.modules},
+              {"folders", comparison.folders},
+              {"forced", std::move(forced)},
+              {"created_at", comparison.created_at},
+              {"records_compared", comparison.records_compared},
+              {"counts",
+               {{"conflicts", counts.conflicts},
+                {"new", counts.new_records},
+                {"modified", counts.modified},
+                {"deleted", counts.deleted}}},
+              {"changes", std::move(changes)},
+              {"warnings", std::move(warnings)}};
+  return out.dump(indent);
+}
+
+std::string ChangeToJson(const Change& change) {
+  return ChangeObject(change, /*with_hashes=*/true).dump();
+}
+
+Result<Change> ChangeFromJson(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return Status::Unavailable("a stored change is not valid JSON");
+  try {
+    Change c;
+    auto tab = ParseTab(j.at("tab").get<std::string>());
+    if (!tab) return Status::Unavailable("a stored change has an unknown tab");
+    c.tab = *tab;
+    c.module = j.at("module").get<std::string>();
+    c.table = j.at("table").get<std::string>();
+    c.source_id = FromJson(j.at("source_id"));
+    c.target_id = FromJson(j.at("target_id"));
+    c.key = j.at("key").get<std::string>();
+    c.selected = j.at("selected").get<bool>();
+    if (j.at("conflict").is_string()) {
+      c.conflict = ParseConflict(j.at("conflict").get<std::string>()).value_or(Conflict::kNone);
+    }
+    c.mergeable = j.at("mergeable").get<bool>();
+    if (j.at("reason").is_string()) {
+      c.reason = ParseReason(j.at("reason").get<std::string>()).value_or(Reason::kNone);
+    }
+    c.required_by = j.at("required_by").get<std::vector<std::string>>();
+    for (const json& f : j.at("fields")) {
+      FieldDiff field;
+      field.field = f.at("field").get<std::string>();
+      field.json = f.value("json", false);
+      field.base_known = f.value("base_known", false);
+      auto value_of = [&](const json& v) -> Value {
+        if (field.json && !v.is_null() && !v.is_string()) return v.dump();
+        return FromJson(v);
+      };
+      field.source = value_of(f.at("source"));
+      field.target = value_of(f.at("target"));
+      field.base = value_of(f.at("base"));
+      c.fields.push_back(std::move(field));
+    }
+    c.source_hash = HashFrom(j.value("source_hash", json()));
+    c.target_hash = HashFrom(j.value("target_hash", json()));
+    return c;
+  } catch (const std::exception& e) {
+    return Status::Unavailable(fmt::format("a stored change is malformed: {}", e.what()));
+  }
+}
+
+}  // namespace envsync::store

@@ -1,0 +1,145 @@
+#include "store/sqlite/sqlite_db.h"
+
+#include <fmt/format.h>
+
+namespace envsync::store {
+
+SqliteStatement::SqliteStatement(SqliteStatement&& other) noexcept
+    : db_(other.db_), stmt_(other.stmt_) {
+  other.stmt_ = nullptr;
+}
+
+SqliteStatement& SqliteStatement::operator=(SqliteStatement&& other) noexcept {
+  if (this != &other) {
+    sqlite3_finalize(stmt_);
+    db_ = other.db_;
+    stmt_ = other.stmt_;
+    other.stmt_ = nullptr;
+  }
+  return *this;
+}
+
+SqliteStatement::~SqliteStatement() { sqlite3_finalize(stmt_); }
+
+void SqliteStatement::Bind(int index, const Value& value) {
+  if (IsNull(value)) {
+    sqlite3_bind_null(stmt_, index);
+  } else if (const auto* i = std::get_if<int64_t>(&value)) {
+    sqlite3_bind_int64(stmt_, index, *i);
+  } else if (const auto* d = std::get_if<double>(&value)) {
+    sqlite3_bind_double(stmt_, index, *d);
+  } else {
+    const std::string& s = std::get<std::string>(value);
+    sqlite3_bind_text(stmt_, index, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  }
+}
+
+void SqliteStatement::BindBlob(int index, const void* data, size_t size) {
+  sqlite3_bind_blob(stmt_, index, data, static_cast<int>(size), SQLITE_TRANSIENT);
+}
+
+bool SqliteStatement::Step(Status* status) {
+  const int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc != SQLITE_DONE) {
+    *status = Status::Unavailable(sqlite3_errmsg(db_));
+  }
+  return false;
+}
+
+Status SqliteStatement::Run() {
+  Status status;
+  while (Step(&status)) {
+  }
+  sqlite3_reset(stmt_);
+  return status;
+}
+
+void SqliteStatement::Reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+Value SqliteStatement::Column(int index) const {
+  switch (sqlite3_column_type(stmt_, index)) {
+    case SQLITE_NULL: return Value();
+    case SQLITE_INTEGER: return static_cast<int64_t>(sqlite3_column_int64(stmt_, index));
+    case SQLITE_FLOAT: return sqlite3_column_double(stmt_, index);
+    case SQLITE_BLOB: {
+      const void* data = sqlite3_column_blob(stmt_, index);
+      const int size = sqlite3_column_bytes(stmt_, index);
+      return std::string(static_cast<const char*>(data), static_cast<size_t>(size));
+    }
+    default: {
+      const unsigned char* text = sqlite3_column_text(stmt_, index);
+      const int size = sqlite3_column_bytes(stmt_, index);
+      return std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(size));
+    }
+  }
+}
+
+int SqliteStatement::ColumnCount() const { return sqlite3_column_count(stmt_); }
+
+const void* SqliteStatement::ColumnBlob(int index, int* size) const {
+  const void* data = sqlite3_column_blob(stmt_, index);
+  *size = sqlite3_column_bytes(stmt_, index);
+  return data;
+}
+
+SqliteDb::~SqliteDb() { sqlite3_close_v2(db_); }
+
+Status SqliteDb::Open(const std::string& path, bool read_only, const std::string& what) {
+  what_ = what;
+  const int flags = read_only ? SQLITE_OPEN_READONLY
+                              : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    return Status::Unavailable(fmt::format("{}: cannot open database: {}", what_,
+                                           db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory"));
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  sqlite3_extended_result_codes(db_, 1);
+  // Reading the schema proves the file is a database and not corrupt at its header.
+  char* error = nullptr;
+  if (sqlite3_exec(db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, &error) !=
+      SQLITE_OK) {
+    std::string message = error != nullptr ? error : "unknown error";
+    sqlite3_free(error);
+    return Status::Unavailable(fmt::format("{}: not a readable database: {}", what_, message));
+  }
+  return Status::Ok();
+}
+
+Status SqliteDb::Exec(const std::string& sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+    std::string message = error != nullptr ? error : "unknown error";
+    sqlite3_free(error);
+    return Status::Unavailable(fmt::format("{}: {}", what_, message));
+  }
+  return Status::Ok();
+}
+
+Result<SqliteStatement> SqliteDb::Prepare(const std::string& sql) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()), &stmt, nullptr) !=
+      SQLITE_OK) {
+    return Error("preparing a query");
+  }
+  return SqliteStatement(db_, stmt);
+}
+
+Status SqliteDb::Error(const std::string& doing) const {
+  return Status::Unavailable(fmt::format("{}: {}: {}", what_, doing, sqlite3_errmsg(db_)));
+}
+
+std::string QuoteIdentifier(const std::string& name) {
+  std::string out = "\"";
+  for (const char c : name) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+}  // namespace envsync::store

@@ -1,0 +1,165 @@
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <memory>
+
+#include "envsync/store/environment.h"
+#include "store/sqlite/sqlite_db.h"
+
+namespace envsync::store {
+namespace {
+
+class SqliteRowCursor : public RowCursor {
+ public:
+  SqliteRowCursor(SqliteStatement statement, const SqliteDb* db, size_t columns)
+      : statement_(std::move(statement)), db_(db), columns_(columns) {}
+
+  bool Next(std::vector<Value>* row) override {
+    if (done_) return false;
+    if (!statement_.Step(&status_)) {
+      done_ = true;
+      if (!status_.ok()) status_ = status_.WithContext(db_->what() + ": reading");
+      return false;
+    }
+    row->resize(columns_);
+    for (size_t i = 0; i < columns_; ++i) (*row)[i] = statement_.Column(static_cast<int>(i));
+    return true;
+  }
+  Status status() const override { return status_; }
+
+ private:
+  SqliteStatement statement_;
+  const SqliteDb* db_;
+  size_t columns_;
+  Status status_;
+  bool done_ = false;
+};
+
+// The SQLite adapter. The connection is read-only: a comparison never writes.
+class SqliteEnvironment : public Environment {
+ public:
+  SqliteEnvironment(const EnvironmentConfig& config)
+      : name_(config.name), location_(config.database), assets_(config.assets) {}
+
+  Status Open() {
+    return db_.Open(location_, /*read_only=*/true,
+                    fmt::format("environment {} ({})", name_, location_));
+  }
+
+  const std::string& name() const override { return name_; }
+  const std::string& location() const override { return location_; }
+  const AssetFolder& assets() const override { return assets_; }
+
+  Result<SchemaColumns> ReadSchema() override {
+    auto tables = db_.Prepare("SELECT name FROM sqlite_master WHERE type = 'table'");
+    if (!tables.ok()) return tables.status();
+    SchemaColumns schema;
+    Status status;
+    while (tables->Step(&status)) {
+      const std::string table = std::get<std::string>(tables->Column(0));
+      auto columns = Columns(table);
+      if (!columns.ok()) return columns.status();
+      schema[table].insert(columns->begin(), columns->end());
+    }
+    if (!status.ok()) return status.WithContext(db_.what() + ": reading the schema");
+    return schema;
+  }
+
+  Result<std::vector<std::string>> Columns(const std::string& table) override {
+    auto info = db_.Prepare("SELECT name FROM pragma_table_info(?) ORDER BY cid");
+    if (!info.ok()) return info.status();
+    info->Bind(1, table);
+    std::vector<std::string> columns;
+    Status status;
+    while (info->Step(&status)) columns.push_back(std::get<std::string>(info->Column(0)));
+    if (!status.ok()) return status.WithContext(db_.what() + ": reading table " + table);
+    return columns;
+  }
+
+  Status BeginSnapshot() override {
+    ENVSYNC_RETURN_IF_ERROR(db_.Exec("BEGIN"));
+    // The first read starts the snapshot that every later read of this transaction shares.
+    return db_.Exec("SELECT count(*) FROM sqlite_master");
+  }
+
+  Status EndSnapshot() override { return db_.Exec("COMMIT"); }
+
+  Result<std::unique_ptr<RowCursor>> Scan(const ScanRequest& request) override {
+    std::string sql = "SELECT ";
+    for (size_t i = 0; i < request.columns.size(); ++i) {
+      if (i > 0) sql += ", ";
+      sql += QuoteIdentifier(request.columns[i]);
+    }
+    sql += " FROM " + QuoteIdentifier(request.table);
+    if (request.filter) {
+      // A prefix range keeps the primary-key index usable and needs no LIKE escaping.
+      sql += " WHERE substr(" + QuoteIdentifier(request.filter->column) + ", 1, ?1) = ?2";
+    }
+    if (!request.order_by.empty()) {
+      sql += " ORDER BY ";
+      for (size_t i = 0; i < request.order_by.size(); ++i) {
+        if (i > 0) sql += ", ";
+        sql += QuoteIdentifier(request.order_by[i]);
+      }
+    }
+    auto statement = db_.Prepare(sql);
+    if (!statement.ok()) return statement.status().WithContext("table " + request.table);
+    if (request.filter) {
+      statement->Bind(1, static_cast<int64_t>(request.filter->prefix.size()));
+      statement->Bind(2, request.filter->prefix);
+    }
+    return std::unique_ptr<RowCursor>(
+        new SqliteRowCursor(std::move(*statement), &db_, request.columns.size()));
+  }
+
+  Result<std::vector<Value>> FindIds(
+      const std::string& table, const std::string& id_column,
+      const std::vector<std::pair<std::string, Value>>& equals) override {
+    std::string sql =
+        "SELECT " + QuoteIdentifier(id_column) + " FROM " + QuoteIdentifier(table) + " WHERE ";
+    for (size_t i = 0; i < equals.size(); ++i) {
+      if (i > 0) sql += " AND ";
+      sql += QuoteIdentifier(equals[i].first) + " IS ?";
+    }
+    auto statement = db_.Prepare(sql);
+    if (!statement.ok()) return statement.status().WithContext("table " + table);
+    for (size_t i = 0; i < equals.size(); ++i) {
+      statement->Bind(static_cast<int>(i + 1), equals[i].second);
+    }
+    std::vector<Value> ids;
+    Status status;
+    while (statement->Step(&status)) ids.push_back(statement->Column(0));
+    if (!status.ok()) return status.WithContext(db_.what() + ": looking up " + table);
+    return ids;
+  }
+
+ private:
+  std::string name_;
+  std::string location_;
+  AssetFolder assets_;
+  SqliteDb db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Environment>> OpenEnvironment(const EnvironmentConfig& config) {
+  if (config.database.rfind("postgres", 0) == 0) {
+    return Status::InvalidArgument(fmt::format(
+        "environment {}: database '{}': PostgreSQL environments are not supported yet",
+        config.name, config.database));
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(config.database, ec)) {
+    return Status::Unavailable(fmt::format("environment {}: database file '{}' does not exist",
+                                           config.name, config.database));
+  }
+  if (!std::filesystem::is_directory(config.assets, ec)) {
+    return Status::Unavailable(fmt::format("environment {}: assets folder '{}' does not exist",
+                                           config.name, config.assets));
+  }
+  auto env = std::make_unique<SqliteEnvironment>(config);
+  ENVSYNC_RETURN_IF_ERROR(env->Open());
+  return std::unique_ptr<Environment>(std::move(env));
+}
+
+}  // namespace envsync::store

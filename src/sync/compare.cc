@@ -1,0 +1,654 @@
+#include "envsync/sync/compare.h"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <random>
+#include <set>
+#include <unordered_map>
+
+#include "envsync/core/classification.h"
+#include "envsync/core/record.h"
+#include "sync/record_stream.h"
+
+namespace envsync::sync {
+namespace {
+
+constexpr int64_t kProgressEvery = 65536;
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// Both sides of one pair being classified.
+struct Pair {
+  const Record* source = nullptr;
+  const Record* target = nullptr;
+  std::optional<store::SyncBase> base;
+};
+
+// One comparison's work: selection, reading, classification, closure.
+class Comparer {
+ public:
+  Comparer(const Manifest& manifest, store::Environment& source, store::Environment& target,
+           store::StateStore& state, const CompareRequest& request,
+           const CompareContext& context)
+      : manifest_(manifest),
+        source_(source),
+        target_(target),
+        state_(state),
+        request_(request),
+        context_(context),
+        source_side_(SideOf(source.name())),
+        target_side_(SideOf(target.name())) {}
+
+  Result<Comparison> Run();
+
+ private:
+  Status CheckSchemas();
+  Status SelectModules();
+  Status LoadKeyIndexes();
+  Status CheckFolders();
+  Status CompareTable(const TableSpec& table);
+  Status Visit(const RecordLayout& layout, Pair pair, std::vector<Record>* pending_new);
+  void AddChange(const RecordLayout& layout, const Pair& pair, const Classification& c);
+  Status ResolvePendingNew(const RecordLayout& layout, std::vector<Record>& pending);
+  Status CloseDependencies();
+  Result<std::optional<Value>> SourceIdOfGalleryKey(const TableSpec& table,
+                                                    const std::string& key);
+  Result<bool> ExistsOnTarget(const std::string& table, const Value& source_id);
+  void Progress(const std::string& table, bool done);
+
+  const Manifest& manifest_;
+  store::Environment& source_;
+  store::Environment& target_;
+  store::StateStore& state_;
+  const CompareRequest& request_;
+  const CompareContext& context_;
+  Side source_side_;
+  Side target_side_;
+
+  Comparison comparison_;
+  std::set<std::string> modules_;
+  FolderSelection folders_;
+  IdentityMap identities_;
+  std::map<std::string, KeyIndex> source_keys_;
+  std::map<std::string, KeyIndex> target_keys_;
+  std::map<std::string, RecordLayout> layouts_;
+  std::map<std::string, std::vector<std::string>> columns_;  // table -> columns (source)
+  int64_t records_read_ = 0;
+  int64_t next_progress_ = kProgressEvery;
+  // Per listed change with a source record (by index): what that record references.
+  std::map<size_t, std::vector<std::pair<std::string, Value>>> references_;
+  std::map<size_t, std::vector<std::pair<std::string, std::string>>> json_references_;
+};
+
+Result<Comparison> Comparer::Run() {
+  comparison_.id = context_.new_id();
+  comparison_.created_at = context_.now();
+  comparison_.from = source_.name();
+  comparison_.to = target_.name();
+  comparison_.mode = request_.mode;
+
+  ENVSYNC_RETURN_IF_ERROR(CheckSchemas());
+  ENVSYNC_RETURN_IF_ERROR(source_.BeginSnapshot());
+  ENVSYNC_RETURN_IF_ERROR(target_.BeginSnapshot());
+  ENVSYNC_RETURN_IF_ERROR(LoadKeyIndexes());
+  ENVSYNC_RETURN_IF_ERROR(CheckFolders());
+  ENVSYNC_RETURN_IF_ERROR(SelectModules());
+  auto identities = state_.LoadIdentityMap();
+  if (!identities.ok()) return identities.status();
+  identities_ = std::move(*identities);
+
+  ENVSYNC_RETURN_IF_ERROR(state_.BeginBaseUpdate());
+  Status status;
+  for (const std::string& module_name : comparison_.modules) {
+    for (const TableSpec& table : manifest_.FindModule(module_name)->tables) {
+      status = CompareTable(table);
+      if (!status.ok()) break;
+    }
+    if (!status.ok()) break;
+  }
+  if (status.ok()) status = CloseDependencies();
+  if (!status.ok()) {
+    state_.AbortBaseUpdate();
+    return status;
+  }
+  ENVSYNC_RETURN_IF_ERROR(state_.CommitBaseUpdate());
+  (void)source_.EndSnapshot();
+  (void)target_.EndSnapshot();
+
+  // The review lists conflicts first, then new, modified and deleted records.
+  std::stable_sort(comparison_.changes.begin(), comparison_.changes.end(),
+                   [](const Change& a, const Change& b) { return a.tab < b.tab; });
+  comparison_.records_compared = records_read_;
+  ENVSYNC_RETURN_IF_ERROR(state_.SaveComparison(comparison_));
+  Progress("", /*done=*/true);
+  return comparison_;
+}
+
+Status Comparer::CheckSchemas() {
+  for (store::Environment* env : {&source_, &target_}) {
+    auto schema = env->ReadSchema();
+    if (!schema.ok()) return schema.status();
+    ENVSYNC_RETURN_IF_ERROR(manifest_.CheckAgainst(*schema, env->name()));
+    for (const ModuleSpec& module : manifest_.modules()) {
+      for (const TableSpec& table : module.tables) {
+        std::vector<std::string> tables = {table.name};
+        for (const ChildSpec& child : table.children) tables.push_back(child.table);
+        for (const std::string& name : tables) {
+          auto columns = env->Columns(name);
+          if (!columns.ok()) return columns.status();
+          if (env == &source_) {
+            columns_[name] = *columns;
+          } else if (*columns != columns_[name]) {
+            return Status::InvalidArgument(fmt::format(
+                "table '{}' has different columns on {} ({}) and {} ({}): both environments "
+                "must carry the same schema",
+                name, source_.name(), Join(columns_[name]), target_.name(), Join(*columns)));
+          }
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status Comparer::LoadKeyIndexes() {
+  // Tables referenced by another table's natural key, and the folder table.
+  std::set<std::string> needed;
+  if (const TableSpec* folders = manifest_.FolderTable()) needed.insert(folders->name);
+  for (const ModuleSpec& module : manifest_.modules()) {
+    for (const TableSpec& table : module.tables) {
+      for (const std::string& column : table.key) {
+        if (const std::string* referenced = table.ReferenceOf(column)) needed.insert(*referenced);
+      }
+    }
+  }
+  for (const std::string& name : needed) {
+    const TableSpec* table = manifest_.FindTable(name);
+    auto source_index = LoadKeyIndex(source_, *table);
+    if (!source_index.ok()) return source_index.status();
+    source_keys_[name] = std::move(*source_index);
+    auto target_index = LoadKeyIndex(target_, *table);
+    if (!target_index.ok()) return target_index.status();
+    target_keys_[name] = std::move(*target_index);
+  }
+  return Status::Ok();
+}
+
+Status Comparer::CheckFolders() {
+  const TableSpec* folder_table = manifest_.FolderTable();
+  for (const std::string& folder : request_.folders) {
+    if (folder_table == nullptr ||
+        (!source_keys_[folder_table->name].id_of.contains(folder) &&
+         !target_keys_[folder_table->name].id_of.contains(folder))) {
+      return Status::InvalidArgument(fmt::format(
+          "unknown gallery folder '{}' (--folders): it is on neither {} nor {}", folder,
+          source_.name(), target_.name()));
+    }
+  }
+  folders_.folders = request_.folders;
+  return Status::Ok();
+}
+
+Status Comparer::SelectModules() {
+  std::vector<std::string> names;
+  for (const ModuleSpec& module : manifest_.modules()) names.push_back(module.name);
+  if (request_.modules.empty()) {
+    modules_.insert(names.begin(), names.end());
+  }
+  for (const std::string& name : request_.modules) {
+    if (manifest_.FindModule(name) == nullptr) {
+      return Status::InvalidArgument(fmt::format(
+          "module '{}' is not synchronizable (--modules); synchronizable modules: {}", name,
+          Join(names)));
+    }
+    modules_.insert(name);
+  }
+  const TableSpec* folder_table = manifest_.FolderTable();
+  if (!request_.folders.empty() && folder_table != nullptr &&
+      !modules_.contains(folder_table->module)) {
+    return Status::InvalidArgument(fmt::format(
+        "--folders restricts module '{}', which is not selected", folder_table->module));
+  }
+
+  // A module whose JSON names gallery files forces the gallery in, with at least those
+  // folders (SYNC-SEMANTICS §2).
+  for (const ModuleSpec& module : manifest_.modules()) {
+    if (!modules_.contains(module.name)) continue;
+    for (const TableSpec& table : module.tables) {
+      for (const auto& [column, referenced_table] : table.json_references) {
+        const TableSpec* assets = manifest_.FindTable(referenced_table);
+        std::set<std::string> named_folders;
+        store::ScanRequest scan{table.name, {column}, {}, table.filter};
+        auto cursor = source_.Scan(scan);
+        if (!cursor.ok()) return cursor.status();
+        std::vector<Value> row;
+        while ((*cursor)->Next(&row)) {
+          if (!std::holds_alternative<std::string>(row[0])) continue;
+          for (const std::string& ref : GalleryReferences(std::get<std::string>(row[0]))) {
+            named_folders.insert(ref.substr(0, ref.rfind('/')));
+          }
+        }
+        ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
+        const bool was_selected = modules_.contains(assets->module);
+        std::vector<std::string> added;
+        for (const std::string& folder : named_folders) {
+          if (!was_selected || !folders_.Includes(folder)) added.push_back(folder);
+        }
+        if (was_selected && added.empty()) continue;
+        if (!was_selected) {
+          modules_.insert(assets->module);
+          folders_.folders = added;
+        } else {
+          folders_.folders.insert(folders_.folders.end(), added.begin(), added.end());
+        }
+        comparison_.forced.push_back(ForcedModule{assets->module, module.name, added});
+      }
+    }
+  }
+  for (const std::string& name : manifest_.ModuleOrder()) {
+    if (modules_.contains(name)) comparison_.modules.push_back(name);
+  }
+  comparison_.folders = folders_.folders;
+  return Status::Ok();
+}
+
+void Comparer::Progress(const std::string& table, bool done) {
+  if (!context_.progress) return;
+  context_.progress(CompareProgress{table, records_read_, done});
+}
+
+Status Comparer::CompareTable(const TableSpec& table) {
+  std::vector<std::vector<std::string>> child_columns;
+  for (const ChildSpec& child : table.children) child_columns.push_back(columns_[child.table]);
+  const RecordLayout& layout =
+      layouts_.emplace(table.name, RecordLayout::Make(table, columns_[table.name], child_columns))
+          .first->second;
+
+  ReadContext source_context{&identities_, source_side_, &source_keys_, &folders_};
+  ReadContext target_context{&identities_, target_side_, &target_keys_, &folders_};
+  auto source_reader = std::make_unique<TableReader>(source_, layout, source_context);
+  auto target_reader = std::make_unique<TableReader>(target_, layout, target_context);
+  ENVSYNC_RETURN_IF_ERROR(source_reader->Start());
+  ENVSYNC_RETURN_IF_ERROR(target_reader->Start());
+  PrefetchingReader source(std::move(source_reader));
+  PrefetchingReader target(std::move(target_reader));
+  auto base_cursor = state_.ScanDirectBase(table.name);
+  if (!base_cursor.ok()) return base_cursor.status();
+
+  auto direct = [&](const Value& id) {
+    const auto* number = std::get_if<int64_t>(&id);
+    return number == nullptr || identities_.IsDirect(table.name, *number);
+  };
+
+  Record s;
+  Record t;
+  bool has_s = source.Next(&s);
+  bool has_t = target.Next(&t);
+  store::SyncBase base;
+  bool has_base = (*base_cursor)->Next(&base);
+  std::vector<Record> deferred_source;
+  std::vector<Record> deferred_target;
+  std::vector<Record> pending_new;
+  Status status;
+  while (status.ok() && (has_s || has_t)) {
+    if (has_s && !direct(s.id)) {
+      deferred_source.push_back(std::move(s));
+      has_s = source.Next(&s);
+      continue;
+    }
+    if (has_t && !direct(t.id)) {
+      deferred_target.push_back(std::move(t));
+      has_t = target.Next(&t);
+      continue;
+    }
+    std::strong_ordering order = std::strong_ordering::equal;
+    if (!has_s) {
+      order = std::strong_ordering::greater;
+    } else if (!has_t) {
+      order = std::strong_ordering::less;
+    } else {
+      order = CompareValues(s.id, t.id);
+    }
+    const Value& id = order == std::strong_ordering::greater ? t.id : s.id;
+    while (has_base && CompareValues(base.prod_id, id) < 0) has_base = (*base_cursor)->Next(&base);
+    Pair pair;
+    if (order != std::strong_ordering::greater) pair.source = &s;
+    if (order != std::strong_ordering::less) pair.target = &t;
+    if (has_base && CompareValues(base.prod_id, id) == 0) pair.base = base;
+    status = Visit(layout, std::move(pair), &pending_new);
+    records_read_ += (order == std::strong_ordering::equal) ? 2 : 1;
+    if (records_read_ >= next_progress_) {
+      next_progress_ += kProgressEvery;
+      Progress(table.name, false);
+    }
+    if (order != std::strong_ordering::greater) has_s = source.Next(&s);
+    if (order != std::strong_ordering::less) has_t = target.Next(&t);
+  }
+  ENVSYNC_RETURN_IF_ERROR(status);
+  ENVSYNC_RETURN_IF_ERROR(source.status());
+  ENVSYNC_RETURN_IF_ERROR(target.status());
+  ENVSYNC_RETURN_IF_ERROR((*base_cursor)->status());
+  for (const PrefetchingReader* reader : {&source, &target}) {
+    comparison_.warnings.insert(comparison_.warnings.end(), reader->warnings().begin(),
+                                reader->warnings().end());
+  }
+
+  // Records matched through the identity map, or left without a counterpart by it.
+  std::map<int64_t, size_t> target_by_id;
+  for (size_t i = 0; i < deferred_target.size(); ++i) {
+    target_by_id[std::get<int64_t>(deferred_target[i].id)] = i;
+  }
+  std::vector<bool> target_used(deferred_target.size(), false);
+  auto base_of = [&](const Value& source_id, const Value& target_id)
+      -> Result<std::optional<store::SyncBase>> {
+    const Value& prod = source_side_ == Side::kProd ? source_id : target_id;
+    const Value& test = source_side_ == Side::kProd ? target_id : source_id;
+    return state_.FindBase(table.name, prod, test);
+  };
+  for (const Record& record : deferred_source) {
+    Pair pair;
+    pair.source = &record;
+    auto counterpart = identities_.Counterpart(table.name, source_side_,
+                                               std::get<int64_t>(record.id));
+    if (counterpart) {
+      auto it = target_by_id.find(*counterpart);
+      if (it != target_by_id.end()) {
+        pair.target = &deferred_target[it->second];
+        target_used[it->second] = true;
+      }
+      auto found = base_of(record.id, *counterpart);
+      if (!found.ok()) return found.status();
+      pair.base = std::move(*found);
+    }
+    records_read_ += pair.target != nullptr ? 2 : 1;
+    ENVSYNC_RETURN_IF_ERROR(Visit(layout, std::move(pair), &pending_new));
+  }
+  for (size_t i = 0; i < deferred_target.size(); ++i) {
+    if (target_used[i]) continue;
+    Pair pair;
+    pair.target = &deferred_target[i];
+    auto counterpart = identities_.Counterpart(table.name, target_side_,
+                                               std::get<int64_t>(deferred_target[i].id));
+    if (counterpart) {
+      auto found = base_of(*counterpart, deferred_target[i].id);
+      if (!found.ok()) return found.status();
+      pair.base = std::move(*found);
+    }
+    records_read_ += 1;
+    ENVSYNC_RETURN_IF_ERROR(Visit(layout, std::move(pair), &pending_new));
+  }
+  ENVSYNC_RETURN_IF_ERROR(ResolvePendingNew(layout, pending_new));
+  Progress(table.name, false);
+  return Status::Ok();
+}
+
+Status Comparer::Visit(const RecordLayout& layout, Pair pair, std::vector<Record>* pending_new) {
+  const std::string& table = layout.table->name;
+  if (pair.source != nullptr && pair.target != nullptr && pair.source->hash == pair.target->hash) {
+    // Equal: this is the pair's last common state now.
+    if (!pair.base || pair.base->hash != pair.source->hash ||
+        pair.base->field_hashes != pair.source->field_hashes) {
+      store::SyncBase base;
+      base.prod_id = source_side_ == Side::kProd ? pair.source->id : pair.target->id;
+      base.test_id = source_side_ == Side::kProd ? pair.target->id : pair.source->id;
+      base.hash = pair.source->hash;
+      base.field_hashes = pair.source->field_hashes;
+      return state_.PutBase(table, base);
+    }
+    return Status::Ok();
+  }
+  if (pair.source != nullptr && pair.target == nullptr && !pair.base) {
+    // Whether its natural key exists on the target under another ID is looked up once the
+    // table's scans are done.
+    pending_new->push_back(*pair.source);
+    return Status::Ok();
+  }
+  PairState state;
+  if (pair.source != nullptr) state.source = pair.source->hash;
+  if (pair.target != nullptr) state.target = pair.target->hash;
+  if (pair.base) state.base = pair.base->hash;
+  if (pair.source != nullptr && pair.target != nullptr) {
+    state.keys_equal = pair.source->key == pair.target->key;
+  }
+  const Classification c = Classify(state, request_.mode);
+  if (c.listed) AddChange(layout, pair, c);
+  return Status::Ok();
+}
+
+Status Comparer::ResolvePendingNew(const RecordLayout& layout, std::vector<Record>& pending) {
+  const TableSpec& table = *layout.table;
+  for (const Record& record : pending) {
+    // Translate the source's key into target terms: a referenced key part (a file's folder)
+    // becomes the target's ID for that referenced record.
+    std::vector<std::pair<std::string, Value>> equals;
+    bool resolvable = true;
+    for (size_t k = 0; k < table.key.size(); ++k) {
+      const int column = layout.key_columns[k];
+      const std::string* referenced = table.ReferenceOf(table.key[k]);
+      if (referenced != nullptr && column >= 0) {
+        const std::string& source_key = source_keys_[*referenced].key_of[record.values[column]];
+        auto it = target_keys_[*referenced].id_of.find(source_key);
+        if (it == target_keys_[*referenced].id_of.end()) {
+          resolvable = false;
+          break;
+        }
+        equals.emplace_back(table.key[k], it->second);
+      } else {
+        equals.emplace_back(table.key[k], column < 0 ? record.id : record.values[column]);
+      }
+    }
+    PairState state;
+    state.source = record.hash;
+    if (resolvable) {
+      auto ids = target_.FindIds(table.name, table.id, equals);
+      if (!ids.ok()) return ids.status();
+      state.key_on_target_elsewhere = !ids->empty();
+    }
+    const Classification c = Classify(state, request_.mode);
+    if (c.listed) AddChange(layout, Pair{&record, nullptr, std::nullopt}, c);
+  }
+  return Status::Ok();
+}
+
+void Comparer::AddChange(const RecordLayout& layout, const Pair& pair, const Classification& c) {
+  Change change;
+  change.tab = c.tab;
+  change.module = layout.table->module;
+  change.table = layout.table->name;
+  change.selected = c.selected;
+  change.conflict = c.conflict;
+  change.reason = c.reason;
+  if (pair.source != nullptr) {
+    change.source_id = pair.source->id;
+    change.key = pair.source->key;
+    change.source_hash = pair.source->hash;
+  }
+  if (pair.target != nullptr) {
+    change.target_id = pair.target->id;
+    if (change.key.empty()) change.key = pair.target->key;
+    change.target_hash = pair.target->hash;
+  }
+  const size_t n = layout.fields.size();
+  const bool base_fields = pair.base && pair.base->field_hashes.size() == n;
+  bool source_changed_any = false;
+  bool target_changed_any = false;
+  bool overlap = false;
+  for (size_t f = 0; f < n; ++f) {
+    const uint64_t* sh = pair.source != nullptr ? &pair.source->field_hashes[f] : nullptr;
+    const uint64_t* th = pair.target != nullptr ? &pair.target->field_hashes[f] : nullptr;
+    if (sh != nullptr && th != nullptr && *sh == *th) continue;
+    FieldDiff diff;
+    diff.field = layout.fields[f].name;
+    diff.json = layout.fields[f].kind == FieldLayout::Kind::kChildren;
+    if (pair.source != nullptr) diff.source = pair.source->values[f];
+    if (pair.target != nullptr) diff.target = pair.target->values[f];
+    if (sh == nullptr && th != nullptr && IsNull(diff.target) && !base_fields) continue;
+    if (th == nullptr && sh != nullptr && IsNull(diff.source) && !base_fields) continue;
+    if (base_fields) {
+      const uint64_t bh = pair.base->field_hashes[f];
+      if (sh != nullptr && *sh == bh) {
+        diff.base = diff.source;
+        diff.base_known = true;
+      } else if (th != nullptr && *th == bh) {
+        diff.base = diff.target;
+        diff.base_known = true;
+      }
+      const bool s_changed = sh != nullptr && *sh != bh;
+      const bool t_changed = th != nullptr && *th != bh;
+      source_changed_any |= s_changed;
+      target_changed_any |= t_changed;
+      overlap |= s_changed && t_changed;
+    }
+    change.fields.push_back(std::move(diff));
+  }
+  change.mergeable = c.conflict == Conflict::kBothModified && base_fields && source_changed_any &&
+                     target_changed_any && !overlap;
+  comparison_.changes.push_back(std::move(change));
+  // Keep the record's references for the closure pass.
+  if (pair.source != nullptr) {
+    auto& refs = references_[comparison_.changes.size() - 1];
+    for (const auto& [referenced, id] : pair.source->references) refs.emplace_back(*referenced, id);
+    for (const auto& [column, assets] : layout.table->json_references) {
+      const int index = layout.ColumnIndex(column);
+      if (index < 0) continue;
+      const Value& json = pair.source->values[index];
+      if (!std::holds_alternative<std::string>(json)) continue;
+      for (const std::string& key : GalleryReferences(std::get<std::string>(json))) {
+        json_references_[comparison_.changes.size() - 1].emplace_back(assets, key);
+      }
+    }
+  }
+}
+
+Result<std::optional<Value>> Comparer::SourceIdOfGalleryKey(const TableSpec& assets,
+                                                            const std::string& key) {
+  const size_t slash = key.rfind('/');
+  const std::string folder = key.substr(0, slash);
+  const std::string file = key.substr(slash + 1);
+  const std::string* folder_table = assets.ReferenceOf(assets.asset->folder);
+  auto folder_id = source_keys_[*folder_table].id_of.find(folder);
+  if (folder_id == source_keys_[*folder_table].id_of.end()) return std::optional<Value>();
+  auto ids = source_.FindIds(assets.name, assets.id,
+                             {{assets.asset->folder, folder_id->second}, {assets.asset->file, file}});
+  if (!ids.ok()) return ids.status();
+  if (ids->empty()) return std::optional<Value>();
+  return std::optional<Value>(ids->front());
+}
+
+Result<bool> Comparer::ExistsOnTarget(const std::string& table, const Value& source_id) {
+  const TableSpec* spec = manifest_.FindTable(table);
+  Value target_id = source_id;
+  if (const auto* number = std::get_if<int64_t>(&source_id)) {
+    auto counterpart = identities_.Counterpart(table, source_side_, *number);
+    if (!counterpart) return false;
+    target_id = *counterpart;
+  }
+  auto ids = target_.FindIds(table, spec->id, {{spec->id, target_id}});
+  if (!ids.ok()) return ids.status();
+  return !ids->empty();
+}
+
+Status Comparer::CloseDependencies() {
+  std::map<std::string, size_t> by_source;
+  std::vector<size_t> work;
+  for (size_t i = 0; i < comparison_.changes.size(); ++i) {
+    const Change& change = comparison_.changes[i];
+    if (IsNull(change.source_id)) continue;
+    by_source[RecordRef(change.table, change.source_id)] = i;
+    if (change.selected) work.push_back(i);
+  }
+  std::set<std::string> warned;
+  while (!work.empty()) {
+    const size_t i = work.back();
+    work.pop_back();
+    const std::string needer = comparison_.changes[i].Ref();
+    std::vector<std::pair<std::string, Value>> needs = references_[i];
+    for (const auto& [assets_table, key] : json_references_[i]) {
+      auto id = SourceIdOfGalleryKey(*manifest_.FindTable(assets_table), key);
+      if (!id.ok()) return id.status();
+      if (!*id) {
+        comparison_.warnings.push_back(Warning{
+            source_.name(), needer,
+            fmt::format("{} names gallery:{}, which is not on {}", needer, key, source_.name())});
+        continue;
+      }
+      needs.emplace_back(assets_table, **id);
+    }
+    for (const auto& [table, id] : needs) {
+      const std::string needed = RecordRef(table, id);
+      auto it = by_source.find(needed);
+      if (it != by_source.end()) {
+        Change& dependency = comparison_.changes[it->second];
+        if (!IsNull(dependency.target_id)) continue;  // already on the target
+        if (std::find(dependency.required_by.begin(), dependency.required_by.end(), needer) ==
+            dependency.required_by.end()) {
+          dependency.required_by.push_back(needer);
+        }
+        if (dependency.selected) continue;
+        if (dependency.conflict == Conflict::kNone) {
+          dependency.selected = true;
+          work.push_back(it->second);
+        } else if (warned.insert(needer + ">" + needed).second) {
+          comparison_.warnings.push_back(Warning{
+              target_.name(), needer,
+              fmt::format("{} needs {}, which is in Conflicts ({}): resolve it or deselect {}",
+                          needer, needed, ConflictName(dependency.conflict), needer)});
+        }
+        continue;
+      }
+      auto exists = ExistsOnTarget(table, id);
+      if (!exists.ok()) return exists.status();
+      if (*exists || !warned.insert(needer + ">" + needed).second) continue;
+      comparison_.warnings.push_back(Warning{
+          target_.name(), needer,
+          fmt::format("{} needs {}, which is not on {} and not part of this comparison "
+                      "(its module or folder is not selected): a sync of {} would be refused",
+                      needer, needed, target_.name(), needer)});
+    }
+  }
+  return Status::Ok();
+}
+
+std::string RandomId() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device device;
+  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device());
+  std::string id = "c-";
+  for (int i = 0; i < 12; ++i) id.push_back(kHex[rng() % 16]);
+  return id;
+}
+
+std::string NowUtc() {
+  const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(now)));
+}
+
+}  // namespace
+
+CompareContext DefaultCompareContext() {
+  CompareContext context;
+  context.now = NowUtc;
+  context.new_id = RandomId;
+  return context;
+}
+
+Result<Comparison> Compare(const Manifest& manifest, store::Environment& source,
+                           store::Environment& target, store::StateStore& state,
+                           const CompareRequest& request, const CompareContext& context) {
+  if (source.name() == target.name()) {
+    return Status::InvalidArgument(
+        fmt::format("--from and --to both name {}: pick two different environments", source.name()));
+  }
+  Comparer comparer(manifest, source, target, state, request, context);
+  return comparer.Run();
+}
+
+}  // namespace envsync::sync

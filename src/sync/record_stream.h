@@ -1,0 +1,112 @@
+#ifndef ENVSYNC_SYNC_RECORD_STREAM_H_
+#define ENVSYNC_SYNC_RECORD_STREAM_H_
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "envsync/core/comparison.h"
+#include "envsync/core/identity_map.h"
+#include "envsync/core/record.h"
+#include "envsync/store/environment.h"
+
+namespace envsync::sync {
+
+// The natural keys of one table on one side, for tables that other tables' keys reference
+// (gallery folders: a file's key is its folder's path plus its name).
+struct ValueLess {
+  bool operator()(const Value& a, const Value& b) const { return CompareValues(a, b) < 0; }
+};
+
+struct KeyIndex {
+  std::map<Value, std::string, ValueLess> key_of;
+  std::unordered_map<std::string, Value> id_of;
+};
+
+// Loads the KeyIndex of `table` from `env` (its ID and its key columns, none of them
+// references).
+Result<KeyIndex> LoadKeyIndex(store::Environment& env, const TableSpec& table);
+
+// The gallery folders a comparison is restricted to; empty = every folder.
+struct FolderSelection {
+  std::vector<std::string> folders;
+  bool Includes(const std::string& path) const;
+};
+
+// What a TableReader needs besides its environment.
+struct ReadContext {
+  const IdentityMap* identities = nullptr;
+  Side side = Side::kProd;
+  const std::map<std::string, KeyIndex>* keys = nullptr;  // per referenced table, this side
+  const FolderSelection* folders = nullptr;
+};
+
+// Reads the records of one root table from one environment in ID order: the root rows merged
+// with their child rows, local columns left out, the asset bytes digested. Not thread-safe;
+// one reader per thread.
+class TableReader {
+ public:
+  TableReader(store::Environment& env, const RecordLayout& layout, const ReadContext& context);
+
+  // Opens the scans. Must be called once before Next.
+  Status Start();
+  // The next record, or false at the end or on failure (status() tells).
+  bool Next(Record* record);
+  Status status() const { return status_; }
+  // Problems met on the way (missing or mismatched gallery bytes, unsafe file names).
+  const std::vector<Warning>& warnings() const { return warnings_; }
+
+ private:
+  bool Included(const std::vector<Value>& row) const;
+  std::string KeyPart(int column_index, const std::vector<Value>& row) const;
+  std::string FolderPathOf(const std::string& column, const std::vector<Value>& row) const;
+
+  store::Environment& env_;
+  const RecordLayout& layout_;
+  ReadContext context_;
+  std::unique_ptr<store::RowCursor> root_;
+  std::vector<std::unique_ptr<store::RowCursor>> children_;
+  std::vector<std::vector<Value>> pending_child_;  // each child cursor's next row
+  std::vector<bool> child_done_;
+  std::vector<Value> row_;
+  std::vector<std::vector<ChildRow>> child_rows_;
+  std::vector<Warning> warnings_;
+  Status status_;
+};
+
+// Runs a TableReader on its own thread and hands its records over in batches through a
+// bounded queue, so the two sides of a comparison are read at once.
+// Thread safety: Next is called from one consumer thread.
+class PrefetchingReader {
+ public:
+  explicit PrefetchingReader(std::unique_ptr<TableReader> reader);
+  ~PrefetchingReader();
+
+  bool Next(Record* record);
+  // Valid once Next returned false.
+  Status status() const;
+  const std::vector<Warning>& warnings() const { return reader_->warnings(); }
+
+ private:
+  void Produce();
+
+  std::unique_ptr<TableReader> reader_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::vector<Record>> batches_;
+  bool finished_ = false;
+  bool stop_ = false;
+  std::vector<Record> current_;
+  size_t position_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace envsync::sync
+
+#endif  // ENVSYNC_SYNC_RECORD_STREAM_H_
