@@ -26,10 +26,13 @@ namespace {
 // The one place where a Status becomes an exit status.
 int ExitCodeOf(const Status& status) {
   switch (status.code()) {
-    case Status::Code::kOk: return kExitOk;
+    case Status::Code::kOk:
+      return kExitOk;
     case Status::Code::kInvalidArgument:
-    case Status::Code::kNotFound: return kExitBadInput;
-    default: return kExitUnavailable;
+    case Status::Code::kNotFound:
+      return kExitBadInput;
+    default:
+      return kExitUnavailable;
   }
 }
 
@@ -50,42 +53,60 @@ std::string Thousands(int64_t n) {
 
 std::string_view ConflictText(Conflict conflict) {
   switch (conflict) {
-    case Conflict::kKeyClash: return "its natural key exists on the target under another ID";
-    case Conflict::kModifiedDeleted: return "changed on the source, deleted on the target";
-    case Conflict::kIdCollision: return "the same ID names two different records";
-    case Conflict::kBothModified: return "both sides changed it since the last sync";
-    case Conflict::kDeletedModified: return "deleted on the source, changed on the target";
-    case Conflict::kNone: break;
+    case Conflict::kKeyClash:
+      return "its natural key exists on the target under another ID";
+    case Conflict::kModifiedDeleted:
+      return "changed on the source, deleted on the target";
+    case Conflict::kIdCollision:
+      return "the same ID names two different records";
+    case Conflict::kBothModified:
+      return "both sides changed it since the last sync";
+    case Conflict::kDeletedModified:
+      return "deleted on the source, changed on the target";
+    case Conflict::kNone:
+      break;
   }
   return "";
 }
 
 std::string_view ReasonText(Reason reason) {
   switch (reason) {
-    case Reason::kTargetDeleted: return "the target deleted it since the last sync";
-    case Reason::kTargetChanged: return "syncing would revert the target's own edit";
-    case Reason::kTargetOnly: return "nothing shows it was ever on the source";
-    case Reason::kNone: break;
+    case Reason::kTargetDeleted:
+      return "the target deleted it since the last sync";
+    case Reason::kTargetChanged:
+      return "syncing would revert the target's own edit";
+    case Reason::kTargetOnly:
+      return "nothing shows it was ever on the source";
+    case Reason::kNone:
+      break;
   }
   return "";
 }
 
 std::string TabTitle(Tab tab) {
   switch (tab) {
-    case Tab::kConflicts: return "Conflicts";
-    case Tab::kNew: return "New";
-    case Tab::kModified: return "Modified";
-    case Tab::kDeleted: return "Deleted";
+    case Tab::kConflicts:
+      return "Conflicts";
+    case Tab::kNew:
+      return "New";
+    case Tab::kModified:
+      return "Modified";
+    case Tab::kDeleted:
+      return "Deleted";
   }
   return "";
 }
 
 int64_t CountOf(const TabCounts& counts, Tab tab) {
   switch (tab) {
-    case Tab::kConflicts: return counts.conflicts;
-    case Tab::kNew: return counts.new_records;
-    case Tab::kModified: return counts.modified;
-    case Tab::kDeleted: return counts.deleted;
+    case Tab::kConflicts:
+      return counts.conflicts;
+    case Tab::kNew:
+      return counts.new_records;
+    case Tab::kModified:
+      return counts.modified;
+    case Tab::kDeleted:
+      return counts.deleted;
   }
   return 0;
 }
@@ -166,8 +187,8 @@ Result<Manifest> LoadManifest(const Config& config) {
   if (config.manifest.empty()) return Manifest::Parse(EmbeddedManifest(), kEmbeddedManifestName);
   std::ifstream in(config.manifest, std::ios::binary);
   if (!in) {
-    return Status::InvalidArgument(fmt::format("{}: manifest file '{}' cannot be read",
-                                               config.source_name, config.manifest));
+    return Status::InvalidArgument(
+        fmt::format("{}: manifest file '{}' cannot be read", config.source_name, config.manifest));
   }
   std::stringstream text;
   text << in.rdbuf();
@@ -191,14 +212,13 @@ struct CompareFlags {
 };
 
 // Opens the environment `name` for the flag `flag`, refusing names the config does not know.
-Result<std::unique_ptr<store::Environment>> OpenNamed(const Config& config,
-                                                      const std::string& name,
+Result<std::unique_ptr<store::Environment>> OpenNamed(const Config& config, const std::string& name,
                                                       const std::string& flag) {
   const EnvironmentConfig* env = config.Find(name);
   if (env == nullptr) {
-    return Status::InvalidArgument(fmt::format(
-        "unknown environment '{}' ({}): {} configures PROD and TEST", name, flag,
-        config.source_name));
+    return Status::InvalidArgument(
+        fmt::format("unknown environment '{}' ({}): {} configures PROD and TEST", name, flag,
+                    config.source_name));
   }
   return store::OpenEnvironment(*env);
 }
@@ -206,9 +226,9 @@ Result<std::unique_ptr<store::Environment>> OpenNamed(const Config& config,
 Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, bool quiet,
                               std::ostream& err) {
   if (config.home != "PROD") {
-    return Status::InvalidArgument(fmt::format(
-        "{}: home is {}: comparisons and syncs can be started only from PROD",
-        config.source_name, config.home));
+    return Status::InvalidArgument(
+        fmt::format("{}: home is {}: comparisons and syncs can be started only from PROD",
+                    config.source_name, config.home));
   }
   auto mode = ParseMode(flags.mode);
   if (!mode) {
@@ -217,8 +237,7 @@ Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, b
   }
   if (config.Find(flags.from) != nullptr && flags.from == flags.to) {
     return Status::InvalidArgument(fmt::format(
-        "--from and --to both name {}: a sync runs from one environment to the other",
-        flags.from));
+        "--from and --to both name {}: a sync runs from one environment to the other", flags.from));
   }
   auto manifest = LoadManifest(config);
   if (!manifest.ok()) return manifest.status();

@@ -67,10 +67,18 @@ TabCounts Comparison::Counts() const {
   TabCounts counts;
   for (const Change& change : changes) {
     switch (change.tab) {
-      case Tab::kConflicts: ++counts.conflicts; break;
-      case Tab::kNew: ++counts.new_records; break;
-      case Tab::kModified: ++counts.modified; break;
-      case Tab::kDeleted: ++counts.deleted; break;
+      case Tab::kConflicts:
+        ++counts.conflicts;
+        break;
+      case Tab::kNew:
+        ++counts.new_records;
+        break;
+      case Tab::kModified:
+        ++counts.modified;
+        break;
+      case Tab::kDeleted:
+        ++counts.deleted;
+        break;
     }
   }
   return counts;

@@ -1,11 +1,11 @@
 #include "envsync/core/config.h"
 
 #include <fmt/format.h>
+#include <toml++/toml.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace envsync {
 namespace {
@@ -69,7 +69,8 @@ Result<Config> ParseConfig(std::string_view text, const std::string& source_name
 
   const toml::node* envs_node = root.get("environments");
   const toml::table* envs = envs_node != nullptr ? envs_node->as_table() : nullptr;
-  if (envs == nullptr) return fail(1, "the config lacks [environments.PROD] and [environments.TEST]");
+  if (envs == nullptr)
+    return fail(1, "the config lacks [environments.PROD] and [environments.TEST]");
   for (auto&& [key, node] : *envs) {
     const std::string name(key.str());
     const toml::table* env = node.as_table();
@@ -78,7 +79,8 @@ Result<Config> ParseConfig(std::string_view text, const std::string& source_name
                                             "exactly PROD and TEST",
                                             name));
     }
-    if (env == nullptr) return fail(LineOf(node), fmt::format("environments.{} must be a table", name));
+    if (env == nullptr)
+      return fail(LineOf(node), fmt::format("environments.{} must be a table", name));
     for (auto&& [field, value] : *env) {
       if (field.str() != "database" && field.str() != "assets") {
         return fail(LineOf(value), fmt::format("unknown setting '{}' in [environments.{}] (known: "

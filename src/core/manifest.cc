@@ -1,10 +1,10 @@
 #include "envsync/core/manifest.h"
 
 #include <fmt/format.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <functional>
-#include <toml++/toml.h>
 
 namespace envsync {
 namespace {
@@ -63,7 +63,8 @@ class Reader {
       }
       out->push_back(*value);
     }
-    if (required && out->empty()) return Error(node, fmt::format("'{}' in {} is empty", field, what_));
+    if (required && out->empty())
+      return Error(node, fmt::format("'{}' in {} is empty", field, what_));
     return Status::Ok();
   }
 
@@ -114,9 +115,9 @@ Status ParseTable(const std::string& source, const toml::table& t, const std::st
   Reader r(source, t, fmt::format("a table of module '{}'", module));
   spec->line = r.line();
   spec->module = module;
-  ENVSYNC_RETURN_IF_ERROR(r.CheckFields({"name", "id", "key", "local", "filter", "folder_path",
-                                         "folder", "references", "json_references", "asset",
-                                         "children"}));
+  ENVSYNC_RETURN_IF_ERROR(
+      r.CheckFields({"name", "id", "key", "local", "filter", "folder_path", "folder", "references",
+                     "json_references", "asset", "children"}));
   ENVSYNC_RETURN_IF_ERROR(r.String("name", true, &spec->name));
   Reader named(source, t, fmt::format("table '{}'", spec->name));
   ENVSYNC_RETURN_IF_ERROR(named.String("id", true, &spec->id));
@@ -194,8 +195,7 @@ Result<Manifest> Manifest::Parse(std::string_view text, const std::string& sourc
   ENVSYNC_RETURN_IF_ERROR(top.CheckFields({"module"}));
   const toml::array* modules = root.get_as<toml::array>("module");
   if (modules == nullptr || modules->empty()) {
-    return Status::InvalidArgument(
-        Located(source_name, 1, "the manifest declares no [[module]]"));
+    return Status::InvalidArgument(Located(source_name, 1, "the manifest declares no [[module]]"));
   }
   std::set<std::string> table_names;
   for (const toml::node& element : *modules) {
@@ -312,8 +312,8 @@ Result<Manifest> Manifest::Parse(std::string_view text, const std::string& sourc
           cycle += *it + " -> ";
         }
         return Status::InvalidArgument(
-            Located(source_name, m.line, fmt::format("modules reference each other in a cycle: {}",
-                                                     cycle + dep)));
+            Located(source_name, m.line,
+                    fmt::format("modules reference each other in a cycle: {}", cycle + dep)));
       }
       if (state[dep] == 0) ENVSYNC_RETURN_IF_ERROR(visit(*manifest.FindModule(dep), path));
     }

@@ -54,11 +54,21 @@ std::string JsonQuote(std::string_view text) {
   std::string out = "\"";
   for (const char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<int>(c));
@@ -182,27 +192,121 @@ void BuildRecord(const RecordLayout& layout, const IdentityMap& identities, Side
   record->hash = HashFields(record->field_hashes);
 }
 
-std::vector<std::string> GalleryReferences(std::string_view json) {
-  static constexpr std::string_view kPrefix = "\"gallery:";
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while ((pos = json.find(kPrefix, pos)) != std::string_view::npos) {
-    pos += kPrefix.size();
-    std::string name;
-    bool closed = false;
-    for (; pos < json.size(); ++pos) {
-      const char c = json[pos];
-      if (c == '\\' && pos + 1 < json.size()) {
-        name.push_back(json[++pos]);
-      } else if (c == '"') {
-        closed = true;
-        break;
-      } else {
-        name.push_back(c);
-      }
-    }
-    if (closed && name.find('/') != std::string::npos) out.push_back(name);
+namespace {
+
+void AppendUtf8(uint32_t code, std::string* out) {
+  if (code < 0x80) {
+    out->push_back(static_cast<char>(code));
+  } else if (code < 0x800) {
+    out->push_back(static_cast<char>(0xC0 | (code >> 6)));
+    out->push_back(static_cast<char>(0x80 | (code & 0x3F)));
+  } else if (code < 0x10000) {
+    out->push_back(static_cast<char>(0xE0 | (code >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (code & 0x3F)));
+  } else {
+    out->push_back(static_cast<char>(0xF0 | (code >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((code >> 12) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (code & 0x3F)));
   }
+}
+
+// Reads four hex digits at `pos`; false when they are not there.
+bool ReadHex4(std::string_view text, size_t pos, uint32_t* code) {
+  if (pos + 4 > text.size()) return false;
+  *code = 0;
+  for (size_t i = pos; i < pos + 4; ++i) {
+    const char c = text[i];
+    *code <<= 4;
+    if (c >= '0' && c <= '9') {
+      *code |= static_cast<uint32_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      *code |= static_cast<uint32_t>(c - 'a' + 10);
+    } else if (c >= 'A' && c <= 'F') {
+      *code |= static_cast<uint32_t>(c - 'A' + 10);
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Decodes the JSON string literal whose opening quote is at `pos`; leaves `pos` after its
+// closing quote. False for an unterminated literal.
+bool DecodeJsonString(std::string_view json, size_t* pos, std::string* out) {
+  out->clear();
+  for (size_t i = *pos + 1; i < json.size(); ++i) {
+    const char c = json[i];
+    if (c == '"') {
+      *pos = i + 1;
+      return true;
+    }
+    if (c != '\\' || i + 1 >= json.size()) {
+      out->push_back(c);
+      continue;
+    }
+    const char e = json[++i];
+    switch (e) {
+      case 'n':
+        out->push_back('\n');
+        break;
+      case 't':
+        out->push_back('\t');
+        break;
+      case 'r':
+        out->push_back('\r');
+        break;
+      case 'b':
+        out->push_back('\b');
+        break;
+      case 'f':
+        out->push_back('\f');
+        break;
+      case 'u': {
+        uint32_t code = 0;
+        if (!ReadHex4(json, i + 1, &code)) {
+          out->push_back('u');
+          break;
+        }
+        i += 4;
+        uint32_t low = 0;
+        if (code >= 0xD800 && code < 0xDC00 && i + 2 < json.size() && json[i + 1] == '\\' &&
+            json[i + 2] == 'u' && ReadHex4(json, i + 3, &low) && low >= 0xDC00 && low < 0xE000) {
+          code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+          i += 6;
+        }
+        AppendUtf8(code, out);
+        break;
+      }
+      default:
+        out->push_back(e);  // \" \\ \/
+    }
+  }
+  return false;
+}
+
+void CollectGalleryReferences(std::string_view json, int depth, std::vector<std::string>* out) {
+  static constexpr std::string_view kPrefix = "gallery:";
+  std::string text;
+  size_t pos = 0;
+  while ((pos = json.find('"', pos)) != std::string_view::npos) {
+    if (!DecodeJsonString(json, &pos, &text)) return;
+    if (text.compare(0, kPrefix.size(), kPrefix) == 0) {
+      std::string name = text.substr(kPrefix.size());
+      if (name.find('/') != std::string::npos) out->push_back(std::move(name));
+    } else if (depth < 4 && text.find("\"gallery:") != std::string::npos) {
+      // A string holding JSON of its own.
+      CollectGalleryReferences(text, depth + 1, out);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> GalleryReferences(std::string_view json) {
+  std::vector<std::string> out;
+  CollectGalleryReferences(json, 0, &out);
   return out;
 }
 

@@ -390,25 +390,32 @@ constexpr char kCommonContentSql[] = R"sql(
 INSERT INTO cms_pages (id, slug, title, body_html, layout, status, hero_image_id, updated_by,
                        updated_at) VALUES
   (1, 'home', 'Welcome to our shop',
-   '<h1>Welcome to our shop</h1><p>New arrivals every week in fashion, beauty and home. Free delivery on orders over 50 EUR.</p>',
+   '<h1>Welcome to our shop</h1><p>New arrivals every week in fashion, beauty and home. Free ' ||
+   'delivery on orders over 50 EUR.</p>',
    'home', 'published', 1, 1, '2024-05-06T09:00:00Z'),
   (2, 'about', 'About us',
-   '<h1>About us</h1><p>We opened our first store in 2009. Today forty people pick, pack and answer your questions from our warehouse in Poznan.</p>',
+   '<h1>About us</h1><p>We opened our first store in 2009. Today forty people pick, pack and ' ||
+   'answer your questions from our warehouse in Poznan.</p>',
    'default', 'published', 2, 1, '2024-05-06T09:00:00Z'),
   (3, 'contact', 'Contact',
-   '<h1>Contact</h1><p>Write to hello@shop.example or call +48 61 555 01 00, Monday to Friday, 9:00-17:00.</p>',
+   '<h1>Contact</h1><p>Write to hello@shop.example or call +48 61 555 01 00, Monday to Friday, ' ||
+   '9:00-17:00.</p>',
    'default', 'published', NULL, 1, '2024-05-06T09:00:00Z'),
   (4, 'faq', 'Frequently asked questions',
-   '<h1>FAQ</h1><h2>How long does delivery take?</h2><p>Orders placed before 14:00 leave our warehouse the same day and arrive within 1-2 working days.</p>',
+   '<h1>FAQ</h1><h2>How long does delivery take?</h2><p>Orders placed before 14:00 leave our ' ||
+   'warehouse the same day and arrive within 1-2 working days.</p>',
    'default', 'published', NULL, 1, '2024-05-06T09:00:00Z'),
   (5, 'shipping', 'Shipping',
-   '<h1>Shipping</h1><p>Courier delivery costs 14.90 EUR and is free on orders over 50 EUR. Pickup points cost 9.90 EUR.</p>',
+   '<h1>Shipping</h1><p>Courier delivery costs 14.90 EUR and is free on orders over 50 EUR. ' ||
+   'Pickup points cost 9.90 EUR.</p>',
    'default', 'published', NULL, 1, '2024-05-06T09:00:00Z'),
   (6, 'returns', 'Returns',
-   '<h1>Returns</h1><p>You may return any unworn product within 30 days. Print the label from your account and drop the parcel at any pickup point.</p>',
+   '<h1>Returns</h1><p>You may return any unworn product within 30 days. Print the label from ' ||
+   'your account and drop the parcel at any pickup point.</p>',
    'default', 'published', NULL, 1, '2024-05-06T09:00:00Z'),
   (7, 'careers', 'Careers',
-   '<h1>Careers</h1><p>Join our team: we are hiring warehouse staff in Poznan and a remote customer service lead.</p>',
+   '<h1>Careers</h1><p>Join our team: we are hiring warehouse staff in Poznan and a remote ' ||
+   'customer service lead.</p>',
    'default', 'published', NULL, 1, '2024-05-06T09:00:00Z');
 
 INSERT INTO sliders (id, code, name, placement, autoplay_ms, active) VALUES
@@ -442,7 +449,8 @@ INSERT INTO content_blocks (id, code, name, html, image_id) VALUES
 
 INSERT INTO system_settings (key, value) VALUES
   ('integrations.mobile_app.home',
-   '{"banner":"gallery:mobile_app/splash.png","icon":"gallery:mobile_app/icon.png","title":"Welcome"}'),
+   '{"banner":"gallery:mobile_app/splash.png",' ||
+   '"icon":"gallery:mobile_app/icon.png","title":"Welcome"}'),
   ('integrations.mobile_app.theme',
    '{"primary":"#c0392b","logo":"gallery:mobile_app/icon.png"}');
 )sql";
@@ -576,12 +584,14 @@ INSERT INTO cms_pages (id, slug, title, body_html, layout, status, hero_image_id
 UPDATE cms_pages SET title = 'About our shop', updated_by = 3,
   updated_at = '2024-05-20T14:20:00Z' WHERE id = 2;
 UPDATE cms_pages SET body_html =
-  '<h1>FAQ</h1><h2>How long does delivery take?</h2><p>Orders placed before 15:00 are shipped the same day. Most parcels arrive the next working day.</p>',
+  '<h1>FAQ</h1><h2>How long does delivery take?</h2><p>Orders placed before 15:00 are shipped ' ||
+  'the same day. Most parcels arrive the next working day.</p>',
   updated_by = 3, updated_at = '2024-05-20T14:25:00Z' WHERE id = 4;
 UPDATE cms_pages SET title = 'Contact us', updated_by = 3,
   updated_at = '2024-05-20T14:30:00Z' WHERE id = 3;
 UPDATE cms_pages SET body_html =
-  '<h1>Shipping</h1><p>Courier delivery costs 14.90 EUR and is free on orders over 40 EUR. Pickup points cost 9.90 EUR.</p>',
+  '<h1>Shipping</h1><p>Courier delivery costs 14.90 EUR and is free on orders over 40 EUR. ' ||
+  'Pickup points cost 9.90 EUR.</p>',
   updated_by = 3, updated_at = '2024-05-20T14:35:00Z' WHERE id = 5;
 UPDATE cms_pages SET updated_by = 3, updated_at = '2024-05-20T14:40:00Z' WHERE id = 6;
 
@@ -592,16 +602,19 @@ INSERT INTO menu_items (id, menu_id, position, label, url, cms_page_id) VALUES
   (8, 1, 4, 'Summer sale', NULL, 8);
 
 UPDATE system_settings SET value =
-  '{"banner":"gallery:mobile_app/splash-winter.png","icon":"gallery:mobile_app/icon.png","title":"Welcome"}'
+  '{"banner":"gallery:mobile_app/splash-winter.png",' ||
+  '"icon":"gallery:mobile_app/icon.png","title":"Welcome"}'
   WHERE key = 'integrations.mobile_app.home';
 )sql";
 
 constexpr char kProdPendingSql[] = R"sql(
 UPDATE cms_pages SET body_html =
-  '<h1>FAQ</h1><h2>How long does delivery take?</h2><p>Orders placed before 13:00 ship the same day. Allow 1-3 working days for delivery.</p>',
+  '<h1>FAQ</h1><h2>How long does delivery take?</h2><p>Orders placed before 13:00 ship the same ' ||
+  'day. Allow 1-3 working days for delivery.</p>',
   updated_by = 2, updated_at = '2024-05-21T10:05:00Z' WHERE id = 4;
 UPDATE cms_pages SET body_html =
-  '<h1>Contact</h1><p>Write to hello@shop.example or call +48 61 555 02 00, Monday to Saturday, 8:00-18:00.</p>',
+  '<h1>Contact</h1><p>Write to hello@shop.example or call +48 61 555 02 00, Monday to Saturday, ' ||
+  '8:00-18:00.</p>',
   updated_by = 2, updated_at = '2024-05-21T10:10:00Z' WHERE id = 3;
 
 DELETE FROM menu_items WHERE cms_page_id = 5;

@@ -81,7 +81,8 @@ std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> on
   const TabCounts counts = comparison.Counts();
   json forced = json::array();
   for (const ForcedModule& f : comparison.forced) {
-    forced.push_back({{"module", f.module}, {"required_by", f.required_by}, {"folders", f.folders}});
+    forced.push_back(
+        {{"module", f.module}, {"required_by", f.required_by}, {"folders", f.folders}});
   }
   json changes = json::array();
   for (const Change& change : comparison.changes) {

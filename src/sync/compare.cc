@@ -36,8 +36,7 @@ struct Pair {
 class Comparer {
  public:
   Comparer(const Manifest& manifest, store::Environment& source, store::Environment& target,
-           store::StateStore& state, const CompareRequest& request,
-           const CompareContext& context)
+           store::StateStore& state, const CompareRequest& request, const CompareContext& context)
       : manifest_(manifest),
         source_(source),
         target_(target),
@@ -59,8 +58,7 @@ class Comparer {
   void AddChange(const RecordLayout& layout, const Pair& pair, const Classification& c);
   Status ResolvePendingNew(const RecordLayout& layout, std::vector<Record>& pending);
   Status CloseDependencies();
-  Result<std::optional<Value>> SourceIdOfGalleryKey(const TableSpec& table,
-                                                    const std::string& key);
+  Result<std::optional<Value>> SourceIdOfGalleryKey(const TableSpec& table, const std::string& key);
   Result<bool> ExistsOnTarget(const std::string& table, const Value& source_id);
   void Progress(const std::string& table, bool done);
 
@@ -185,12 +183,11 @@ Status Comparer::LoadKeyIndexes() {
 Status Comparer::CheckFolders() {
   const TableSpec* folder_table = manifest_.FolderTable();
   for (const std::string& folder : request_.folders) {
-    if (folder_table == nullptr ||
-        (!source_keys_[folder_table->name].id_of.contains(folder) &&
-         !target_keys_[folder_table->name].id_of.contains(folder))) {
-      return Status::InvalidArgument(fmt::format(
-          "unknown gallery folder '{}' (--folders): it is on neither {} nor {}", folder,
-          source_.name(), target_.name()));
+    if (folder_table == nullptr || (!source_keys_[folder_table->name].id_of.contains(folder) &&
+                                    !target_keys_[folder_table->name].id_of.contains(folder))) {
+      return Status::InvalidArgument(
+          fmt::format("unknown gallery folder '{}' (--folders): it is on neither {} nor {}", folder,
+                      source_.name(), target_.name()));
     }
   }
   folders_.folders = request_.folders;
@@ -205,9 +202,9 @@ Status Comparer::SelectModules() {
   }
   for (const std::string& name : request_.modules) {
     if (manifest_.FindModule(name) == nullptr) {
-      return Status::InvalidArgument(fmt::format(
-          "module '{}' is not synchronizable (--modules); synchronizable modules: {}", name,
-          Join(names)));
+      return Status::InvalidArgument(
+          fmt::format("module '{}' is not synchronizable (--modules); synchronizable modules: {}",
+                      name, Join(names)));
     }
     modules_.insert(name);
   }
@@ -347,8 +344,8 @@ Status Comparer::CompareTable(const TableSpec& table) {
     target_by_id[std::get<int64_t>(deferred_target[i].id)] = i;
   }
   std::vector<bool> target_used(deferred_target.size(), false);
-  auto base_of = [&](const Value& source_id, const Value& target_id)
-      -> Result<std::optional<store::SyncBase>> {
+  auto base_of = [&](const Value& source_id,
+                     const Value& target_id) -> Result<std::optional<store::SyncBase>> {
     const Value& prod = source_side_ == Side::kProd ? source_id : target_id;
     const Value& test = source_side_ == Side::kProd ? target_id : source_id;
     return state_.FindBase(table.name, prod, test);
@@ -356,8 +353,8 @@ Status Comparer::CompareTable(const TableSpec& table) {
   for (const Record& record : deferred_source) {
     Pair pair;
     pair.source = &record;
-    auto counterpart = identities_.Counterpart(table.name, source_side_,
-                                               std::get<int64_t>(record.id));
+    auto counterpart =
+        identities_.Counterpart(table.name, source_side_, std::get<int64_t>(record.id));
     if (counterpart) {
       auto it = target_by_id.find(*counterpart);
       if (it != target_by_id.end()) {
@@ -375,8 +372,8 @@ Status Comparer::CompareTable(const TableSpec& table) {
     if (target_used[i]) continue;
     Pair pair;
     pair.target = &deferred_target[i];
-    auto counterpart = identities_.Counterpart(table.name, target_side_,
-                                               std::get<int64_t>(deferred_target[i].id));
+    auto counterpart =
+        identities_.Counterpart(table.name, target_side_, std::get<int64_t>(deferred_target[i].id));
     if (counterpart) {
       auto found = base_of(*counterpart, deferred_target[i].id);
       if (!found.ok()) return found.status();
@@ -536,8 +533,9 @@ Result<std::optional<Value>> Comparer::SourceIdOfGalleryKey(const TableSpec& ass
   const std::string* folder_table = assets.ReferenceOf(assets.asset->folder);
   auto folder_id = source_keys_[*folder_table].id_of.find(folder);
   if (folder_id == source_keys_[*folder_table].id_of.end()) return std::optional<Value>();
-  auto ids = source_.FindIds(assets.name, assets.id,
-                             {{assets.asset->folder, folder_id->second}, {assets.asset->file, file}});
+  auto ids =
+      source_.FindIds(assets.name, assets.id,
+                      {{assets.asset->folder, folder_id->second}, {assets.asset->file, file}});
   if (!ids.ok()) return ids.status();
   if (ids->empty()) return std::optional<Value>();
   return std::optional<Value>(ids->front());
@@ -628,7 +626,8 @@ std::string RandomId() {
 
 std::string NowUtc() {
   const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
-  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(now)));
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}",
+                     fmt::gmtime(std::chrono::system_clock::to_time_t(now)));
 }
 
 }  // namespace
@@ -644,8 +643,8 @@ Result<Comparison> Compare(const Manifest& manifest, store::Environment& source,
                            store::Environment& target, store::StateStore& state,
                            const CompareRequest& request, const CompareContext& context) {
   if (source.name() == target.name()) {
-    return Status::InvalidArgument(
-        fmt::format("--from and --to both name {}: pick two different environments", source.name()));
+    return Status::InvalidArgument(fmt::format(
+        "--from and --to both name {}: pick two different environments", source.name()));
   }
   Comparer comparer(manifest, source, target, state, request, context);
   return comparer.Run();

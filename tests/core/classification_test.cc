@@ -177,8 +177,8 @@ TEST(ClassificationScenarios, ClassifyMatchesEveryScenario) {
   for (const Scenario& s : LoadScenarios()) {
     const Classification got = Classify(s.pair, s.mode);
     EXPECT_TRUE(Same(got, s.expected))
-        << kScenarioFile << ":" << s.line << " (§3 row " << s.row << ", mode "
-        << ModeName(s.mode) << "): expected " << Describe(s.expected) << ", got " << Describe(got);
+        << kScenarioFile << ":" << s.line << " (§3 row " << s.row << ", mode " << ModeName(s.mode)
+        << "): expected " << Describe(s.expected) << ", got " << Describe(got);
   }
 }
 

@@ -71,9 +71,7 @@ TEST(Manifest, SystemConfigDependsOnGallery) {
 }
 
 // A small hand-written manifest parses (the base of the error cases below).
-TEST(Manifest, SmallManifestParses) {
-  EXPECT_EQ(ParseError(kPagesManifest), "");
-}
+TEST(Manifest, SmallManifestParses) { EXPECT_EQ(ParseError(kPagesManifest), ""); }
 
 // A TOML syntax error names the source and the line.
 TEST(Manifest, SyntaxErrorNamesSourceAndLine) {
@@ -161,7 +159,8 @@ name = "beta"
   key = ["code"]
   references = { alpha_id = "alpha_rows" }
 )");
-  EXPECT_TRUE(StartsWith(error, "test.toml:1:")) << error;
+  // Either module's [[module]] line locates the cycle (1 for alpha, 9 for beta).
+  EXPECT_TRUE(StartsWith(error, "test.toml:1:") || StartsWith(error, "test.toml:9:")) << error;
   EXPECT_TRUE(Contains(error, "cycle")) << error;
   EXPECT_TRUE(Contains(error, "alpha")) << error;
   EXPECT_TRUE(Contains(error, "beta")) << error;

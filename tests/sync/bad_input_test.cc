@@ -57,8 +57,7 @@ TEST_F(BadInputTest, UnknownModeAndFlag) {
 // A malformed config is reported with its file and line.
 TEST_F(BadInputTest, MalformedConfigNamesFileAndLine) {
   WriteConfig("home = \"PROD\"\nstate = \"x.db\"\n[environments.PROD\ndatabase = 1\n");
-  ExpectFailure(Compare({"--from", "TEST", "--to", "PROD"}), 2,
-                {paths_.config.string() + ":3:"});
+  ExpectFailure(Compare({"--from", "TEST", "--to", "PROD"}), 2, {paths_.config.string() + ":3:"});
 }
 
 // Comparisons can be started only from PROD.
@@ -107,8 +106,8 @@ TEST_F(BadInputTest, ManifestErrorNamesFileLineAndName) {
 
 // A config file that does not exist is named.
 TEST_F(BadInputTest, MissingConfigFile) {
-  CliRun run = RunCli({"--config", (dir_ / "nope.toml").string(), "compare", "--from", "TEST",
-                       "--to", "PROD"});
+  CliRun run = RunCli(
+      {"--config", (dir_ / "nope.toml").string(), "compare", "--from", "TEST", "--to", "PROD"});
   ExpectFailure(run, 2, {(dir_ / "nope.toml").string()});
 }
 

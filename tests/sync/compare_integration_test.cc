@@ -62,8 +62,8 @@ TEST_F(CompareTest, SeedExampleMovesOnlyTheNewPage) {
   json c = CompareJson({"--from", "TEST", "--to", "PROD"});
   std::vector<std::string> selected;
   for (const json& change : c["changes"]) {
-    if (change["selected"]) selected.push_back(change["table"].get<std::string>() + ":" +
-                                               change["source_id"].dump());
+    if (change["selected"])
+      selected.push_back(change["table"].get<std::string>() + ":" + change["source_id"].dump());
   }
   EXPECT_EQ(selected, std::vector<std::string>{"cms_pages:57"});
   json page = FindChange(c, "cms_pages", 57);
@@ -108,9 +108,10 @@ TEST_F(CompareTest, WithBaseTellsWhoChangedWhat) {
   json modified = FindChange(c, "content_blocks", 3);
   EXPECT_EQ(modified["tab"], "modified");
   EXPECT_EQ(modified["selected"], true);
-  EXPECT_EQ(modified["fields"], json::parse(R"([{"field":"html","source":"<p>new</p>",
-      "target":)" + json(modified["fields"][0]["target"]).dump() + R"(,"base":)" +
-                                             json(modified["fields"][0]["target"]).dump() + "}]"));
+  EXPECT_EQ(modified["fields"],
+            json::parse(R"([{"field":"html","source":"<p>new</p>",
+      "target":)" + json(modified["fields"][0]["target"]).dump() +
+                        R"(,"base":)" + json(modified["fields"][0]["target"]).dump() + "}]"));
   json restored = FindChange(c, "content_blocks", 2);
   EXPECT_EQ(restored["tab"], "new");
   EXPECT_EQ(restored["reason"], "target_deleted");
@@ -234,8 +235,8 @@ TEST_F(CompareTest, SystemConfigForcesGalleryWithItsFolders) {
 // A folder restriction keeps the gallery to the chosen folders and their subfolders.
 TEST_F(CompareTest, FolderRestrictionKeepsChosenFoldersAndSubfolders) {
   Build(Start::kPendingWork);
-  json c = CompareJson({"--from", "TEST", "--to", "PROD", "--modules", "gallery", "--folders",
-                        "banners"});
+  json c = CompareJson(
+      {"--from", "TEST", "--to", "PROD", "--modules", "gallery", "--folders", "banners"});
   EXPECT_EQ(c["folders"], json({"banners"}));
   EXPECT_FALSE(FindChange(c, "gallery_files", 9).is_null()) << "banners/summer is a subfolder";
   EXPECT_TRUE(FindChange(c, "gallery_files", 4).is_null()) << "mobile_app is not chosen";
@@ -288,9 +289,12 @@ TEST_F(CompareTest, IdentityMapMatchesRenumberedRecordsAndTheirReferences) {
   // The same image, added on each side under its own ID, used by the same page.
   auto add_file = [](int id) {
     return "INSERT INTO gallery_files (id, folder_id, file_name, mime_type, size_bytes, sha256) "
-           "SELECT " + std::to_string(id) + ", 4, 'post-2.png', mime_type, size_bytes, sha256 "
+           "SELECT " +
+           std::to_string(id) +
+           ", 4, 'post-2.png', mime_type, size_bytes, sha256 "
            "FROM gallery_files WHERE id = 6;"
-           "UPDATE cms_pages SET hero_image_id = " + std::to_string(id) + " WHERE id = 7;";
+           "UPDATE cms_pages SET hero_image_id = " +
+           std::to_string(id) + " WHERE id = 7;";
   };
   Test(add_file(55));
   Prod(add_file(63));
@@ -340,8 +344,8 @@ TEST_F(CompareTest, ShowReprintsAStoredComparison) {
 // Without --json, compare prints the counts per tab and each record with its key and reason.
 TEST_F(CompareTest, SummaryShowsCountsKeysAndReasons) {
   Build(Start::kPendingWork);
-  CliRun run = RunCli({"--config", paths_.config.string(), "compare", "--from", "TEST", "--to",
-                       "PROD"});
+  CliRun run =
+      RunCli({"--config", paths_.config.string(), "compare", "--from", "TEST", "--to", "PROD"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   for (const char* needle : {"Conflicts", "New", "Modified", "Deleted", "summer-sale",
                              "target_changed", "key_clash", "required by: cms_pages:8"}) {

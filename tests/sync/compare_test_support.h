@@ -40,8 +40,8 @@ inline void ExecSql(const std::filesystem::path& db_path, const std::string& sql
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
   char* error = nullptr;
-  const int rc = sqlite3_exec(db, ("PRAGMA foreign_keys = ON;" + sql).c_str(), nullptr, nullptr,
-                              &error);
+  const int rc =
+      sqlite3_exec(db, ("PRAGMA foreign_keys = ON;" + sql).c_str(), nullptr, nullptr, &error);
   std::string message = error != nullptr ? error : "";
   sqlite3_free(error);
   sqlite3_close(db);

@@ -11,10 +11,10 @@ namespace envsync {
 // What is known about one record pair when it is classified. Hashes are content hashes in
 // the side-independent form (references through the identity map, local columns left out).
 struct PairState {
-  std::optional<uint64_t> source;  // absent when the record is not on the source
-  std::optional<uint64_t> target;  // absent when the record is not on the target
-  std::optional<uint64_t> base;    // absent before envsync ever saw the two sides equal
-  bool keys_equal = true;          // both present: do the natural keys agree?
+  std::optional<uint64_t> source;        // absent when the record is not on the source
+  std::optional<uint64_t> target;        // absent when the record is not on the target
+  std::optional<uint64_t> base;          // absent before envsync ever saw the two sides equal
+  bool keys_equal = true;                // both present: do the natural keys agree?
   bool key_on_target_elsewhere = false;  // source only: natural key exists under another ID
 };
 

@@ -14,7 +14,7 @@ struct EnvironmentConfig {
   std::string name;      // "PROD" or "TEST"
   std::string database;  // absolute path (relative ones are resolved against the config file)
   std::string assets;
-  int line = 0;          // the config line of its [environments.NAME] table
+  int line = 0;  // the config line of its [environments.NAME] table
 };
 
 // envsync's configuration (SYNC-SEMANTICS §7): which environment envsync runs beside, where

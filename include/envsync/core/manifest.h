@@ -59,7 +59,7 @@ struct TableSpec {
 struct ModuleSpec {
   std::string name;
   std::string description;
-  std::vector<TableSpec> tables;  // parents first
+  std::vector<TableSpec> tables;     // parents first
   std::set<std::string> depends_on;  // modules whose records this module's records reference
   int line = 0;
 };

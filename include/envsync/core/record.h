@@ -38,7 +38,7 @@ struct RecordLayout {
   std::vector<std::string> columns;  // compared root columns, in schema order
   std::vector<FieldLayout> fields;   // columns first, then children, then file_bytes
   std::vector<ChildLayout> children;
-  std::vector<int> key_columns;      // indexes into `columns` of the natural key; -1 = the ID
+  std::vector<int> key_columns;  // indexes into `columns` of the natural key; -1 = the ID
 
   // Builds the layout. `root_columns` and `child_columns` are the tables' columns in schema
   // order (child_columns[i] for table->children[i]).

@@ -66,7 +66,7 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {}  // NOLINT: implicit by design
 
   bool ok() const { return status_.ok(); }
@@ -87,9 +87,9 @@ class Result {
 }  // namespace envsync
 
 // Returns early from the enclosing function when `expr` yields a failed Status.
-#define ENVSYNC_RETURN_IF_ERROR(expr)          \
-  do {                                         \
-    ::envsync::Status envsync_status_ = (expr); \
+#define ENVSYNC_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::envsync::Status envsync_status_ = (expr);        \
     if (!envsync_status_.ok()) return envsync_status_; \
   } while (0)
 

@@ -13,8 +13,7 @@ namespace envsync::store {
 // forced, counts, changes, plus folders, records_compared, created_at and warnings. With
 // `only_tab` the changes are those of one tab (the counts stay whole). `indent` < 0 prints
 // one line.
-std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> only_tab,
-                             int indent);
+std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> only_tab, int indent);
 
 // One change as JSON text, and back (the state store keeps changes this way).
 std::string ChangeToJson(const Change& change);

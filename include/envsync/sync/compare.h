@@ -30,8 +30,8 @@ struct CompareProgress {
 
 // What a comparison needs from its surroundings, injected so tests control time and IDs.
 struct CompareContext {
-  std::function<std::string()> now;     // ISO-8601 UTC timestamp
-  std::function<std::string()> new_id;  // a fresh comparison ID
+  std::function<std::string()> now;                      // ISO-8601 UTC timestamp
+  std::function<std::string()> new_id;                   // a fresh comparison ID
   std::function<void(const CompareProgress&)> progress;  // may be empty
 };
 

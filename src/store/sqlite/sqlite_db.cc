@@ -62,9 +62,12 @@ void SqliteStatement::Reset() {
 
 Value SqliteStatement::Column(int index) const {
   switch (sqlite3_column_type(stmt_, index)) {
-    case SQLITE_NULL: return Value();
-    case SQLITE_INTEGER: return static_cast<int64_t>(sqlite3_column_int64(stmt_, index));
-    case SQLITE_FLOAT: return sqlite3_column_double(stmt_, index);
+    case SQLITE_NULL:
+      return Value();
+    case SQLITE_INTEGER:
+      return static_cast<int64_t>(sqlite3_column_int64(stmt_, index));
+    case SQLITE_FLOAT:
+      return sqlite3_column_double(stmt_, index);
     case SQLITE_BLOB: {
       const void* data = sqlite3_column_blob(stmt_, index);
       const int size = sqlite3_column_bytes(stmt_, index);
@@ -90,8 +93,7 @@ SqliteDb::~SqliteDb() { sqlite3_close_v2(db_); }
 
 Status SqliteDb::Open(const std::string& path, bool read_only, const std::string& what) {
   what_ = what;
-  const int flags = read_only ? SQLITE_OPEN_READONLY
-                              : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  const int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     return Status::Unavailable(fmt::format("{}: cannot open database: {}", what_,
                                            db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory"));

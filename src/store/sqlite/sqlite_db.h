@@ -26,7 +26,7 @@ class SqliteStatement {
   void BindBlob(int index, const void* data, size_t size);
   // Steps once: true with a row, false when done; on failure false and `status` is set.
   bool Step(Status* status);
-  Status Run();   // steps to the end, for statements without rows
+  Status Run();  // steps to the end, for statements without rows
   void Reset();
   Value Column(int index) const;
   int ColumnCount() const;

@@ -144,9 +144,9 @@ class SqliteEnvironment : public Environment {
 
 Result<std::unique_ptr<Environment>> OpenEnvironment(const EnvironmentConfig& config) {
   if (config.database.rfind("postgres", 0) == 0) {
-    return Status::InvalidArgument(fmt::format(
-        "environment {}: database '{}': PostgreSQL environments are not supported yet",
-        config.name, config.database));
+    return Status::InvalidArgument(
+        fmt::format("environment {}: database '{}': PostgreSQL environments are not supported yet",
+                    config.name, config.database));
   }
   std::error_code ec;
   if (!std::filesystem::is_regular_file(config.database, ec)) {

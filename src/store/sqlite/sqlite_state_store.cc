@@ -117,8 +117,8 @@ class SqliteStateStore : public StateStore {
     IdentityMap map;
     Status status;
     while (statement->Step(&status)) {
-      map.Add(std::get<std::string>(statement->Column(0)),
-              std::get<int64_t>(statement->Column(1)), std::get<int64_t>(statement->Column(2)));
+      map.Add(std::get<std::string>(statement->Column(0)), std::get<int64_t>(statement->Column(1)),
+              std::get<int64_t>(statement->Column(2)));
     }
     if (!status.ok()) return status.WithContext(reader_.what());
     return map;
@@ -228,8 +228,10 @@ class SqliteStateStore : public StateStore {
     c.to = std::get<std::string>(head->Column(3));
     c.mode = ParseMode(std::get<std::string>(head->Column(4))).value_or(Mode::kAll);
     try {
-      c.modules = json::parse(std::get<std::string>(head->Column(5))).get<std::vector<std::string>>();
-      c.folders = json::parse(std::get<std::string>(head->Column(6))).get<std::vector<std::string>>();
+      c.modules =
+          json::parse(std::get<std::string>(head->Column(5))).get<std::vector<std::string>>();
+      c.folders =
+          json::parse(std::get<std::string>(head->Column(6))).get<std::vector<std::string>>();
       for (const json& f : json::parse(std::get<std::string>(head->Column(7)))) {
         c.forced.push_back(ForcedModule{f.at("module").get<std::string>(),
                                         f.at("required_by").get<std::string>(),
@@ -283,14 +285,15 @@ class SqliteStateStore : public StateStore {
     auto version = reader_.Prepare("PRAGMA user_version");
     if (!version.ok()) return version.status();
     Status status;
-    if (!version->Step(&status)) return status.ok() ? reader_.Error("reading user_version") : status;
+    if (!version->Step(&status))
+      return status.ok() ? reader_.Error("reading user_version") : status;
     version_ = static_cast<int>(std::get<int64_t>(version->Column(0)));
     version = Result<SqliteStatement>(SqliteStatement());
     if (version_ > kStateSchemaVersion) {
-      return Status::InvalidArgument(fmt::format(
-          "state store '{}' has schema version {}, newer than this envsync knows ({}): "
-          "use a newer envsync",
-          path_, version_, kStateSchemaVersion));
+      return Status::InvalidArgument(
+          fmt::format("state store '{}' has schema version {}, newer than this envsync knows ({}): "
+                      "use a newer envsync",
+                      path_, version_, kStateSchemaVersion));
     }
     while (version_ < kStateSchemaVersion) {
       ENVSYNC_RETURN_IF_ERROR(reader_.Exec("BEGIN IMMEDIATE"));
@@ -310,11 +313,13 @@ class SqliteStateStore : public StateStore {
     const TabCounts counts = c.Counts();
     json forced = json::array();
     for (const ForcedModule& f : c.forced) {
-      forced.push_back({{"module", f.module}, {"required_by", f.required_by}, {"folders", f.folders}});
+      forced.push_back(
+          {{"module", f.module}, {"required_by", f.required_by}, {"folders", f.folders}});
     }
     json warnings = json::array();
     for (const Warning& w : c.warnings) {
-      warnings.push_back({{"environment", w.environment}, {"record", w.record}, {"message", w.message}});
+      warnings.push_back(
+          {{"environment", w.environment}, {"record", w.record}, {"message", w.message}});
     }
     auto head = writer_.Prepare(
         "INSERT INTO comparisons VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
