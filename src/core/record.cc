@@ -9,21 +9,26 @@
 namespace envsync {
 namespace {
 
-void AppendValueBytes(const Value& value, std::string* out) {
-  if (IsNull(value)) {
-    out->push_back('n');
-  } else if (const auto* i = std::get_if<int64_t>(&value)) {
-    out->push_back('i');
-    out->append(reinterpret_cast<const char*>(i), sizeof(*i));
-  } else if (const auto* d = std::get_if<double>(&value)) {
-    out->push_back('r');
-    out->append(reinterpret_cast<const char*>(d), sizeof(*d));
-  } else {
-    const std::string& s = std::get<std::string>(value);
-    out->push_back('t');
-    const uint64_t size = s.size();
-    out->append(reinterpret_cast<const char*>(&size), sizeof(size));
-    out->append(s);
+void AppendValueBytes(const ValueView& value, std::string* out) {
+  switch (value.type) {
+    case ValueView::Type::kNull:
+      out->push_back('n');
+      break;
+    case ValueView::Type::kInteger:
+      out->push_back('i');
+      out->append(reinterpret_cast<const char*>(&value.integer), sizeof(value.integer));
+      break;
+    case ValueView::Type::kReal:
+      out->push_back('r');
+      out->append(reinterpret_cast<const char*>(&value.real), sizeof(value.real));
+      break;
+    case ValueView::Type::kText: {
+      out->push_back('t');
+      const uint64_t size = value.text.size();
+      out->append(reinterpret_cast<const char*>(&size), sizeof(size));
+      out->append(value.text);
+      break;
+    }
   }
 }
 
@@ -34,20 +39,73 @@ std::string JsonValue(const Value& value) {
   return JsonQuote(std::get<std::string>(value));
 }
 
+// A reference as the same token on both sides (see IdentityMap::Canonical).
+ValueView CanonicalReference(const std::string& table, const IdentityMap& identities, Side side,
+                             const ValueView& raw, Value* storage) {
+  if (raw.type != ValueView::Type::kInteger || identities.empty()) return raw;
+  *storage = identities.Canonical(table, side, Value(raw.integer));
+  return ViewOf(*storage);
+}
+
 }  // namespace
 
-uint64_t HashValue(const Value& value) {
-  if (const auto* s = std::get_if<std::string>(&value)) {
+uint64_t HashView(const ValueView& value) {
+  if (value.type == ValueView::Type::kText) {
     // Seeded by the type so text never collides with the same bytes as a number.
-    return XXH3_64bits_withSeed(s->data(), s->size(), 't');
+    return XXH3_64bits_withSeed(value.text.data(), value.text.size(), 't');
   }
-  std::string bytes;
-  AppendValueBytes(value, &bytes);
-  return XXH3_64bits(bytes.data(), bytes.size());
+  char bytes[1 + sizeof(int64_t)];
+  size_t size = 1;
+  switch (value.type) {
+    case ValueView::Type::kInteger:
+      bytes[0] = 'i';
+      std::memcpy(bytes + 1, &value.integer, sizeof(int64_t));
+      size += sizeof(int64_t);
+      break;
+    case ValueView::Type::kReal:
+      bytes[0] = 'r';
+      std::memcpy(bytes + 1, &value.real, sizeof(double));
+      size += sizeof(double);
+      break;
+    default:
+      bytes[0] = 'n';
+  }
+  return XXH3_64bits(bytes, size);
 }
+
+uint64_t HashValue(const Value& value) { return HashView(ViewOf(value)); }
+
+uint64_t HashBytes(std::string_view bytes) { return XXH3_64bits(bytes.data(), bytes.size()); }
 
 uint64_t HashFields(const std::vector<uint64_t>& field_hashes) {
   return XXH3_64bits(field_hashes.data(), field_hashes.size() * sizeof(uint64_t));
+}
+
+uint64_t HashField(const FieldLayout& field, const IdentityMap& identities, Side side,
+                   const ValueView& value) {
+  if (field.referenced_table.empty()) return HashView(value);
+  Value storage;
+  return HashView(CanonicalReference(field.referenced_table, identities, side, value, &storage));
+}
+
+void AppendChildRow(const ChildLayout& child, const IdentityMap& identities, Side side,
+                    const ValueView* row, std::string* out) {
+  Value storage;
+  for (size_t c = 0; c < child.columns.size(); ++c) {
+    if (child.references[c].empty()) {
+      AppendValueBytes(row[c], out);
+    } else {
+      AppendValueBytes(CanonicalReference(child.references[c], identities, side, row[c], &storage),
+                       out);
+    }
+  }
+  out->push_back('|');
+}
+
+void AppendKeyPart(std::string_view part, std::string* out) {
+  const uint64_t size = part.size();
+  out->append(reinterpret_cast<const char*>(&size), sizeof(size));
+  out->append(part);
 }
 
 std::string JsonQuote(std::string_view text) {
@@ -133,16 +191,21 @@ void BuildRecord(const RecordLayout& layout, const IdentityMap& identities, Side
                  const std::string& file_digest, const std::vector<std::string>& key_parts,
                  Record* record) {
   record->id = std::move(id);
+  record->full = true;
   record->key.clear();
+  std::string key_bytes;
   for (size_t i = 0; i < key_parts.size(); ++i) {
     if (i > 0) record->key.push_back('/');
     record->key += key_parts[i];
+    AppendKeyPart(key_parts[i], &key_bytes);
   }
+  record->key_hash = HashBytes(key_bytes);
   record->values = std::move(root);
   record->values.resize(layout.fields.size());
   record->field_hashes.assign(layout.fields.size(), 0);
   record->references.clear();
   std::string canonical;
+  std::vector<ValueView> views;
   for (size_t f = 0; f < layout.fields.size(); ++f) {
     const FieldLayout& field = layout.fields[f];
     switch (field.kind) {
@@ -151,10 +214,7 @@ void BuildRecord(const RecordLayout& layout, const IdentityMap& identities, Side
         if (!field.referenced_table.empty() && !IsNull(raw)) {
           record->references.emplace_back(&field.referenced_table, raw);
         }
-        record->field_hashes[f] =
-            field.referenced_table.empty() || IsNull(raw)
-                ? HashValue(raw)
-                : HashValue(identities.Canonical(field.referenced_table, side, raw));
+        record->field_hashes[f] = HashField(field, identities, side, ViewOf(raw));
         break;
       }
       case FieldLayout::Kind::kChildren: {
@@ -164,23 +224,23 @@ void BuildRecord(const RecordLayout& layout, const IdentityMap& identities, Side
         std::string json = "[";
         for (size_t r = 0; r < rows.size(); ++r) {
           json += r == 0 ? "{" : ",{";
-          for (size_t c = 0; c < child.columns.size() && c < rows[r].size(); ++c) {
-            const Value& raw = rows[r][c];
+          views.clear();
+          static const Value kNull;
+          for (size_t c = 0; c < child.columns.size(); ++c) {
+            const Value& raw = c < rows[r].size() ? rows[r][c] : kNull;
+            views.push_back(ViewOf(raw));
             if (c > 0) json += ",";
             json += JsonQuote(child.columns[c]) + ":" + JsonValue(raw);
             if (!child.references[c].empty() && !IsNull(raw)) {
               record->references.emplace_back(&child.references[c], raw);
-              AppendValueBytes(identities.Canonical(child.references[c], side, raw), &canonical);
-            } else {
-              AppendValueBytes(raw, &canonical);
             }
           }
+          AppendChildRow(child, identities, side, views.data(), &canonical);
           json += "}";
-          canonical.push_back('|');
         }
         json += "]";
         record->values[f] = std::move(json);
-        record->field_hashes[f] = XXH3_64bits(canonical.data(), canonical.size());
+        record->field_hashes[f] = HashBytes(canonical);
         break;
       }
       case FieldLayout::Kind::kFileBytes:

@@ -45,6 +45,35 @@ std::string RenderValue(const Value& v) {
   return std::get<std::string>(v);
 }
 
+ValueView ViewOf(const Value& v) {
+  ValueView view;
+  if (const auto* i = std::get_if<int64_t>(&v)) {
+    view.type = ValueView::Type::kInteger;
+    view.integer = *i;
+  } else if (const auto* d = std::get_if<double>(&v)) {
+    view.type = ValueView::Type::kReal;
+    view.real = *d;
+  } else if (const auto* s = std::get_if<std::string>(&v)) {
+    view.type = ValueView::Type::kText;
+    view.text = *s;
+  }
+  return view;
+}
+
+Value ToValue(const ValueView& view) {
+  switch (view.type) {
+    case ValueView::Type::kNull:
+      return Value();
+    case ValueView::Type::kInteger:
+      return view.integer;
+    case ValueView::Type::kReal:
+      return view.real;
+    case ValueView::Type::kText:
+      return std::string(view.text);
+  }
+  return Value();
+}
+
 std::string RecordRef(const std::string& table, const Value& id) {
   return table + ":" + RenderValue(id);
 }

@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "envsync/core/classification.h"
@@ -29,7 +30,17 @@ std::string Join(const std::vector<std::string>& items) {
 struct Pair {
   const Record* source = nullptr;
   const Record* target = nullptr;
+  const store::SyncBase* base = nullptr;
+};
+
+// A pair to be listed (or, for a record new on the source, looked up first), kept as light
+// records until the table's scans are done and the two sides can be read in full.
+struct PendingPair {
+  std::optional<Record> source;
+  std::optional<Record> target;
   std::optional<store::SyncBase> base;
+  Classification classification;
+  bool needs_key_lookup = false;
 };
 
 // One comparison's work: selection, reading, classification, closure.
@@ -54,9 +65,10 @@ class Comparer {
   Status LoadKeyIndexes();
   Status CheckFolders();
   Status CompareTable(const TableSpec& table);
-  Status Visit(const RecordLayout& layout, Pair pair, std::vector<Record>* pending_new);
+  Status Visit(const RecordLayout& layout, const Pair& pair, std::vector<PendingPair>* pending);
+  Status ListPending(const RecordLayout& layout, std::vector<PendingPair>& pending);
+  Result<bool> KeyOnTargetElsewhere(const RecordLayout& layout, const Record& source);
   void AddChange(const RecordLayout& layout, const Pair& pair, const Classification& c);
-  Status ResolvePendingNew(const RecordLayout& layout, std::vector<Record>& pending);
   Status CloseDependencies();
   Result<std::optional<Value>> SourceIdOfGalleryKey(const TableSpec& table, const std::string& key);
   Result<bool> ExistsOnTarget(const std::string& table, const Value& source_id);
@@ -223,7 +235,7 @@ Status Comparer::SelectModules() {
       for (const auto& [column, referenced_table] : table.json_references) {
         const TableSpec* assets = manifest_.FindTable(referenced_table);
         std::set<std::string> named_folders;
-        store::ScanRequest scan{table.name, {column}, {}, table.filter};
+        store::ScanRequest scan{table.name, {column}, {}, table.filter, {}};
         auto cursor = source_.Scan(scan);
         if (!cursor.ok()) return cursor.status();
         std::vector<Value> row;
@@ -269,73 +281,78 @@ Status Comparer::CompareTable(const TableSpec& table) {
       layouts_.emplace(table.name, RecordLayout::Make(table, columns_[table.name], child_columns))
           .first->second;
 
-  ReadContext source_context{&identities_, source_side_, &source_keys_, &folders_};
-  ReadContext target_context{&identities_, target_side_, &target_keys_, &folders_};
-  auto source_reader = std::make_unique<TableReader>(source_, layout, source_context);
-  auto target_reader = std::make_unique<TableReader>(target_, layout, target_context);
-  ENVSYNC_RETURN_IF_ERROR(source_reader->Start());
-  ENVSYNC_RETURN_IF_ERROR(target_reader->Start());
-  PrefetchingReader source(std::move(source_reader));
-  PrefetchingReader target(std::move(target_reader));
-  auto base_cursor = state_.ScanDirectBase(table.name);
-  if (!base_cursor.ok()) return base_cursor.status();
-
-  auto direct = [&](const Value& id) {
-    const auto* number = std::get_if<int64_t>(&id);
-    return number == nullptr || identities_.IsDirect(table.name, *number);
-  };
-
-  Record s;
-  Record t;
-  bool has_s = source.Next(&s);
-  bool has_t = target.Next(&t);
-  store::SyncBase base;
-  bool has_base = (*base_cursor)->Next(&base);
+  const ReadContext source_context{&identities_, source_side_, &source_keys_, &folders_};
+  const ReadContext target_context{&identities_, target_side_, &target_keys_, &folders_};
+  std::vector<PendingPair> pending;
   std::vector<Record> deferred_source;
   std::vector<Record> deferred_target;
-  std::vector<Record> pending_new;
-  Status status;
-  while (status.ok() && (has_s || has_t)) {
-    if (has_s && !direct(s.id)) {
-      deferred_source.push_back(std::move(s));
-      has_s = source.Next(&s);
-      continue;
+  {
+    TableReader source_reader(source_, layout, source_context);
+    TableReader target_reader(target_, layout, target_context);
+    ENVSYNC_RETURN_IF_ERROR(source_reader.Start());
+    ENVSYNC_RETURN_IF_ERROR(target_reader.Start());
+    auto base_cursor = state_.ScanDirectBase(table.name);
+    if (!base_cursor.ok()) return base_cursor.status();
+    // One thread per side; this thread merges the two ID-ordered streams with the base.
+    PrefetchingReader source(&source_reader);
+    PrefetchingReader target(&target_reader);
+
+    auto direct = [&](const Value& id) {
+      const auto* number = std::get_if<int64_t>(&id);
+      return number == nullptr || identities_.IsDirect(table.name, *number);
+    };
+    Record s;
+    Record t;
+    bool has_s = source.Next(&s);
+    bool has_t = target.Next(&t);
+    store::SyncBase base;
+    bool has_base = (*base_cursor)->Next(&base);
+    Status status;
+    while (status.ok() && (has_s || has_t)) {
+      // Records matched through the identity map are paired after the merge.
+      if (has_s && !direct(s.id)) {
+        deferred_source.push_back(std::move(s));
+        has_s = source.Next(&s);
+        continue;
+      }
+      if (has_t && !direct(t.id)) {
+        deferred_target.push_back(std::move(t));
+        has_t = target.Next(&t);
+        continue;
+      }
+      std::strong_ordering order = std::strong_ordering::equal;
+      if (!has_s) {
+        order = std::strong_ordering::greater;
+      } else if (!has_t) {
+        order = std::strong_ordering::less;
+      } else {
+        order = CompareValues(s.id, t.id);
+      }
+      const Value& id = order == std::strong_ordering::greater ? t.id : s.id;
+      while (has_base && CompareValues(base.prod_id, id) < 0) {
+        has_base = (*base_cursor)->Next(&base);
+      }
+      Pair pair;
+      if (order != std::strong_ordering::greater) pair.source = &s;
+      if (order != std::strong_ordering::less) pair.target = &t;
+      if (has_base && CompareValues(base.prod_id, id) == 0) pair.base = &base;
+      status = Visit(layout, pair, &pending);
+      records_read_ += (order == std::strong_ordering::equal) ? 2 : 1;
+      if (records_read_ >= next_progress_) {
+        next_progress_ += kProgressEvery;
+        Progress(table.name, false);
+      }
+      if (order != std::strong_ordering::greater) has_s = source.Next(&s);
+      if (order != std::strong_ordering::less) has_t = target.Next(&t);
     }
-    if (has_t && !direct(t.id)) {
-      deferred_target.push_back(std::move(t));
-      has_t = target.Next(&t);
-      continue;
+    ENVSYNC_RETURN_IF_ERROR(status);
+    ENVSYNC_RETURN_IF_ERROR(source.status());
+    ENVSYNC_RETURN_IF_ERROR(target.status());
+    ENVSYNC_RETURN_IF_ERROR((*base_cursor)->status());
+    for (const PrefetchingReader* reader : {&source, &target}) {
+      comparison_.warnings.insert(comparison_.warnings.end(), reader->warnings().begin(),
+                                  reader->warnings().end());
     }
-    std::strong_ordering order = std::strong_ordering::equal;
-    if (!has_s) {
-      order = std::strong_ordering::greater;
-    } else if (!has_t) {
-      order = std::strong_ordering::less;
-    } else {
-      order = CompareValues(s.id, t.id);
-    }
-    const Value& id = order == std::strong_ordering::greater ? t.id : s.id;
-    while (has_base && CompareValues(base.prod_id, id) < 0) has_base = (*base_cursor)->Next(&base);
-    Pair pair;
-    if (order != std::strong_ordering::greater) pair.source = &s;
-    if (order != std::strong_ordering::less) pair.target = &t;
-    if (has_base && CompareValues(base.prod_id, id) == 0) pair.base = base;
-    status = Visit(layout, std::move(pair), &pending_new);
-    records_read_ += (order == std::strong_ordering::equal) ? 2 : 1;
-    if (records_read_ >= next_progress_) {
-      next_progress_ += kProgressEvery;
-      Progress(table.name, false);
-    }
-    if (order != std::strong_ordering::greater) has_s = source.Next(&s);
-    if (order != std::strong_ordering::less) has_t = target.Next(&t);
-  }
-  ENVSYNC_RETURN_IF_ERROR(status);
-  ENVSYNC_RETURN_IF_ERROR(source.status());
-  ENVSYNC_RETURN_IF_ERROR(target.status());
-  ENVSYNC_RETURN_IF_ERROR((*base_cursor)->status());
-  for (const PrefetchingReader* reader : {&source, &target}) {
-    comparison_.warnings.insert(comparison_.warnings.end(), reader->warnings().begin(),
-                                reader->warnings().end());
   }
 
   // Records matched through the identity map, or left without a counterpart by it.
@@ -353,6 +370,7 @@ Status Comparer::CompareTable(const TableSpec& table) {
   for (const Record& record : deferred_source) {
     Pair pair;
     pair.source = &record;
+    std::optional<store::SyncBase> base;
     auto counterpart =
         identities_.Counterpart(table.name, source_side_, std::get<int64_t>(record.id));
     if (counterpart) {
@@ -363,94 +381,126 @@ Status Comparer::CompareTable(const TableSpec& table) {
       }
       auto found = base_of(record.id, *counterpart);
       if (!found.ok()) return found.status();
-      pair.base = std::move(*found);
+      base = std::move(*found);
     }
+    if (base) pair.base = &*base;
     records_read_ += pair.target != nullptr ? 2 : 1;
-    ENVSYNC_RETURN_IF_ERROR(Visit(layout, std::move(pair), &pending_new));
+    ENVSYNC_RETURN_IF_ERROR(Visit(layout, pair, &pending));
   }
   for (size_t i = 0; i < deferred_target.size(); ++i) {
     if (target_used[i]) continue;
     Pair pair;
     pair.target = &deferred_target[i];
+    std::optional<store::SyncBase> base;
     auto counterpart =
         identities_.Counterpart(table.name, target_side_, std::get<int64_t>(deferred_target[i].id));
     if (counterpart) {
       auto found = base_of(*counterpart, deferred_target[i].id);
       if (!found.ok()) return found.status();
-      pair.base = std::move(*found);
+      base = std::move(*found);
     }
+    if (base) pair.base = &*base;
     records_read_ += 1;
-    ENVSYNC_RETURN_IF_ERROR(Visit(layout, std::move(pair), &pending_new));
+    ENVSYNC_RETURN_IF_ERROR(Visit(layout, pair, &pending));
   }
-  ENVSYNC_RETURN_IF_ERROR(ResolvePendingNew(layout, pending_new));
+  ENVSYNC_RETURN_IF_ERROR(ListPending(layout, pending));
   Progress(table.name, false);
   return Status::Ok();
 }
 
-Status Comparer::Visit(const RecordLayout& layout, Pair pair, std::vector<Record>* pending_new) {
-  const std::string& table = layout.table->name;
+Status Comparer::Visit(const RecordLayout& layout, const Pair& pair,
+                       std::vector<PendingPair>* pending) {
   if (pair.source != nullptr && pair.target != nullptr && pair.source->hash == pair.target->hash) {
     // Equal: this is the pair's last common state now.
-    if (!pair.base || pair.base->hash != pair.source->hash ||
+    if (pair.base == nullptr || pair.base->hash != pair.source->hash ||
         pair.base->field_hashes != pair.source->field_hashes) {
       store::SyncBase base;
       base.prod_id = source_side_ == Side::kProd ? pair.source->id : pair.target->id;
       base.test_id = source_side_ == Side::kProd ? pair.target->id : pair.source->id;
       base.hash = pair.source->hash;
       base.field_hashes = pair.source->field_hashes;
-      return state_.PutBase(table, base);
+      return state_.PutBase(layout.table->name, base);
     }
     return Status::Ok();
   }
-  if (pair.source != nullptr && pair.target == nullptr && !pair.base) {
+  PendingPair entry;
+  if (pair.source != nullptr && pair.target == nullptr && pair.base == nullptr) {
     // Whether its natural key exists on the target under another ID is looked up once the
     // table's scans are done.
-    pending_new->push_back(*pair.source);
-    return Status::Ok();
+    entry.needs_key_lookup = true;
+  } else {
+    PairState state;
+    if (pair.source != nullptr) state.source = pair.source->hash;
+    if (pair.target != nullptr) state.target = pair.target->hash;
+    if (pair.base != nullptr) state.base = pair.base->hash;
+    if (pair.source != nullptr && pair.target != nullptr) {
+      state.keys_equal = pair.source->key_hash == pair.target->key_hash;
+    }
+    entry.classification = Classify(state, request_.mode);
+    if (!entry.classification.listed) return Status::Ok();
   }
-  PairState state;
-  if (pair.source != nullptr) state.source = pair.source->hash;
-  if (pair.target != nullptr) state.target = pair.target->hash;
-  if (pair.base) state.base = pair.base->hash;
-  if (pair.source != nullptr && pair.target != nullptr) {
-    state.keys_equal = pair.source->key == pair.target->key;
-  }
-  const Classification c = Classify(state, request_.mode);
-  if (c.listed) AddChange(layout, pair, c);
+  if (pair.source != nullptr) entry.source = *pair.source;
+  if (pair.target != nullptr) entry.target = *pair.target;
+  if (pair.base != nullptr) entry.base = *pair.base;
+  pending->push_back(std::move(entry));
   return Status::Ok();
 }
 
-Status Comparer::ResolvePendingNew(const RecordLayout& layout, std::vector<Record>& pending) {
+Result<bool> Comparer::KeyOnTargetElsewhere(const RecordLayout& layout, const Record& source) {
+  // Translate the source's key into target terms: a referenced key part (a file's folder)
+  // becomes the target's ID for that referenced record.
   const TableSpec& table = *layout.table;
-  for (const Record& record : pending) {
-    // Translate the source's key into target terms: a referenced key part (a file's folder)
-    // becomes the target's ID for that referenced record.
-    std::vector<std::pair<std::string, Value>> equals;
-    bool resolvable = true;
-    for (size_t k = 0; k < table.key.size(); ++k) {
-      const int column = layout.key_columns[k];
-      const std::string* referenced = table.ReferenceOf(table.key[k]);
-      if (referenced != nullptr && column >= 0) {
-        const std::string& source_key = source_keys_[*referenced].key_of[record.values[column]];
-        auto it = target_keys_[*referenced].id_of.find(source_key);
-        if (it == target_keys_[*referenced].id_of.end()) {
-          resolvable = false;
-          break;
-        }
-        equals.emplace_back(table.key[k], it->second);
-      } else {
-        equals.emplace_back(table.key[k], column < 0 ? record.id : record.values[column]);
+  std::vector<std::pair<std::string, Value>> equals;
+  for (size_t k = 0; k < table.key.size(); ++k) {
+    const int column = layout.key_columns[k];
+    const std::string* referenced = table.ReferenceOf(table.key[k]);
+    if (referenced != nullptr && column >= 0) {
+      const std::string& source_key = source_keys_[*referenced].key_of[source.values[column]];
+      auto it = target_keys_[*referenced].id_of.find(source_key);
+      if (it == target_keys_[*referenced].id_of.end()) return false;
+      equals.emplace_back(table.key[k], it->second);
+    } else {
+      equals.emplace_back(table.key[k], column < 0 ? source.id : source.values[column]);
+    }
+  }
+  auto ids = target_.FindIds(table.name, table.id, equals);
+  if (!ids.ok()) return ids.status();
+  return !ids->empty();
+}
+
+Status Comparer::ListPending(const RecordLayout& layout, std::vector<PendingPair>& pending) {
+  const ReadContext source_context{&identities_, source_side_, &source_keys_, &folders_};
+  const ReadContext target_context{&identities_, target_side_, &target_keys_, &folders_};
+  TableReader source_reader(source_, layout, source_context);
+  TableReader target_reader(target_, layout, target_context);
+  Record source;
+  Record target;
+  for (PendingPair& entry : pending) {
+    // Read both sides in full, from the same snapshots the light records came from.
+    for (auto [light, reader, full] : {std::tuple{&entry.source, &source_reader, &source},
+                                       std::tuple{&entry.target, &target_reader, &target}}) {
+      if (!light->has_value()) continue;
+      auto found = reader->Fetch((*light)->id, full);
+      if (!found.ok()) return found.status();
+      if (!*found || full->hash != (*light)->hash) {
+        return Status::Internal(fmt::format("{} changed while it was being compared",
+                                            RecordRef(layout.table->name, (*light)->id)));
       }
     }
-    PairState state;
-    state.source = record.hash;
-    if (resolvable) {
-      auto ids = target_.FindIds(table.name, table.id, equals);
-      if (!ids.ok()) return ids.status();
-      state.key_on_target_elsewhere = !ids->empty();
+    if (entry.needs_key_lookup) {
+      PairState state;
+      state.source = source.hash;
+      auto elsewhere = KeyOnTargetElsewhere(layout, source);
+      if (!elsewhere.ok()) return elsewhere.status();
+      state.key_on_target_elsewhere = *elsewhere;
+      entry.classification = Classify(state, request_.mode);
+      if (!entry.classification.listed) continue;
     }
-    const Classification c = Classify(state, request_.mode);
-    if (c.listed) AddChange(layout, Pair{&record, nullptr, std::nullopt}, c);
+    Pair pair;
+    if (entry.source) pair.source = &source;
+    if (entry.target) pair.target = &target;
+    if (entry.base) pair.base = &*entry.base;
+    AddChange(layout, pair, entry.classification);
   }
   return Status::Ok();
 }

@@ -73,11 +73,11 @@ Status TableReader::Start() {
     if (!child_cursor.ok()) return child_cursor.status();
     children_.push_back(std::move(*child_cursor));
   }
-  pending_child_.assign(children_.size(), {});
+  child_row_.assign(children_.size(), {});
   child_done_.assign(children_.size(), false);
-  child_rows_.assign(children_.size(), {});
+  child_bytes_.assign(children_.size(), {});
   for (size_t i = 0; i < children_.size(); ++i) {
-    if (!children_[i]->Next(&pending_child_[i])) {
+    if (!children_[i]->NextView(&child_row_[i])) {
       child_done_[i] = true;
       if (!children_[i]->status().ok()) return children_[i]->status();
     }
@@ -85,60 +85,96 @@ Status TableReader::Start() {
   return Status::Ok();
 }
 
-std::string TableReader::FolderPathOf(const std::string& column,
-                                      const std::vector<Value>& row) const {
+std::string TableReader::FolderPathOf(const std::string& column, const ValueView* columns) const {
   const int index = layout_.ColumnIndex(column);
   const std::string* referenced = layout_.table->ReferenceOf(column);
   if (index < 0 || referenced == nullptr) return "";
   auto keys = context_.keys->find(*referenced);
   if (keys == context_.keys->end()) return "";
-  auto it = keys->second.key_of.find(row[static_cast<size_t>(index) + 1]);
+  auto it = keys->second.key_of.find(ToValue(columns[index]));
   return it == keys->second.key_of.end() ? "" : it->second;
 }
 
-bool TableReader::Included(const std::vector<Value>& row) const {
+bool TableReader::Included(const ValueView* columns) const {
   if (context_.folders == nullptr || context_.folders->folders.empty()) return true;
   const TableSpec& table = *layout_.table;
   if (!table.folder_path.empty()) {
     const int index = layout_.ColumnIndex(table.folder_path);
-    return index >= 0 && context_.folders->Includes(RenderValue(row[index + 1]));
+    return index >= 0 && context_.folders->Includes(RenderValue(ToValue(columns[index])));
   }
-  if (!table.folder.empty()) return context_.folders->Includes(FolderPathOf(table.folder, row));
+  if (!table.folder.empty()) return context_.folders->Includes(FolderPathOf(table.folder, columns));
   return true;
 }
 
-std::string TableReader::KeyPart(int column_index, const std::vector<Value>& row) const {
-  if (column_index < 0) return RenderValue(row[0]);  // the key is the ID column itself
-  const Value& raw = row[static_cast<size_t>(column_index) + 1];
+void TableReader::KeyPart(int column_index, const Value& id, const ValueView* columns,
+                          std::string* out) const {
+  out->clear();
+  if (column_index < 0) {  // the key is the ID column itself
+    *out = RenderValue(id);
+    return;
+  }
+  const ValueView& raw = columns[column_index];
   const std::string* referenced = layout_.table->ReferenceOf(layout_.columns[column_index]);
-  if (referenced == nullptr) return RenderValue(raw);
+  if (referenced == nullptr) {
+    if (raw.type == ValueView::Type::kText) {
+      out->assign(raw.text);
+    } else {
+      *out = RenderValue(ToValue(raw));
+    }
+    return;
+  }
   auto keys = context_.keys->find(*referenced);
   if (keys != context_.keys->end()) {
-    auto it = keys->second.key_of.find(raw);
-    if (it != keys->second.key_of.end()) return it->second;
+    auto it = keys->second.key_of.find(ToValue(raw));
+    if (it != keys->second.key_of.end()) {
+      *out = it->second;
+      return;
+    }
   }
-  std::string unknown(1, '#');  // built in two steps: g++ 12 warns falsely on "#" + string
-  unknown += RenderValue(raw);
-  return unknown;
+  out->push_back('#');
+  *out += RenderValue(ToValue(raw));
+}
+
+std::string TableReader::FileDigest(const Value& id, const ValueView* columns, bool report) {
+  const TableSpec& table = *layout_.table;
+  const std::string folder = FolderPathOf(table.asset->folder, columns);
+  const int file_index = layout_.ColumnIndex(table.asset->file);
+  const int sha_index = layout_.ColumnIndex(table.asset->sha256);
+  const std::string file = file_index >= 0 ? RenderValue(ToValue(columns[file_index])) : "";
+  const std::string recorded = sha_index >= 0 ? RenderValue(ToValue(columns[sha_index])) : "";
+  store::AssetDigest found = env_.assets().Digest(folder, file);
+  if (!found.problem.empty()) {
+    if (report) warnings_.push_back(Warning{env_.name(), RecordRef(table.name, id), found.problem});
+    return kFileMissing;
+  }
+  if (report && found.sha256 != recorded) {
+    warnings_.push_back(Warning{
+        env_.name(), RecordRef(table.name, id),
+        fmt::format("the bytes of {} do not match its recorded SHA-256 (recorded {}, found {})",
+                    found.path, recorded, found.sha256)});
+  }
+  return found.sha256;
 }
 
 bool TableReader::Next(Record* record) {
   while (true) {
-    if (!root_->Next(&row_)) {
+    if (!root_->NextView(&row_)) {
       status_ = root_->status();
       return false;
     }
-    const Value& id = row_[0];
+    Value id = ToValue(row_[0]);
+    const ValueView* columns = row_.data() + 1;
     // Child rows arrive ordered by parent; rows of parents that are not read are skipped.
     for (size_t i = 0; i < children_.size(); ++i) {
-      child_rows_[i].clear();
+      child_bytes_[i].clear();
       while (!child_done_[i]) {
-        const auto order = CompareValues(pending_child_[i][0], id);
+        const auto order = CompareValues(ToValue(child_row_[i][0]), id);
         if (order > 0) break;
         if (order == 0) {
-          child_rows_[i].emplace_back(pending_child_[i].begin() + 1, pending_child_[i].end());
+          AppendChildRow(layout_.children[i], *context_.identities, context_.side,
+                         child_row_[i].data() + 1, &child_bytes_[i]);
         }
-        if (!children_[i]->Next(&pending_child_[i])) {
+        if (!children_[i]->NextView(&child_row_[i])) {
           child_done_[i] = true;
           if (!children_[i]->status().ok()) {
             status_ = children_[i]->status();
@@ -147,46 +183,90 @@ bool TableReader::Next(Record* record) {
         }
       }
     }
-    if (!Included(row_)) continue;
+    if (!Included(columns)) continue;
 
-    std::vector<std::string> key_parts;
-    key_parts.reserve(layout_.key_columns.size());
-    for (int column : layout_.key_columns) key_parts.push_back(KeyPart(column, row_));
-
-    std::string digest;
-    const TableSpec& table = *layout_.table;
-    if (table.asset) {
-      const std::string folder = FolderPathOf(table.asset->folder, row_);
-      const int file_index = layout_.ColumnIndex(table.asset->file);
-      const int sha_index = layout_.ColumnIndex(table.asset->sha256);
-      const std::string file = file_index >= 0 ? RenderValue(row_[file_index + 1]) : "";
-      const std::string recorded = sha_index >= 0 ? RenderValue(row_[sha_index + 1]) : "";
-      store::AssetDigest found = env_.assets().Digest(folder, file);
-      if (!found.problem.empty()) {
-        digest = kFileMissing;
-        warnings_.push_back(Warning{env_.name(), RecordRef(table.name, id), found.problem});
-      } else {
-        digest = found.sha256;
-        if (digest != recorded) {
-          warnings_.push_back(
-              Warning{env_.name(), RecordRef(table.name, id),
-                      fmt::format("the bytes of {} do not match its recorded SHA-256 (recorded {}, "
-                                  "found {})",
-                                  found.path, recorded, digest)});
+    key_bytes_.clear();
+    for (int column : layout_.key_columns) {
+      KeyPart(column, id, columns, &part_);
+      AppendKeyPart(part_, &key_bytes_);
+    }
+    record->key_hash = HashBytes(key_bytes_);
+    record->field_hashes.resize(layout_.fields.size());
+    for (size_t f = 0; f < layout_.fields.size(); ++f) {
+      const FieldLayout& field = layout_.fields[f];
+      switch (field.kind) {
+        case FieldLayout::Kind::kColumn:
+          record->field_hashes[f] =
+              HashField(field, *context_.identities, context_.side, columns[f]);
+          break;
+        case FieldLayout::Kind::kChildren:
+          record->field_hashes[f] = HashBytes(child_bytes_[field.child]);
+          break;
+        case FieldLayout::Kind::kFileBytes: {
+          const std::string digest = FileDigest(id, columns, /*report=*/true);
+          ValueView view;
+          view.type = ValueView::Type::kText;
+          view.text = digest;
+          record->field_hashes[f] = HashView(view);
+          break;
         }
       }
     }
-    Value record_id = row_[0];
-    std::vector<Value> values(std::make_move_iterator(row_.begin() + 1),
-                              std::make_move_iterator(row_.end()));
-    BuildRecord(layout_, *context_.identities, context_.side, std::move(record_id),
-                std::move(values), child_rows_, digest, key_parts, record);
+    record->hash = HashFields(record->field_hashes);
+    record->id = std::move(id);
+    record->full = false;
+    record->key.clear();
+    record->values.clear();
+    record->references.clear();
     return true;
   }
 }
 
-PrefetchingReader::PrefetchingReader(std::unique_ptr<TableReader> reader)
-    : reader_(std::move(reader)), thread_([this] { Produce(); }) {}
+Result<bool> TableReader::Fetch(const Value& id, Record* record) {
+  const TableSpec& table = *layout_.table;
+  store::ScanRequest root;
+  root.table = table.name;
+  root.columns.push_back(table.id);
+  root.columns.insert(root.columns.end(), layout_.columns.begin(), layout_.columns.end());
+  root.equals = {{table.id, id}};
+  auto cursor = env_.Scan(root);
+  if (!cursor.ok()) return cursor.status();
+  std::vector<Value> values;
+  if (!(*cursor)->Next(&values)) {
+    if (!(*cursor)->status().ok()) return (*cursor)->status();
+    return false;
+  }
+  std::vector<std::vector<ChildRow>> children(layout_.children.size());
+  for (size_t i = 0; i < layout_.children.size(); ++i) {
+    const ChildLayout& child = layout_.children[i];
+    store::ScanRequest request;
+    request.table = child.spec->table;
+    request.columns = child.columns;
+    request.order_by = child.spec->order;
+    request.order_by.push_back(child.spec->id);
+    request.equals = {{child.spec->parent, id}};
+    auto child_cursor = env_.Scan(request);
+    if (!child_cursor.ok()) return child_cursor.status();
+    ChildRow row;
+    while ((*child_cursor)->Next(&row)) children[i].push_back(row);
+    if (!(*child_cursor)->status().ok()) return (*child_cursor)->status();
+  }
+  std::vector<ValueView> views;
+  for (size_t i = 1; i < values.size(); ++i) views.push_back(ViewOf(values[i]));
+  std::vector<std::string> key_parts(layout_.key_columns.size());
+  for (size_t k = 0; k < layout_.key_columns.size(); ++k) {
+    KeyPart(layout_.key_columns[k], id, views.data(), &key_parts[k]);
+  }
+  const std::string digest = table.asset ? FileDigest(id, views.data(), /*report=*/false) : "";
+  std::vector<Value> compared(std::make_move_iterator(values.begin() + 1),
+                              std::make_move_iterator(values.end()));
+  BuildRecord(layout_, *context_.identities, context_.side, id, std::move(compared), children,
+              digest, key_parts, record);
+  return true;
+}
+
+PrefetchingReader::PrefetchingReader(TableReader* reader)
+    : reader_(reader), thread_([this] { Produce(); }) {}
 
 PrefetchingReader::~PrefetchingReader() {
   {
@@ -199,7 +279,15 @@ PrefetchingReader::~PrefetchingReader() {
 
 void PrefetchingReader::Produce() {
   while (true) {
-    std::vector<Record> batch(kBatchSize);
+    std::vector<Record> batch;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!free_.empty()) {
+        batch = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    batch.resize(kBatchSize);
     size_t n = 0;
     while (n < kBatchSize && reader_->Next(&batch[n])) ++n;
     batch.resize(n);
@@ -208,18 +296,16 @@ void PrefetchingReader::Produce() {
     changed_.wait(lock, [&] { return stop_ || batches_.size() < kMaxQueuedBatches; });
     if (stop_) return;
     if (n > 0) batches_.push_back(std::move(batch));
-    if (last) {
-      finished_ = true;
-      changed_.notify_all();
-      return;
-    }
+    finished_ = last;
     changed_.notify_all();
+    if (last) return;
   }
 }
 
 bool PrefetchingReader::Next(Record* record) {
   if (position_ >= current_.size()) {
     std::unique_lock<std::mutex> lock(mutex_);
+    if (!current_.empty()) free_.push_back(std::move(current_));
     changed_.wait(lock, [&] { return !batches_.empty() || finished_; });
     if (batches_.empty()) return false;
     current_ = std::move(batches_.front());
@@ -227,10 +313,8 @@ bool PrefetchingReader::Next(Record* record) {
     position_ = 0;
     changed_.notify_all();
   }
-  *record = std::move(current_[position_++]);
+  std::swap(*record, current_[position_++]);
   return true;
 }
-
-Status PrefetchingReader::status() const { return reader_->status(); }
 
 }  // namespace envsync::sync

@@ -47,59 +47,68 @@ struct ReadContext {
   const FolderSelection* folders = nullptr;
 };
 
-// Reads the records of one root table from one environment in ID order: the root rows merged
-// with their child rows, local columns left out, the asset bytes digested. Not thread-safe;
-// one reader per thread.
+// Reads the records of one root table from one environment. Start + Next stream light
+// records (ID, hashes) in ID order, hashing every column in place without copying it: the
+// root rows merged with their child rows, local columns left out, the asset bytes digested.
+// Fetch reads one record in full. Not thread-safe; one reader per thread.
 class TableReader {
  public:
   TableReader(store::Environment& env, const RecordLayout& layout, const ReadContext& context);
 
   // Opens the scans. Must be called once before Next.
   Status Start();
-  // The next record, or false at the end or on failure (status() tells).
+  // The next light record, or false at the end or on failure (status() tells).
   bool Next(Record* record);
+  // Reads the record with `id` in full (values, key, references). False when it is not there.
+  Result<bool> Fetch(const Value& id, Record* record);
   Status status() const { return status_; }
-  // Problems met on the way (missing or mismatched gallery bytes, unsafe file names).
+  // Problems met while streaming (missing or mismatched gallery bytes, unsafe file names).
   const std::vector<Warning>& warnings() const { return warnings_; }
 
  private:
-  bool Included(const std::vector<Value>& row) const;
-  std::string KeyPart(int column_index, const std::vector<Value>& row) const;
-  std::string FolderPathOf(const std::string& column, const std::vector<Value>& row) const;
+  bool Included(const ValueView* columns) const;
+  void KeyPart(int column_index, const Value& id, const ValueView* columns, std::string* out) const;
+  std::string FolderPathOf(const std::string& column, const ValueView* columns) const;
+  std::string FileDigest(const Value& id, const ValueView* columns, bool report);
 
   store::Environment& env_;
   const RecordLayout& layout_;
   ReadContext context_;
   std::unique_ptr<store::RowCursor> root_;
   std::vector<std::unique_ptr<store::RowCursor>> children_;
-  std::vector<std::vector<Value>> pending_child_;  // each child cursor's next row
+  std::vector<std::vector<ValueView>> child_row_;  // each child cursor's current row
   std::vector<bool> child_done_;
-  std::vector<Value> row_;
-  std::vector<std::vector<ChildRow>> child_rows_;
+  std::vector<ValueView> row_;
+  std::vector<std::string> child_bytes_;
+  std::string key_bytes_;
+  std::string part_;
   std::vector<Warning> warnings_;
   Status status_;
 };
 
 // Runs a TableReader on its own thread and hands its records over in batches through a
-// bounded queue, so the two sides of a comparison are read at once.
+// bounded queue, so the two sides of a comparison are read at once. Batches are recycled, so
+// records keep their buffers and streaming allocates nothing once warm.
 // Thread safety: Next is called from one consumer thread.
 class PrefetchingReader {
  public:
-  explicit PrefetchingReader(std::unique_ptr<TableReader> reader);
+  explicit PrefetchingReader(TableReader* reader);
   ~PrefetchingReader();
 
+  // Swaps the next record into `record`.
   bool Next(Record* record);
   // Valid once Next returned false.
-  Status status() const;
+  Status status() const { return reader_->status(); }
   const std::vector<Warning>& warnings() const { return reader_->warnings(); }
 
  private:
   void Produce();
 
-  std::unique_ptr<TableReader> reader_;
+  TableReader* reader_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<std::vector<Record>> batches_;
+  std::vector<std::vector<Record>> free_;
   bool finished_ = false;
   bool stop_ = false;
   std::vector<Record> current_;

@@ -53,14 +53,18 @@ inline constexpr const char* kFileBytesField = "file_bytes";
 inline constexpr const char* kFileMissing = "missing";
 
 // One record as read from one environment: the root row with its child rows, in the form
-// compared. `values` holds what users see (raw IDs of this side; child rows as JSON text);
-// `field_hashes` and `hash` are side-independent (references through the identity map).
+// compared. A streamed record is light: ID, hashes and key hash only. A full record (read
+// again for the records a comparison lists) also has what users see: `values` (raw IDs of this
+// side; child rows as JSON text), the natural key and the references. Hashes are
+// side-independent (references through the identity map) and equal in both forms.
 struct Record {
   Value id;
-  std::string key;  // natural key, parts joined by '/'
-  std::vector<Value> values;
+  uint64_t key_hash = 0;
   std::vector<uint64_t> field_hashes;
   uint64_t hash = 0;
+  bool full = false;
+  std::string key;  // natural key, parts joined by '/'
+  std::vector<Value> values;
   // The records this one references, as (referenced root table, raw ID on this side); the
   // table names point into the RecordLayout, which must outlive the record.
   std::vector<std::pair<const std::string*, Value>> references;
@@ -69,7 +73,7 @@ struct Record {
 // One child row: its compared values in ChildLayout::columns order.
 using ChildRow = std::vector<Value>;
 
-// Fills `record` from raw data. `root` holds the compared root columns in layout order;
+// Builds a full record from raw data. `root` holds the compared root columns in layout order;
 // `children[i]` the rows of child table i in their order; `file_digest` the bytes' SHA-256
 // (or kFileMissing; ignored without an asset). `key_parts` are the natural key parts with
 // references already replaced by the referenced record's key. Pure function.
@@ -77,6 +81,22 @@ void BuildRecord(const RecordLayout& layout, const IdentityMap& identities, Side
                  std::vector<Value> root, const std::vector<std::vector<ChildRow>>& children,
                  const std::string& file_digest, const std::vector<std::string>& key_parts,
                  Record* record);
+
+// The pieces BuildRecord is made of, for readers that hash rows in place (light records).
+// Each gives the same result for a value and for its view.
+
+// The hash of one compared column: a reference is hashed through the identity map.
+uint64_t HashField(const FieldLayout& field, const IdentityMap& identities, Side side,
+                   const ValueView& value);
+// Appends one child row's canonical bytes (references through the identity map) to `out`;
+// the child field's hash is HashBytes of all its rows' bytes.
+void AppendChildRow(const ChildLayout& child, const IdentityMap& identities, Side side,
+                    const ValueView* row, std::string* out);
+// Appends one natural key part to `out`; the key hash is HashBytes of all parts.
+void AppendKeyPart(std::string_view part, std::string* out);
+uint64_t HashBytes(std::string_view bytes);
+// XXH3 of one value with its type, so 1 and '1' differ.
+uint64_t HashView(const ValueView& value);
 
 // XXH3 of one value with its type, so 1 and '1' differ.
 uint64_t HashValue(const Value& value);

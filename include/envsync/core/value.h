@@ -4,6 +4,7 @@
 #include <compare>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <variant>
 
 namespace envsync {
@@ -15,6 +16,20 @@ namespace envsync {
 using Value = std::variant<std::monostate, int64_t, double, std::string>;
 
 inline bool IsNull(const Value& v) { return std::holds_alternative<std::monostate>(v); }
+
+// A column value seen in place, without a copy: text points into the database's own buffer
+// and is valid only until the cursor that produced it moves on.
+struct ValueView {
+  enum class Type : uint8_t { kNull, kInteger, kReal, kText };
+  Type type = Type::kNull;
+  int64_t integer = 0;
+  double real = 0;
+  std::string_view text;
+};
+
+// A view of `v` (valid while `v` lives), and the value a view shows.
+ValueView ViewOf(const Value& v);
+Value ToValue(const ValueView& view);
 
 // Three-way comparison in SQLite's order (see above).
 std::strong_ordering CompareValues(const Value& a, const Value& b);

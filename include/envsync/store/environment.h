@@ -18,10 +18,17 @@ namespace envsync::store {
 class RowCursor {
  public:
   virtual ~RowCursor() = default;
-  // Reads the next row into `row`, one value per requested column. Returns false at the end
-  // and on failure; status() then tells which.
-  virtual bool Next(std::vector<Value>* row) = 0;
+  // Moves to the next row and shows it in `row`, one view per requested column, without
+  // copying: the views stay valid until the next call. Returns false at the end and on
+  // failure; status() then tells which.
+  virtual bool NextView(std::vector<ValueView>* row) = 0;
   virtual Status status() const = 0;
+
+  // Like NextView, with the row copied into values.
+  bool Next(std::vector<Value>* row);
+
+ private:
+  std::vector<ValueView> views_;
 };
 
 // What to read from one table.
@@ -30,6 +37,7 @@ struct ScanRequest {
   std::vector<std::string> columns;
   std::vector<std::string> order_by;  // ascending; the adapter orders by them exactly
   std::optional<RowFilter> filter;
+  std::vector<std::pair<std::string, Value>> equals;  // only rows where column IS value
 };
 
 // Where one gallery file's bytes are found, with its digest: the file's SHA-256 in lowercase

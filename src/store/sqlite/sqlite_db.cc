@@ -81,6 +81,36 @@ Value SqliteStatement::Column(int index) const {
   }
 }
 
+ValueView SqliteStatement::ColumnView(int index) const {
+  ValueView view;
+  switch (sqlite3_column_type(stmt_, index)) {
+    case SQLITE_NULL:
+      break;
+    case SQLITE_INTEGER:
+      view.type = ValueView::Type::kInteger;
+      view.integer = sqlite3_column_int64(stmt_, index);
+      break;
+    case SQLITE_FLOAT:
+      view.type = ValueView::Type::kReal;
+      view.real = sqlite3_column_double(stmt_, index);
+      break;
+    case SQLITE_BLOB: {
+      view.type = ValueView::Type::kText;
+      const void* data = sqlite3_column_blob(stmt_, index);
+      view.text = std::string_view(static_cast<const char*>(data),
+                                   static_cast<size_t>(sqlite3_column_bytes(stmt_, index)));
+      break;
+    }
+    default: {
+      view.type = ValueView::Type::kText;
+      const unsigned char* text = sqlite3_column_text(stmt_, index);
+      view.text = std::string_view(reinterpret_cast<const char*>(text),
+                                   static_cast<size_t>(sqlite3_column_bytes(stmt_, index)));
+    }
+  }
+  return view;
+}
+
 int SqliteStatement::ColumnCount() const { return sqlite3_column_count(stmt_); }
 
 const void* SqliteStatement::ColumnBlob(int index, int* size) const {

@@ -29,6 +29,8 @@ class SqliteStatement {
   Status Run();  // steps to the end, for statements without rows
   void Reset();
   Value Column(int index) const;
+  // The column in place: text stays valid until the statement steps or resets.
+  ValueView ColumnView(int index) const;
   int ColumnCount() const;
   const void* ColumnBlob(int index, int* size) const;
   sqlite3_stmt* get() const { return stmt_; }

@@ -14,7 +14,7 @@ class SqliteRowCursor : public RowCursor {
   SqliteRowCursor(SqliteStatement statement, const SqliteDb* db, size_t columns)
       : statement_(std::move(statement)), db_(db), columns_(columns) {}
 
-  bool Next(std::vector<Value>* row) override {
+  bool NextView(std::vector<ValueView>* row) override {
     if (done_) return false;
     if (!statement_.Step(&status_)) {
       done_ = true;
@@ -22,7 +22,7 @@ class SqliteRowCursor : public RowCursor {
       return false;
     }
     row->resize(columns_);
-    for (size_t i = 0; i < columns_; ++i) (*row)[i] = statement_.Column(static_cast<int>(i));
+    for (size_t i = 0; i < columns_; ++i) (*row)[i] = statement_.ColumnView(static_cast<int>(i));
     return true;
   }
   Status status() const override { return status_; }
@@ -42,8 +42,9 @@ class SqliteEnvironment : public Environment {
       : name_(config.name), location_(config.database), assets_(config.assets) {}
 
   Status Open() {
-    return db_.Open(location_, /*read_only=*/true,
-                    fmt::format("environment {} ({})", name_, location_));
+    ENVSYNC_RETURN_IF_ERROR(db_.Open(location_, /*read_only=*/true,
+                                     fmt::format("environment {} ({})", name_, location_)));
+    return db_.Exec("PRAGMA cache_size = -16384");
   }
 
   const std::string& name() const override { return name_; }
@@ -90,10 +91,13 @@ class SqliteEnvironment : public Environment {
       if (i > 0) sql += ", ";
       sql += QuoteIdentifier(request.columns[i]);
     }
-    sql += " FROM " + QuoteIdentifier(request.table);
+    sql += " FROM " + QuoteIdentifier(request.table) + " WHERE 1";
     if (request.filter) {
-      // A prefix range keeps the primary-key index usable and needs no LIKE escaping.
-      sql += " WHERE substr(" + QuoteIdentifier(request.filter->column) + ", 1, ?1) = ?2";
+      // substr() needs no LIKE escaping of '_' and '%' in the prefix.
+      sql += " AND substr(" + QuoteIdentifier(request.filter->column) + ", 1, ?1) = ?2";
+    }
+    for (size_t i = 0; i < request.equals.size(); ++i) {
+      sql += fmt::format(" AND {} IS ?{}", QuoteIdentifier(request.equals[i].first), i + 3);
     }
     if (!request.order_by.empty()) {
       sql += " ORDER BY ";
@@ -107,6 +111,9 @@ class SqliteEnvironment : public Environment {
     if (request.filter) {
       statement->Bind(1, static_cast<int64_t>(request.filter->prefix.size()));
       statement->Bind(2, request.filter->prefix);
+    }
+    for (size_t i = 0; i < request.equals.size(); ++i) {
+      statement->Bind(static_cast<int>(i + 3), request.equals[i].second);
     }
     return std::unique_ptr<RowCursor>(
         new SqliteRowCursor(std::move(*statement), &db_, request.columns.size()));

@@ -106,7 +106,8 @@ class SqliteStateStore : public StateStore {
     ENVSYNC_RETURN_IF_ERROR(reader_.Exec("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON"));
     ENVSYNC_RETURN_IF_ERROR(Migrate());
     ENVSYNC_RETURN_IF_ERROR(writer_.Open(path_, /*read_only=*/false, what));
-    return writer_.Exec("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL");
+    return writer_.Exec(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536");
   }
 
   int SchemaVersion() const override { return version_; }
