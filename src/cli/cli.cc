@@ -161,7 +161,7 @@ void PrintSummary(const Comparison& c, std::optional<Tab> only_tab, int64_t limi
           CompareValues(change.source_id, change.target_id) != 0) {
         ids += fmt::format(" (on {}: {})", c.to, RenderValue(change.target_id));
       }
-      out << fmt::format("  [{}] {:<34} {}", change.selected ? "x" : " ", ids, change.key);
+      out << fmt::format("  [{}] {:<22} {}", change.selected ? "x" : " ", ids, change.key);
       if (!note.empty()) out << "  -- " << note;
       out << "\n";
       if (!IsNull(change.source_id) && !IsNull(change.target_id)) {
