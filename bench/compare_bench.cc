@@ -51,8 +51,7 @@ Sample RunProcess(const std::vector<std::string>& argv, const std::string& stdou
   struct rusage usage {};
   wait4(pid, &status, 0, &usage);
   Sample sample;
-  sample.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  sample.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   sample.peak_kib = usage.ru_maxrss;
   sample.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
   return sample;
@@ -87,11 +86,9 @@ int main(int argc, char** argv) {
   const fs::path root = fs::absolute(dir);
   const fs::path config = root / "envsync.toml";
   if (!fs::exists(config)) {
-    fmt::print("making the demo pair: envsync demo init {} --records {}\n", root.string(),
-               records);
-    Sample made = RunProcess({envsync, "demo", "init", root.string(), "--records",
-                              std::to_string(records)},
-                             "");
+    fmt::print("making the demo pair: envsync demo init {} --records {}\n", root.string(), records);
+    Sample made = RunProcess(
+        {envsync, "demo", "init", root.string(), "--records", std::to_string(records)}, "");
     if (made.exit_code != 0) {
       fmt::print(stderr, "compare_bench: demo init failed ({})\n", made.exit_code);
       return 1;
@@ -123,14 +120,14 @@ int main(int argc, char** argv) {
   };
   const std::vector<Command> commands = {
       {"floor: cat prod.db test.db", {"cat", prod, test}},
-      {"sqldiff --primarykey --table cms_pages", {"sqldiff", "--primarykey", "--table",
-                                                  "cms_pages", prod, test}},
+      {"sqldiff --primarykey --table cms_pages",
+       {"sqldiff", "--primarykey", "--table", "cms_pages", prod, test}},
       {"envsync compare (base already recorded)",
        {envsync, "--config", config.string(), "compare", "--from", "TEST", "--to", "PROD",
         "--json"}},
       {"envsync compare (first: records every base)",
-       {envsync, "--config", fresh_config.string(), "compare", "--from", "TEST", "--to",
-        "PROD", "--json"},
+       {envsync, "--config", fresh_config.string(), "compare", "--from", "TEST", "--to", "PROD",
+        "--json"},
        true},
   };
   std::map<std::string, std::vector<Sample>> samples;
@@ -150,10 +147,9 @@ int main(int argc, char** argv) {
       samples[command.name].push_back(sample);
     }
   }
-  fmt::print("\n{} records per side, {} run(s) each, alternating; wall time in seconds\n",
-             records, runs);
-  fmt::print("{:<46} {:>8} {:>8} {:>8} {:>11}\n", "command", "median", "min", "max",
-             "peak RSS");
+  fmt::print("\n{} records per side, {} run(s) each, alternating; wall time in seconds\n", records,
+             runs);
+  fmt::print("{:<46} {:>8} {:>8} {:>8} {:>11}\n", "command", "median", "min", "max", "peak RSS");
   std::map<std::string, double> medians;
   for (const Command& command : commands) {
     std::vector<double> seconds;

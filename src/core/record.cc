@@ -128,7 +128,7 @@ std::string JsonQuote(std::string_view text) {
         out += "\\t";
         break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
           out += fmt::format("\\u{:04x}", static_cast<int>(c));
         } else {
           out.push_back(c);

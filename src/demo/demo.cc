@@ -20,6 +20,7 @@
 
 #include "demo/png.h"
 #include "envsync/core/embedded_data.h"
+#include "envsync/core/record.h"
 
 namespace envsync::demo {
 namespace {
@@ -957,43 +958,9 @@ bool IsValidUtf8(std::string_view text) {
   return true;
 }
 
-// Returns `text` as a TOML basic string, quotes included.
-std::string TomlString(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
-          out += fmt::format("\\u{:04X}", static_cast<unsigned>(static_cast<unsigned char>(c)));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
+// Returns `text` as a TOML basic string, quotes included: TOML basic strings take JSON's
+// escapes, and JsonQuote also escapes DEL, which TOML requires.
+std::string TomlString(std::string_view text) { return JsonQuote(text); }
 
 Status WriteConfigImpl(const DemoOptions& options) {
   const DemoPaths paths = PathsFor(options.dir);

@@ -108,7 +108,8 @@ uint64_t HashFields(const std::vector<uint64_t>& field_hashes);
 // `<folder>/<file>` (the gallery file's natural key).
 std::vector<std::string> GalleryReferences(std::string_view json);
 
-// JSON text of a string (quoted, escaped); used for child rows without a JSON library in core.
+// JSON text of a string (quoted, escaped; control characters and DEL as \u00XX), which is
+// also a valid TOML basic string. Used for child rows without a JSON library in core.
 std::string JsonQuote(std::string_view text);
 
 }  // namespace envsync
