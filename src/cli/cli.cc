@@ -19,6 +19,8 @@
 #include "envsync/store/json_codec.h"
 #include "envsync/store/state_store.h"
 #include "envsync/sync/compare.h"
+#include "envsync/sync/sync.h"
+#include <nlohmann/json.hpp>
 
 namespace envsync::cli {
 namespace {
@@ -201,6 +203,31 @@ std::string ConfigPath(const std::string& flag) {
   return "envsync.toml";
 }
 
+Result<std::unique_ptr<store::Environment>> OpenForWriting(const Config& config,
+                                                           const std::string& name) {
+  const EnvironmentConfig* env = config.Find(name);
+  if (env == nullptr) {
+    return Status::InvalidArgument(fmt::format("unknown environment '{}'", name));
+  }
+  return store::OpenEnvironment(*env, store::Access::kReadWrite);
+}
+
+// Opens the state store and settles any sync a killed process left half-done, so every
+// command sees the environments either fully before or fully after each sync.
+Result<std::unique_ptr<store::StateStore>> OpenState(const Config& config,
+                                                     const Manifest& manifest,
+                                                     std::ostream& err) {
+  auto state = store::OpenStateStore(config.state);
+  if (!state.ok()) return state;
+  auto settled = sync::RecoverInterruptedSyncs(
+      manifest, **state, [&](const std::string& name) { return OpenForWriting(config, name); });
+  if (!settled.ok()) return settled.status().WithContext("recovering an interrupted sync");
+  for (const std::string& id : *settled) {
+    err << "envsync: settled sync " << id << ", which an earlier run left unfinished\n";
+  }
+  return state;
+}
+
 struct CompareFlags {
   std::string from;
   std::string to;
@@ -239,13 +266,29 @@ Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, b
     return Status::InvalidArgument(fmt::format(
         "--from and --to both name {}: a sync runs from one environment to the other", flags.from));
   }
+  for (const auto& [name, flag] : {std::pair{flags.from, "--from"}, std::pair{flags.to, "--to"}}) {
+    if (config.Find(name) == nullptr) {
+      return Status::InvalidArgument(fmt::format(
+          "unknown environment '{}' ({}): {} configures PROD and TEST", name, flag,
+          config.source_name));
+    }
+  }
   auto manifest = LoadManifest(config);
   if (!manifest.ok()) return manifest.status();
+  for (const std::string& name : flags.modules) {
+    if (manifest->FindModule(name) == nullptr) {
+      std::string names;
+      for (const ModuleSpec& m : manifest->modules()) names += (names.empty() ? "" : ", ") + m.name;
+      return Status::InvalidArgument(fmt::format(
+          "module '{}' is not synchronizable (--modules); synchronizable modules: {}", name,
+          names));
+    }
+  }
   auto source = OpenNamed(config, flags.from, "--from");
   if (!source.ok()) return source.status();
   auto target = OpenNamed(config, flags.to, "--to");
   if (!target.ok()) return target.status();
-  auto state = store::OpenStateStore(config.state);
+  auto state = OpenState(config, *manifest, err);
   if (!state.ok()) return state.status();
 
   sync::CompareRequest request;
@@ -276,6 +319,23 @@ Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, b
                        s > 0 ? comparison->records_compared / s : 0.0);
   }
   return comparison;
+}
+
+nlohmann::json OutcomeJson(const sync::SyncOutcome& o) {
+  nlohmann::json modules = nlohmann::json::object();
+  for (const auto& [name, c] : o.per_module) {
+    modules[name] = {{"new", c.new_records}, {"modified", c.modified}, {"deleted", c.deleted}};
+  }
+  return {{"sync_id", o.sync_id},
+          {"status", o.success ? "success" : "failure"},
+          {"test_import", o.test_import},
+          {"applied",
+           {{"new", o.applied.new_records},
+            {"modified", o.applied.modified},
+            {"deleted", o.applied.deleted}}},
+          {"modules", modules},
+          {"files", o.files},
+          {"error", o.success ? nlohmann::json() : nlohmann::json(o.error)}};
 }
 
 int DemoInit(const std::string& dir, int64_t records, std::ostream& out, std::ostream& err) {
@@ -344,6 +404,38 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   show->add_flag("--json", show_json, "print as JSON");
   show->add_option("--limit", show_limit, "records shown per tab (0 = all)");
 
+  std::string sync_id_arg;
+  std::vector<std::string> select;
+  std::vector<std::string> deselect;
+  std::vector<std::string> resolve;
+  bool test_import = false;
+  std::string at;
+  bool sync_json = false;
+  CLI::App* sync_cmd = app.add_subcommand("sync", "execute (or test-import) a comparison");
+  sync_cmd->add_option("COMPARISON_ID", sync_id_arg, "the reviewed comparison")->required();
+  sync_cmd->add_option("--select", select, "also select T:ID (e.g. cms_pages:57)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sync_cmd->add_option("--deselect", deselect, "leave T:ID out")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sync_cmd->add_option("--resolve", resolve, "T:ID=overwrite|insert_as_new|link|merge")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sync_cmd->add_flag("--test-import", test_import, "run everything, then roll it back");
+  sync_cmd->add_option("--at", at, "schedule for an ISO-8601 time (needs the service)");
+  sync_cmd->add_flag("--json", sync_json, "print the result as JSON");
+
+  std::string undo_id;
+  bool undo_json = false;
+  CLI::App* undo_cmd = app.add_subcommand("undo", "undo a successful sync");
+  undo_cmd->add_option("SYNC_ID", undo_id, "the sync")->required();
+  undo_cmd->add_flag("--json", undo_json, "print the result as JSON");
+
+  bool history_json = false;
+  CLI::App* history_cmd = app.add_subcommand("history", "list syncs and how they ended");
+  history_cmd->add_flag("--json", history_json, "print as JSON");
+
   CLI::App* demo_cmd = app.add_subcommand("demo", "demo environments");
   demo_cmd->require_subcommand(1);
   std::string demo_dir;
@@ -382,6 +474,109 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       PrintSummary(*comparison, std::nullopt, compare_flags.limit, out);
     }
     return kExitOk;
+  }
+  if (sync_cmd->parsed() || undo_cmd->parsed() || history_cmd->parsed()) {
+    auto manifest = LoadManifest(*config);
+    if (!manifest.ok()) return Fail(err, manifest.status());
+    if (!history_cmd->parsed() && config->home != "PROD") {
+      return Fail(err, Status::InvalidArgument(fmt::format(
+                           "{}: home is {}: comparisons and syncs can be started only from PROD",
+                           config->source_name, config->home)));
+    }
+    auto state = OpenState(*config, *manifest, err);
+    if (!state.ok()) return Fail(err, state.status());
+    if (history_cmd->parsed()) {
+      auto runs = (*state)->ListSyncs();
+      if (!runs.ok()) return Fail(err, runs.status());
+      nlohmann::json list = nlohmann::json::array();
+      for (const store::SyncRun& r : *runs) {
+        list.push_back({{"sync_id", r.id},
+                        {"comparison_id", r.comparison_id},
+                        {"from", r.from},
+                        {"to", r.to},
+                        {"started_by", r.started_by},
+                        {"started_at", r.created_at},
+                        {"finished_at", r.finished_at},
+                        {"test_import", r.test_import},
+                        {"status", r.status},
+                        {"applied", nlohmann::json::parse(r.applied.empty() ? "{}" : r.applied)},
+                        {"error", r.error.empty() ? nlohmann::json() : nlohmann::json(r.error)}});
+      }
+      if (history_json) {
+        out << list.dump(2) << "\n";
+      } else {
+        for (const auto& r : list) {
+          out << fmt::format("{}  {}  {} -> {}  {}{}  by {}  comparison {}  new {} modified {} "
+                             "deleted {}{}\n",
+                             r["sync_id"].get<std::string>(), r["started_at"].get<std::string>(),
+                             r["from"].get<std::string>(), r["to"].get<std::string>(),
+                             r["status"].get<std::string>(),
+                             r["test_import"].get<bool>() ? " (test import)" : "",
+                             r["started_by"].get<std::string>(),
+                             r["comparison_id"].get<std::string>(),
+                             r["applied"].value("new", 0), r["applied"].value("modified", 0),
+                             r["applied"].value("deleted", 0),
+                             r["error"].is_null() ? "" : "  -- " + r["error"].get<std::string>());
+        }
+        if (list.empty()) out << "No syncs yet.\n";
+      }
+      return kExitOk;
+    }
+    std::string from;
+    std::string to;
+    if (sync_cmd->parsed()) {
+      if (!at.empty()) {
+        return Fail(err, Status::InvalidArgument(fmt::format(
+                             "--at {}: scheduling needs the envsync service, which is not "
+                             "available yet; run the sync now or test-import it",
+                             at)));
+      }
+      auto comparison = (*state)->LoadComparison(sync_id_arg);
+      if (!comparison.ok()) return Fail(err, comparison.status());
+      from = comparison->from;
+      to = comparison->to;
+    } else {
+      auto run = (*state)->LoadSync(undo_id);
+      if (!run.ok()) return Fail(err, run.status());
+      from = run->from;
+      to = run->to;
+    }
+    auto source = OpenNamed(*config, from, "source");
+    if (!source.ok()) return Fail(err, source.status());
+    auto target = OpenForWriting(*config, to);
+    if (!target.ok()) return Fail(err, target.status());
+    sync::SyncContext context = sync::DefaultSyncContext();
+    Result<sync::SyncOutcome> outcome = Status::Internal("not run");
+    if (sync_cmd->parsed()) {
+      sync::SyncRequest request;
+      request.comparison_id = sync_id_arg;
+      request.select = select;
+      request.deselect = deselect;
+      request.resolve = resolve;
+      request.test_import = test_import;
+      const char* user = std::getenv("USER");
+      request.started_by = user != nullptr && *user != '\0' ? user : "cli";
+      outcome = sync::ExecuteSync(*manifest, **source, **target, **state, request, context);
+    } else {
+      outcome = sync::UndoSync(*manifest, **source, **target, **state, undo_id, context);
+    }
+    if (!outcome.ok()) return Fail(err, outcome.status());
+    const bool json_out = sync_cmd->parsed() ? sync_json : undo_json;
+    if (json_out) {
+      out << OutcomeJson(*outcome).dump(2) << "\n";
+    } else if (undo_cmd->parsed()) {
+      out << fmt::format("Undid sync {}: {} records restored, {} removed.\n", undo_id,
+                         outcome->applied.modified + outcome->applied.new_records,
+                         outcome->applied.deleted);
+    } else {
+      out << fmt::format("{}: {} {} -> {}{}: new {}, modified {}, deleted {}, files {}\n",
+                         outcome->success ? "Success" : "FAILURE", outcome->sync_id, from, to,
+                         outcome->test_import ? " (test import: nothing was kept)" : "",
+                         outcome->applied.new_records, outcome->applied.modified,
+                         outcome->applied.deleted, outcome->files);
+      if (!outcome->success) out << "Reason: " << outcome->error << "\n";
+    }
+    return outcome->success ? kExitOk : kExitUnavailable;
   }
   if (show->parsed()) {
     std::optional<Tab> tab;

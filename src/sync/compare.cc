@@ -72,6 +72,7 @@ class Comparer {
   Status CloseDependencies();
   Result<std::optional<Value>> SourceIdOfGalleryKey(const TableSpec& table, const std::string& key);
   Result<bool> ExistsOnTarget(const std::string& table, const Value& source_id);
+  Result<bool> TargetHasGalleryFile(const std::string& table, const std::string& key);
   void Progress(const std::string& table, bool done);
 
   const Manifest& manifest_;
@@ -146,6 +147,17 @@ Status Comparer::CheckSchemas() {
   for (store::Environment* env : {&source_, &target_}) {
     auto schema = env->ReadSchema();
     if (!schema.ok()) return schema.status();
+    // A database without the platform's tables is not an environment (an empty file, the
+    // wrong path); a table with other columns is a manifest that does not fit.
+    for (const ModuleSpec& module : manifest_.modules()) {
+      for (const TableSpec& table : module.tables) {
+        if (!schema->contains(table.name)) {
+          return Status::Unavailable(fmt::format(
+              "environment {} ({}): not a platform database: it has no table '{}'", env->name(),
+              env->location(), table.name));
+        }
+      }
+    }
     ENVSYNC_RETURN_IF_ERROR(manifest_.CheckAgainst(*schema, env->name()));
     for (const ModuleSpec& module : manifest_.modules()) {
       for (const TableSpec& table : module.tables) {
@@ -251,7 +263,7 @@ Status Comparer::SelectModules() {
         for (const std::string& folder : named_folders) {
           if (!was_selected || !folders_.Includes(folder)) added.push_back(folder);
         }
-        if (was_selected && added.empty()) continue;
+        if (named_folders.empty() || (was_selected && added.empty())) continue;
         if (!was_selected) {
           modules_.insert(assets->module);
           folders_.folders = added;
@@ -410,6 +422,9 @@ Status Comparer::CompareTable(const TableSpec& table) {
 
 Status Comparer::Visit(const RecordLayout& layout, const Pair& pair,
                        std::vector<PendingPair>* pending) {
+  const bool in_scope = (pair.source != nullptr && pair.source->in_scope) ||
+                        (pair.target != nullptr && pair.target->in_scope);
+  if (!in_scope) return Status::Ok();
   if (pair.source != nullptr && pair.target != nullptr && pair.source->hash == pair.target->hash) {
     // Equal: this is the pair's last common state now.
     if (pair.base == nullptr || pair.base->hash != pair.source->hash ||
@@ -447,23 +462,8 @@ Status Comparer::Visit(const RecordLayout& layout, const Pair& pair,
 }
 
 Result<bool> Comparer::KeyOnTargetElsewhere(const RecordLayout& layout, const Record& source) {
-  // Translate the source's key into target terms: a referenced key part (a file's folder)
-  // becomes the target's ID for that referenced record.
-  const TableSpec& table = *layout.table;
-  std::vector<std::pair<std::string, Value>> equals;
-  for (size_t k = 0; k < table.key.size(); ++k) {
-    const int column = layout.key_columns[k];
-    const std::string* referenced = table.ReferenceOf(table.key[k]);
-    if (referenced != nullptr && column >= 0) {
-      const std::string& source_key = source_keys_[*referenced].key_of[source.values[column]];
-      auto it = target_keys_[*referenced].id_of.find(source_key);
-      if (it == target_keys_[*referenced].id_of.end()) return false;
-      equals.emplace_back(table.key[k], it->second);
-    } else {
-      equals.emplace_back(table.key[k], column < 0 ? source.id : source.values[column]);
-    }
-  }
-  auto ids = target_.FindIds(table.name, table.id, equals);
+  auto ids = FindByNaturalKey(target_, layout, source.id, source.values, source_keys_,
+                              target_keys_);
   if (!ids.ok()) return ids.status();
   return !ids->empty();
 }
@@ -591,6 +591,18 @@ Result<std::optional<Value>> Comparer::SourceIdOfGalleryKey(const TableSpec& ass
   return std::optional<Value>(ids->front());
 }
 
+Result<bool> Comparer::TargetHasGalleryFile(const std::string& table, const std::string& key) {
+  const TableSpec& assets = *manifest_.FindTable(table);
+  const std::string* folder_table = assets.ReferenceOf(assets.asset->folder);
+  auto folder = target_keys_[*folder_table].id_of.find(key.substr(0, key.rfind('/')));
+  if (folder == target_keys_[*folder_table].id_of.end()) return false;
+  auto ids = target_.FindIds(
+      assets.name, assets.id,
+      {{assets.asset->folder, folder->second}, {assets.asset->file, key.substr(key.rfind('/') + 1)}});
+  if (!ids.ok()) return ids.status();
+  return !ids->empty();
+}
+
 Result<bool> Comparer::ExistsOnTarget(const std::string& table, const Value& source_id) {
   const TableSpec* spec = manifest_.FindTable(table);
   Value target_id = source_id;
@@ -619,6 +631,8 @@ Status Comparer::CloseDependencies() {
     work.pop_back();
     const std::string needer = comparison_.changes[i].Ref();
     std::vector<std::pair<std::string, Value>> needs = references_[i];
+    const size_t from_columns = needs.size();  // needs past this index come from JSON names
+    std::vector<std::string> json_keys;
     for (const auto& [assets_table, key] : json_references_[i]) {
       auto id = SourceIdOfGalleryKey(*manifest_.FindTable(assets_table), key);
       if (!id.ok()) return id.status();
@@ -629,13 +643,21 @@ Status Comparer::CloseDependencies() {
         continue;
       }
       needs.emplace_back(assets_table, **id);
+      json_keys.push_back(key);
     }
-    for (const auto& [table, id] : needs) {
+    for (size_t n = 0; n < needs.size(); ++n) {
+      const auto& [table, id] = needs[n];
+      const bool from_json = n >= from_columns;
       const std::string needed = RecordRef(table, id);
       auto it = by_source.find(needed);
       if (it != by_source.end()) {
         Change& dependency = comparison_.changes[it->second];
-        if (!IsNull(dependency.target_id)) continue;  // already on the target
+        // Already on the target, unless the target's record under that ID is another one.
+        if (!IsNull(dependency.target_id) && dependency.conflict != Conflict::kIdCollision) {
+          continue;
+        }
+        // A gallery name in JSON resolves by path: a key_clash there is a file the target has.
+        if (from_json && dependency.conflict == Conflict::kKeyClash) continue;
         if (std::find(dependency.required_by.begin(), dependency.required_by.end(), needer) ==
             dependency.required_by.end()) {
           dependency.required_by.push_back(needer);
@@ -652,13 +674,15 @@ Status Comparer::CloseDependencies() {
         }
         continue;
       }
-      auto exists = ExistsOnTarget(table, id);
+      auto exists = from_json ? TargetHasGalleryFile(table, json_keys[n - from_columns])
+                              : ExistsOnTarget(table, id);
       if (!exists.ok()) return exists.status();
       if (*exists || !warned.insert(needer + ">" + needed).second) continue;
       comparison_.warnings.push_back(Warning{
           target_.name(), needer,
-          fmt::format("{} needs {}, which is not on {} and not part of this comparison "
-                      "(its module or folder is not selected): a sync of {} would be refused",
+          fmt::format("{} needs {}, which is not on {} and not listed for selection in this "
+                      "comparison (its module, folder or mode leaves it out): a sync of {} "
+                      "would be refused",
                       needer, needed, target_.name(), needer)});
     }
   }

@@ -33,6 +33,31 @@ Result<KeyIndex> LoadKeyIndex(store::Environment& env, const TableSpec& table) {
   return index;
 }
 
+Result<std::vector<Value>> FindByNaturalKey(store::Environment& target, const RecordLayout& layout,
+                                            const Value& id, const std::vector<Value>& columns,
+                                            const std::map<std::string, KeyIndex>& from_keys,
+                                            const std::map<std::string, KeyIndex>& target_keys) {
+  const TableSpec& table = *layout.table;
+  std::vector<std::pair<std::string, Value>> equals;
+  for (size_t k = 0; k < table.key.size(); ++k) {
+    const int column = layout.key_columns[k];
+    const std::string* referenced = table.ReferenceOf(table.key[k]);
+    if (referenced != nullptr && column >= 0) {
+      auto from = from_keys.find(*referenced);
+      auto to = target_keys.find(*referenced);
+      if (from == from_keys.end() || to == target_keys.end()) return std::vector<Value>();
+      auto key = from->second.key_of.find(columns[column]);
+      if (key == from->second.key_of.end()) return std::vector<Value>();
+      auto target_id = to->second.id_of.find(key->second);
+      if (target_id == to->second.id_of.end()) return std::vector<Value>();
+      equals.emplace_back(table.key[k], target_id->second);
+    } else {
+      equals.emplace_back(table.key[k], column < 0 ? id : columns[column]);
+    }
+  }
+  return target.FindIds(table.name, table.id, equals);
+}
+
 bool FolderSelection::Includes(const std::string& path) const {
   if (folders.empty()) return true;
   for (const std::string& folder : folders) {
@@ -183,7 +208,7 @@ bool TableReader::Next(Record* record) {
         }
       }
     }
-    if (!Included(columns)) continue;
+    record->in_scope = Included(columns);
 
     key_bytes_.clear();
     for (int column : layout_.key_columns) {
@@ -222,21 +247,20 @@ bool TableReader::Next(Record* record) {
   }
 }
 
-Result<bool> TableReader::Fetch(const Value& id, Record* record) {
+Result<bool> TableReader::FetchRaw(const Value& id, RawRecord* raw) {
   const TableSpec& table = *layout_.table;
   store::ScanRequest root;
   root.table = table.name;
-  root.columns.push_back(table.id);
-  root.columns.insert(root.columns.end(), layout_.columns.begin(), layout_.columns.end());
+  root.columns = layout_.columns;
   root.equals = {{table.id, id}};
   auto cursor = env_.Scan(root);
   if (!cursor.ok()) return cursor.status();
-  std::vector<Value> values;
-  if (!(*cursor)->Next(&values)) {
+  if (!(*cursor)->Next(&raw->columns)) {
     if (!(*cursor)->status().ok()) return (*cursor)->status();
     return false;
   }
-  std::vector<std::vector<ChildRow>> children(layout_.children.size());
+  raw->id = id;
+  raw->children.assign(layout_.children.size(), {});
   for (size_t i = 0; i < layout_.children.size(); ++i) {
     const ChildLayout& child = layout_.children[i];
     store::ScanRequest request;
@@ -248,20 +272,26 @@ Result<bool> TableReader::Fetch(const Value& id, Record* record) {
     auto child_cursor = env_.Scan(request);
     if (!child_cursor.ok()) return child_cursor.status();
     ChildRow row;
-    while ((*child_cursor)->Next(&row)) children[i].push_back(row);
+    while ((*child_cursor)->Next(&row)) raw->children[i].push_back(row);
     if (!(*child_cursor)->status().ok()) return (*child_cursor)->status();
   }
+  return true;
+}
+
+Result<bool> TableReader::Fetch(const Value& id, Record* record) {
+  RawRecord raw;
+  auto found = FetchRaw(id, &raw);
+  if (!found.ok() || !*found) return found;
   std::vector<ValueView> views;
-  for (size_t i = 1; i < values.size(); ++i) views.push_back(ViewOf(values[i]));
+  for (const Value& value : raw.columns) views.push_back(ViewOf(value));
   std::vector<std::string> key_parts(layout_.key_columns.size());
   for (size_t k = 0; k < layout_.key_columns.size(); ++k) {
     KeyPart(layout_.key_columns[k], id, views.data(), &key_parts[k]);
   }
-  const std::string digest = table.asset ? FileDigest(id, views.data(), /*report=*/false) : "";
-  std::vector<Value> compared(std::make_move_iterator(values.begin() + 1),
-                              std::make_move_iterator(values.end()));
-  BuildRecord(layout_, *context_.identities, context_.side, id, std::move(compared), children,
-              digest, key_parts, record);
+  const std::string digest =
+      layout_.table->asset ? FileDigest(id, views.data(), /*report=*/false) : "";
+  BuildRecord(layout_, *context_.identities, context_.side, id, std::move(raw.columns),
+              raw.children, digest, key_parts, record);
   return true;
 }
 

@@ -33,6 +33,14 @@ struct KeyIndex {
 // references).
 Result<KeyIndex> LoadKeyIndex(store::Environment& env, const TableSpec& table);
 
+// The IDs of the records on `target` whose natural key is the key of a record read elsewhere
+// (its `columns` in layout order and its `id`): a referenced key part (a file's folder) is
+// translated through the two sides' key indexes. Empty when the key names nothing there.
+Result<std::vector<Value>> FindByNaturalKey(store::Environment& target, const RecordLayout& layout,
+                                            const Value& id, const std::vector<Value>& columns,
+                                            const std::map<std::string, KeyIndex>& from_keys,
+                                            const std::map<std::string, KeyIndex>& target_keys);
+
 // The gallery folders a comparison is restricted to; empty = every folder.
 struct FolderSelection {
   std::vector<std::string> folders;
@@ -45,6 +53,14 @@ struct ReadContext {
   Side side = Side::kProd;
   const std::map<std::string, KeyIndex>* keys = nullptr;  // per referenced table, this side
   const FolderSelection* folders = nullptr;
+};
+
+// One record's raw data: its compared root columns (RecordLayout::columns order) and the
+// compared columns of its child rows, per child table, in their order.
+struct RawRecord {
+  Value id;
+  std::vector<Value> columns;
+  std::vector<std::vector<ChildRow>> children;
 };
 
 // Reads the records of one root table from one environment. Start + Next stream light
@@ -61,6 +77,8 @@ class TableReader {
   bool Next(Record* record);
   // Reads the record with `id` in full (values, key, references). False when it is not there.
   Result<bool> Fetch(const Value& id, Record* record);
+  // Reads the raw data of the record with `id`. False when it is not there.
+  Result<bool> FetchRaw(const Value& id, RawRecord* raw);
   Status status() const { return status_; }
   // Problems met while streaming (missing or mismatched gallery bytes, unsafe file names).
   const std::vector<Warning>& warnings() const { return warnings_; }

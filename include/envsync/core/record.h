@@ -63,6 +63,10 @@ struct Record {
   std::vector<uint64_t> field_hashes;
   uint64_t hash = 0;
   bool full = false;
+  // Within the comparison's gallery folder restriction (always, without one). A pair takes
+  // part when either side does, so a file moved out of the chosen folders on one side is
+  // still compared with its counterpart.
+  bool in_scope = true;
   std::string key;  // natural key, parts joined by '/'
   std::vector<Value> values;
   // The records this one references, as (referenced root table, raw ID on this side); the

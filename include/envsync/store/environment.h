@@ -92,12 +92,35 @@ class Environment {
   virtual Result<std::vector<Value>> FindIds(
       const std::string& table, const std::string& id_column,
       const std::vector<std::pair<std::string, Value>>& equals) = 0;
+
+  // Writing: only on an environment opened for writing (a sync's target). Reads made during a
+  // write transaction see its own writes.
+
+  // The columns of `table` that may not hold NULL.
+  virtual Result<std::vector<std::string>> NotNullColumns(const std::string& table) = 0;
+  // Starts the write transaction, waiting a bounded time while the platform holds a lock;
+  // Unavailable naming the environment when the lock is not released in time.
+  virtual Status BeginWrite() = 0;
+  virtual Status Commit() = 0;
+  virtual void Rollback() = 0;
+  // Inserts a row. When `id_column` is absent from `values` the database allocates the ID.
+  // Returns the row's ID.
+  virtual Result<Value> Insert(const std::string& table, const std::string& id_column,
+                               const std::vector<std::pair<std::string, Value>>& values) = 0;
+  virtual Status Update(const std::string& table, const std::string& id_column, const Value& id,
+                        const std::vector<std::pair<std::string, Value>>& values) = 0;
+  // Deletes the rows whose `column` equals `value`.
+  virtual Status Delete(const std::string& table, const std::string& column,
+                        const Value& value) = 0;
 };
+
+enum class Access { kReadOnly, kReadWrite };
 
 // Opens an environment for reading, by the kind of its `database` setting. Unavailable when
 // the database is missing, unreadable or not a database, or the assets folder is missing;
 // the message names the environment and the path.
-Result<std::unique_ptr<Environment>> OpenEnvironment(const EnvironmentConfig& config);
+Result<std::unique_ptr<Environment>> OpenEnvironment(const EnvironmentConfig& config,
+                                                     Access access = Access::kReadOnly);
 
 }  // namespace envsync::store
 

@@ -42,6 +42,45 @@ struct ComparisonSummary {
   TabCounts counts;
 };
 
+// One record a sync wrote on its target, with what undo needs: the record as it was before
+// (`pre_image`, JSON of its row and child rows with every column; "" when the sync inserted
+// it), its content hash after the sync, and the pair's base before the sync.
+struct SyncRecord {
+  std::string table;
+  std::string action;  // insert, update, delete
+  Value prod_id;       // the pair's IDs (NULL where absent)
+  Value test_id;
+  Value target_id;
+  std::string pre_image;
+  std::optional<uint64_t> after_hash;
+  std::optional<SyncBase> base_before;
+};
+
+// One gallery file a sync put in place or moved away, with where it was staged and where
+// the file it replaced or removed is kept for undo.
+struct SyncFile {
+  std::string final_path;
+  std::string staged_path;  // "" for a removal
+  std::string trash_path;   // "" when nothing was there
+};
+
+// One execution (or test import) of a comparison.
+struct SyncRun {
+  std::string id;
+  std::string comparison_id;
+  std::string created_at;
+  std::string finished_at;
+  std::string started_by;
+  std::string from;
+  std::string to;
+  bool test_import = false;
+  std::string status;   // running, success, failure, undone
+  std::string applied;  // JSON: counts per tab and per module
+  std::string error;
+  std::vector<SyncRecord> records;
+  std::vector<SyncFile> files;
+};
+
 // envsync's own state: comparisons and their changes, the base of every record pair, and the
 // identity map. Its schema is versioned and migrated forward when it is opened.
 //
@@ -76,6 +115,17 @@ class StateStore {
   // NotFound naming the ID when there is no such comparison.
   virtual Result<Comparison> LoadComparison(const std::string& id) = 0;
   virtual Result<std::vector<ComparisonSummary>> ListComparisons() = 0;
+
+  // Removes the base of one pair (a record gone from both sides).
+  virtual Status DeleteBase(const std::string& table, const Value& prod_id,
+                            const Value& test_id) = 0;
+
+  // Stores a sync with its records and files, replacing an earlier version of it.
+  virtual Status SaveSync(const SyncRun& run) = 0;
+  // NotFound naming the ID when there is no such sync.
+  virtual Result<SyncRun> LoadSync(const std::string& id) = 0;
+  // Every sync, oldest first, without records and files.
+  virtual Result<std::vector<SyncRun>> ListSyncs() = 0;
 };
 
 // Opens (creating if needed) the state store at `location`, a SQLite path, and migrates its
@@ -84,7 +134,7 @@ class StateStore {
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location);
 
 // The current version of the state store's schema.
-inline constexpr int kStateSchemaVersion = 1;
+inline constexpr int kStateSchemaVersion = 2;
 
 }  // namespace envsync::store
 

@@ -38,12 +38,13 @@ class SqliteRowCursor : public RowCursor {
 // The SQLite adapter. The connection is read-only: a comparison never writes.
 class SqliteEnvironment : public Environment {
  public:
-  SqliteEnvironment(const EnvironmentConfig& config)
-      : name_(config.name), location_(config.database), assets_(config.assets) {}
+  SqliteEnvironment(const EnvironmentConfig& config, Access access)
+      : name_(config.name), location_(config.database), assets_(config.assets), access_(access) {}
 
   Status Open() {
-    ENVSYNC_RETURN_IF_ERROR(db_.Open(location_, /*read_only=*/true,
+    ENVSYNC_RETURN_IF_ERROR(db_.Open(location_, /*read_only=*/access_ == Access::kReadOnly,
                                      fmt::format("environment {} ({})", name_, location_)));
+    if (access_ == Access::kReadWrite) ENVSYNC_RETURN_IF_ERROR(db_.Exec("PRAGMA foreign_keys = ON"));
     return db_.Exec("PRAGMA cache_size = -16384");
   }
 
@@ -140,16 +141,105 @@ class SqliteEnvironment : public Environment {
     return ids;
   }
 
+  Result<std::vector<std::string>> NotNullColumns(const std::string& table) override {
+    auto info = db_.Prepare("SELECT name FROM pragma_table_info(?) WHERE \"notnull\" ORDER BY cid");
+    if (!info.ok()) return info.status();
+    info->Bind(1, table);
+    std::vector<std::string> columns;
+    Status status;
+    while (info->Step(&status)) columns.push_back(std::get<std::string>(info->Column(0)));
+    if (!status.ok()) return status.WithContext(db_.what() + ": reading table " + table);
+    return columns;
+  }
+
+  Status BeginWrite() override {
+    if (access_ != Access::kReadWrite) {
+      return Status::Internal(db_.what() + ": opened read-only, cannot write");
+    }
+    // BEGIN IMMEDIATE takes the write lock now; the busy timeout bounds the wait for the
+    // platform to release its own.
+    Status status = db_.Exec("BEGIN IMMEDIATE");
+    if (!status.ok()) {
+      return Status::Unavailable(fmt::format(
+          "{}: the database stayed locked (by the platform?) for {} s; nothing was written: "
+          "try again later ({})",
+          db_.what(), kBusyWaitMs / 1000, status.message()));
+    }
+    return Status::Ok();
+  }
+
+  Status Commit() override { return db_.Exec("COMMIT"); }
+  void Rollback() override { (void)db_.Exec("ROLLBACK"); }
+
+  Result<Value> Insert(const std::string& table, const std::string& id_column,
+                       const std::vector<std::pair<std::string, Value>>& values) override {
+    std::string columns;
+    std::string marks;
+    Value given_id;
+    for (size_t i = 0; i < values.size(); ++i) {
+      columns += (i > 0 ? ", " : "") + QuoteIdentifier(values[i].first);
+      marks += fmt::format("{}?{}", i > 0 ? ", " : "", i + 1);
+      if (values[i].first == id_column) given_id = values[i].second;
+    }
+    auto statement = db_.Prepare(fmt::format("INSERT INTO {} ({}) VALUES ({})",
+                                             QuoteIdentifier(table), columns, marks));
+    if (!statement.ok()) return statement.status().WithContext("table " + table);
+    for (size_t i = 0; i < values.size(); ++i) {
+      statement->Bind(static_cast<int>(i + 1), values[i].second);
+    }
+    Status status = statement->Run();
+    if (!status.ok()) return status.WithContext(fmt::format("inserting into {}", table));
+    if (!IsNull(given_id)) return given_id;
+    return Value(static_cast<int64_t>(sqlite3_last_insert_rowid(db_.handle())));
+  }
+
+  Status Update(const std::string& table, const std::string& id_column, const Value& id,
+                const std::vector<std::pair<std::string, Value>>& values) override {
+    if (values.empty()) return Status::Ok();
+    std::string sets;
+    for (size_t i = 0; i < values.size(); ++i) {
+      sets += fmt::format("{}{} = ?{}", i > 0 ? ", " : "", QuoteIdentifier(values[i].first), i + 1);
+    }
+    auto statement =
+        db_.Prepare(fmt::format("UPDATE {} SET {} WHERE {} = ?{}", QuoteIdentifier(table), sets,
+                                QuoteIdentifier(id_column), values.size() + 1));
+    if (!statement.ok()) return statement.status().WithContext("table " + table);
+    for (size_t i = 0; i < values.size(); ++i) {
+      statement->Bind(static_cast<int>(i + 1), values[i].second);
+    }
+    statement->Bind(static_cast<int>(values.size() + 1), id);
+    Status status = statement->Run();
+    if (!status.ok()) return status.WithContext(fmt::format("updating {}", RecordRef(table, id)));
+    return Status::Ok();
+  }
+
+  Status Delete(const std::string& table, const std::string& column, const Value& value) override {
+    auto statement = db_.Prepare(fmt::format("DELETE FROM {} WHERE {} = ?1",
+                                             QuoteIdentifier(table), QuoteIdentifier(column)));
+    if (!statement.ok()) return statement.status().WithContext("table " + table);
+    statement->Bind(1, value);
+    Status status = statement->Run();
+    if (!status.ok()) {
+      return status.WithContext(fmt::format("deleting from {} where {} = {}", table, column,
+                                            RenderValue(value)));
+    }
+    return Status::Ok();
+  }
+
  private:
+  static constexpr int kBusyWaitMs = 5000;
+
   std::string name_;
   std::string location_;
   AssetFolder assets_;
+  Access access_;
   SqliteDb db_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Environment>> OpenEnvironment(const EnvironmentConfig& config) {
+Result<std::unique_ptr<Environment>> OpenEnvironment(const EnvironmentConfig& config,
+                                                     Access access) {
   if (config.database.rfind("postgres", 0) == 0) {
     return Status::InvalidArgument(
         fmt::format("environment {}: database '{}': PostgreSQL environments are not supported yet",
@@ -164,7 +254,7 @@ Result<std::unique_ptr<Environment>> OpenEnvironment(const EnvironmentConfig& co
     return Status::Unavailable(fmt::format("environment {}: assets folder '{}' does not exist",
                                            config.name, config.assets));
   }
-  auto env = std::make_unique<SqliteEnvironment>(config);
+  auto env = std::make_unique<SqliteEnvironment>(config, access);
   ENVSYNC_RETURN_IF_ERROR(env->Open());
   return std::unique_ptr<Environment>(std::move(env));
 }

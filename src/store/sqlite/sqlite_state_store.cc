@@ -56,6 +56,44 @@ CREATE TABLE changes (
 );
 CREATE INDEX changes_by_tab ON changes (comparison_id, tab, seq);
 )sql",
+    R"sql(
+CREATE TABLE syncs (
+  id            TEXT PRIMARY KEY,
+  comparison_id TEXT NOT NULL,
+  created_at    TEXT NOT NULL,
+  finished_at   TEXT NOT NULL,
+  started_by    TEXT NOT NULL,
+  from_env      TEXT NOT NULL,
+  to_env        TEXT NOT NULL,
+  test_import   INTEGER NOT NULL,
+  status        TEXT NOT NULL,
+  applied       TEXT NOT NULL,
+  error         TEXT NOT NULL
+);
+CREATE INDEX syncs_by_comparison ON syncs (comparison_id);
+CREATE TABLE sync_records (
+  sync_id     TEXT NOT NULL REFERENCES syncs (id) ON DELETE CASCADE,
+  seq         INTEGER NOT NULL,
+  table_name  TEXT NOT NULL,
+  action      TEXT NOT NULL,
+  prod_id,
+  test_id,
+  target_id,
+  pre_image   TEXT NOT NULL,
+  after_hash  INTEGER,
+  base_hash   INTEGER,
+  base_fields BLOB,
+  PRIMARY KEY (sync_id, seq)
+);
+CREATE TABLE sync_files (
+  sync_id     TEXT NOT NULL REFERENCES syncs (id) ON DELETE CASCADE,
+  seq         INTEGER NOT NULL,
+  final_path  TEXT NOT NULL,
+  staged_path TEXT NOT NULL,
+  trash_path  TEXT NOT NULL,
+  PRIMARY KEY (sync_id, seq)
+);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
@@ -168,6 +206,78 @@ class SqliteStateStore : public StateStore {
     ReadBase(*statement, &base);
     return std::optional<SyncBase>(std::move(base));
   }
+
+  Status DeleteBase(const std::string& table, const Value& prod_id,
+                    const Value& test_id) override {
+    auto statement = writer_.Prepare(
+        "DELETE FROM sync_base WHERE table_name = ?1 AND prod_id = ?2 AND test_id = ?3");
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, table);
+    statement->Bind(2, prod_id);
+    statement->Bind(3, test_id);
+    return statement->Run();
+  }
+
+  Status SaveSync(const SyncRun& run) override {
+    ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
+    Status status = WriteSync(run);
+    if (!status.ok()) {
+      (void)writer_.Exec("ROLLBACK");
+      return status;
+    }
+    return writer_.Exec("COMMIT");
+  }
+
+  Result<SyncRun> LoadSync(const std::string& id) override {
+    auto runs = ReadSyncs(id);
+    if (!runs.ok()) return runs.status();
+    if (runs->empty()) return Status::NotFound(fmt::format("no sync with ID '{}'", id));
+    SyncRun run = std::move(runs->front());
+    auto records = reader_.Prepare(
+        "SELECT table_name, action, prod_id, test_id, target_id, pre_image, after_hash, "
+        "base_hash, base_fields FROM sync_records WHERE sync_id = ?1 ORDER BY seq");
+    if (!records.ok()) return records.status();
+    records->Bind(1, id);
+    Status status;
+    while (records->Step(&status)) {
+      SyncRecord r;
+      r.table = std::get<std::string>(records->Column(0));
+      r.action = std::get<std::string>(records->Column(1));
+      r.prod_id = records->Column(2);
+      r.test_id = records->Column(3);
+      r.target_id = records->Column(4);
+      r.pre_image = std::get<std::string>(records->Column(5));
+      if (auto h = records->Column(6); !IsNull(h)) r.after_hash = ToUnsigned(std::get<int64_t>(h));
+      if (auto h = records->Column(7); !IsNull(h)) {
+        SyncBase base;
+        // A deleted record's pair has the target's ID on its missing side.
+        base.prod_id = IsNull(r.prod_id) ? r.target_id : r.prod_id;
+        base.test_id = IsNull(r.test_id) ? r.target_id : r.test_id;
+        base.hash = ToUnsigned(std::get<int64_t>(h));
+        int size = 0;
+        const void* data = records->ColumnBlob(8, &size);
+        base.field_hashes.resize(static_cast<size_t>(size) / sizeof(uint64_t));
+        if (size > 0) std::memcpy(base.field_hashes.data(), data, base.field_hashes.size() * 8);
+        r.base_before = std::move(base);
+      }
+      run.records.push_back(std::move(r));
+    }
+    if (!status.ok()) return status.WithContext(reader_.what());
+    auto files = reader_.Prepare(
+        "SELECT final_path, staged_path, trash_path FROM sync_files WHERE sync_id = ?1 "
+        "ORDER BY seq");
+    if (!files.ok()) return files.status();
+    files->Bind(1, id);
+    while (files->Step(&status)) {
+      run.files.push_back(SyncFile{std::get<std::string>(files->Column(0)),
+                                   std::get<std::string>(files->Column(1)),
+                                   std::get<std::string>(files->Column(2))});
+    }
+    if (!status.ok()) return status.WithContext(reader_.what());
+    return run;
+  }
+
+  Result<std::vector<SyncRun>> ListSyncs() override { return ReadSyncs(""); }
 
   Status BeginBaseUpdate() override {
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
@@ -282,6 +392,94 @@ class SqliteStateStore : public StateStore {
   }
 
  private:
+  // The syncs with `id`, or every sync when `id` is empty; without records and files.
+  Result<std::vector<SyncRun>> ReadSyncs(const std::string& id) {
+    auto rows = reader_.Prepare(
+        "SELECT id, comparison_id, created_at, finished_at, started_by, from_env, to_env, "
+        "test_import, status, applied, error FROM syncs WHERE ?1 = '' OR id = ?1 "
+        "ORDER BY created_at, rowid");
+    if (!rows.ok()) return rows.status();
+    rows->Bind(1, id);
+    std::vector<SyncRun> out;
+    Status status;
+    while (rows->Step(&status)) {
+      SyncRun run;
+      run.id = std::get<std::string>(rows->Column(0));
+      run.comparison_id = std::get<std::string>(rows->Column(1));
+      run.created_at = std::get<std::string>(rows->Column(2));
+      run.finished_at = std::get<std::string>(rows->Column(3));
+      run.started_by = std::get<std::string>(rows->Column(4));
+      run.from = std::get<std::string>(rows->Column(5));
+      run.to = std::get<std::string>(rows->Column(6));
+      run.test_import = std::get<int64_t>(rows->Column(7)) != 0;
+      run.status = std::get<std::string>(rows->Column(8));
+      run.applied = std::get<std::string>(rows->Column(9));
+      run.error = std::get<std::string>(rows->Column(10));
+      out.push_back(std::move(run));
+    }
+    if (!status.ok()) return status.WithContext(reader_.what());
+    return out;
+  }
+
+  Status WriteSync(const SyncRun& run) {
+    for (const char* sql : {"DELETE FROM sync_records WHERE sync_id = ?1",
+                            "DELETE FROM sync_files WHERE sync_id = ?1"}) {
+      auto remove = writer_.Prepare(sql);
+      if (!remove.ok()) return remove.status();
+      remove->Bind(1, run.id);
+      ENVSYNC_RETURN_IF_ERROR(remove->Run());
+    }
+    auto head = writer_.Prepare(
+        "INSERT OR REPLACE INTO syncs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+    if (!head.ok()) return head.status();
+    const Value values[] = {run.id,         run.comparison_id,
+                            run.created_at, run.finished_at,
+                            run.started_by, run.from,
+                            run.to,         static_cast<int64_t>(run.test_import ? 1 : 0),
+                            run.status,     run.applied,
+                            run.error};
+    for (int i = 0; i < 11; ++i) head->Bind(i + 1, values[i]);
+    ENVSYNC_RETURN_IF_ERROR(head->Run());
+    auto record = writer_.Prepare(
+        "INSERT INTO sync_records VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+    if (!record.ok()) return record.status();
+    int64_t seq = 0;
+    for (const SyncRecord& r : run.records) {
+      record->Bind(1, run.id);
+      record->Bind(2, seq++);
+      record->Bind(3, r.table);
+      record->Bind(4, r.action);
+      record->Bind(5, r.prod_id);
+      record->Bind(6, r.test_id);
+      record->Bind(7, r.target_id);
+      record->Bind(8, r.pre_image);
+      record->Bind(9, r.after_hash ? Value(ToSigned(*r.after_hash)) : Value());
+      if (r.base_before) {
+        record->Bind(10, ToSigned(r.base_before->hash));
+        record->BindBlob(11, r.base_before->field_hashes.data(),
+                         r.base_before->field_hashes.size() * sizeof(uint64_t));
+      } else {
+        record->Bind(10, Value());
+        record->Bind(11, Value());
+      }
+      ENVSYNC_RETURN_IF_ERROR(record->Run());
+      record->Reset();
+    }
+    auto file = writer_.Prepare("INSERT INTO sync_files VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!file.ok()) return file.status();
+    seq = 0;
+    for (const SyncFile& f : run.files) {
+      file->Bind(1, run.id);
+      file->Bind(2, seq++);
+      file->Bind(3, f.final_path);
+      file->Bind(4, f.staged_path);
+      file->Bind(5, f.trash_path);
+      ENVSYNC_RETURN_IF_ERROR(file->Run());
+      file->Reset();
+    }
+    return Status::Ok();
+  }
+
   Status Migrate() {
     auto version = reader_.Prepare("PRAGMA user_version");
     if (!version.ok()) return version.status();

@@ -1,0 +1,1158 @@
+#include "envsync/sync/sync.h"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+
+#include "envsync/core/record.h"
+#include "sync/record_stream.h"
+
+namespace envsync::sync {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+enum class Action { kInsert, kUpdate, kDelete };
+
+std::string_view ActionName(Action action, Resolution resolution) {
+  if (resolution == Resolution::kInsertAsNew) return "insert_as_new";
+  if (resolution == Resolution::kLink) return "link";
+  if (resolution == Resolution::kMerge) return "merge";
+  switch (action) {
+    case Action::kInsert: return "insert";
+    case Action::kUpdate: return "update";
+    case Action::kDelete: return "delete";
+  }
+  return "";
+}
+
+std::optional<Resolution> ParseResolution(std::string_view name) {
+  if (name == "overwrite") return Resolution::kOverwrite;
+  if (name == "insert_as_new") return Resolution::kInsertAsNew;
+  if (name == "link") return Resolution::kLink;
+  if (name == "merge") return Resolution::kMerge;
+  return std::nullopt;
+}
+
+json ToJson(const Value& value) {
+  if (IsNull(value)) return nullptr;
+  if (const auto* i = std::get_if<int64_t>(&value)) return *i;
+  if (const auto* d = std::get_if<double>(&value)) return *d;
+  return std::get<std::string>(value);
+}
+
+Value FromJson(const json& j) {
+  if (j.is_null()) return Value();
+  if (j.is_number_integer()) return j.get<int64_t>();
+  if (j.is_number()) return j.get<double>();
+  return j.get<std::string>();
+}
+
+std::string Sha256OfFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  char buffer[1 << 16];
+  while (in.read(buffer, sizeof(buffer)) || in.gcount() > 0) {
+    EVP_DigestUpdate(ctx.get(), buffer, static_cast<size_t>(in.gcount()));
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &md_len);
+  std::string hex;
+  for (unsigned int i = 0; i < md_len; ++i) hex += fmt::format("{:02x}", md[i]);
+  return hex;
+}
+
+// Where a sync keeps its files inside an assets folder, beside (not inside) the gallery.
+fs::path WorkDir(const std::string& assets, const std::string& kind, const std::string& sync_id) {
+  return fs::path(assets) / ".envsync" / kind / sync_id;
+}
+
+// Puts a sync's files in place. Idempotent, so a restart can run it again after a crash.
+Status MoveFilesIntoPlace(const std::vector<store::SyncFile>& files) {
+  std::error_code ec;
+  for (const store::SyncFile& f : files) {
+    if (!f.trash_path.empty() && !fs::exists(f.trash_path) && fs::exists(f.final_path)) {
+      fs::create_directories(fs::path(f.trash_path).parent_path(), ec);
+      fs::rename(f.final_path, f.trash_path, ec);
+      if (ec) return Status::IoError(fmt::format("moving {} aside: {}", f.final_path, ec.message()));
+    }
+    if (!f.staged_path.empty() && fs::exists(f.staged_path)) {
+      fs::create_directories(fs::path(f.final_path).parent_path(), ec);
+      fs::rename(f.staged_path, f.final_path, ec);
+      if (ec) return Status::IoError(fmt::format("putting {} in place: {}", f.final_path, ec.message()));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::map<std::string, RecordLayout>> BuildLayouts(const Manifest& manifest,
+                                                        store::Environment& env) {
+  std::map<std::string, RecordLayout> layouts;
+  for (const ModuleSpec& module : manifest.modules()) {
+    for (const TableSpec& table : module.tables) {
+      auto columns = env.Columns(table.name);
+      if (!columns.ok()) return columns.status();
+      std::vector<std::vector<std::string>> child_columns;
+      for (const ChildSpec& child : table.children) {
+        auto c = env.Columns(child.table);
+        if (!c.ok()) return c.status();
+        child_columns.push_back(*c);
+      }
+      layouts.emplace(table.name, RecordLayout::Make(table, *columns, child_columns));
+    }
+  }
+  return layouts;
+}
+
+Result<std::map<std::string, KeyIndex>> LoadKeys(const Manifest& manifest, store::Environment& env) {
+  std::map<std::string, KeyIndex> keys;
+  if (const TableSpec* folders = manifest.FolderTable()) {
+    auto index = LoadKeyIndex(env, *folders);
+    if (!index.ok()) return index.status();
+    keys[folders->name] = std::move(*index);
+  }
+  return keys;
+}
+
+// All columns of one row of `table` (and of its child rows), as JSON: a record's pre-image.
+Result<json> ReadPreImage(store::Environment& env, const TableSpec& table, const Value& id) {
+  auto columns = env.Columns(table.name);
+  if (!columns.ok()) return columns.status();
+  store::ScanRequest request{table.name, *columns, {}, std::nullopt, {{table.id, id}}};
+  auto cursor = env.Scan(request);
+  if (!cursor.ok()) return cursor.status();
+  std::vector<Value> row;
+  if (!(*cursor)->Next(&row)) {
+    if (!(*cursor)->status().ok()) return (*cursor)->status();
+    return json();
+  }
+  json image = {{"row", json::object()}, {"children", json::object()}};
+  for (size_t i = 0; i < columns->size(); ++i) image["row"][(*columns)[i]] = ToJson(row[i]);
+  for (const ChildSpec& child : table.children) {
+    auto child_columns = env.Columns(child.table);
+    if (!child_columns.ok()) return child_columns.status();
+    store::ScanRequest child_request{child.table, *child_columns, {child.id}, std::nullopt,
+                                     {{child.parent, id}}};
+    auto child_cursor = env.Scan(child_request);
+    if (!child_cursor.ok()) return child_cursor.status();
+    json rows = json::array();
+    while ((*child_cursor)->Next(&row)) {
+      json r = json::object();
+      for (size_t i = 0; i < child_columns->size(); ++i) r[(*child_columns)[i]] = ToJson(row[i]);
+      rows.push_back(std::move(r));
+    }
+    if (!(*child_cursor)->status().ok()) return (*child_cursor)->status();
+    image["children"][child.table] = std::move(rows);
+  }
+  return image;
+}
+
+std::vector<std::pair<std::string, Value>> RowValues(const json& row) {
+  std::vector<std::pair<std::string, Value>> values;
+  for (auto it = row.begin(); it != row.end(); ++it) values.emplace_back(it.key(), FromJson(*it));
+  return values;
+}
+
+// Deletes a record's child rows and root row.
+Status DeleteRecord(store::Environment& env, const TableSpec& table, const Value& id) {
+  for (const ChildSpec& child : table.children) {
+    ENVSYNC_RETURN_IF_ERROR(env.Delete(child.table, child.parent, id));
+  }
+  return env.Delete(table.name, table.id, id);
+}
+
+// Puts a pre-image back: the root row (inserted or updated) and exactly its old child rows.
+Status RestorePreImage(store::Environment& env, const TableSpec& table, const Value& id,
+                       const json& image, bool exists_now) {
+  for (const ChildSpec& child : table.children) {
+    ENVSYNC_RETURN_IF_ERROR(env.Delete(child.table, child.parent, id));
+  }
+  auto values = RowValues(image["row"]);
+  if (exists_now) {
+    std::vector<std::pair<std::string, Value>> sets;
+    for (auto& v : values) {
+      if (v.first != table.id) sets.push_back(v);
+    }
+    ENVSYNC_RETURN_IF_ERROR(env.Update(table.name, table.id, id, sets));
+  } else {
+    auto inserted = env.Insert(table.name, table.id, values);
+    if (!inserted.ok()) return inserted.status();
+  }
+  for (const ChildSpec& child : table.children) {
+    if (!image["children"].contains(child.table)) continue;
+    for (const json& row : image["children"][child.table]) {
+      auto inserted = env.Insert(child.table, child.id, RowValues(row));
+      if (!inserted.ok()) return inserted.status();
+    }
+  }
+  return Status::Ok();
+}
+
+std::string NowUtc() {
+  const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}",
+                     fmt::gmtime(std::chrono::system_clock::to_time_t(now)));
+}
+
+std::string RandomSyncId() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device device;
+  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device());
+  std::string id = "s-";
+  for (int i = 0; i < 12; ++i) id.push_back(kHex[rng() % 16]);
+  return id;
+}
+
+json AppliedJson(const SyncOutcome& outcome) {
+  json modules = json::object();
+  for (const auto& [name, c] : outcome.per_module) {
+    modules[name] = {{"new", c.new_records}, {"modified", c.modified}, {"deleted", c.deleted}};
+  }
+  return {{"new", outcome.applied.new_records},
+          {"modified", outcome.applied.modified},
+          {"deleted", outcome.applied.deleted},
+          {"files", outcome.files},
+          {"modules", modules}};
+}
+
+// Records the base of every pair a sync (or its recovery) applied: both sides are read again
+// with the identity map as it is after the sync, and equal pairs get their base; pairs deleted
+// from both sides lose theirs.
+Status UpdateBaseAfterSync(store::Environment& source, store::Environment& target,
+                           store::StateStore& state, const store::SyncRun& run,
+                           const IdentityMap& identities,
+                           const std::map<std::string, RecordLayout>& layouts,
+                           const std::map<std::string, KeyIndex>& source_keys,
+                           const std::map<std::string, KeyIndex>& target_keys) {
+  const Side source_side = SideOf(source.name());
+  const Side target_side = SideOf(target.name());
+  ENVSYNC_RETURN_IF_ERROR(state.BeginBaseUpdate());
+  Status status;
+  for (const store::SyncRecord& record : run.records) {
+    if (record.action == "delete") {
+      continue;
+    }
+    const RecordLayout& layout = layouts.at(record.table);
+    const ReadContext source_context{&identities, source_side, &source_keys, nullptr};
+    const ReadContext target_context{&identities, target_side, &target_keys, nullptr};
+    TableReader source_reader(source, layout, source_context);
+    TableReader target_reader(target, layout, target_context);
+    Record s;
+    Record t;
+    const Value& source_id = source_side == Side::kProd ? record.prod_id : record.test_id;
+    auto found_s = source_reader.Fetch(source_id, &s);
+    auto found_t = target_reader.Fetch(record.target_id, &t);
+    if (!found_s.ok() || !found_t.ok()) {
+      status = !found_s.ok() ? found_s.status() : found_t.status();
+      break;
+    }
+    // After a merge the target keeps its own changes to the fields the source did not change:
+    // the source's content is the pair's common state, so those show as the target's edits.
+    if (*found_s && *found_t && (s.hash == t.hash || record.action == "merge")) {
+      store::SyncBase base{record.prod_id, record.test_id, s.hash, s.field_hashes};
+      status = state.PutBase(record.table, base);
+      if (!status.ok()) break;
+    }
+  }
+  if (!status.ok()) {
+    state.AbortBaseUpdate();
+    return status;
+  }
+  ENVSYNC_RETURN_IF_ERROR(state.CommitBaseUpdate());
+  for (const store::SyncRecord& record : run.records) {
+    if (record.action == "delete" && !IsNull(record.prod_id) && !IsNull(record.test_id)) {
+      ENVSYNC_RETURN_IF_ERROR(state.DeleteBase(record.table, record.prod_id, record.test_id));
+    }
+  }
+  return Status::Ok();
+}
+
+// The identity map as it is once `run` has added its pairs.
+IdentityMap IdentitiesAfter(IdentityMap identities, const store::SyncRun& run) {
+  for (const store::SyncRecord& record : run.records) {
+    if ((record.action == "insert_as_new" || record.action == "link") &&
+        std::holds_alternative<int64_t>(record.prod_id) &&
+        std::holds_alternative<int64_t>(record.test_id)) {
+      identities.Add(record.table, std::get<int64_t>(record.prod_id),
+                     std::get<int64_t>(record.test_id));
+    }
+  }
+  return identities;
+}
+
+// The records of `run` whose target state is no longer what the sync left (by `after_hash`,
+// or, for deletions, by still being gone).
+Result<std::vector<std::string>> ChangedSince(store::Environment& target,
+                                              const store::SyncRun& run,
+                                              const IdentityMap& identities,
+                                              const std::map<std::string, RecordLayout>& layouts,
+                                              const std::map<std::string, KeyIndex>& keys) {
+  std::vector<std::string> changed;
+  const ReadContext context{&identities, SideOf(target.name()), &keys, nullptr};
+  for (const store::SyncRecord& record : run.records) {
+    TableReader reader(target, layouts.at(record.table), context);
+    Record now;
+    auto found = reader.Fetch(record.target_id, &now);
+    if (!found.ok()) return found.status();
+    const bool as_left = record.action == "delete" ? !*found
+                                                   : (*found && record.after_hash &&
+                                                      now.hash == *record.after_hash);
+    if (!as_left) changed.push_back(RecordRef(record.table, record.target_id));
+  }
+  return changed;
+}
+
+void RemoveWorkDirs(const std::string& assets, const std::string& sync_id, bool with_trash) {
+  std::error_code ec;
+  fs::remove_all(WorkDir(assets, "staging", sync_id), ec);
+  if (with_trash) fs::remove_all(WorkDir(assets, "trash", sync_id), ec);
+  for (const char* kind : {"staging", "trash"}) {
+    fs::remove(fs::path(assets) / ".envsync" / kind, ec);  // only when empty
+  }
+  fs::remove(fs::path(assets) / ".envsync", ec);
+}
+
+// One selected record of the plan.
+struct Planned {
+  const Change* change = nullptr;
+  const RecordLayout* layout = nullptr;
+  Resolution resolution = Resolution::kNone;
+  Action action = Action::kInsert;
+  Value target_id;  // the target row written; NULL until allocated (insert_as_new)
+  RawRecord source;
+};
+
+class Syncer {
+ public:
+  Syncer(const Manifest& manifest, store::Environment& source, store::Environment& target,
+         store::StateStore& state, const SyncContext& context)
+      : manifest_(manifest), source_(source), target_(target), state_(state), context_(context) {}
+
+  Result<SyncOutcome> Execute(const SyncRequest& request);
+
+ private:
+  Status Plan(const SyncRequest& request);
+  Status CheckDrift(std::vector<std::string>* drifted);
+  Status CheckReferences();
+  Status ResolveKeys();
+  Status StageFiles();
+  Status Apply();
+  Result<Value> TargetIdFor(const std::string& table, const Value& source_id);
+  Status WriteRecord(Planned& p, store::SyncRecord* record);
+  std::string FolderPath(const std::map<std::string, KeyIndex>& keys, const RecordLayout& layout,
+                         const std::vector<Value>& columns);
+  Result<SyncOutcome> Fail(SyncOutcome outcome, const std::string& error, bool rolled_back_db);
+
+  const Manifest& manifest_;
+  store::Environment& source_;
+  store::Environment& target_;
+  store::StateStore& state_;
+  const SyncContext& context_;
+  Side source_side_ = Side::kProd;
+  Side target_side_ = Side::kTest;
+  Comparison comparison_;
+  IdentityMap identities_;
+  std::map<std::string, RecordLayout> layouts_;
+  std::map<std::string, KeyIndex> source_keys_;
+  std::map<std::string, KeyIndex> target_keys_;
+  std::vector<Planned> plan_;
+  std::map<std::string, size_t> planned_by_source_;  // `table:source id` of inserts/updates
+  std::set<std::string> deleted_targets_;             // `table:target id`
+  store::SyncRun run_;
+  std::map<std::string, std::pair<std::string, std::string>> staged_;  // ref -> staged, final
+};
+
+Result<SyncOutcome> Syncer::Fail(SyncOutcome outcome, const std::string& error,
+                                 bool rolled_back_db) {
+  if (!rolled_back_db) target_.Rollback();
+  RemoveWorkDirs(target_.assets().root(), run_.id, /*with_trash=*/true);
+  outcome.success = false;
+  outcome.error = error;
+  run_.status = "failure";
+  run_.error = error;
+  run_.finished_at = context_.now();
+  run_.records.clear();
+  run_.files.clear();
+  run_.applied = AppliedJson(outcome).dump();
+  ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
+  return outcome;
+}
+
+Status Syncer::Plan(const SyncRequest& request) {
+  std::map<std::string, size_t> by_ref;
+  for (size_t i = 0; i < comparison_.changes.size(); ++i) {
+    by_ref[comparison_.changes[i].Ref()] = i;
+  }
+  std::vector<bool> selected(comparison_.changes.size());
+  std::vector<Resolution> resolution(comparison_.changes.size(), Resolution::kNone);
+  for (size_t i = 0; i < comparison_.changes.size(); ++i) {
+    selected[i] = comparison_.changes[i].selected;
+  }
+  auto find = [&](const std::string& ref, const std::string& flag) -> Result<size_t> {
+    auto it = by_ref.find(ref);
+    if (it == by_ref.end()) {
+      return Status::InvalidArgument(fmt::format(
+          "{} {}: comparison {} lists no such record (T:ID is the root table and the source "
+          "ID, or the target ID for deletions)",
+          flag, ref, comparison_.id));
+    }
+    return it->second;
+  };
+  for (const std::string& ref : request.select) {
+    auto i = find(ref, "--select");
+    if (!i.ok()) return i.status();
+    selected[*i] = true;
+  }
+  for (const std::string& ref : request.deselect) {
+    auto i = find(ref, "--deselect");
+    if (!i.ok()) return i.status();
+    selected[*i] = false;
+  }
+  for (const std::string& item : request.resolve) {
+    const size_t eq = item.rfind('=');
+    if (eq == std::string::npos) {
+      return Status::InvalidArgument(
+          fmt::format("--resolve {}: expected T:ID=overwrite|insert_as_new|link|merge", item));
+    }
+    auto i = find(item.substr(0, eq), "--resolve");
+    if (!i.ok()) return i.status();
+    auto r = ParseResolution(item.substr(eq + 1));
+    if (!r) {
+      return Status::InvalidArgument(fmt::format(
+          "--resolve {}: '{}' is not a resolution (overwrite, insert_as_new, link, merge)", item,
+          item.substr(eq + 1)));
+    }
+    resolution[*i] = *r;
+    selected[*i] = true;
+  }
+
+  for (size_t i = 0; i < comparison_.changes.size(); ++i) {
+    if (!selected[i]) continue;
+    const Change& c = comparison_.changes[i];
+    Planned p;
+    p.change = &c;
+    p.layout = &layouts_.at(c.table);
+    p.resolution = resolution[i];
+    const std::string ref = c.Ref();
+    auto refuse = [&](const std::string& why) {
+      return Status::InvalidArgument(fmt::format("{}: {}", ref, why));
+    };
+    if (c.conflict == Conflict::kNone && p.resolution != Resolution::kNone &&
+        p.resolution != Resolution::kOverwrite) {
+      return refuse("has no conflict to resolve");
+    }
+    switch (c.conflict) {
+      case Conflict::kNone:
+        break;
+      case Conflict::kKeyClash:
+        if (p.resolution != Resolution::kLink) {
+          return refuse(fmt::format(
+              "key_clash: its key '{}' exists on {} under another ID; resolve it with link "
+              "(--resolve {}=link) or leave it out",
+              c.key, comparison_.to, ref));
+        }
+        break;
+      case Conflict::kIdCollision:
+        if (p.resolution != Resolution::kOverwrite && p.resolution != Resolution::kInsertAsNew) {
+          return refuse(fmt::format("id_collision: resolve it with overwrite or insert_as_new "
+                                    "(--resolve {}=insert_as_new) or leave it out",
+                                    ref));
+        }
+        break;
+      case Conflict::kBothModified:
+        if (p.resolution == Resolution::kMerge && !c.mergeable) {
+          return refuse("both sides changed the same fields: merge is not possible; use "
+                        "overwrite or leave it out");
+        }
+        if (p.resolution != Resolution::kOverwrite && p.resolution != Resolution::kMerge) {
+          return refuse(fmt::format("both_modified: resolve it with overwrite{} or leave it out",
+                                    c.mergeable ? " or merge" : ""));
+        }
+        break;
+      case Conflict::kModifiedDeleted:
+      case Conflict::kDeletedModified:
+        if (p.resolution != Resolution::kOverwrite) {
+          return refuse(fmt::format("{}: resolve it with overwrite (--resolve {}=overwrite) or "
+                                    "leave it out",
+                                    ConflictName(c.conflict), ref));
+        }
+        break;
+    }
+    if (IsNull(c.source_id)) {
+      p.action = Action::kDelete;
+      p.target_id = c.target_id;
+    } else if (p.resolution == Resolution::kInsertAsNew) {
+      p.action = Action::kInsert;
+    } else if (p.resolution == Resolution::kLink) {
+      p.action = Action::kUpdate;
+    } else if (IsNull(c.target_id)) {
+      p.action = Action::kInsert;
+      p.target_id = c.source_id;
+      if (const auto* n = std::get_if<int64_t>(&c.source_id)) {
+        auto counterpart = identities_.Counterpart(c.table, source_side_, *n);
+        if (!counterpart) {
+          return refuse(fmt::format("its ID is paired with another record on {}: it can only be "
+                                    "inserted as new",
+                                    comparison_.to));
+        }
+        p.target_id = *counterpart;
+      }
+    } else {
+      p.action = Action::kUpdate;
+      p.target_id = c.target_id;
+    }
+    if (p.action == Action::kDelete) {
+      deleted_targets_.insert(RecordRef(c.table, p.target_id));
+    } else {
+      planned_by_source_[RecordRef(c.table, c.source_id)] = plan_.size();
+    }
+    plan_.push_back(std::move(p));
+  }
+  if (plan_.empty()) {
+    return Status::InvalidArgument(
+        fmt::format("nothing is selected in comparison {}", comparison_.id));
+  }
+  return Status::Ok();
+}
+
+Status Syncer::CheckDrift(std::vector<std::string>* drifted) {
+  const ReadContext source_context{&identities_, source_side_, &source_keys_, nullptr};
+  const ReadContext target_context{&identities_, target_side_, &target_keys_, nullptr};
+  for (Planned& p : plan_) {
+    const Change& c = *p.change;
+    TableReader source_reader(source_, *p.layout, source_context);
+    TableReader target_reader(target_, *p.layout, target_context);
+    Record record;
+    bool moved = false;
+    if (!IsNull(c.source_id)) {
+      auto found = source_reader.Fetch(c.source_id, &record);
+      if (!found.ok()) return found.status();
+      moved = !*found || record.hash != c.source_hash;
+      if (*found) {
+        auto raw = source_reader.FetchRaw(c.source_id, &p.source);
+        if (!raw.ok()) return raw.status();
+      }
+    }
+    const Value& target_id = IsNull(c.target_id) ? p.target_id : c.target_id;
+    if (!moved && !IsNull(target_id)) {
+      auto found = target_reader.Fetch(target_id, &record);
+      if (!found.ok()) return found.status();
+      if (IsNull(c.target_id)) {
+        moved = *found;  // a record appeared where the comparison saw none
+      } else {
+        moved = !*found || record.hash != c.target_hash;
+      }
+    }
+    if (moved) drifted->push_back(c.Ref());
+  }
+  return Status::Ok();
+}
+
+Status Syncer::ResolveKeys() {
+  for (Planned& p : plan_) {
+    if (p.resolution != Resolution::kLink && p.resolution != Resolution::kInsertAsNew) continue;
+    auto ids = FindByNaturalKey(target_, *p.layout, p.change->source_id, p.source.columns,
+                                source_keys_, target_keys_);
+    if (!ids.ok()) return ids.status();
+    if (p.resolution == Resolution::kInsertAsNew && !ids->empty()) {
+      return Status::InvalidArgument(fmt::format(
+          "{}: insert_as_new is not possible: its key '{}' exists on {} as {}", p.change->Ref(),
+          p.change->key, comparison_.to, RecordRef(p.change->table, ids->front())));
+    }
+    if (p.resolution == Resolution::kLink) {
+      if (ids->empty()) {
+        return Status::InvalidArgument(fmt::format("{}: link found no record with key '{}' on {}",
+                                                   p.change->Ref(), p.change->key,
+                                                   comparison_.to));
+      }
+      p.target_id = ids->front();
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Value> Syncer::TargetIdFor(const std::string& table, const Value& source_id) {
+  auto planned = planned_by_source_.find(RecordRef(table, source_id));
+  if (planned != planned_by_source_.end()) {
+    const Planned& p = plan_[planned->second];
+    if (!IsNull(p.target_id)) return p.target_id;
+  }
+  const auto* n = std::get_if<int64_t>(&source_id);
+  if (n == nullptr) return source_id;
+  auto counterpart = identities_.Counterpart(table, source_side_, *n);
+  if (!counterpart) return Value();
+  return Value(*counterpart);
+}
+
+Status Syncer::CheckReferences() {
+  for (const Planned& p : plan_) {
+    if (p.action == Action::kDelete) continue;
+    const std::string needer = p.change->Ref();
+    std::vector<std::pair<std::string, Value>> needs;
+    for (size_t f = 0; f < p.layout->columns.size(); ++f) {
+      const FieldLayout& field = p.layout->fields[f];
+      if (!field.referenced_table.empty() && !IsNull(p.source.columns[f])) {
+        needs.emplace_back(field.referenced_table, p.source.columns[f]);
+      }
+    }
+    for (size_t i = 0; i < p.layout->children.size(); ++i) {
+      const ChildLayout& child = p.layout->children[i];
+      for (const ChildRow& row : p.source.children[i]) {
+        for (size_t c = 0; c < child.columns.size(); ++c) {
+          if (!child.references[c].empty() && !IsNull(row[c])) {
+            needs.emplace_back(child.references[c], row[c]);
+          }
+        }
+      }
+    }
+    for (const auto& [table, id] : needs) {
+      const std::string needed = RecordRef(table, id);
+      if (planned_by_source_.contains(needed)) continue;
+      auto target_id = TargetIdFor(table, id);
+      if (!target_id.ok()) return target_id.status();
+      const TableSpec* spec = manifest_.FindTable(table);
+      bool present = false;
+      if (!IsNull(*target_id)) {
+        auto ids = target_.FindIds(table, spec->id, {{spec->id, *target_id}});
+        if (!ids.ok()) return ids.status();
+        present = !ids->empty();
+      }
+      if (!present) {
+        return Status::InvalidArgument(fmt::format(
+            "{} needs {}, which is not selected and not on {}: select it too, or leave {} out",
+            needer, needed, comparison_.to, needer));
+      }
+      if (deleted_targets_.contains(RecordRef(table, *target_id))) {
+        return Status::InvalidArgument(fmt::format(
+            "{} needs {}, which this sync deletes on {}", needer, needed, comparison_.to));
+      }
+    }
+    // gallery:<folder>/<file> names inside JSON must name a file the target will have.
+    for (const auto& [column, assets_table] : p.layout->table->json_references) {
+      const int index = p.layout->ColumnIndex(column);
+      if (index < 0 || !std::holds_alternative<std::string>(p.source.columns[index])) continue;
+      const TableSpec* assets = manifest_.FindTable(assets_table);
+      const std::string* folder_table = assets->ReferenceOf(assets->asset->folder);
+      for (const std::string& key : GalleryReferences(std::get<std::string>(p.source.columns[index]))) {
+        const std::string folder = key.substr(0, key.rfind('/'));
+        const std::string file = key.substr(key.rfind('/') + 1);
+        bool will_exist = false;
+        for (const Planned& other : plan_) {
+          if (other.action == Action::kDelete || other.layout->table != assets) continue;
+          if (FolderPath(source_keys_, *other.layout, other.source.columns) == folder &&
+              other.source.columns[other.layout->ColumnIndex(assets->asset->file)] ==
+                  Value(file)) {
+            will_exist = true;
+          }
+        }
+        if (!will_exist) {
+          auto folder_id = target_keys_[*folder_table].id_of.find(folder);
+          if (folder_id != target_keys_[*folder_table].id_of.end()) {
+            auto ids = target_.FindIds(assets->name, assets->id,
+                                       {{assets->asset->folder, folder_id->second},
+                                        {assets->asset->file, file}});
+            if (!ids.ok()) return ids.status();
+            will_exist = !ids->empty() &&
+                         !deleted_targets_.contains(RecordRef(assets->name, ids->front()));
+          }
+        }
+        if (!will_exist) {
+          return Status::InvalidArgument(fmt::format(
+              "{} needs gallery:{}, which is not selected and not on {}", needer, key,
+              comparison_.to));
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+std::string Syncer::FolderPath(const std::map<std::string, KeyIndex>& keys,
+                               const RecordLayout& layout, const std::vector<Value>& columns) {
+  const TableSpec& table = *layout.table;
+  const std::string* folder_table = table.ReferenceOf(table.asset->folder);
+  auto index = keys.find(*folder_table);
+  if (index == keys.end()) return "";
+  auto it = index->second.key_of.find(columns[layout.ColumnIndex(table.asset->folder)]);
+  return it == index->second.key_of.end() ? "" : it->second;
+}
+
+Status Syncer::StageFiles() {
+  const fs::path staging = WorkDir(target_.assets().root(), "staging", run_.id);
+  int64_t n = 0;
+  for (const Planned& p : plan_) {
+    const TableSpec& table = *p.layout->table;
+    if (!table.asset || p.action == Action::kDelete) continue;
+    const std::string folder = FolderPath(source_keys_, *p.layout, p.source.columns);
+    const std::string file = RenderValue(p.source.columns[p.layout->ColumnIndex(table.asset->file)]);
+    const std::string sha =
+        RenderValue(p.source.columns[p.layout->ColumnIndex(table.asset->sha256)]);
+    store::AssetDigest digest = source_.assets().Digest(folder, file);
+    if (!digest.problem.empty() || digest.sha256 != sha) {
+      return Status::InvalidArgument(fmt::format(
+          "{}: the source file {} {}: nothing was written", p.change->Ref(),
+          digest.path.empty() ? folder + "/" + file : digest.path,
+          digest.problem.empty() ? "does not match its recorded SHA-256" : digest.problem));
+    }
+    std::error_code ec;
+    fs::create_directories(staging, ec);
+    const fs::path staged = staging / std::to_string(n++);
+    fs::copy_file(digest.path, staged, fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      return Status::IoError(fmt::format("{}: staging {} into {} failed: {}", p.change->Ref(),
+                                         digest.path, staged.string(), ec.message()));
+    }
+    if (Sha256OfFile(staged) != sha) {
+      return Status::IoError(fmt::format("{}: the staged copy {} does not match SHA-256 {}",
+                                         p.change->Ref(), staged.string(), sha));
+    }
+    const std::string final_path =
+        target_.assets().root() + "/gallery/" + folder + "/" + file;
+    staged_[p.change->Ref()] = {staged.string(), final_path};
+  }
+  return Status::Ok();
+}
+
+Status Syncer::WriteRecord(Planned& p, store::SyncRecord* record) {
+  const TableSpec& table = *p.layout->table;
+  const Change& c = *p.change;
+  if (!IsNull(p.target_id)) {
+    auto image = ReadPreImage(target_, table, p.target_id);
+    if (!image.ok()) return image.status();
+    if (!image->is_null()) record->pre_image = image->dump();
+  }
+  if (p.action == Action::kDelete) return DeleteRecord(target_, table, p.target_id);
+
+  // Which compared columns to write: all, or for a merge those the source changed.
+  std::set<std::string> merged;
+  if (p.resolution == Resolution::kMerge) {
+    for (const FieldDiff& f : c.fields) {
+      if (f.base_known && CompareValues(f.base, f.target) == 0) merged.insert(f.field);
+    }
+  }
+  std::vector<std::pair<std::string, Value>> values;
+  for (size_t f = 0; f < p.layout->columns.size(); ++f) {
+    const FieldLayout& field = p.layout->fields[f];
+    if (p.resolution == Resolution::kMerge && !merged.contains(field.name)) continue;
+    Value value = p.source.columns[f];
+    if (!field.referenced_table.empty() && !IsNull(value)) {
+      auto target_id = TargetIdFor(field.referenced_table, value);
+      if (!target_id.ok()) return target_id.status();
+      value = *target_id;
+    }
+    values.emplace_back(field.name, std::move(value));
+  }
+  if (p.action == Action::kInsert) {
+    // A new record gets the target's own values for local columns: NULL, or now where the
+    // schema requires a value.
+    auto not_null = target_.NotNullColumns(table.name);
+    if (!not_null.ok()) return not_null.status();
+    for (const std::string& local : table.local) {
+      const bool required =
+          std::find(not_null->begin(), not_null->end(), local) != not_null->end();
+      values.emplace_back(local, required ? Value(context_.now()) : Value());
+    }
+    if (!IsNull(p.target_id)) values.emplace_back(table.id, p.target_id);
+    auto id = target_.Insert(table.name, table.id, values);
+    if (!id.ok()) return id.status().WithContext(c.Ref());
+    p.target_id = *id;
+  } else {
+    ENVSYNC_RETURN_IF_ERROR(target_.Update(table.name, table.id, p.target_id, values)
+                                .WithContext(c.Ref()));
+  }
+  for (size_t i = 0; i < p.layout->children.size(); ++i) {
+    const ChildLayout& child = p.layout->children[i];
+    if (p.resolution == Resolution::kMerge && !merged.contains(child.spec->table)) continue;
+    ENVSYNC_RETURN_IF_ERROR(target_.Delete(child.spec->table, child.spec->parent, p.target_id));
+    for (const ChildRow& row : p.source.children[i]) {
+      std::vector<std::pair<std::string, Value>> child_values;
+      for (size_t col = 0; col < child.columns.size(); ++col) {
+        Value value = row[col];
+        if (!child.references[col].empty() && !IsNull(value)) {
+          auto target_id = TargetIdFor(child.references[col], value);
+          if (!target_id.ok()) return target_id.status();
+          value = *target_id;
+        }
+        child_values.emplace_back(child.columns[col], std::move(value));
+      }
+      child_values.emplace_back(child.spec->parent, p.target_id);
+      auto id = target_.Insert(child.spec->table, child.spec->id, child_values);
+      if (!id.ok()) return id.status().WithContext(c.Ref());
+    }
+  }
+  return Status::Ok();
+}
+
+Status Syncer::Apply() {
+  std::map<std::string, size_t> order;
+  size_t rank = 0;
+  for (const std::string& module : manifest_.ModuleOrder()) {
+    for (const TableSpec& table : manifest_.FindModule(module)->tables) order[table.name] = rank++;
+  }
+  std::vector<size_t> upserts;
+  std::vector<size_t> deletes;
+  for (size_t i = 0; i < plan_.size(); ++i) {
+    (plan_[i].action == Action::kDelete ? deletes : upserts).push_back(i);
+  }
+  auto by_table = [&](size_t a, size_t b) {
+    return order[plan_[a].change->table] < order[plan_[b].change->table];
+  };
+  std::stable_sort(upserts.begin(), upserts.end(), by_table);
+  std::stable_sort(deletes.begin(), deletes.end(), by_table);
+  std::reverse(deletes.begin(), deletes.end());
+  std::vector<size_t> sequence = upserts;
+  sequence.insert(sequence.end(), deletes.begin(), deletes.end());
+
+  for (size_t i : sequence) {
+    Planned& p = plan_[i];
+    store::SyncRecord record;
+    record.table = p.change->table;
+    record.action = std::string(ActionName(p.action, p.resolution));
+    ENVSYNC_RETURN_IF_ERROR(WriteRecord(p, &record));
+    record.target_id = p.target_id;
+    const Value& source_id = p.change->source_id;
+    record.prod_id = source_side_ == Side::kProd ? source_id : p.target_id;
+    record.test_id = source_side_ == Side::kProd ? p.target_id : source_id;
+    if (p.action == Action::kDelete) {
+      record.prod_id = source_side_ == Side::kProd ? Value() : p.target_id;
+      record.test_id = source_side_ == Side::kProd ? p.target_id : Value();
+    }
+    run_.records.push_back(std::move(record));
+
+    const TableSpec& table = *p.layout->table;
+    if (!table.asset) continue;
+    // The file the target row named before, moved aside for undo.
+    store::SyncFile file;
+    if (!run_.records.back().pre_image.empty()) {
+      const json image = json::parse(run_.records.back().pre_image);
+      const Value folder_id = FromJson(image["row"][table.asset->folder]);
+      auto folder = target_keys_[*table.ReferenceOf(table.asset->folder)].key_of.find(folder_id);
+      const std::string old_file = image["row"][table.asset->file].get<std::string>();
+      if (folder != target_keys_[*table.ReferenceOf(table.asset->folder)].key_of.end()) {
+        const std::string old_path =
+            target_.assets().root() + "/gallery/" + folder->second + "/" + old_file;
+        const fs::path trash = WorkDir(target_.assets().root(), "trash", run_.id) /
+                               std::to_string(run_.files.size());
+        run_.files.push_back(store::SyncFile{old_path, "", trash.string()});
+      }
+    }
+    auto staged = staged_.find(p.change->Ref());
+    if (staged != staged_.end()) {
+      file.final_path = staged->second.second;
+      file.staged_path = staged->second.first;
+      run_.files.push_back(file);
+    }
+  }
+  return Status::Ok();
+}
+
+Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
+  auto comparison = state_.LoadComparison(request.comparison_id);
+  if (!comparison.ok()) return comparison.status();
+  comparison_ = std::move(*comparison);
+  if (comparison_.from != source_.name() || comparison_.to != target_.name()) {
+    return Status::Internal("the environments opened do not match the comparison");
+  }
+  source_side_ = SideOf(source_.name());
+  target_side_ = SideOf(target_.name());
+  if (!request.test_import) {
+    auto syncs = state_.ListSyncs();
+    if (!syncs.ok()) return syncs.status();
+    for (const store::SyncRun& other : *syncs) {
+      if (other.comparison_id == comparison_.id && !other.test_import &&
+          (other.status == "success" || other.status == "undone" ||
+           other.status == "committing")) {
+        return Status::InvalidArgument(fmt::format(
+            "comparison {} was already executed by sync {} ({}): compare again",
+            comparison_.id, other.id, other.status));
+      }
+    }
+  }
+  auto identities = state_.LoadIdentityMap();
+  if (!identities.ok()) return identities.status();
+  identities_ = std::move(*identities);
+  auto layouts = BuildLayouts(manifest_, source_);
+  if (!layouts.ok()) return layouts.status();
+  layouts_ = std::move(*layouts);
+  ENVSYNC_RETURN_IF_ERROR(source_.BeginSnapshot());
+  auto source_keys = LoadKeys(manifest_, source_);
+  if (!source_keys.ok()) return source_keys.status();
+  source_keys_ = std::move(*source_keys);
+  ENVSYNC_RETURN_IF_ERROR(Plan(request));
+
+  // The write lock is taken before the drift guard, so nothing can change in between.
+  ENVSYNC_RETURN_IF_ERROR(target_.BeginWrite());
+  auto target_keys = LoadKeys(manifest_, target_);
+  if (!target_keys.ok()) {
+    target_.Rollback();
+    return target_keys.status();
+  }
+  target_keys_ = std::move(*target_keys);
+
+  run_.id = context_.new_id();
+  run_.comparison_id = comparison_.id;
+  run_.created_at = context_.now();
+  run_.started_by = request.started_by;
+  run_.from = comparison_.from;
+  run_.to = comparison_.to;
+  run_.test_import = request.test_import;
+  run_.status = "running";
+  SyncOutcome outcome;
+  outcome.sync_id = run_.id;
+  outcome.test_import = request.test_import;
+
+  std::vector<std::string> drifted;
+  Status status = CheckDrift(&drifted);
+  if (!status.ok()) {
+    target_.Rollback();
+    return status;
+  }
+  if (!drifted.empty()) {
+    std::string list;
+    for (const std::string& ref : drifted) list += (list.empty() ? "" : ", ") + ref;
+    ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
+    return Fail(outcome,
+                fmt::format("drift: {} changed since comparison {}; nothing was written: "
+                            "compare again",
+                            list, comparison_.id),
+                false);
+  }
+  status = ResolveKeys();
+  if (status.ok()) status = CheckReferences();
+  if (!status.ok()) {
+    target_.Rollback();
+    return status;
+  }
+  ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
+  status = StageFiles();
+  if (status.ok()) status = Apply();
+  for (const Planned& p : plan_) {
+    AppliedCounts& module = outcome.per_module[p.change->module];
+    AppliedCounts* both[] = {&outcome.applied, &module};
+    for (AppliedCounts* counts : both) {
+      if (p.action == Action::kInsert) ++counts->new_records;
+      if (p.action == Action::kUpdate) ++counts->modified;
+      if (p.action == Action::kDelete) ++counts->deleted;
+    }
+  }
+  outcome.files = static_cast<int64_t>(staged_.size());
+  if (!status.ok()) return Fail(outcome, status.message(), false);
+
+  if (request.test_import) {
+    target_.Rollback();
+    RemoveWorkDirs(target_.assets().root(), run_.id, /*with_trash=*/true);
+    run_.records.clear();
+    run_.files.clear();
+    run_.status = "success";
+    run_.finished_at = context_.now();
+    run_.applied = AppliedJson(outcome).dump();
+    ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
+    outcome.success = true;
+    return outcome;
+  }
+
+  // The identity map after this sync, and each record's hash as it will be: the journal that
+  // lets a restart tell whether the commit happened.
+  IdentityMap after = IdentitiesAfter(identities_, run_);
+  for (store::SyncRecord& record : run_.records) {
+    auto base = state_.FindBase(record.table, IsNull(record.prod_id) ? record.target_id : record.prod_id,
+                                IsNull(record.test_id) ? record.target_id : record.test_id);
+    if (base.ok()) record.base_before = *base;
+    if (record.action == "delete") continue;
+    const ReadContext context{&after, target_side_, &target_keys_, nullptr};
+    TableReader reader(target_, layouts_.at(record.table), context);
+    Record written;
+    auto found = reader.Fetch(record.target_id, &written);
+    if (!found.ok()) return Fail(outcome, found.status().message(), false);
+    record.after_hash = written.hash;
+  }
+  run_.status = "committing";
+  run_.applied = AppliedJson(outcome).dump();
+  ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
+  status = target_.Commit();
+  if (!status.ok()) return Fail(outcome, status.message(), false);
+  ENVSYNC_RETURN_IF_ERROR(MoveFilesIntoPlace(run_.files));
+  for (const store::SyncRecord& record : run_.records) {
+    if (record.action == "insert_as_new" || record.action == "link") {
+      ENVSYNC_RETURN_IF_ERROR(state_.AddIdentity(record.table, std::get<int64_t>(record.prod_id),
+                                                 std::get<int64_t>(record.test_id)));
+    }
+  }
+  ENVSYNC_RETURN_IF_ERROR(UpdateBaseAfterSync(source_, target_, state_, run_, after, layouts_,
+                                              source_keys_, target_keys_));
+  RemoveWorkDirs(target_.assets().root(), run_.id, /*with_trash=*/false);
+  run_.status = "success";
+  run_.finished_at = context_.now();
+  ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
+  outcome.success = true;
+  return outcome;
+}
+
+}  // namespace
+
+Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& source,
+                             store::Environment& target, store::StateStore& state,
+                             const std::string& sync_id, const SyncContext& context) {
+  auto loaded = state.LoadSync(sync_id);
+  if (!loaded.ok()) return loaded.status();
+  store::SyncRun run = std::move(*loaded);
+  if (run.test_import || run.status != "success") {
+    return Status::InvalidArgument(fmt::format(
+        "sync {} is {}: only a successful sync (not a test import) can be undone", sync_id,
+        run.test_import ? "a test import" : run.status));
+  }
+  auto identities = state.LoadIdentityMap();
+  if (!identities.ok()) return identities.status();
+  auto layouts = BuildLayouts(manifest, target);
+  if (!layouts.ok()) return layouts.status();
+  ENVSYNC_RETURN_IF_ERROR(target.BeginWrite());
+  auto keys = LoadKeys(manifest, target);
+  if (!keys.ok()) {
+    target.Rollback();
+    return keys.status();
+  }
+  auto changed = ChangedSince(target, run, *identities, *layouts, *keys);
+  if (!changed.ok() || !changed->empty()) {
+    target.Rollback();
+    if (!changed.ok()) return changed.status();
+    std::string list;
+    for (const std::string& ref : *changed) list += (list.empty() ? "" : ", ") + ref;
+    return Status::InvalidArgument(fmt::format(
+        "cannot undo sync {}: {} changed {} since; nothing was written", sync_id, run.to, list));
+  }
+  SyncOutcome outcome;
+  outcome.sync_id = run.id;
+  for (auto it = run.records.rbegin(); it != run.records.rend(); ++it) {
+    const TableSpec& table = *manifest.FindTable(it->table);
+    Status status;
+    if (it->pre_image.empty()) {
+      status = DeleteRecord(target, table, it->target_id);
+      ++outcome.applied.deleted;
+    } else {
+      status = RestorePreImage(target, table, it->target_id, json::parse(it->pre_image),
+                               it->action != "delete");
+      ++(it->action == "delete" ? outcome.applied.new_records : outcome.applied.modified);
+    }
+    if (!status.ok()) {
+      target.Rollback();
+      return status.WithContext(fmt::format("undoing sync {}; nothing was written", sync_id));
+    }
+  }
+  ENVSYNC_RETURN_IF_ERROR(target.Commit());
+  std::error_code ec;
+  for (auto it = run.files.rbegin(); it != run.files.rend(); ++it) {
+    if (!it->staged_path.empty()) fs::remove(it->final_path, ec);
+    if (!it->trash_path.empty() && fs::exists(it->trash_path)) {
+      fs::create_directories(fs::path(it->final_path).parent_path(), ec);
+      fs::rename(it->trash_path, it->final_path, ec);
+    }
+  }
+  RemoveWorkDirs(target.assets().root(), run.id, /*with_trash=*/true);
+  ENVSYNC_RETURN_IF_ERROR(state.BeginBaseUpdate());
+  for (const store::SyncRecord& record : run.records) {
+    if (!record.base_before) continue;
+    Status status = state.PutBase(record.table, *record.base_before);
+    if (!status.ok()) {
+      state.AbortBaseUpdate();
+      return status;
+    }
+  }
+  ENVSYNC_RETURN_IF_ERROR(state.CommitBaseUpdate());
+  for (const store::SyncRecord& record : run.records) {
+    if (!record.base_before && !IsNull(record.prod_id) && !IsNull(record.test_id)) {
+      ENVSYNC_RETURN_IF_ERROR(state.DeleteBase(record.table, record.prod_id, record.test_id));
+    }
+  }
+  (void)source;
+  run.status = "undone";
+  run.finished_at = context.now();
+  ENVSYNC_RETURN_IF_ERROR(state.SaveSync(run));
+  outcome.success = true;
+  return outcome;
+}
+
+Result<std::vector<std::string>> RecoverInterruptedSyncs(
+    const Manifest& manifest, store::StateStore& state,
+    const std::function<Result<std::unique_ptr<store::Environment>>(const std::string&)>& open) {
+  std::vector<std::string> settled;
+  auto syncs = state.ListSyncs();
+  if (!syncs.ok()) return syncs.status();
+  for (const store::SyncRun& listed : *syncs) {
+    if (listed.status != "running" && listed.status != "committing") continue;
+    auto loaded = state.LoadSync(listed.id);
+    if (!loaded.ok()) return loaded.status();
+    store::SyncRun run = std::move(*loaded);
+    auto target = open(run.to);
+    if (!target.ok()) return target.status();
+    bool committed = false;
+    IdentityMap after;
+    std::map<std::string, RecordLayout> layouts;
+    std::map<std::string, KeyIndex> target_keys;
+    if (run.status == "committing") {
+      auto identities = state.LoadIdentityMap();
+      if (!identities.ok()) return identities.status();
+      after = IdentitiesAfter(std::move(*identities), run);
+      auto built = BuildLayouts(manifest, **target);
+      if (!built.ok()) return built.status();
+      layouts = std::move(*built);
+      auto keys = LoadKeys(manifest, **target);
+      if (!keys.ok()) return keys.status();
+      target_keys = std::move(*keys);
+      auto changed = ChangedSince(**target, run, after, layouts, target_keys);
+      if (!changed.ok()) return changed.status();
+      // One transaction wrote every record: if any shows the sync's result, it committed.
+      committed = changed->size() < run.records.size();
+    }
+    if (committed) {
+      ENVSYNC_RETURN_IF_ERROR(MoveFilesIntoPlace(run.files));
+      for (const store::SyncRecord& record : run.records) {
+        if (record.action == "insert_as_new" || record.action == "link") {
+          ENVSYNC_RETURN_IF_ERROR(state.AddIdentity(
+              record.table, std::get<int64_t>(record.prod_id), std::get<int64_t>(record.test_id)));
+        }
+      }
+      auto source = open(run.from);
+      if (!source.ok()) return source.status();
+      auto source_keys = LoadKeys(manifest, **source);
+      if (!source_keys.ok()) return source_keys.status();
+      ENVSYNC_RETURN_IF_ERROR(UpdateBaseAfterSync(**source, **target, state, run, after, layouts,
+                                                  *source_keys, target_keys));
+      RemoveWorkDirs((*target)->assets().root(), run.id, /*with_trash=*/false);
+      run.status = "success";
+      run.error = "completed after a restart";
+    } else {
+      RemoveWorkDirs((*target)->assets().root(), run.id, /*with_trash=*/true);
+      run.status = "failure";
+      run.error = "interrupted before its commit; nothing was written";
+      run.records.clear();
+      run.files.clear();
+    }
+    run.finished_at = NowUtc();
+    ENVSYNC_RETURN_IF_ERROR(state.SaveSync(run));
+    settled.push_back(run.id);
+  }
+  return settled;
+}
+
+SyncContext DefaultSyncContext() { return SyncContext{NowUtc, RandomSyncId}; }
+
+Result<SyncOutcome> ExecuteSync(const Manifest& manifest, store::Environment& source,
+                                store::Environment& target, store::StateStore& state,
+                                const SyncRequest& request, const SyncContext& context) {
+  Syncer syncer(manifest, source, target, state, context);
+  return syncer.Execute(request);
+}
+
+}  // namespace envsync::sync
