@@ -86,6 +86,23 @@ TEST_F(BadInputTest, CorruptDatabase) {
   EXPECT_EQ(ReadBytes(paths_.prod_db), garbage);
 }
 
+// A database without the platform's tables (an empty file) is an environment that cannot be
+// read: status 1, naming the environment and the path.
+TEST_F(BadInputTest, EmptyDatabaseIsNotAnEnvironment) {
+  WriteBytes(paths_.prod_db, "");
+  ExpectFailure(Compare({"--from", "TEST", "--to", "PROD"}), 1,
+                {"environment PROD", paths_.prod_db.string()});
+}
+
+// Names are checked before anything is opened: a bad module is bad input even when a
+// database is missing.
+TEST_F(BadInputTest, ModuleCheckedBeforeOpeningEnvironments) {
+  std::filesystem::remove(paths_.test_db);
+  ExpectFailure(Compare({"--from", "TEST", "--to", "PROD", "--modules", "orders"}), 2,
+                {"'orders'"});
+  ExpectFailure(Compare({"--from", "TEST", "--to", "STAGE"}), 2, {"STAGE", "--to"});
+}
+
 // A missing assets folder fails with status 1, naming the environment and the path.
 TEST_F(BadInputTest, MissingAssetsFolder) {
   std::filesystem::remove_all(paths_.prod_assets);

@@ -129,6 +129,7 @@ TEST_F(CompareTest, BothModifiedIsMergeableOnlyForDisjointFields) {
   json c = CompareJson({"--from", "TEST", "--to", "PROD"});
   json contact = FindChange(c, "cms_pages", 3);
   EXPECT_TRUE(contact["mergeable"].get<bool>());
+  ASSERT_EQ(FieldNames(contact), (std::vector<std::string>{"title", "body_html"}));
   for (const json& f : contact["fields"]) {
     // Each field changed on one side only, so its base is the other side's value.
     if (f["field"] == "title") {
@@ -262,6 +263,34 @@ TEST_F(CompareTest, ImageBytesAreComparedAndCheckedAgainstTheirSha256) {
   EXPECT_NE(warnings.find("mobile_app/icon.png"), std::string::npos) << warnings;
 }
 
+// A file moved out of the chosen folders on one side is still compared with its counterpart:
+// a pair takes part when either side is in scope.
+TEST_F(CompareTest, FolderScopeCoversEitherSideOfAPair) {
+  Build(Start::kCommonWithBase);
+  std::filesystem::copy_file(paths_.test_assets / "gallery/banners/summer/beach.png",
+                             paths_.test_assets / "gallery/blog/beach.png");
+  Test("UPDATE gallery_files SET folder_id = 4 WHERE id = 3");
+  json c = CompareJson({"--from", "TEST", "--to", "PROD", "--modules", "gallery", "--folders",
+                        "banners"});
+  json moved = FindChange(c, "gallery_files", 3);
+  ASSERT_FALSE(moved.is_null());
+  EXPECT_EQ(moved["tab"], "modified");
+  EXPECT_EQ(FieldNames(moved), std::vector<std::string>{"folder_id"});
+}
+
+// A system_config whose JSONs name no gallery file forces nothing in.
+TEST_F(CompareTest, SystemConfigWithoutGalleryNamesForcesNothing) {
+  Build(Start::kCommonWithBase);
+  const std::string plain =
+      "UPDATE system_settings SET value = '{\"title\":\"Hi\"}' "
+      "WHERE key LIKE 'integrations.mobile_app.%';";
+  Test(plain);
+  Prod(plain);
+  json c = CompareJson({"--from", "TEST", "--to", "PROD", "--modules", "system_config"});
+  EXPECT_EQ(c["modules"], json({"system_config"}));
+  EXPECT_TRUE(c["forced"].empty());
+}
+
 // The reverse direction swaps the roles: PROD's own work is now the source's.
 TEST_F(CompareTest, ReverseDirectionSwapsTheRoles) {
   Build(Start::kPendingWork);
@@ -315,12 +344,15 @@ TEST_F(CompareTest, IdentityMapMatchesRenumberedRecordsAndTheirReferences) {
   json after = CompareJson({"--from", "TEST", "--to", "PROD"});
   EXPECT_TRUE(after["changes"].empty()) << after["changes"].dump();
   // TEST 55 is no longer compared with PROD 55, nor PROD 63 with TEST 63.
-  Test("UPDATE gallery_files SET alt_text = 'renamed' WHERE id = 55");
+  // Only PROD 63 changes: with the base recorded for the mapped pair, that is the target's own
+  // edit (without a base it would be a plain, selected modification).
+  Prod("UPDATE gallery_files SET alt_text = 'renamed' WHERE id = 63");
   json edited = CompareJson({"--from", "TEST", "--to", "PROD"});
   json file = FindChange(edited, "gallery_files", 55);
   EXPECT_EQ(file["target_id"], 63);
   EXPECT_EQ(file["tab"], "modified");
-  EXPECT_EQ(file["selected"], true) << "the base was recorded for the mapped pair";
+  EXPECT_EQ(file["reason"], "target_changed");
+  EXPECT_EQ(file["selected"], false);
 }
 
 // A comparison is stored and `show` reprints it, whole or one tab.
