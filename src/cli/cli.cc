@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "envsync/core/config.h"
@@ -20,7 +21,6 @@
 #include "envsync/store/state_store.h"
 #include "envsync/sync/compare.h"
 #include "envsync/sync/sync.h"
-#include <nlohmann/json.hpp>
 
 namespace envsync::cli {
 namespace {
@@ -214,8 +214,7 @@ Result<std::unique_ptr<store::Environment>> OpenForWriting(const Config& config,
 
 // Opens the state store and settles any sync a killed process left half-done, so every
 // command sees the environments either fully before or fully after each sync.
-Result<std::unique_ptr<store::StateStore>> OpenState(const Config& config,
-                                                     const Manifest& manifest,
+Result<std::unique_ptr<store::StateStore>> OpenState(const Config& config, const Manifest& manifest,
                                                      std::ostream& err) {
   auto state = store::OpenStateStore(config.state);
   if (!state.ok()) return state;
@@ -268,9 +267,9 @@ Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, b
   }
   for (const auto& [name, flag] : {std::pair{flags.from, "--from"}, std::pair{flags.to, "--to"}}) {
     if (config.Find(name) == nullptr) {
-      return Status::InvalidArgument(fmt::format(
-          "unknown environment '{}' ({}): {} configures PROD and TEST", name, flag,
-          config.source_name));
+      return Status::InvalidArgument(
+          fmt::format("unknown environment '{}' ({}): {} configures PROD and TEST", name, flag,
+                      config.source_name));
     }
   }
   auto manifest = LoadManifest(config);
@@ -279,9 +278,9 @@ Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, b
     if (manifest->FindModule(name) == nullptr) {
       std::string names;
       for (const ModuleSpec& m : manifest->modules()) names += (names.empty() ? "" : ", ") + m.name;
-      return Status::InvalidArgument(fmt::format(
-          "module '{}' is not synchronizable (--modules); synchronizable modules: {}", name,
-          names));
+      return Status::InvalidArgument(
+          fmt::format("module '{}' is not synchronizable (--modules); synchronizable modules: {}",
+                      name, names));
     }
   }
   auto source = OpenNamed(config, flags.from, "--from");
@@ -506,17 +505,16 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         out << list.dump(2) << "\n";
       } else {
         for (const auto& r : list) {
-          out << fmt::format("{}  {}  {} -> {}  {}{}  by {}  comparison {}  new {} modified {} "
-                             "deleted {}{}\n",
-                             r["sync_id"].get<std::string>(), r["started_at"].get<std::string>(),
-                             r["from"].get<std::string>(), r["to"].get<std::string>(),
-                             r["status"].get<std::string>(),
-                             r["test_import"].get<bool>() ? " (test import)" : "",
-                             r["started_by"].get<std::string>(),
-                             r["comparison_id"].get<std::string>(),
-                             r["applied"].value("new", 0), r["applied"].value("modified", 0),
-                             r["applied"].value("deleted", 0),
-                             r["error"].is_null() ? "" : "  -- " + r["error"].get<std::string>());
+          out << fmt::format(
+              "{}  {}  {} -> {}  {}{}  by {}  comparison {}  new {} modified {} "
+              "deleted {}{}\n",
+              r["sync_id"].get<std::string>(), r["started_at"].get<std::string>(),
+              r["from"].get<std::string>(), r["to"].get<std::string>(),
+              r["status"].get<std::string>(), r["test_import"].get<bool>() ? " (test import)" : "",
+              r["started_by"].get<std::string>(), r["comparison_id"].get<std::string>(),
+              r["applied"].value("new", 0), r["applied"].value("modified", 0),
+              r["applied"].value("deleted", 0),
+              r["error"].is_null() ? "" : "  -- " + r["error"].get<std::string>());
         }
         if (list.empty()) out << "No syncs yet.\n";
       }

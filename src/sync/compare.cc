@@ -152,9 +152,9 @@ Status Comparer::CheckSchemas() {
     for (const ModuleSpec& module : manifest_.modules()) {
       for (const TableSpec& table : module.tables) {
         if (!schema->contains(table.name)) {
-          return Status::Unavailable(fmt::format(
-              "environment {} ({}): not a platform database: it has no table '{}'", env->name(),
-              env->location(), table.name));
+          return Status::Unavailable(
+              fmt::format("environment {} ({}): not a platform database: it has no table '{}'",
+                          env->name(), env->location(), table.name));
         }
       }
     }
@@ -462,8 +462,8 @@ Status Comparer::Visit(const RecordLayout& layout, const Pair& pair,
 }
 
 Result<bool> Comparer::KeyOnTargetElsewhere(const RecordLayout& layout, const Record& source) {
-  auto ids = FindByNaturalKey(target_, layout, source.id, source.values, source_keys_,
-                              target_keys_);
+  auto ids =
+      FindByNaturalKey(target_, layout, source.id, source.values, source_keys_, target_keys_);
   if (!ids.ok()) return ids.status();
   return !ids->empty();
 }
@@ -596,9 +596,9 @@ Result<bool> Comparer::TargetHasGalleryFile(const std::string& table, const std:
   const std::string* folder_table = assets.ReferenceOf(assets.asset->folder);
   auto folder = target_keys_[*folder_table].id_of.find(key.substr(0, key.rfind('/')));
   if (folder == target_keys_[*folder_table].id_of.end()) return false;
-  auto ids = target_.FindIds(
-      assets.name, assets.id,
-      {{assets.asset->folder, folder->second}, {assets.asset->file, key.substr(key.rfind('/') + 1)}});
+  auto ids = target_.FindIds(assets.name, assets.id,
+                             {{assets.asset->folder, folder->second},
+                              {assets.asset->file, key.substr(key.rfind('/') + 1)}});
   if (!ids.ok()) return ids.status();
   return !ids->empty();
 }

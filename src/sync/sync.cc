@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -28,9 +31,12 @@ std::string_view ActionName(Action action, Resolution resolution) {
   if (resolution == Resolution::kLink) return "link";
   if (resolution == Resolution::kMerge) return "merge";
   switch (action) {
-    case Action::kInsert: return "insert";
-    case Action::kUpdate: return "update";
-    case Action::kDelete: return "delete";
+    case Action::kInsert:
+      return "insert";
+    case Action::kUpdate:
+      return "update";
+    case Action::kDelete:
+      return "delete";
   }
   return "";
 }
@@ -74,6 +80,13 @@ std::string Sha256OfFile(const fs::path& path) {
   return hex;
 }
 
+// Fault injection for the crash tests: with ENVSYNC_CRASH_AT=<point> in its environment the
+// process kills itself (SIGKILL, as `kill -9` would) when a sync reaches that point.
+void CrashPoint(const char* point) {
+  const char* wanted = std::getenv("ENVSYNC_CRASH_AT");
+  if (wanted != nullptr && std::strcmp(wanted, point) == 0) std::raise(SIGKILL);
+}
+
 // Where a sync keeps its files inside an assets folder, beside (not inside) the gallery.
 fs::path WorkDir(const std::string& assets, const std::string& kind, const std::string& sync_id) {
   return fs::path(assets) / ".envsync" / kind / sync_id;
@@ -86,19 +99,22 @@ Status MoveFilesIntoPlace(const std::vector<store::SyncFile>& files) {
     if (!f.trash_path.empty() && !fs::exists(f.trash_path) && fs::exists(f.final_path)) {
       fs::create_directories(fs::path(f.trash_path).parent_path(), ec);
       fs::rename(f.final_path, f.trash_path, ec);
-      if (ec) return Status::IoError(fmt::format("moving {} aside: {}", f.final_path, ec.message()));
+      if (ec)
+        return Status::IoError(fmt::format("moving {} aside: {}", f.final_path, ec.message()));
     }
     if (!f.staged_path.empty() && fs::exists(f.staged_path)) {
       fs::create_directories(fs::path(f.final_path).parent_path(), ec);
       fs::rename(f.staged_path, f.final_path, ec);
-      if (ec) return Status::IoError(fmt::format("putting {} in place: {}", f.final_path, ec.message()));
+      if (ec)
+        return Status::IoError(fmt::format("putting {} in place: {}", f.final_path, ec.message()));
+      CrashPoint("moving");
     }
   }
   return Status::Ok();
 }
 
 Result<std::map<std::string, RecordLayout>> BuildLayouts(const Manifest& manifest,
-                                                        store::Environment& env) {
+                                                         store::Environment& env) {
   std::map<std::string, RecordLayout> layouts;
   for (const ModuleSpec& module : manifest.modules()) {
     for (const TableSpec& table : module.tables) {
@@ -116,7 +132,8 @@ Result<std::map<std::string, RecordLayout>> BuildLayouts(const Manifest& manifes
   return layouts;
 }
 
-Result<std::map<std::string, KeyIndex>> LoadKeys(const Manifest& manifest, store::Environment& env) {
+Result<std::map<std::string, KeyIndex>> LoadKeys(const Manifest& manifest,
+                                                 store::Environment& env) {
   std::map<std::string, KeyIndex> keys;
   if (const TableSpec* folders = manifest.FolderTable()) {
     auto index = LoadKeyIndex(env, *folders);
@@ -143,8 +160,8 @@ Result<json> ReadPreImage(store::Environment& env, const TableSpec& table, const
   for (const ChildSpec& child : table.children) {
     auto child_columns = env.Columns(child.table);
     if (!child_columns.ok()) return child_columns.status();
-    store::ScanRequest child_request{child.table, *child_columns, {child.id}, std::nullopt,
-                                     {{child.parent, id}}};
+    store::ScanRequest child_request{
+        child.table, *child_columns, {child.id}, std::nullopt, {{child.parent, id}}};
     auto child_cursor = env.Scan(child_request);
     if (!child_cursor.ok()) return child_cursor.status();
     json rows = json::array();
@@ -294,8 +311,7 @@ IdentityMap IdentitiesAfter(IdentityMap identities, const store::SyncRun& run) {
 
 // The records of `run` whose target state is no longer what the sync left (by `after_hash`,
 // or, for deletions, by still being gone).
-Result<std::vector<std::string>> ChangedSince(store::Environment& target,
-                                              const store::SyncRun& run,
+Result<std::vector<std::string>> ChangedSince(store::Environment& target, const store::SyncRun& run,
                                               const IdentityMap& identities,
                                               const std::map<std::string, RecordLayout>& layouts,
                                               const std::map<std::string, KeyIndex>& keys) {
@@ -306,9 +322,9 @@ Result<std::vector<std::string>> ChangedSince(store::Environment& target,
     Record now;
     auto found = reader.Fetch(record.target_id, &now);
     if (!found.ok()) return found.status();
-    const bool as_left = record.action == "delete" ? !*found
-                                                   : (*found && record.after_hash &&
-                                                      now.hash == *record.after_hash);
+    const bool as_left = record.action == "delete"
+                             ? !*found
+                             : (*found && record.after_hash && now.hash == *record.after_hash);
     if (!as_left) changed.push_back(RecordRef(record.table, record.target_id));
   }
   return changed;
@@ -369,7 +385,7 @@ class Syncer {
   std::map<std::string, KeyIndex> target_keys_;
   std::vector<Planned> plan_;
   std::map<std::string, size_t> planned_by_source_;  // `table:source id` of inserts/updates
-  std::set<std::string> deleted_targets_;             // `table:target id`
+  std::set<std::string> deleted_targets_;            // `table:target id`
   store::SyncRun run_;
   std::map<std::string, std::pair<std::string, std::string>> staged_;  // ref -> staged, final
 };
@@ -466,15 +482,17 @@ Status Syncer::Plan(const SyncRequest& request) {
         break;
       case Conflict::kIdCollision:
         if (p.resolution != Resolution::kOverwrite && p.resolution != Resolution::kInsertAsNew) {
-          return refuse(fmt::format("id_collision: resolve it with overwrite or insert_as_new "
-                                    "(--resolve {}=insert_as_new) or leave it out",
-                                    ref));
+          return refuse(
+              fmt::format("id_collision: resolve it with overwrite or insert_as_new "
+                          "(--resolve {}=insert_as_new) or leave it out",
+                          ref));
         }
         break;
       case Conflict::kBothModified:
         if (p.resolution == Resolution::kMerge && !c.mergeable) {
-          return refuse("both sides changed the same fields: merge is not possible; use "
-                        "overwrite or leave it out");
+          return refuse(
+              "both sides changed the same fields: merge is not possible; use "
+              "overwrite or leave it out");
         }
         if (p.resolution != Resolution::kOverwrite && p.resolution != Resolution::kMerge) {
           return refuse(fmt::format("both_modified: resolve it with overwrite{} or leave it out",
@@ -484,9 +502,10 @@ Status Syncer::Plan(const SyncRequest& request) {
       case Conflict::kModifiedDeleted:
       case Conflict::kDeletedModified:
         if (p.resolution != Resolution::kOverwrite) {
-          return refuse(fmt::format("{}: resolve it with overwrite (--resolve {}=overwrite) or "
-                                    "leave it out",
-                                    ConflictName(c.conflict), ref));
+          return refuse(
+              fmt::format("{}: resolve it with overwrite (--resolve {}=overwrite) or "
+                          "leave it out",
+                          ConflictName(c.conflict), ref));
         }
         break;
     }
@@ -503,9 +522,10 @@ Status Syncer::Plan(const SyncRequest& request) {
       if (const auto* n = std::get_if<int64_t>(&c.source_id)) {
         auto counterpart = identities_.Counterpart(c.table, source_side_, *n);
         if (!counterpart) {
-          return refuse(fmt::format("its ID is paired with another record on {}: it can only be "
-                                    "inserted as new",
-                                    comparison_.to));
+          return refuse(
+              fmt::format("its ID is paired with another record on {}: it can only be "
+                          "inserted as new",
+                          comparison_.to));
         }
         p.target_id = *counterpart;
       }
@@ -574,8 +594,7 @@ Status Syncer::ResolveKeys() {
     if (p.resolution == Resolution::kLink) {
       if (ids->empty()) {
         return Status::InvalidArgument(fmt::format("{}: link found no record with key '{}' on {}",
-                                                   p.change->Ref(), p.change->key,
-                                                   comparison_.to));
+                                                   p.change->Ref(), p.change->key, comparison_.to));
       }
       p.target_id = ids->front();
     }
@@ -635,8 +654,8 @@ Status Syncer::CheckReferences() {
             needer, needed, comparison_.to, needer));
       }
       if (deleted_targets_.contains(RecordRef(table, *target_id))) {
-        return Status::InvalidArgument(fmt::format(
-            "{} needs {}, which this sync deletes on {}", needer, needed, comparison_.to));
+        return Status::InvalidArgument(fmt::format("{} needs {}, which this sync deletes on {}",
+                                                   needer, needed, comparison_.to));
       }
     }
     // gallery:<folder>/<file> names inside JSON must name a file the target will have.
@@ -645,33 +664,33 @@ Status Syncer::CheckReferences() {
       if (index < 0 || !std::holds_alternative<std::string>(p.source.columns[index])) continue;
       const TableSpec* assets = manifest_.FindTable(assets_table);
       const std::string* folder_table = assets->ReferenceOf(assets->asset->folder);
-      for (const std::string& key : GalleryReferences(std::get<std::string>(p.source.columns[index]))) {
+      for (const std::string& key :
+           GalleryReferences(std::get<std::string>(p.source.columns[index]))) {
         const std::string folder = key.substr(0, key.rfind('/'));
         const std::string file = key.substr(key.rfind('/') + 1);
         bool will_exist = false;
         for (const Planned& other : plan_) {
           if (other.action == Action::kDelete || other.layout->table != assets) continue;
           if (FolderPath(source_keys_, *other.layout, other.source.columns) == folder &&
-              other.source.columns[other.layout->ColumnIndex(assets->asset->file)] ==
-                  Value(file)) {
+              other.source.columns[other.layout->ColumnIndex(assets->asset->file)] == Value(file)) {
             will_exist = true;
           }
         }
         if (!will_exist) {
           auto folder_id = target_keys_[*folder_table].id_of.find(folder);
           if (folder_id != target_keys_[*folder_table].id_of.end()) {
-            auto ids = target_.FindIds(assets->name, assets->id,
-                                       {{assets->asset->folder, folder_id->second},
-                                        {assets->asset->file, file}});
+            auto ids = target_.FindIds(
+                assets->name, assets->id,
+                {{assets->asset->folder, folder_id->second}, {assets->asset->file, file}});
             if (!ids.ok()) return ids.status();
-            will_exist = !ids->empty() &&
-                         !deleted_targets_.contains(RecordRef(assets->name, ids->front()));
+            will_exist =
+                !ids->empty() && !deleted_targets_.contains(RecordRef(assets->name, ids->front()));
           }
         }
         if (!will_exist) {
-          return Status::InvalidArgument(fmt::format(
-              "{} needs gallery:{}, which is not selected and not on {}", needer, key,
-              comparison_.to));
+          return Status::InvalidArgument(
+              fmt::format("{} needs gallery:{}, which is not selected and not on {}", needer, key,
+                          comparison_.to));
         }
       }
     }
@@ -696,7 +715,8 @@ Status Syncer::StageFiles() {
     const TableSpec& table = *p.layout->table;
     if (!table.asset || p.action == Action::kDelete) continue;
     const std::string folder = FolderPath(source_keys_, *p.layout, p.source.columns);
-    const std::string file = RenderValue(p.source.columns[p.layout->ColumnIndex(table.asset->file)]);
+    const std::string file =
+        RenderValue(p.source.columns[p.layout->ColumnIndex(table.asset->file)]);
     const std::string sha =
         RenderValue(p.source.columns[p.layout->ColumnIndex(table.asset->sha256)]);
     store::AssetDigest digest = source_.assets().Digest(folder, file);
@@ -718,8 +738,7 @@ Status Syncer::StageFiles() {
       return Status::IoError(fmt::format("{}: the staged copy {} does not match SHA-256 {}",
                                          p.change->Ref(), staged.string(), sha));
     }
-    const std::string final_path =
-        target_.assets().root() + "/gallery/" + folder + "/" + file;
+    const std::string final_path = target_.assets().root() + "/gallery/" + folder + "/" + file;
     staged_[p.change->Ref()] = {staged.string(), final_path};
   }
   return Status::Ok();
@@ -760,8 +779,7 @@ Status Syncer::WriteRecord(Planned& p, store::SyncRecord* record) {
     auto not_null = target_.NotNullColumns(table.name);
     if (!not_null.ok()) return not_null.status();
     for (const std::string& local : table.local) {
-      const bool required =
-          std::find(not_null->begin(), not_null->end(), local) != not_null->end();
+      const bool required = std::find(not_null->begin(), not_null->end(), local) != not_null->end();
       values.emplace_back(local, required ? Value(context_.now()) : Value());
     }
     if (!IsNull(p.target_id)) values.emplace_back(table.id, p.target_id);
@@ -769,8 +787,8 @@ Status Syncer::WriteRecord(Planned& p, store::SyncRecord* record) {
     if (!id.ok()) return id.status().WithContext(c.Ref());
     p.target_id = *id;
   } else {
-    ENVSYNC_RETURN_IF_ERROR(target_.Update(table.name, table.id, p.target_id, values)
-                                .WithContext(c.Ref()));
+    ENVSYNC_RETURN_IF_ERROR(
+        target_.Update(table.name, table.id, p.target_id, values).WithContext(c.Ref()));
   }
   for (size_t i = 0; i < p.layout->children.size(); ++i) {
     const ChildLayout& child = p.layout->children[i];
@@ -843,8 +861,8 @@ Status Syncer::Apply() {
       if (folder != target_keys_[*table.ReferenceOf(table.asset->folder)].key_of.end()) {
         const std::string old_path =
             target_.assets().root() + "/gallery/" + folder->second + "/" + old_file;
-        const fs::path trash = WorkDir(target_.assets().root(), "trash", run_.id) /
-                               std::to_string(run_.files.size());
+        const fs::path trash =
+            WorkDir(target_.assets().root(), "trash", run_.id) / std::to_string(run_.files.size());
         run_.files.push_back(store::SyncFile{old_path, "", trash.string()});
       }
     }
@@ -872,11 +890,10 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
     if (!syncs.ok()) return syncs.status();
     for (const store::SyncRun& other : *syncs) {
       if (other.comparison_id == comparison_.id && !other.test_import &&
-          (other.status == "success" || other.status == "undone" ||
-           other.status == "committing")) {
-        return Status::InvalidArgument(fmt::format(
-            "comparison {} was already executed by sync {} ({}): compare again",
-            comparison_.id, other.id, other.status));
+          (other.status == "success" || other.status == "undone" || other.status == "committing")) {
+        return Status::InvalidArgument(
+            fmt::format("comparison {} was already executed by sync {} ({}): compare again",
+                        comparison_.id, other.id, other.status));
       }
     }
   }
@@ -937,7 +954,9 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   }
   ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
   status = StageFiles();
+  CrashPoint("staged");
   if (status.ok()) status = Apply();
+  CrashPoint("applied");
   for (const Planned& p : plan_) {
     AppliedCounts& module = outcome.per_module[p.change->module];
     AppliedCounts* both[] = {&outcome.applied, &module};
@@ -967,8 +986,9 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   // lets a restart tell whether the commit happened.
   IdentityMap after = IdentitiesAfter(identities_, run_);
   for (store::SyncRecord& record : run_.records) {
-    auto base = state_.FindBase(record.table, IsNull(record.prod_id) ? record.target_id : record.prod_id,
-                                IsNull(record.test_id) ? record.target_id : record.test_id);
+    auto base =
+        state_.FindBase(record.table, IsNull(record.prod_id) ? record.target_id : record.prod_id,
+                        IsNull(record.test_id) ? record.target_id : record.test_id);
     if (base.ok()) record.base_before = *base;
     if (record.action == "delete") continue;
     const ReadContext context{&after, target_side_, &target_keys_, nullptr};
@@ -981,8 +1001,10 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   run_.status = "committing";
   run_.applied = AppliedJson(outcome).dump();
   ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
+  CrashPoint("journaled");
   status = target_.Commit();
   if (!status.ok()) return Fail(outcome, status.message(), false);
+  CrashPoint("committed");
   ENVSYNC_RETURN_IF_ERROR(MoveFilesIntoPlace(run_.files));
   for (const store::SyncRecord& record : run_.records) {
     if (record.action == "insert_as_new" || record.action == "link") {
@@ -992,6 +1014,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   }
   ENVSYNC_RETURN_IF_ERROR(UpdateBaseAfterSync(source_, target_, state_, run_, after, layouts_,
                                               source_keys_, target_keys_));
+  CrashPoint("based");
   RemoveWorkDirs(target_.assets().root(), run_.id, /*with_trash=*/false);
   run_.status = "success";
   run_.finished_at = context_.now();
@@ -1009,9 +1032,9 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
   if (!loaded.ok()) return loaded.status();
   store::SyncRun run = std::move(*loaded);
   if (run.test_import || run.status != "success") {
-    return Status::InvalidArgument(fmt::format(
-        "sync {} is {}: only a successful sync (not a test import) can be undone", sync_id,
-        run.test_import ? "a test import" : run.status));
+    return Status::InvalidArgument(
+        fmt::format("sync {} is {}: only a successful sync (not a test import) can be undone",
+                    sync_id, run.test_import ? "a test import" : run.status));
   }
   auto identities = state.LoadIdentityMap();
   if (!identities.ok()) return identities.status();
@@ -1119,8 +1142,8 @@ Result<std::vector<std::string>> RecoverInterruptedSyncs(
       ENVSYNC_RETURN_IF_ERROR(MoveFilesIntoPlace(run.files));
       for (const store::SyncRecord& record : run.records) {
         if (record.action == "insert_as_new" || record.action == "link") {
-          ENVSYNC_RETURN_IF_ERROR(state.AddIdentity(
-              record.table, std::get<int64_t>(record.prod_id), std::get<int64_t>(record.test_id)));
+          ENVSYNC_RETURN_IF_ERROR(state.AddIdentity(record.table, std::get<int64_t>(record.prod_id),
+                                                    std::get<int64_t>(record.test_id)));
         }
       }
       auto source = open(run.from);
