@@ -167,6 +167,7 @@ std::string TableReader::FileDigest(const Value& id, const ValueView* columns, b
   const int sha_index = layout_.ColumnIndex(table.asset->sha256);
   const std::string file = file_index >= 0 ? RenderValue(ToValue(columns[file_index])) : "";
   const std::string recorded = sha_index >= 0 ? RenderValue(ToValue(columns[sha_index])) : "";
+  if (context_.recorded_file_bytes) return recorded;
   store::AssetDigest found = env_.assets().Digest(folder, file);
   if (!found.problem.empty()) {
     if (report) warnings_.push_back(Warning{env_.name(), RecordRef(table.name, id), found.problem});

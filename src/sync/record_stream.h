@@ -53,6 +53,9 @@ struct ReadContext {
   Side side = Side::kProd;
   const std::map<std::string, KeyIndex>* keys = nullptr;  // per referenced table, this side
   const FolderSelection* folders = nullptr;
+  // Take a gallery file's bytes to be what its row records (its sha256 column) instead of
+  // reading them: the record as it will be once a sync has put its staged files in place.
+  bool recorded_file_bytes = false;
 };
 
 // One record's raw data: its compared root columns (RecordLayout::columns order) and the

@@ -311,12 +311,15 @@ IdentityMap IdentitiesAfter(IdentityMap identities, const store::SyncRun& run) {
 
 // The records of `run` whose target state is no longer what the sync left (by `after_hash`,
 // or, for deletions, by still being gone).
+// `files_in_place` says whether gallery bytes are read from disk (after a finished sync) or taken
+// from the rows (a sync interrupted before its files were moved).
 Result<std::vector<std::string>> ChangedSince(store::Environment& target, const store::SyncRun& run,
                                               const IdentityMap& identities,
                                               const std::map<std::string, RecordLayout>& layouts,
-                                              const std::map<std::string, KeyIndex>& keys) {
+                                              const std::map<std::string, KeyIndex>& keys,
+                                              bool files_in_place) {
   std::vector<std::string> changed;
-  const ReadContext context{&identities, SideOf(target.name()), &keys, nullptr};
+  const ReadContext context{&identities, SideOf(target.name()), &keys, nullptr, !files_in_place};
   for (const store::SyncRecord& record : run.records) {
     TableReader reader(target, layouts.at(record.table), context);
     Record now;
@@ -362,6 +365,7 @@ class Syncer {
   Status Plan(const SyncRequest& request);
   Status CheckDrift(std::vector<std::string>* drifted);
   Status CheckReferences();
+  Status CheckDeletions();
   Status ResolveKeys();
   Status StageFiles();
   Status Apply();
@@ -386,6 +390,7 @@ class Syncer {
   std::vector<Planned> plan_;
   std::map<std::string, size_t> planned_by_source_;  // `table:source id` of inserts/updates
   std::set<std::string> deleted_targets_;            // `table:target id`
+  std::set<std::string> written_targets_;            // `table:target id` updated in place
   store::SyncRun run_;
   std::map<std::string, std::pair<std::string, std::string>> staged_;  // ref -> staged, final
 };
@@ -536,6 +541,7 @@ Status Syncer::Plan(const SyncRequest& request) {
     if (p.action == Action::kDelete) {
       deleted_targets_.insert(RecordRef(c.table, p.target_id));
     } else {
+      if (p.action == Action::kUpdate) written_targets_.insert(RecordRef(c.table, p.target_id));
       planned_by_source_[RecordRef(c.table, c.source_id)] = plan_.size();
     }
     plan_.push_back(std::move(p));
@@ -597,6 +603,12 @@ Status Syncer::ResolveKeys() {
                                                    p.change->Ref(), p.change->key, comparison_.to));
       }
       p.target_id = ids->front();
+      if (deleted_targets_.contains(RecordRef(p.change->table, p.target_id))) {
+        return Status::InvalidArgument(
+            fmt::format("{}: link names {} on {}, which this sync deletes: deselect one of them",
+                        p.change->Ref(), RecordRef(p.change->table, p.target_id), comparison_.to));
+      }
+      written_targets_.insert(RecordRef(p.change->table, p.target_id));
     }
   }
   return Status::Ok();
@@ -613,6 +625,47 @@ Result<Value> Syncer::TargetIdFor(const std::string& table, const Value& source_
   auto counterpart = identities_.Counterpart(table, source_side_, *n);
   if (!counterpart) return Value();
   return Value(*counterpart);
+}
+
+Status Syncer::CheckDeletions() {
+  for (const Planned& p : plan_) {
+    if (p.action != Action::kDelete) continue;
+    const std::string& deleted_table = p.change->table;
+    for (const ModuleSpec& module : manifest_.modules()) {
+      for (const TableSpec& table : module.tables) {
+        for (const auto& [column, referenced] : table.references) {
+          if (referenced != deleted_table) continue;
+          auto ids = target_.FindIds(table.name, table.id, {{column, p.target_id}});
+          if (!ids.ok()) return ids.status();
+          for (const Value& id : *ids) {
+            const std::string user = RecordRef(table.name, id);
+            if (user == RecordRef(deleted_table, p.target_id)) continue;  // itself
+            if (deleted_targets_.contains(user) || written_targets_.contains(user)) continue;
+            return Status::InvalidArgument(fmt::format(
+                "deleting {} on {} would leave {} pointing at nothing: select {} too, or leave "
+                "{} out",
+                p.change->Ref(), comparison_.to, user, user, p.change->Ref()));
+          }
+        }
+        for (const ChildSpec& child : table.children) {
+          for (const auto& [column, referenced] : child.references) {
+            if (referenced != deleted_table) continue;
+            auto parents = target_.FindIds(child.table, child.parent, {{column, p.target_id}});
+            if (!parents.ok()) return parents.status();
+            for (const Value& parent : *parents) {
+              const std::string user = RecordRef(table.name, parent);
+              if (deleted_targets_.contains(user) || written_targets_.contains(user)) continue;
+              return Status::InvalidArgument(fmt::format(
+                  "deleting {} on {} would leave {} pointing at nothing: select {} too, or "
+                  "leave {} out",
+                  p.change->Ref(), comparison_.to, user, user, p.change->Ref()));
+            }
+          }
+        }
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 Status Syncer::CheckReferences() {
@@ -948,6 +1001,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   }
   status = ResolveKeys();
   if (status.ok()) status = CheckReferences();
+  if (status.ok()) status = CheckDeletions();
   if (!status.ok()) {
     target_.Rollback();
     return status;
@@ -991,7 +1045,8 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
                         IsNull(record.test_id) ? record.target_id : record.test_id);
     if (base.ok()) record.base_before = *base;
     if (record.action == "delete") continue;
-    const ReadContext context{&after, target_side_, &target_keys_, nullptr};
+    // Files are put in place only after the commit: hash the rows as they will be then.
+    const ReadContext context{&after, target_side_, &target_keys_, nullptr, true};
     TableReader reader(target_, layouts_.at(record.table), context);
     Record written;
     auto found = reader.Fetch(record.target_id, &written);
@@ -1046,7 +1101,7 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
     target.Rollback();
     return keys.status();
   }
-  auto changed = ChangedSince(target, run, *identities, *layouts, *keys);
+  auto changed = ChangedSince(target, run, *identities, *layouts, *keys, /*files_in_place=*/true);
   if (!changed.ok() || !changed->empty()) {
     target.Rollback();
     if (!changed.ok()) return changed.status();
@@ -1097,6 +1152,11 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
     if (!record.base_before && !IsNull(record.prod_id) && !IsNull(record.test_id)) {
       ENVSYNC_RETURN_IF_ERROR(state.DeleteBase(record.table, record.prod_id, record.test_id));
     }
+    // The pairs this sync taught the identity map go with it.
+    if (record.action == "insert_as_new" || record.action == "link") {
+      ENVSYNC_RETURN_IF_ERROR(state.RemoveIdentity(record.table, std::get<int64_t>(record.prod_id),
+                                                   std::get<int64_t>(record.test_id)));
+    }
   }
   (void)source;
   run.status = "undone";
@@ -1133,7 +1193,8 @@ Result<std::vector<std::string>> RecoverInterruptedSyncs(
       auto keys = LoadKeys(manifest, **target);
       if (!keys.ok()) return keys.status();
       target_keys = std::move(*keys);
-      auto changed = ChangedSince(**target, run, after, layouts, target_keys);
+      auto changed =
+          ChangedSince(**target, run, after, layouts, target_keys, /*files_in_place=*/false);
       if (!changed.ok()) return changed.status();
       // One transaction wrote every record: if any shows the sync's result, it committed.
       committed = changed->size() < run.records.size();

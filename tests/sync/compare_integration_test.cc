@@ -270,8 +270,8 @@ TEST_F(CompareTest, FolderScopeCoversEitherSideOfAPair) {
   std::filesystem::copy_file(paths_.test_assets / "gallery/banners/summer/beach.png",
                              paths_.test_assets / "gallery/blog/beach.png");
   Test("UPDATE gallery_files SET folder_id = 4 WHERE id = 3");
-  json c = CompareJson({"--from", "TEST", "--to", "PROD", "--modules", "gallery", "--folders",
-                        "banners"});
+  json c = CompareJson(
+      {"--from", "TEST", "--to", "PROD", "--modules", "gallery", "--folders", "banners"});
   json moved = FindChange(c, "gallery_files", 3);
   ASSERT_FALSE(moved.is_null());
   EXPECT_EQ(moved["tab"], "modified");

@@ -96,6 +96,8 @@ class StateStore {
   virtual Result<IdentityMap> LoadIdentityMap() = 0;
   // Records a pair; replaces any pair either ID was part of.
   virtual Status AddIdentity(const std::string& table, int64_t prod_id, int64_t test_id) = 0;
+  // Forgets one pair (an undone sync's). It is not an error if the pair is not there.
+  virtual Status RemoveIdentity(const std::string& table, int64_t prod_id, int64_t test_id) = 0;
 
   // The base entries of `table` whose PROD and TEST IDs are equal, ordered by that ID in
   // SQLite's order (see CompareValues).

@@ -119,7 +119,39 @@ const void* SqliteStatement::ColumnBlob(int index, int* size) const {
   return data;
 }
 
-SqliteDb::~SqliteDb() { sqlite3_close_v2(db_); }
+SqliteDb::~SqliteDb() {
+  cache_.clear();
+  sqlite3_close_v2(db_);
+}
+
+Result<SqliteStatement*> SqliteDb::Borrow(const std::string& sql, SqliteStatement* owned) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    auto statement = Prepare(sql);
+    if (!statement.ok()) return statement.status();
+    auto cached = std::make_unique<Cached>();
+    cached->statement = std::move(*statement);
+    it = cache_.emplace(sql, std::move(cached)).first;
+  }
+  if (it->second->out) {
+    auto statement = Prepare(sql);
+    if (!statement.ok()) return statement.status();
+    *owned = std::move(*statement);
+    return owned;
+  }
+  it->second->out = true;
+  return &it->second->statement;
+}
+
+void SqliteDb::Release(SqliteStatement* statement) {
+  statement->Reset();
+  for (auto& [sql, cached] : cache_) {
+    if (&cached->statement == statement) {
+      cached->out = false;
+      return;
+    }
+  }
+}
 
 Status SqliteDb::Open(const std::string& path, bool read_only, const std::string& what) {
   what_ = what;

@@ -3,7 +3,9 @@
 
 #include <sqlite3.h>
 
+#include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "envsync/core/status.h"
@@ -52,13 +54,47 @@ class SqliteDb {
   Status Open(const std::string& path, bool read_only, const std::string& what);
   Status Exec(const std::string& sql);
   Result<SqliteStatement> Prepare(const std::string& sql);
+  // A statement prepared once per SQL text and reused. The caller must hand it back with
+  // Release (which resets it) before the same SQL is asked for again; while it is out, a fresh
+  // statement is prepared instead (`*owned` holds it and the pointer points at it).
+  Result<SqliteStatement*> Borrow(const std::string& sql, SqliteStatement* owned);
+  void Release(SqliteStatement* statement);
   sqlite3* handle() const { return db_; }
   const std::string& what() const { return what_; }
   Status Error(const std::string& doing) const;
 
  private:
+  struct Cached {
+    SqliteStatement statement;
+    bool out = false;
+  };
   sqlite3* db_ = nullptr;
   std::string what_;
+  std::unordered_map<std::string, std::unique_ptr<Cached>> cache_;
+};
+
+// A statement borrowed from a connection's cache for one use, handed back (and reset) when
+// this goes out of scope.
+class ScopedStatement {
+ public:
+  explicit ScopedStatement(SqliteDb& db) : db_(db) {}
+  ScopedStatement(const ScopedStatement&) = delete;
+  ScopedStatement& operator=(const ScopedStatement&) = delete;
+  ~ScopedStatement() {
+    if (statement_ != nullptr && statement_ != &owned_) db_.Release(statement_);
+  }
+  Status Prepare(const std::string& sql) {
+    auto borrowed = db_.Borrow(sql, &owned_);
+    if (!borrowed.ok()) return borrowed.status();
+    statement_ = *borrowed;
+    return Status::Ok();
+  }
+  SqliteStatement* operator->() { return statement_; }
+
+ private:
+  SqliteDb& db_;
+  SqliteStatement owned_;
+  SqliteStatement* statement_ = nullptr;
 };
 
 // SQLite's quoting of an identifier: "name" with inner quotes doubled.

@@ -11,8 +11,16 @@ namespace {
 
 class SqliteRowCursor : public RowCursor {
  public:
-  SqliteRowCursor(SqliteStatement statement, const SqliteDb* db, size_t columns)
-      : statement_(std::move(statement)), db_(db), columns_(columns) {}
+  // Reads `statement`, which is either `owned` or borrowed from `db`'s cache.
+  SqliteRowCursor(SqliteStatement owned, SqliteStatement* borrowed, SqliteDb* db, size_t columns)
+      : owned_(std::move(owned)),
+        statement_(borrowed != nullptr ? *borrowed : owned_),
+        borrowed_(borrowed != nullptr),
+        db_(db),
+        columns_(columns) {}
+  ~SqliteRowCursor() override {
+    if (borrowed_) db_->Release(&statement_);
+  }
 
   bool NextView(std::vector<ValueView>* row) override {
     if (done_) return false;
@@ -28,8 +36,10 @@ class SqliteRowCursor : public RowCursor {
   Status status() const override { return status_; }
 
  private:
-  SqliteStatement statement_;
-  const SqliteDb* db_;
+  SqliteStatement owned_;
+  SqliteStatement& statement_;
+  bool borrowed_;
+  SqliteDb* db_;
   size_t columns_;
   Status status_;
   bool done_ = false;
@@ -44,7 +54,8 @@ class SqliteEnvironment : public Environment {
   Status Open() {
     ENVSYNC_RETURN_IF_ERROR(db_.Open(location_, /*read_only=*/access_ == Access::kReadOnly,
                                      fmt::format("environment {} ({})", name_, location_)));
-    if (access_ == Access::kReadWrite) ENVSYNC_RETURN_IF_ERROR(db_.Exec("PRAGMA foreign_keys = ON"));
+    if (access_ == Access::kReadWrite)
+      ENVSYNC_RETURN_IF_ERROR(db_.Exec("PRAGMA foreign_keys = ON"));
     return db_.Exec("PRAGMA cache_size = -16384");
   }
 
@@ -68,8 +79,8 @@ class SqliteEnvironment : public Environment {
   }
 
   Result<std::vector<std::string>> Columns(const std::string& table) override {
-    auto info = db_.Prepare("SELECT name FROM pragma_table_info(?) ORDER BY cid");
-    if (!info.ok()) return info.status();
+    ScopedStatement info(db_);
+    ENVSYNC_RETURN_IF_ERROR(info.Prepare("SELECT name FROM pragma_table_info(?) ORDER BY cid"));
     info->Bind(1, table);
     std::vector<std::string> columns;
     Status status;
@@ -107,17 +118,28 @@ class SqliteEnvironment : public Environment {
         sql += QuoteIdentifier(request.order_by[i]);
       }
     }
-    auto statement = db_.Prepare(sql);
-    if (!statement.ok()) return statement.status().WithContext("table " + request.table);
+    // Point reads (by ID) repeat with other values: they reuse one prepared statement.
+    SqliteStatement owned;
+    SqliteStatement* statement = nullptr;
+    if (request.equals.empty()) {
+      auto prepared = db_.Prepare(sql);
+      if (!prepared.ok()) return prepared.status().WithContext("table " + request.table);
+      owned = std::move(*prepared);
+    } else {
+      auto borrowed = db_.Borrow(sql, &owned);
+      if (!borrowed.ok()) return borrowed.status().WithContext("table " + request.table);
+      if (*borrowed != &owned) statement = *borrowed;
+    }
+    SqliteStatement& bound = statement != nullptr ? *statement : owned;
     if (request.filter) {
-      statement->Bind(1, static_cast<int64_t>(request.filter->prefix.size()));
-      statement->Bind(2, request.filter->prefix);
+      bound.Bind(1, static_cast<int64_t>(request.filter->prefix.size()));
+      bound.Bind(2, request.filter->prefix);
     }
     for (size_t i = 0; i < request.equals.size(); ++i) {
-      statement->Bind(static_cast<int>(i + 3), request.equals[i].second);
+      bound.Bind(static_cast<int>(i + 3), request.equals[i].second);
     }
     return std::unique_ptr<RowCursor>(
-        new SqliteRowCursor(std::move(*statement), &db_, request.columns.size()));
+        new SqliteRowCursor(std::move(owned), statement, &db_, request.columns.size()));
   }
 
   Result<std::vector<Value>> FindIds(
@@ -129,8 +151,8 @@ class SqliteEnvironment : public Environment {
       if (i > 0) sql += " AND ";
       sql += QuoteIdentifier(equals[i].first) + " IS ?";
     }
-    auto statement = db_.Prepare(sql);
-    if (!statement.ok()) return statement.status().WithContext("table " + table);
+    ScopedStatement statement(db_);
+    ENVSYNC_RETURN_IF_ERROR(statement.Prepare(sql).WithContext("table " + table));
     for (size_t i = 0; i < equals.size(); ++i) {
       statement->Bind(static_cast<int>(i + 1), equals[i].second);
     }
@@ -142,8 +164,9 @@ class SqliteEnvironment : public Environment {
   }
 
   Result<std::vector<std::string>> NotNullColumns(const std::string& table) override {
-    auto info = db_.Prepare("SELECT name FROM pragma_table_info(?) WHERE \"notnull\" ORDER BY cid");
-    if (!info.ok()) return info.status();
+    ScopedStatement info(db_);
+    ENVSYNC_RETURN_IF_ERROR(
+        info.Prepare("SELECT name FROM pragma_table_info(?) WHERE \"notnull\" ORDER BY cid"));
     info->Bind(1, table);
     std::vector<std::string> columns;
     Status status;
@@ -181,9 +204,11 @@ class SqliteEnvironment : public Environment {
       marks += fmt::format("{}?{}", i > 0 ? ", " : "", i + 1);
       if (values[i].first == id_column) given_id = values[i].second;
     }
-    auto statement = db_.Prepare(fmt::format("INSERT INTO {} ({}) VALUES ({})",
-                                             QuoteIdentifier(table), columns, marks));
-    if (!statement.ok()) return statement.status().WithContext("table " + table);
+    ScopedStatement statement(db_);
+    ENVSYNC_RETURN_IF_ERROR(statement
+                                .Prepare(fmt::format("INSERT INTO {} ({}) VALUES ({})",
+                                                     QuoteIdentifier(table), columns, marks))
+                                .WithContext("table " + table));
     for (size_t i = 0; i < values.size(); ++i) {
       statement->Bind(static_cast<int>(i + 1), values[i].second);
     }
@@ -200,10 +225,12 @@ class SqliteEnvironment : public Environment {
     for (size_t i = 0; i < values.size(); ++i) {
       sets += fmt::format("{}{} = ?{}", i > 0 ? ", " : "", QuoteIdentifier(values[i].first), i + 1);
     }
-    auto statement =
-        db_.Prepare(fmt::format("UPDATE {} SET {} WHERE {} = ?{}", QuoteIdentifier(table), sets,
-                                QuoteIdentifier(id_column), values.size() + 1));
-    if (!statement.ok()) return statement.status().WithContext("table " + table);
+    ScopedStatement statement(db_);
+    ENVSYNC_RETURN_IF_ERROR(
+        statement
+            .Prepare(fmt::format("UPDATE {} SET {} WHERE {} = ?{}", QuoteIdentifier(table), sets,
+                                 QuoteIdentifier(id_column), values.size() + 1))
+            .WithContext("table " + table));
     for (size_t i = 0; i < values.size(); ++i) {
       statement->Bind(static_cast<int>(i + 1), values[i].second);
     }
@@ -214,14 +241,17 @@ class SqliteEnvironment : public Environment {
   }
 
   Status Delete(const std::string& table, const std::string& column, const Value& value) override {
-    auto statement = db_.Prepare(fmt::format("DELETE FROM {} WHERE {} = ?1",
-                                             QuoteIdentifier(table), QuoteIdentifier(column)));
-    if (!statement.ok()) return statement.status().WithContext("table " + table);
+    ScopedStatement statement(db_);
+    ENVSYNC_RETURN_IF_ERROR(
+        statement
+            .Prepare(fmt::format("DELETE FROM {} WHERE {} = ?1", QuoteIdentifier(table),
+                                 QuoteIdentifier(column)))
+            .WithContext("table " + table));
     statement->Bind(1, value);
     Status status = statement->Run();
     if (!status.ok()) {
-      return status.WithContext(fmt::format("deleting from {} where {} = {}", table, column,
-                                            RenderValue(value)));
+      return status.WithContext(
+          fmt::format("deleting from {} where {} = {}", table, column, RenderValue(value)));
     }
     return Status::Ok();
   }

@@ -179,6 +179,16 @@ class SqliteStateStore : public StateStore {
     return insert->Run();
   }
 
+  Status RemoveIdentity(const std::string& table, int64_t prod_id, int64_t test_id) override {
+    auto remove = writer_.Prepare(
+        "DELETE FROM identity_map WHERE table_name = ?1 AND prod_id = ?2 AND test_id = ?3");
+    if (!remove.ok()) return remove.status();
+    remove->Bind(1, table);
+    remove->Bind(2, prod_id);
+    remove->Bind(3, test_id);
+    return remove->Run();
+  }
+
   Result<std::unique_ptr<BaseCursor>> ScanDirectBase(const std::string& table) override {
     auto statement = reader_.Prepare(
         "SELECT prod_id, test_id, hash, field_hashes FROM sync_base "
@@ -207,8 +217,7 @@ class SqliteStateStore : public StateStore {
     return std::optional<SyncBase>(std::move(base));
   }
 
-  Status DeleteBase(const std::string& table, const Value& prod_id,
-                    const Value& test_id) override {
+  Status DeleteBase(const std::string& table, const Value& prod_id, const Value& test_id) override {
     auto statement = writer_.Prepare(
         "DELETE FROM sync_base WHERE table_name = ?1 AND prod_id = ?2 AND test_id = ?3");
     if (!statement.ok()) return statement.status();
