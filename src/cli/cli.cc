@@ -321,6 +321,8 @@ Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, b
 }
 
 nlohmann::json OutcomeJson(const sync::SyncOutcome& o) {
+  nlohmann::json timings = nlohmann::json::object();
+  for (const auto& [phase, seconds] : o.timings) timings[phase] = seconds;
   nlohmann::json modules = nlohmann::json::object();
   for (const auto& [name, c] : o.per_module) {
     modules[name] = {{"new", c.new_records}, {"modified", c.modified}, {"deleted", c.deleted}};
@@ -334,6 +336,7 @@ nlohmann::json OutcomeJson(const sync::SyncOutcome& o) {
             {"deleted", o.applied.deleted}}},
           {"modules", modules},
           {"files", o.files},
+          {"timings", timings},
           {"error", o.success ? nlohmann::json() : nlohmann::json(o.error)}};
 }
 
@@ -573,6 +576,11 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
                          outcome->applied.new_records, outcome->applied.modified,
                          outcome->applied.deleted, outcome->files);
       if (!outcome->success) out << "Reason: " << outcome->error << "\n";
+      std::string phases;
+      for (const auto& [phase, seconds] : outcome->timings) {
+        phases += fmt::format("{}{} {:.2f} s", phases.empty() ? "" : ", ", phase, seconds);
+      }
+      if (!phases.empty()) err << "time: " << phases << "\n";
     }
     return outcome->success ? kExitOk : kExitUnavailable;
   }

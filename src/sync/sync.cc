@@ -982,9 +982,17 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   SyncOutcome outcome;
   outcome.sync_id = run_.id;
   outcome.test_import = request.test_import;
+  auto lap_start = std::chrono::steady_clock::now();
+  auto lap = [&](const char* phase) {
+    const auto now = std::chrono::steady_clock::now();
+    outcome.timings.emplace_back(phase, std::chrono::duration<double>(now - lap_start).count());
+    lap_start = now;
+  };
+  lap("plan");
 
   std::vector<std::string> drifted;
   Status status = CheckDrift(&drifted);
+  lap("drift_guard");
   if (!status.ok()) {
     target_.Rollback();
     return status;
@@ -1007,9 +1015,12 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
     return status;
   }
   ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
+  lap("checks");
   status = StageFiles();
+  lap("stage_files");
   CrashPoint("staged");
   if (status.ok()) status = Apply();
+  lap("apply");
   CrashPoint("applied");
   for (const Planned& p : plan_) {
     AppliedCounts& module = outcome.per_module[p.change->module];
@@ -1026,6 +1037,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   if (request.test_import) {
     target_.Rollback();
     RemoveWorkDirs(target_.assets().root(), run_.id, /*with_trash=*/true);
+    lap("rollback");
     run_.records.clear();
     run_.files.clear();
     run_.status = "success";
@@ -1056,11 +1068,14 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   run_.status = "committing";
   run_.applied = AppliedJson(outcome).dump();
   ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
+  lap("journal");
   CrashPoint("journaled");
   status = target_.Commit();
   if (!status.ok()) return Fail(outcome, status.message(), false);
+  lap("commit");
   CrashPoint("committed");
   ENVSYNC_RETURN_IF_ERROR(MoveFilesIntoPlace(run_.files));
+  lap("files");
   for (const store::SyncRecord& record : run_.records) {
     if (record.action == "insert_as_new" || record.action == "link") {
       ENVSYNC_RETURN_IF_ERROR(state_.AddIdentity(record.table, std::get<int64_t>(record.prod_id),
@@ -1074,6 +1089,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   run_.status = "success";
   run_.finished_at = context_.now();
   ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
+  lap("base");
   outcome.success = true;
   return outcome;
 }

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "envsync/core/config.h"
@@ -43,6 +44,9 @@ struct SyncOutcome {
   AppliedCounts applied;
   std::map<std::string, AppliedCounts> per_module;
   int64_t files = 0;  // gallery files written (or that would be)
+  // Seconds spent per phase, in order: plan, drift_guard, checks, stage_files, apply, then
+  // rollback (test import) or journal, commit, files, base.
+  std::vector<std::pair<std::string, double>> timings;
   std::string error;
 };
 

@@ -1,0 +1,94 @@
+// Faults met while syncing: the target database locked by the platform, and a full disk while
+// staging files. Either way the sync fails with a clear reason and the target is unchanged.
+#include <sys/mount.h>
+
+#include "tests/sync/compare_test_support.h"
+
+namespace envsync::testing {
+namespace {
+
+using nlohmann::json;
+
+class FaultTest : public DemoEnvironments {
+ protected:
+  std::string CompareId() {
+    return CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  }
+  CliRun Sync(const std::string& id) {
+    return RunCli({"--config", paths_.config.string(), "sync", id, "--json"});
+  }
+};
+
+// While the platform holds the write lock, the sync waits a bounded time, then fails naming
+// the environment, and nothing is written.
+TEST_F(FaultTest, LockedTargetFailsAfterABoundedWait) {
+  Build(Start::kPendingWork);
+  const std::string id = CompareId();
+  sqlite3* platform = nullptr;
+  ASSERT_EQ(sqlite3_open(paths_.prod_db.c_str(), &platform), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(platform, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  const std::string before = ReadBytes(paths_.prod_db);
+  const auto started = std::chrono::steady_clock::now();
+  CliRun run = Sync(id);
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  sqlite3_exec(platform, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(platform);
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.err.find("environment PROD"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("locked"), std::string::npos) << run.err;
+  EXPECT_GE(waited, 4.0) << "the wait is bounded, not skipped";
+  EXPECT_LT(waited, 30.0);
+  EXPECT_EQ(ReadBytes(paths_.prod_db), before);
+  // Once the lock is gone the same comparison syncs.
+  CliRun retry = Sync(id);
+  EXPECT_EQ(retry.exit_code, 0) << retry.err;
+}
+
+// With PROD's assets on a full disk, staging the images fails: the sync fails with the reason,
+// and PROD's database and files are as before.
+TEST_F(FaultTest, DiskFullWhileStagingLeavesTargetUnchanged) {
+  Build(Start::kPendingWork);
+  const std::filesystem::path mount_point = dir_ / "small-disk";
+  std::filesystem::create_directories(mount_point);
+  if (mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=256k") != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs here (needs root): " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::filesystem::path path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mount_point};
+  // Move PROD's assets onto the small disk and fill what is left of it.
+  const auto assets = mount_point / "prod-assets";
+  std::filesystem::copy(paths_.prod_assets, assets, std::filesystem::copy_options::recursive);
+  std::filesystem::remove_all(paths_.prod_assets);
+  std::filesystem::create_directory_symlink(assets, paths_.prod_assets);
+  {
+    std::ofstream filler(mount_point / "filler", std::ios::binary);
+    const std::string block(4096, 'x');
+    while (filler.write(block.data(), block.size())) {
+    }
+  }
+  const std::string id = CompareId();
+  const std::string db_before = ReadBytes(paths_.prod_db);
+  std::vector<std::string> files_before;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(assets)) {
+    files_before.push_back(e.path().string() + " " +
+                           (e.is_regular_file() ? ReadBytes(e.path()) : std::string()));
+  }
+  CliRun run = Sync(id);
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  ASSERT_FALSE(run.out.empty()) << run.err;
+  EXPECT_EQ(run.Json()["status"], "failure");
+  EXPECT_NE(run.Json()["error"].get<std::string>().find("staging"), std::string::npos) << run.out;
+  EXPECT_EQ(ReadBytes(paths_.prod_db), db_before);
+  std::vector<std::string> files_after;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(assets)) {
+    files_after.push_back(e.path().string() + " " +
+                          (e.is_regular_file() ? ReadBytes(e.path()) : std::string()));
+  }
+  EXPECT_EQ(files_after, files_before);
+}
+
+}  // namespace
+}  // namespace envsync::testing
