@@ -21,28 +21,16 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_process.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
 // Runs `argv`, its stdout into `out_path`; returns wall seconds, or -1 when it failed.
 double Run(const std::vector<std::string>& argv, const std::string& out_path) {
-  std::fflush(stdout);
-  const auto start = std::chrono::steady_clock::now();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    if (!freopen(out_path.c_str(), "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? seconds : -1;
+  const envsync::bench::Sample sample = envsync::bench::RunProcess(argv, out_path);
+  return sample.exit_code == 0 ? sample.seconds : -1;
 }
 
 nlohmann::json ReadJson(const std::string& path) {

@@ -34,12 +34,17 @@ bool SafeFolderPath(const std::string& path) {
 
 AssetDigest AssetFolder::Digest(const std::string& folder_path,
                                 const std::string& file_name) const {
-  AssetDigest digest;
   if (!SafeFolderPath(folder_path) || !SafeSegment(file_name)) {
+    AssetDigest digest;
     digest.problem = fmt::format("unsafe file name '{}/{}': not read", folder_path, file_name);
     return digest;
   }
-  digest.path = root_ + "/gallery/" + folder_path + "/" + file_name;
+  return Sha256OfFile(root_ + "/gallery/" + folder_path + "/" + file_name);
+}
+
+AssetDigest Sha256OfFile(const std::string& path) {
+  AssetDigest digest;
+  digest.path = path;
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(digest.path.c_str(), "rb"), &std::fclose);
   if (!file) {
     digest.problem = fmt::format("file is missing: {}", digest.path);

@@ -9,20 +9,8 @@ namespace {
 
 using nlohmann::json;
 
-json ToJson(const Value& value) {
-  if (IsNull(value)) return nullptr;
-  if (const auto* i = std::get_if<int64_t>(&value)) return *i;
-  if (const auto* d = std::get_if<double>(&value)) return *d;
-  return std::get<std::string>(value);
-}
-
-Value FromJson(const json& j) {
-  if (j.is_null()) return Value();
-  if (j.is_number_integer()) return j.get<int64_t>();
-  if (j.is_number()) return j.get<double>();
-  if (j.is_string()) return j.get<std::string>();
-  return j.dump();
-}
+json ToJson(const Value& value) { return ValueToJson(value); }
+Value FromJson(const json& j) { return ValueFromJson(j); }
 
 json FieldValue(const Value& value, bool is_json) {
   if (is_json && std::holds_alternative<std::string>(value)) {
@@ -75,6 +63,21 @@ std::optional<uint64_t> HashFrom(const json& j) {
 }
 
 }  // namespace
+
+json ValueToJson(const Value& value) {
+  if (IsNull(value)) return nullptr;
+  if (const auto* i = std::get_if<int64_t>(&value)) return *i;
+  if (const auto* d = std::get_if<double>(&value)) return *d;
+  return std::get<std::string>(value);
+}
+
+Value ValueFromJson(const json& j) {
+  if (j.is_null()) return Value();
+  if (j.is_number_integer()) return j.get<int64_t>();
+  if (j.is_number()) return j.get<double>();
+  if (j.is_string()) return j.get<std::string>();
+  return j.dump();
+}
 
 std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> only_tab,
                              int indent) {

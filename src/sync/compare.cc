@@ -13,6 +13,7 @@
 
 #include "envsync/core/classification.h"
 #include "envsync/core/record.h"
+#include "sync/ids.h"
 #include "sync/record_stream.h"
 
 namespace envsync::sync {
@@ -689,27 +690,12 @@ Status Comparer::CloseDependencies() {
   return Status::Ok();
 }
 
-std::string RandomId() {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::random_device device;
-  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device());
-  std::string id = "c-";
-  for (int i = 0; i < 12; ++i) id.push_back(kHex[rng() % 16]);
-  return id;
-}
-
-std::string NowUtc() {
-  const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
-  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}",
-                     fmt::gmtime(std::chrono::system_clock::to_time_t(now)));
-}
-
 }  // namespace
 
 CompareContext DefaultCompareContext() {
   CompareContext context;
-  context.now = NowUtc;
-  context.new_id = RandomId;
+  context.now = UtcNow;
+  context.new_id = [] { return RandomId("c-"); };
   return context;
 }
 

@@ -2,7 +2,6 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,10 +11,11 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
 
 #include "envsync/core/record.h"
+#include "envsync/store/json_codec.h"
+#include "sync/ids.h"
 #include "sync/record_stream.h"
 
 namespace envsync::sync {
@@ -49,36 +49,8 @@ std::optional<Resolution> ParseResolution(std::string_view name) {
   return std::nullopt;
 }
 
-json ToJson(const Value& value) {
-  if (IsNull(value)) return nullptr;
-  if (const auto* i = std::get_if<int64_t>(&value)) return *i;
-  if (const auto* d = std::get_if<double>(&value)) return *d;
-  return std::get<std::string>(value);
-}
-
-Value FromJson(const json& j) {
-  if (j.is_null()) return Value();
-  if (j.is_number_integer()) return j.get<int64_t>();
-  if (j.is_number()) return j.get<double>();
-  return j.get<std::string>();
-}
-
-std::string Sha256OfFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  char buffer[1 << 16];
-  while (in.read(buffer, sizeof(buffer)) || in.gcount() > 0) {
-    EVP_DigestUpdate(ctx.get(), buffer, static_cast<size_t>(in.gcount()));
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int md_len = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &md_len);
-  std::string hex;
-  for (unsigned int i = 0; i < md_len; ++i) hex += fmt::format("{:02x}", md[i]);
-  return hex;
-}
+json ToJson(const Value& value) { return store::ValueToJson(value); }
+Value FromJson(const json& j) { return store::ValueFromJson(j); }
 
 // Fault injection for the crash tests: with ENVSYNC_CRASH_AT=<point> in its environment the
 // process kills itself (SIGKILL, as `kill -9` would) when a sync reaches that point.
@@ -215,21 +187,6 @@ Status RestorePreImage(store::Environment& env, const TableSpec& table, const Va
     }
   }
   return Status::Ok();
-}
-
-std::string NowUtc() {
-  const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
-  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}",
-                     fmt::gmtime(std::chrono::system_clock::to_time_t(now)));
-}
-
-std::string RandomSyncId() {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::random_device device;
-  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device());
-  std::string id = "s-";
-  for (int i = 0; i < 12; ++i) id.push_back(kHex[rng() % 16]);
-  return id;
 }
 
 json AppliedJson(const SyncOutcome& outcome) {
@@ -787,7 +744,7 @@ Status Syncer::StageFiles() {
       return Status::IoError(fmt::format("{}: staging {} into {} failed: {}", p.change->Ref(),
                                          digest.path, staged.string(), ec.message()));
     }
-    if (Sha256OfFile(staged) != sha) {
+    if (store::Sha256OfFile(staged.string()).sha256 != sha) {
       return Status::IoError(fmt::format("{}: the staged copy {} does not match SHA-256 {}",
                                          p.change->Ref(), staged.string(), sha));
     }
@@ -1239,14 +1196,16 @@ Result<std::vector<std::string>> RecoverInterruptedSyncs(
       run.records.clear();
       run.files.clear();
     }
-    run.finished_at = NowUtc();
+    run.finished_at = UtcNow();
     ENVSYNC_RETURN_IF_ERROR(state.SaveSync(run));
     settled.push_back(run.id);
   }
   return settled;
 }
 
-SyncContext DefaultSyncContext() { return SyncContext{NowUtc, RandomSyncId}; }
+SyncContext DefaultSyncContext() {
+  return SyncContext{UtcNow, [] { return RandomId("s-"); }};
+}
 
 Result<SyncOutcome> ExecuteSync(const Manifest& manifest, store::Environment& source,
                                 store::Environment& target, store::StateStore& state,

@@ -48,6 +48,9 @@ struct AssetDigest {
   std::string path;     // the file's path on disk
 };
 
+// The SHA-256 of the file at `path` (AssetDigest::problem says why it could not be read).
+AssetDigest Sha256OfFile(const std::string& path);
+
 // The gallery bytes of one environment: `<root>/gallery/<folder path>/<file name>`.
 // Thread safety: const methods are safe to call concurrently.
 class AssetFolder {

@@ -1,6 +1,7 @@
 #ifndef ENVSYNC_STORE_JSON_CODEC_H_
 #define ENVSYNC_STORE_JSON_CODEC_H_
 
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 
@@ -18,6 +19,10 @@ std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> on
 // One change as JSON text, and back (the state store keeps changes this way).
 std::string ChangeToJson(const Change& change);
 Result<Change> ChangeFromJson(const std::string& text);
+
+// A column value as JSON (null, number or string), and back.
+nlohmann::json ValueToJson(const Value& value);
+Value ValueFromJson(const nlohmann::json& json);
 
 }  // namespace envsync::store
 

@@ -1,0 +1,50 @@
+#ifndef ENVSYNC_BENCH_BENCH_PROCESS_H_
+#define ENVSYNC_BENCH_BENCH_PROCESS_H_
+
+// Runs one command as its own process for the benchmarks: wall time, peak RSS, exit status.
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace envsync::bench {
+
+struct Sample {
+  double seconds = 0;
+  long peak_kib = 0;
+  int exit_code = 0;  // 128 when killed by a signal
+};
+
+// Runs `argv` with stdout into `stdout_path` ("" = /dev/null) and stderr to /dev/null.
+inline Sample RunProcess(const std::vector<std::string>& argv, const std::string& stdout_path) {
+  std::fflush(stdout);  // the child must not print what the parent had buffered
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const std::string out = stdout_path.empty() ? "/dev/null" : stdout_path;
+    if (!freopen(out.c_str(), "w", stdout)) _exit(126);
+    if (!freopen("/dev/null", "w", stderr)) _exit(126);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  struct rusage usage {};
+  wait4(pid, &status, 0, &usage);
+  Sample sample;
+  sample.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  sample.peak_kib = usage.ru_maxrss;
+  sample.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  return sample;
+}
+
+}  // namespace envsync::bench
+
+#endif  // ENVSYNC_BENCH_BENCH_PROCESS_H_
