@@ -32,14 +32,21 @@ bool SafeFolderPath(const std::string& path) {
 
 }  // namespace
 
+std::string AssetFolder::PathOf(const std::string& folder_path,
+                                const std::string& file_name) const {
+  if (!SafeFolderPath(folder_path) || !SafeSegment(file_name)) return "";
+  return root_ + "/gallery/" + folder_path + "/" + file_name;
+}
+
 AssetDigest AssetFolder::Digest(const std::string& folder_path,
                                 const std::string& file_name) const {
-  if (!SafeFolderPath(folder_path) || !SafeSegment(file_name)) {
+  const std::string path = PathOf(folder_path, file_name);
+  if (path.empty()) {
     AssetDigest digest;
     digest.problem = fmt::format("unsafe file name '{}/{}': not read", folder_path, file_name);
     return digest;
   }
-  return Sha256OfFile(root_ + "/gallery/" + folder_path + "/" + file_name);
+  return Sha256OfFile(path);
 }
 
 AssetDigest Sha256OfFile(const std::string& path) {

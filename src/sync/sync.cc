@@ -748,7 +748,7 @@ Status Syncer::StageFiles() {
       return Status::IoError(fmt::format("{}: the staged copy {} does not match SHA-256 {}",
                                          p.change->Ref(), staged.string(), sha));
     }
-    const std::string final_path = target_.assets().root() + "/gallery/" + folder + "/" + file;
+    const std::string final_path = target_.assets().PathOf(folder, file);  // checked above
     staged_[p.change->Ref()] = {staged.string(), final_path};
   }
   return Status::Ok();
@@ -867,10 +867,13 @@ Status Syncer::Apply() {
       const json image = json::parse(run_.records.back().pre_image);
       const Value folder_id = FromJson(image["row"][table.asset->folder]);
       auto folder = target_keys_[*table.ReferenceOf(table.asset->folder)].key_of.find(folder_id);
-      const std::string old_file = image["row"][table.asset->file].get<std::string>();
-      if (folder != target_keys_[*table.ReferenceOf(table.asset->folder)].key_of.end()) {
-        const std::string old_path =
-            target_.assets().root() + "/gallery/" + folder->second + "/" + old_file;
+      const std::string old_file = RenderValue(FromJson(image["row"][table.asset->file]));
+      // A name that could leave the gallery is never touched.
+      const std::string old_path =
+          folder != target_keys_[*table.ReferenceOf(table.asset->folder)].key_of.end()
+              ? target_.assets().PathOf(folder->second, old_file)
+              : "";
+      if (!old_path.empty()) {
         const fs::path trash =
             WorkDir(target_.assets().root(), "trash", run_.id) / std::to_string(run_.files.size());
         run_.files.push_back(store::SyncFile{old_path, "", trash.string()});

@@ -937,5 +937,24 @@ TEST_F(SyncTest, HistoryListsSyncs) {
   EXPECT_NE(f["error"].get<std::string>().find("cms_pages:20"), std::string::npos) << f.dump();
 }
 
+// A gallery file whose name would leave the gallery ('..') is reported by the comparison and
+// never read or written: the sync is refused, and nothing outside the gallery appears.
+TEST_F(SyncTest, MaliciousFileNameIsNeverFollowed) {
+  Build(Start::kCommonWithBase);
+  Test(
+      "INSERT INTO gallery_files (id, folder_id, file_name, mime_type, size_bytes, sha256) "
+      "SELECT 80, 4, '../../../escape.png', mime_type, size_bytes, sha256 FROM gallery_files "
+      "WHERE id = 6");
+  json c = CompareTestToProd();
+  EXPECT_NE(c["warnings"].dump().find("unsafe file name"), std::string::npos) << c["warnings"];
+  const std::string prod_db = ReadBytes(paths_.prod_db);
+  CliRun run = Sync(c["comparison_id"], {"--select", "gallery_files:80"});
+  EXPECT_NE(run.exit_code, 0) << run.out;
+  EXPECT_NE((run.out + run.err).find("unsafe file name"), std::string::npos) << run.out << run.err;
+  EXPECT_TRUE(ReadBytes(paths_.prod_db) == prod_db) << "prod.db changed";
+  EXPECT_FALSE(fs::exists(dir_ / "escape.png"));
+  EXPECT_FALSE(fs::exists(dir_.parent_path() / "escape.png"));
+}
+
 }  // namespace
 }  // namespace envsync::testing

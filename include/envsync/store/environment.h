@@ -60,6 +60,8 @@ class AssetFolder {
   // Digests one file. A folder path or file name that could leave the gallery (`..`, an
   // absolute path, a backslash or NUL) is never opened and is reported as a problem.
   AssetDigest Digest(const std::string& folder_path, const std::string& file_name) const;
+  // The file's path inside the gallery, or "" when the names could leave it (see Digest).
+  std::string PathOf(const std::string& folder_path, const std::string& file_name) const;
 
  private:
   std::string root_;
