@@ -279,10 +279,11 @@ Result<bool> TableReader::FetchRaw(const Value& id, RawRecord* raw) {
   return true;
 }
 
-Result<bool> TableReader::Fetch(const Value& id, Record* record) {
+Result<bool> TableReader::Fetch(const Value& id, Record* record, RawRecord* raw_out) {
   RawRecord raw;
   auto found = FetchRaw(id, &raw);
   if (!found.ok() || !*found) return found;
+  if (raw_out != nullptr) *raw_out = raw;
   std::vector<ValueView> views;
   for (const Value& value : raw.columns) views.push_back(ViewOf(value));
   std::vector<std::string> key_parts(layout_.key_columns.size());

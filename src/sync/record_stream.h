@@ -78,8 +78,9 @@ class TableReader {
   Status Start();
   // The next light record, or false at the end or on failure (status() tells).
   bool Next(Record* record);
-  // Reads the record with `id` in full (values, key, references). False when it is not there.
-  Result<bool> Fetch(const Value& id, Record* record);
+  // Reads the record with `id` in full (values, key, references), and its raw data into `raw`
+  // when given. False when it is not there.
+  Result<bool> Fetch(const Value& id, Record* record, RawRecord* raw = nullptr);
   // Reads the raw data of the record with `id`. False when it is not there.
   Result<bool> FetchRaw(const Value& id, RawRecord* raw);
   Status status() const { return status_; }

@@ -308,6 +308,8 @@ struct Planned {
   Action action = Action::kInsert;
   Value target_id;  // the target row written; NULL until allocated (insert_as_new)
   RawRecord source;
+  uint64_t source_hash = 0;  // as read by the drift guard
+  std::vector<uint64_t> source_fields;
 };
 
 class Syncer {
@@ -520,13 +522,11 @@ Status Syncer::CheckDrift(std::vector<std::string>* drifted) {
     Record record;
     bool moved = false;
     if (!IsNull(c.source_id)) {
-      auto found = source_reader.Fetch(c.source_id, &record);
+      auto found = source_reader.Fetch(c.source_id, &record, &p.source);
       if (!found.ok()) return found.status();
       moved = !*found || record.hash != c.source_hash;
-      if (*found) {
-        auto raw = source_reader.FetchRaw(c.source_id, &p.source);
-        if (!raw.ok()) return raw.status();
-      }
+      p.source_hash = record.hash;
+      p.source_fields = record.field_hashes;
     }
     const Value& target_id = IsNull(c.target_id) ? p.target_id : c.target_id;
     if (!moved && !IsNull(target_id)) {
@@ -1042,13 +1042,39 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
                                                  std::get<int64_t>(record.test_id)));
     }
   }
-  ENVSYNC_RETURN_IF_ERROR(UpdateBaseAfterSync(source_, target_, state_, run_, after, layouts_,
-                                              source_keys_, target_keys_));
+  if (after.size() == identities_.size()) {
+    // No pair was added, so every reference hashes as it did for the drift guard: the source
+    // records read then are the pairs' common state now (after a merge too).
+    ENVSYNC_RETURN_IF_ERROR(state_.BeginBaseUpdate());
+    for (const Planned& p : plan_) {
+      if (p.action == Action::kDelete) continue;
+      const Value& source_id = p.change->source_id;
+      store::SyncBase base{source_side_ == Side::kProd ? source_id : p.target_id,
+                           source_side_ == Side::kProd ? p.target_id : source_id, p.source_hash,
+                           p.source_fields};
+      Status put = state_.PutBase(p.change->table, base);
+      if (!put.ok()) {
+        state_.AbortBaseUpdate();
+        return put;
+      }
+    }
+    ENVSYNC_RETURN_IF_ERROR(state_.CommitBaseUpdate());
+    for (const store::SyncRecord& record : run_.records) {
+      if (record.action == "delete") {
+        ENVSYNC_RETURN_IF_ERROR(state_.DeleteBase(
+            record.table, IsNull(record.prod_id) ? record.target_id : record.prod_id,
+            IsNull(record.test_id) ? record.target_id : record.test_id));
+      }
+    }
+  } else {
+    ENVSYNC_RETURN_IF_ERROR(UpdateBaseAfterSync(source_, target_, state_, run_, after, layouts_,
+                                                source_keys_, target_keys_));
+  }
   CrashPoint("based");
   RemoveWorkDirs(target_.assets().root(), run_.id, /*with_trash=*/false);
   run_.status = "success";
   run_.finished_at = context_.now();
-  ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
+  ENVSYNC_RETURN_IF_ERROR(state_.UpdateSyncStatus(run_));
   lap("base");
   outcome.success = true;
   return outcome;
@@ -1137,7 +1163,7 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
   (void)source;
   run.status = "undone";
   run.finished_at = context.now();
-  ENVSYNC_RETURN_IF_ERROR(state.SaveSync(run));
+  ENVSYNC_RETURN_IF_ERROR(state.UpdateSyncStatus(run));
   outcome.success = true;
   return outcome;
 }

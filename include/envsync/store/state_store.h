@@ -124,6 +124,9 @@ class StateStore {
 
   // Stores a sync with its records and files, replacing an earlier version of it.
   virtual Status SaveSync(const SyncRun& run) = 0;
+  // Updates a stored sync's status, finish time, counts and error, leaving its records and
+  // files as they are.
+  virtual Status UpdateSyncStatus(const SyncRun& run) = 0;
   // NotFound naming the ID when there is no such sync.
   virtual Result<SyncRun> LoadSync(const std::string& id) = 0;
   // Every sync, oldest first, without records and files.

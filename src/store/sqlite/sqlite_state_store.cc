@@ -237,6 +237,18 @@ class SqliteStateStore : public StateStore {
     return writer_.Exec("COMMIT");
   }
 
+  Status UpdateSyncStatus(const SyncRun& run) override {
+    auto update = writer_.Prepare(
+        "UPDATE syncs SET status = ?2, finished_at = ?3, applied = ?4, error = ?5 WHERE id = ?1");
+    if (!update.ok()) return update.status();
+    update->Bind(1, run.id);
+    update->Bind(2, run.status);
+    update->Bind(3, run.finished_at);
+    update->Bind(4, run.applied);
+    update->Bind(5, run.error);
+    return update->Run();
+  }
+
   Result<SyncRun> LoadSync(const std::string& id) override {
     auto runs = ReadSyncs(id);
     if (!runs.ok()) return runs.status();
