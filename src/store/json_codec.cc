@@ -7,10 +7,28 @@
 namespace envsync::store {
 namespace {
 
-using nlohmann::json;
+// Insertion order keeps the §7 key order and child rows' columns in schema order.
+using json = nlohmann::ordered_json;
 
-json ToJson(const Value& value) { return ValueToJson(value); }
-Value FromJson(const json& j) { return ValueFromJson(j); }
+// Text that is not UTF-8 (BLOBs travel as text) is shown with U+FFFD instead of failing.
+std::string Dump(const json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+json ToJson(const Value& value) {
+  if (IsNull(value)) return nullptr;
+  if (const auto* i = std::get_if<int64_t>(&value)) return *i;
+  if (const auto* d = std::get_if<double>(&value)) return *d;
+  return std::get<std::string>(value);
+}
+
+Value FromJson(const json& j) {
+  if (j.is_null()) return Value();
+  if (j.is_number_integer()) return j.get<int64_t>();
+  if (j.is_number()) return j.get<double>();
+  if (j.is_string()) return j.get<std::string>();
+  return Dump(j);
+}
 
 json FieldValue(const Value& value, bool is_json) {
   if (is_json && std::holds_alternative<std::string>(value)) {
@@ -64,14 +82,14 @@ std::optional<uint64_t> HashFrom(const json& j) {
 
 }  // namespace
 
-json ValueToJson(const Value& value) {
+nlohmann::json ValueToJson(const Value& value) {
   if (IsNull(value)) return nullptr;
   if (const auto* i = std::get_if<int64_t>(&value)) return *i;
   if (const auto* d = std::get_if<double>(&value)) return *d;
   return std::get<std::string>(value);
 }
 
-Value ValueFromJson(const json& j) {
+Value ValueFromJson(const nlohmann::json& j) {
   if (j.is_null()) return Value();
   if (j.is_number_integer()) return j.get<int64_t>();
   if (j.is_number()) return j.get<double>();
@@ -114,11 +132,11 @@ std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> on
                 {"deleted", counts.deleted}}},
               {"changes", std::move(changes)},
               {"warnings", std::move(warnings)}};
-  return out.dump(indent);
+  return Dump(out, indent);
 }
 
 std::string ChangeToJson(const Change& change) {
-  return ChangeObject(change, /*with_hashes=*/true).dump();
+  return Dump(ChangeObject(change, /*with_hashes=*/true));
 }
 
 Result<Change> ChangeFromJson(const std::string& text) {
@@ -149,7 +167,7 @@ Result<Change> ChangeFromJson(const std::string& text) {
       field.json = f.value("json", false);
       field.base_known = f.value("base_known", false);
       auto value_of = [&](const json& v) -> Value {
-        if (field.json && !v.is_null() && !v.is_string()) return v.dump();
+        if (field.json && !v.is_null() && !v.is_string()) return Dump(v);
         return FromJson(v);
       };
       field.source = value_of(f.at("source"));

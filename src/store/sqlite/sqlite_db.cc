@@ -35,7 +35,10 @@ void SqliteStatement::Bind(int index, const Value& value) {
 }
 
 void SqliteStatement::BindBlob(int index, const void* data, size_t size) {
-  sqlite3_bind_blob(stmt_, index, data, static_cast<int>(size), SQLITE_TRANSIENT);
+  // SQLite stores a blob with a null pointer as NULL: an empty blob needs a real pointer.
+  static const char kEmpty = 0;
+  sqlite3_bind_blob(stmt_, index, data != nullptr ? data : &kEmpty, static_cast<int>(size),
+                    SQLITE_TRANSIENT);
 }
 
 bool SqliteStatement::Step(Status* status) {

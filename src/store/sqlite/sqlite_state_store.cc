@@ -141,6 +141,8 @@ class SqliteStateStore : public StateStore {
   Status Open() {
     const std::string what = fmt::format("state store ({})", path_);
     ENVSYNC_RETURN_IF_ERROR(reader_.Open(path_, /*read_only=*/false, what));
+    // A store this envsync cannot read is refused before anything in it changes.
+    ENVSYNC_RETURN_IF_ERROR(ReadVersion());
     ENVSYNC_RETURN_IF_ERROR(reader_.Exec("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON"));
     ENVSYNC_RETURN_IF_ERROR(Migrate());
     ENVSYNC_RETURN_IF_ERROR(writer_.Open(path_, /*read_only=*/false, what));
@@ -497,6 +499,22 @@ class SqliteStateStore : public StateStore {
       file->Bind(5, f.trash_path);
       ENVSYNC_RETURN_IF_ERROR(file->Run());
       file->Reset();
+    }
+    return Status::Ok();
+  }
+
+  Status ReadVersion() {
+    auto version = reader_.Prepare("PRAGMA user_version");
+    if (!version.ok()) return version.status();
+    Status status;
+    if (!version->Step(&status))
+      return status.ok() ? reader_.Error("reading user_version") : status;
+    const int64_t found = std::get<int64_t>(version->Column(0));
+    if (found > kStateSchemaVersion) {
+      return Status::InvalidArgument(
+          fmt::format("state store '{}' has schema version {}, newer than this envsync knows ({}): "
+                      "use a newer envsync",
+                      path_, found, kStateSchemaVersion));
     }
     return Status::Ok();
   }
