@@ -214,10 +214,24 @@ Result<std::unique_ptr<store::Environment>> OpenForWriting(const Config& config,
 
 // Opens the state store and settles any sync a killed process left half-done, so every
 // command sees the environments either fully before or fully after each sync.
+// With `lock` set, the command needs the state store's work lock for itself (a sync or an
+// undo) and is refused while another process holds it; without, it settles interrupted syncs
+// only when no other process is running one.
 Result<std::unique_ptr<store::StateStore>> OpenState(const Config& config, const Manifest& manifest,
-                                                     std::ostream& err) {
+                                                     std::ostream& err,
+                                                     store::WorkLock* lock = nullptr) {
   auto state = store::OpenStateStore(config.state);
   if (!state.ok()) return state;
+  store::WorkLock probe;
+  store::WorkLock* held = lock != nullptr ? lock : &probe;
+  auto acquired = held->TryAcquire(config.state);
+  if (!acquired.ok()) return acquired.status();
+  if (!*acquired) {
+    if (lock == nullptr) return state;  // a sync is running: nothing was interrupted
+    return Status::Unavailable(fmt::format(
+        "another envsync is running a sync or an undo with state '{}': try again when it ends",
+        config.state));
+  }
   auto settled = sync::RecoverInterruptedSyncs(
       manifest, **state, [&](const std::string& name) { return OpenForWriting(config, name); });
   if (!settled.ok()) return settled.status().WithContext("recovering an interrupted sync");
@@ -374,7 +388,20 @@ int DemoInit(const std::string& dir, int64_t records, std::ostream& out, std::os
 
 }  // namespace
 
+static int RunCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  // Third-party exceptions are caught where they are met; this is the last guard, so that even
+  // a bug ends with a message and a status rather than an abort.
+  try {
+    return RunCommand(args, out, err);
+  } catch (const std::exception& e) {
+    err << "envsync: error: internal error (nothing more was written): " << e.what() << "\n";
+    return kExitUnavailable;
+  }
+}
+
+static int RunCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   CLI::App app{"envsync: compare and synchronize content between PROD and TEST"};
   app.name("envsync");
   app.require_subcommand(1);
@@ -485,7 +512,8 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
                            "{}: home is {}: comparisons and syncs can be started only from PROD",
                            config->source_name, config->home)));
     }
-    auto state = OpenState(*config, *manifest, err);
+    store::WorkLock lock;
+    auto state = OpenState(*config, *manifest, err, history_cmd->parsed() ? nullptr : &lock);
     if (!state.ok()) return Fail(err, state.status());
     if (history_cmd->parsed()) {
       auto runs = (*state)->ListSyncs();

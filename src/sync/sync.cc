@@ -49,8 +49,45 @@ std::optional<Resolution> ParseResolution(std::string_view name) {
   return std::nullopt;
 }
 
-json ToJson(const Value& value) { return store::ValueToJson(value); }
-Value FromJson(const json& j) { return store::ValueFromJson(j); }
+bool IsUtf8(const std::string& text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const size_t n = c < 0x80           ? 1
+                     : (c >> 5) == 0x6  ? 2
+                     : (c >> 4) == 0xE  ? 3
+                     : (c >> 3) == 0x1E ? 4
+                                        : 0;
+    if (n == 0 || i + n > text.size()) return false;
+    for (size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(text[i + k]) >> 6) != 0x2) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+// Pre-images must restore every byte: text that JSON cannot hold is kept as {"hex": "…"}.
+json ToJson(const Value& value) {
+  if (const auto* text = std::get_if<std::string>(&value); text != nullptr && !IsUtf8(*text)) {
+    std::string hex;
+    for (const unsigned char c : *text) hex += fmt::format("{:02x}", c);
+    return json{{"hex", hex}};
+  }
+  return store::ValueToJson(value);
+}
+
+Value FromJson(const json& j) {
+  if (j.is_object() && j.contains("hex")) {
+    const std::string hex = j["hex"].get<std::string>();
+    std::string bytes;
+    for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+      bytes.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    }
+    return bytes;
+  }
+  return store::ValueFromJson(j);
+}
 
 // Fault injection for the crash tests: with ENVSYNC_CRASH_AT=<point> in its environment the
 // process kills itself (SIGKILL, as `kill -9` would) when a sync reaches that point.
@@ -246,8 +283,11 @@ Status UpdateBaseAfterSync(store::Environment& source, store::Environment& targe
   }
   ENVSYNC_RETURN_IF_ERROR(state.CommitBaseUpdate());
   for (const store::SyncRecord& record : run.records) {
-    if (record.action == "delete" && !IsNull(record.prod_id) && !IsNull(record.test_id)) {
-      ENVSYNC_RETURN_IF_ERROR(state.DeleteBase(record.table, record.prod_id, record.test_id));
+    if (record.action == "delete") {
+      // The pair's missing side had the target's ID (it was matched by ID).
+      ENVSYNC_RETURN_IF_ERROR(
+          state.DeleteBase(record.table, IsNull(record.prod_id) ? record.target_id : record.prod_id,
+                           IsNull(record.test_id) ? record.target_id : record.test_id));
     }
   }
   return Status::Ok();
@@ -328,6 +368,7 @@ class Syncer {
   Status ResolveKeys();
   Status StageFiles();
   Status Apply();
+  std::vector<size_t> ParentsFirst(const std::vector<size_t>& upserts) const;
   Result<Value> TargetIdFor(const std::string& table, const Value& source_id);
   Status WriteRecord(Planned& p, store::SyncRecord* record);
   std::string FolderPath(const std::map<std::string, KeyIndex>& keys, const RecordLayout& layout,
@@ -453,6 +494,11 @@ Status Syncer::Plan(const SyncRequest& request) {
         }
         break;
       case Conflict::kBothModified:
+        if (p.resolution == Resolution::kMerge && p.layout->table->asset) {
+          return refuse(
+              "merge is not possible for a gallery file (its row and its bytes must stay "
+              "together); use overwrite or leave it out");
+        }
         if (p.resolution == Resolution::kMerge && !c.mergeable) {
           return refuse(
               "both sides changed the same fields: merge is not possible; use "
@@ -496,6 +542,20 @@ Status Syncer::Plan(const SyncRequest& request) {
     } else {
       p.action = Action::kUpdate;
       p.target_id = c.target_id;
+    }
+    // Renaming a folder would have to move its files with it: not supported yet.
+    const std::string& folder_path = p.layout->table->folder_path;
+    if (!folder_path.empty() && p.action == Action::kUpdate) {
+      for (const FieldDiff& f : c.fields) {
+        if (f.field == folder_path) {
+          return refuse(fmt::format(
+              "the folder's path differs ('{}' on {}, '{}' on {}): renaming a gallery folder is "
+              "not supported yet, as its files would not follow; rename it on {} too, or leave "
+              "it out",
+              RenderValue(f.source), comparison_.from, RenderValue(f.target), comparison_.to,
+              comparison_.to));
+        }
+      }
     }
     if (p.action == Action::kDelete) {
       deleted_targets_.insert(RecordRef(c.table, p.target_id));
@@ -576,6 +636,10 @@ Result<Value> Syncer::TargetIdFor(const std::string& table, const Value& source_
   if (planned != planned_by_source_.end()) {
     const Planned& p = plan_[planned->second];
     if (!IsNull(p.target_id)) return p.target_id;
+    return Status::InvalidArgument(fmt::format(
+        "{} is written after a record that references it (a cycle of new IDs): sync it in two "
+        "steps",
+        RecordRef(table, source_id)));
   }
   const auto* n = std::get_if<int64_t>(&source_id);
   if (n == nullptr) return source_id;
@@ -585,9 +649,40 @@ Result<Value> Syncer::TargetIdFor(const std::string& table, const Value& source_
 }
 
 Status Syncer::CheckDeletions() {
+  // gallery:<folder>/<file> names in the target's JSON that stay after this sync.
+  std::map<std::string, std::string> named_by;  // gallery key -> the record naming it
+  for (const ModuleSpec& module : manifest_.modules()) {
+    for (const TableSpec& table : module.tables) {
+      for (const auto& [column, unused] : table.json_references) {
+        store::ScanRequest scan{table.name, {table.id, column}, {}, table.filter, {}};
+        auto cursor = target_.Scan(scan);
+        if (!cursor.ok()) return cursor.status();
+        std::vector<Value> row;
+        while ((*cursor)->Next(&row)) {
+          const std::string user = RecordRef(table.name, row[0]);
+          if (written_targets_.contains(user) || deleted_targets_.contains(user)) continue;
+          if (!std::holds_alternative<std::string>(row[1])) continue;
+          for (const std::string& key : GalleryReferences(std::get<std::string>(row[1]))) {
+            named_by.emplace(key, user);
+          }
+        }
+        ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
+      }
+    }
+  }
   for (const Planned& p : plan_) {
     if (p.action != Action::kDelete) continue;
     const std::string& deleted_table = p.change->table;
+    if (p.layout->table->asset) {
+      auto user = named_by.find(p.change->key);
+      if (user != named_by.end()) {
+        return Status::InvalidArgument(fmt::format(
+            "deleting {} on {} would leave {} naming gallery:{}, which would be gone: select {} "
+            "too, or leave {} out",
+            p.change->Ref(), comparison_.to, user->second, p.change->key, user->second,
+            p.change->Ref()));
+      }
+    }
     for (const ModuleSpec& module : manifest_.modules()) {
       for (const TableSpec& table : module.tables) {
         for (const auto& [column, referenced] : table.references) {
@@ -748,7 +843,22 @@ Status Syncer::StageFiles() {
       return Status::IoError(fmt::format("{}: the staged copy {} does not match SHA-256 {}",
                                          p.change->Ref(), staged.string(), sha));
     }
-    const std::string final_path = target_.assets().PathOf(folder, file);  // checked above
+    // The file goes where the target's row will say: under the target's folder that the row's
+    // folder reference is rewritten to (a folder new in this sync has the source's path).
+    std::string target_folder = folder;
+    const std::string* folder_table = table.ReferenceOf(table.asset->folder);
+    const Value& source_folder = p.source.columns[p.layout->ColumnIndex(table.asset->folder)];
+    if (!planned_by_source_.contains(RecordRef(*folder_table, source_folder))) {
+      auto target_id = TargetIdFor(*folder_table, source_folder);
+      if (!target_id.ok()) return target_id.status();
+      auto it = target_keys_[*folder_table].key_of.find(*target_id);
+      if (it != target_keys_[*folder_table].key_of.end()) target_folder = it->second;
+    }
+    const std::string final_path = target_.assets().PathOf(target_folder, file);
+    if (final_path.empty()) {
+      return Status::InvalidArgument(fmt::format("{}: the target folder '{}' has an unsafe path",
+                                                 p.change->Ref(), target_folder));
+    }
     staged_[p.change->Ref()] = {staged.string(), final_path};
   }
   return Status::Ok();
@@ -823,6 +933,43 @@ Status Syncer::WriteRecord(Planned& p, store::SyncRecord* record) {
   return Status::Ok();
 }
 
+std::vector<size_t> Syncer::ParentsFirst(const std::vector<size_t>& upserts) const {
+  // `upserts` are one table's. Within a table that references itself (a folder's parent), a
+  // record comes after the records of this sync it references. A cycle keeps its order; writing it
+  // then fails with a message naming the record (TargetIdFor).
+  std::vector<size_t> ordered;
+  std::set<std::string> placed;
+  std::vector<size_t> pending = upserts;
+  while (!pending.empty()) {
+    std::vector<size_t> waiting;
+    for (size_t i : pending) {
+      const Planned& p = plan_[i];
+      bool ready = true;
+      for (size_t f = 0; f < p.layout->columns.size(); ++f) {
+        const FieldLayout& field = p.layout->fields[f];
+        if (field.referenced_table != p.change->table || IsNull(p.source.columns[f])) continue;
+        const std::string parent = RecordRef(field.referenced_table, p.source.columns[f]);
+        if (parent != p.change->Ref() && planned_by_source_.contains(parent) &&
+            !placed.contains(parent)) {
+          ready = false;
+        }
+      }
+      if (ready) {
+        ordered.push_back(i);
+        placed.insert(p.change->Ref());
+      } else {
+        waiting.push_back(i);
+      }
+    }
+    if (waiting.size() == pending.size()) {
+      ordered.insert(ordered.end(), waiting.begin(), waiting.end());
+      break;
+    }
+    pending = std::move(waiting);
+  }
+  return ordered;
+}
+
 Status Syncer::Apply() {
   std::map<std::string, size_t> order;
   size_t rank = 0;
@@ -838,6 +985,21 @@ Status Syncer::Apply() {
     return order[plan_[a].change->table] < order[plan_[b].change->table];
   };
   std::stable_sort(upserts.begin(), upserts.end(), by_table);
+  {
+    // Per table, in table order.
+    std::vector<size_t> ordered;
+    for (size_t start = 0; start < upserts.size();) {
+      size_t end = start;
+      while (end < upserts.size() &&
+             plan_[upserts[end]].change->table == plan_[upserts[start]].change->table) {
+        ++end;
+      }
+      auto block = ParentsFirst({upserts.begin() + start, upserts.begin() + end});
+      ordered.insert(ordered.end(), block.begin(), block.end());
+      start = end;
+    }
+    upserts = std::move(ordered);
+  }
   std::stable_sort(deletes.begin(), deletes.end(), by_table);
   std::reverse(deletes.begin(), deletes.end());
   std::vector<size_t> sequence = upserts;
@@ -883,6 +1045,16 @@ Status Syncer::Apply() {
     if (staged != staged_.end()) {
       file.final_path = staged->second.second;
       file.staged_path = staged->second.first;
+      // A file already at the destination that no row named is kept for undo too.
+      const bool moved_aside =
+          std::any_of(run_.files.begin(), run_.files.end(), [&](const store::SyncFile& f) {
+            return f.final_path == file.final_path && !f.trash_path.empty();
+          });
+      if (!moved_aside && fs::exists(file.final_path)) {
+        file.trash_path =
+            (WorkDir(target_.assets().root(), "trash", run_.id) / std::to_string(run_.files.size()))
+                .string();
+      }
       run_.files.push_back(file);
     }
   }
@@ -977,6 +1149,8 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
   lap("checks");
   status = StageFiles();
+  // Everything needed from the source is read: release its read lock for the platform.
+  (void)source_.EndSnapshot();
   lap("stage_files");
   CrashPoint("staged");
   if (status.ok()) status = Apply();
@@ -1017,6 +1191,9 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
                         IsNull(record.test_id) ? record.target_id : record.test_id);
     if (base.ok()) record.base_before = *base;
     if (record.action == "delete") continue;
+    auto image = ReadPreImage(target_, *manifest_.FindTable(record.table), record.target_id);
+    if (!image.ok()) return Fail(outcome, image.status().message(), false);
+    record.after_image = image->is_null() ? "" : image->dump();
     // Files are put in place only after the commit: hash the rows as they will be then.
     const ReadContext context{&after, target_side_, &target_keys_, nullptr, true};
     TableReader reader(target_, layouts_.at(record.table), context);
@@ -1132,12 +1309,28 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
   }
   ENVSYNC_RETURN_IF_ERROR(target.Commit());
   std::error_code ec;
+  std::string file_problems;
   for (auto it = run.files.rbegin(); it != run.files.rend(); ++it) {
-    if (!it->staged_path.empty()) fs::remove(it->final_path, ec);
+    if (!it->staged_path.empty()) {
+      fs::remove(it->final_path, ec);
+      if (ec) file_problems += fmt::format(" removing {}: {};", it->final_path, ec.message());
+    }
     if (!it->trash_path.empty() && fs::exists(it->trash_path)) {
       fs::create_directories(fs::path(it->final_path).parent_path(), ec);
       fs::rename(it->trash_path, it->final_path, ec);
+      if (ec) file_problems += fmt::format(" restoring {}: {};", it->final_path, ec.message());
     }
+  }
+  if (!file_problems.empty()) {
+    // The old files stay in the trash: nothing is lost, but the assets need a hand.
+    run.status = "undone";
+    run.error = "files not restored:" + file_problems;
+    run.finished_at = context.now();
+    ENVSYNC_RETURN_IF_ERROR(state.UpdateSyncStatus(run));
+    return Status::IoError(fmt::format(
+        "undo of sync {} restored the database, but not every file:{} the old files are kept in "
+        "{}",
+        sync_id, file_problems, WorkDir(target.assets().root(), "trash", run.id).string()));
   }
   RemoveWorkDirs(target.assets().root(), run.id, /*with_trash=*/true);
   ENVSYNC_RETURN_IF_ERROR(state.BeginBaseUpdate());
@@ -1195,11 +1388,19 @@ Result<std::vector<std::string>> RecoverInterruptedSyncs(
       auto keys = LoadKeys(manifest, **target);
       if (!keys.ok()) return keys.status();
       target_keys = std::move(*keys);
-      auto changed =
-          ChangedSince(**target, run, after, layouts, target_keys, /*files_in_place=*/false);
-      if (!changed.ok()) return changed.status();
-      // One transaction wrote every record: if any shows the sync's result, it committed.
-      committed = changed->size() < run.records.size();
+      // One transaction wrote every record. Each record the sync really changes shows either
+      // its pre-image (not committed) or its after-image (committed).
+      int after_evidence = 0;
+      int before_evidence = 0;
+      for (const store::SyncRecord& record : run.records) {
+        if (record.pre_image == record.after_image) continue;
+        auto now = ReadPreImage(**target, *manifest.FindTable(record.table), record.target_id);
+        if (!now.ok()) return now.status();
+        const std::string current = now->is_null() ? "" : now->dump();
+        if (current == record.after_image) ++after_evidence;
+        if (current == record.pre_image) ++before_evidence;
+      }
+      committed = after_evidence > 0 || before_evidence == 0;
     }
     if (committed) {
       ENVSYNC_RETURN_IF_ERROR(MoveFilesIntoPlace(run.files));

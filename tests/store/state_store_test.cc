@@ -405,8 +405,8 @@ INSERT INTO changes VALUES ('c-v1', 0, 'modified', 'cms_pages:57',
   run.id = "s-1";
   run.comparison_id = "c-v1";
   run.status = "success";
-  run.records.push_back(
-      SyncRecord{kPages, "update", int64_t{57}, int64_t{57}, int64_t{57}, "{}", 42, std::nullopt});
+  run.records.push_back(SyncRecord{kPages, "update", int64_t{57}, int64_t{57}, int64_t{57}, "{}",
+                                   "{\"a\":1}", 42, std::nullopt});
   run.files.push_back(SyncFile{"/g/a.png", "/g/.stage/a.png", ""});
   ASSERT_TRUE(store->SaveSync(run).ok());
   auto loaded = store->LoadSync("s-1");
@@ -816,19 +816,20 @@ SyncRun FullSync(const std::string& id) {
   run.error = "";
   // An update of a mapped pair, with its base before the sync.
   run.records.push_back(SyncRecord{kPages, "update", int64_t{63}, int64_t{55}, int64_t{63},
-                                   R"({"row":{"id":63},"children":{}})", 0xfedcba9876543210ULL,
+                                   R"({"row":{"id":63},"children":{}})",
+                                   R"({"row":{"id":63,"x":1}})", 0xfedcba9876543210ULL,
                                    Base(int64_t{63}, int64_t{55}, 11, {1, 2, 3})});
   // An insert: no pre-image and no base.
-  run.records.push_back(
-      SyncRecord{kPages, "insert", int64_t{70}, int64_t{70}, int64_t{70}, "", 12, std::nullopt});
+  run.records.push_back(SyncRecord{kPages, "insert", int64_t{70}, int64_t{70}, int64_t{70}, "",
+                                   "{}", 12, std::nullopt});
   // A deletion on PROD: the PROD side is NULL, the base's PROD ID is the target's.
   run.records.push_back(SyncRecord{kPages, "delete", Value(), int64_t{9}, int64_t{9},
-                                   R"({"row":{"id":9}})", std::nullopt,
+                                   R"({"row":{"id":9}})", "", std::nullopt,
                                    Base(int64_t{9}, int64_t{9}, 13, {4})});
   // A deletion on TEST of a text-keyed setting: the TEST side is NULL.
   run.records.push_back(SyncRecord{
       kSettings, "delete", std::string("site.name"), Value(), std::string("site.name"),
-      R"({"row":{"key":"site.name"}})", std::nullopt,
+      R"({"row":{"key":"site.name"}})", "", std::nullopt,
       Base(std::string("site.name"), std::string("site.name"), 14, {5, 0xffffffffffffffffULL})});
   run.files = {{"/g/banners/a.png", "/g/.stage/s-1/a.png", "/g/.trash/s-1/a.png"},
                {"/g/banners/b.png", "", "/g/.trash/s-1/b.png"},
@@ -844,6 +845,7 @@ void ExpectSameRecord(const SyncRecord& expected, const SyncRecord& actual) {
   EXPECT_EQ(Show(actual.test_id), Show(expected.test_id));
   EXPECT_EQ(Show(actual.target_id), Show(expected.target_id));
   EXPECT_EQ(actual.pre_image, expected.pre_image);
+  EXPECT_EQ(actual.after_image, expected.after_image);
   EXPECT_EQ(actual.after_hash, expected.after_hash);
   ASSERT_EQ(actual.base_before.has_value(), expected.base_before.has_value());
   if (expected.base_before) ExpectSameBase(*expected.base_before, *actual.base_before);
@@ -894,7 +896,7 @@ TEST_F(StateStoreTest, SavingSyncAgainReplacesRecords) {
   run.status = "undone";
   run.finished_at = "2024-05-02T08:00:00Z";
   run.records = {
-      SyncRecord{kPages, "update", int64_t{5}, int64_t{5}, int64_t{5}, "{}", 1, std::nullopt}};
+      SyncRecord{kPages, "update", int64_t{5}, int64_t{5}, int64_t{5}, "{}", "", 1, std::nullopt}};
   run.files.clear();
   ASSERT_TRUE(store->SaveSync(run).ok());
   auto loaded = store->LoadSync("s-1");

@@ -78,7 +78,10 @@ class CrashTest : public DemoEnvironments {
     const pid_t pid = fork();
     if (pid == 0) {
       if (!crash_at.empty()) setenv("ENVSYNC_CRASH_AT", crash_at.c_str(), 1);
-      if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+      const std::string err_path = (dir_ / "child.err").string();
+      if (!freopen("/dev/null", "w", stdout) || !freopen(err_path.c_str(), "w", stderr)) {
+        _exit(126);
+      }
       std::vector<char*> argv;
       std::string binary = ENVSYNC_BINARY;
       argv.push_back(binary.data());
@@ -109,7 +112,7 @@ class CrashTest : public DemoEnvironments {
   // The target's state after a clean sync of an identical demo (made here, then reset).
   std::string CleanSyncDump() {
     const std::string id = Prepare();
-    EXPECT_EQ(RunBinary(SyncArgs(id), ""), 0);
+    EXPECT_EQ(RunBinary(SyncArgs(id), ""), 0) << ReadBytes(dir_ / "child.err");
     std::string dump = DumpTarget(paths_);
     TearDown();
     SetUp();
@@ -133,10 +136,11 @@ TEST_F(CrashTest, KilledAtEachPointEndsBeforeOrAfter) {
     SetUp();
     const std::string id = Prepare();
     const std::string before = DumpTarget(paths_);
-    ASSERT_NE(before, after);
+    ASSERT_TRUE(before != after);
     EXPECT_EQ(RunBinary(SyncArgs(id), point), -SIGKILL);
     Restart();
-    EXPECT_EQ(DumpTarget(paths_), expect_after ? after : before);
+    EXPECT_TRUE(DumpTarget(paths_) == (expect_after ? after : before))
+        << "the target is neither exactly as before nor exactly as after";
     ExpectNoStagedFiles();
     CliRun history = RunCli({"--config", paths_.config.string(), "history", "--json"});
     ASSERT_EQ(history.exit_code, 0);

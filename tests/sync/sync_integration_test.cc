@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "envsync/store/state_store.h"
 #include "tests/sync/compare_test_support.h"
 
 namespace envsync::testing {
@@ -954,6 +955,90 @@ TEST_F(SyncTest, MaliciousFileNameIsNeverFollowed) {
   EXPECT_TRUE(ReadBytes(paths_.prod_db) == prod_db) << "prod.db changed";
   EXPECT_FALSE(fs::exists(dir_ / "escape.png"));
   EXPECT_FALSE(fs::exists(dir_.parent_path() / "escape.png"));
+}
+
+// While another process runs a sync (it holds the work lock), a second sync is refused, and
+// other commands do not touch the running sync's journal.
+TEST_F(SyncTest, SecondSyncIsRefusedWhileOneRuns) {
+  Build(Start::kPendingWork);
+  json c = CompareTestToProd();
+  store::WorkLock running;
+  ASSERT_TRUE(*running.TryAcquire(paths_.state.string()));
+  CliRun second = Sync(c["comparison_id"]);
+  EXPECT_EQ(second.exit_code, 1) << second.out;
+  EXPECT_NE(second.err.find("another envsync is running"), std::string::npos) << second.err;
+  CliRun history = RunCli({"--config", paths_.config.string(), "history"});
+  EXPECT_EQ(history.exit_code, 0) << history.err;
+}
+
+// A gallery file changed on both sides cannot be merged: its row and bytes go together.
+TEST_F(SyncTest, MergeOfAGalleryFileIsRefused) {
+  Build(Start::kCommonWithBase);
+  Test("UPDATE gallery_files SET alt_text = 'TEST words' WHERE id = 6");
+  Prod("UPDATE gallery_files SET mime_type = 'image/x-png' WHERE id = 6");
+  json c = CompareTestToProd();
+  ASSERT_TRUE(FindChange(c, "gallery_files", 6)["mergeable"].get<bool>());
+  CliRun run = Sync(c["comparison_id"], {"--resolve", "gallery_files:6=merge"});
+  EXPECT_EQ(run.exit_code, 2) << run.out;
+  EXPECT_NE(run.err.find("gallery file"), std::string::npos) << run.err;
+}
+
+// Renaming a gallery folder is refused (its files would not follow), writing nothing.
+TEST_F(SyncTest, FolderRenameIsRefused) {
+  Build(Start::kCommonWithBase);
+  fs::rename(paths_.test_assets / "gallery/blog", paths_.test_assets / "gallery/journal");
+  Test("UPDATE gallery_folders SET path = 'journal' WHERE id = 4");
+  json c = CompareTestToProd();
+  const std::string prod_db = ReadBytes(paths_.prod_db);
+  CliRun run = Sync(c["comparison_id"]);
+  EXPECT_EQ(run.exit_code, 2) << run.out;
+  EXPECT_NE(run.err.find("gallery_folders:4"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("renaming a gallery folder"), std::string::npos) << run.err;
+  EXPECT_TRUE(ReadBytes(paths_.prod_db) == prod_db) << "prod.db changed";
+}
+
+// Deleting a file that a mobile-app JSON on the target still names is refused, naming both.
+TEST_F(SyncTest, DeletingAFileNamedByJsonIsRefused) {
+  Build(Start::kCommonWithBase);
+  Test("DELETE FROM gallery_files WHERE id = 5");  // mobile_app/icon.png
+  json c = CompareJson({"--from", "TEST", "--to", "PROD", "--modules", "gallery"});
+  ASSERT_EQ(FindChange(c, "gallery_files", 5)["tab"], "deleted");
+  CliRun run = Sync(c["comparison_id"]);
+  EXPECT_EQ(run.exit_code, 2) << run.out;
+  EXPECT_NE(run.err.find("gallery_files:5"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("integrations.mobile_app"), std::string::npos) << run.err;
+}
+
+// A new folder whose new parent has a higher ID is written after its parent.
+TEST_F(SyncTest, NewFoldersAreWrittenParentsFirst) {
+  Build(Start::kCommonWithBase);
+  Test(
+      "PRAGMA foreign_keys = OFF;"
+      "INSERT INTO gallery_folders (id, path, name, parent_id) VALUES (50, 'x/y', 'Y', 51);"
+      "INSERT INTO gallery_folders (id, path, name, parent_id) VALUES (51, 'x', 'X', NULL);");
+  json c = CompareTestToProd();
+  SyncOk(c["comparison_id"]);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(paths_.prod_db.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, "SELECT parent_id FROM gallery_folders WHERE id = 50", -1, &st, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(st, 0), 51);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+// A file already lying where a new gallery file goes is kept aside and comes back on undo.
+TEST_F(SyncTest, UntrackedFileAtTheDestinationComesBackOnUndo) {
+  Build(Start::kPendingWork);
+  const fs::path stray = paths_.prod_assets / "gallery/banners/summer/summer-sale.png";
+  WriteBytes(stray, "not an image");
+  json c = CompareTestToProd();
+  json result = SyncOk(c["comparison_id"]);
+  EXPECT_NE(ReadBytes(stray), "not an image");
+  CliRun undo = Undo(result["sync_id"]);
+  ASSERT_EQ(undo.exit_code, 0) << undo.err;
+  EXPECT_EQ(ReadBytes(stray), "not an image");
 }
 
 }  // namespace

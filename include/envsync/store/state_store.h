@@ -52,8 +52,28 @@ struct SyncRecord {
   Value test_id;
   Value target_id;
   std::string pre_image;
+  std::string after_image;  // the same for the record as the sync left it; "" when deleted
   std::optional<uint64_t> after_hash;
   std::optional<SyncBase> base_before;
+};
+
+// Held by the one process that may run a sync or undo, or settle an interrupted one, against a
+// state store: an exclusive lock on `<state>.lock`. The kernel releases it when the process
+// dies, so a killed sync never leaves it held.
+class WorkLock {
+ public:
+  WorkLock() = default;
+  WorkLock(const WorkLock&) = delete;
+  WorkLock& operator=(const WorkLock&) = delete;
+  ~WorkLock();
+
+  // Takes the lock without waiting. False when another process holds it; IoError when the
+  // lock file cannot be opened.
+  Result<bool> TryAcquire(const std::string& state_location);
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
 };
 
 // One gallery file a sync put in place or moved away, with where it was staged and where

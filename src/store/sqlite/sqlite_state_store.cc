@@ -1,5 +1,9 @@
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -80,6 +84,7 @@ CREATE TABLE sync_records (
   test_id,
   target_id,
   pre_image   TEXT NOT NULL,
+  after_image TEXT NOT NULL,
   after_hash  INTEGER,
   base_hash   INTEGER,
   base_fields BLOB,
@@ -258,7 +263,7 @@ class SqliteStateStore : public StateStore {
     SyncRun run = std::move(runs->front());
     auto records = reader_.Prepare(
         "SELECT table_name, action, prod_id, test_id, target_id, pre_image, after_hash, "
-        "base_hash, base_fields FROM sync_records WHERE sync_id = ?1 ORDER BY seq");
+        "base_hash, base_fields, after_image FROM sync_records WHERE sync_id = ?1 ORDER BY seq");
     if (!records.ok()) return records.status();
     records->Bind(1, id);
     Status status;
@@ -270,6 +275,7 @@ class SqliteStateStore : public StateStore {
       r.test_id = records->Column(3);
       r.target_id = records->Column(4);
       r.pre_image = std::get<std::string>(records->Column(5));
+      r.after_image = std::get<std::string>(records->Column(9));
       if (auto h = records->Column(6); !IsNull(h)) r.after_hash = ToUnsigned(std::get<int64_t>(h));
       if (auto h = records->Column(7); !IsNull(h)) {
         SyncBase base;
@@ -464,7 +470,9 @@ class SqliteStateStore : public StateStore {
     for (int i = 0; i < 11; ++i) head->Bind(i + 1, values[i]);
     ENVSYNC_RETURN_IF_ERROR(head->Run());
     auto record = writer_.Prepare(
-        "INSERT INTO sync_records VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+        "INSERT INTO sync_records (sync_id, seq, table_name, action, prod_id, test_id, target_id, "
+        "pre_image, after_hash, base_hash, base_fields, after_image) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
     if (!record.ok()) return record.status();
     int64_t seq = 0;
     for (const SyncRecord& r : run.records) {
@@ -476,6 +484,7 @@ class SqliteStateStore : public StateStore {
       record->Bind(6, r.test_id);
       record->Bind(7, r.target_id);
       record->Bind(8, r.pre_image);
+      record->Bind(12, r.after_image);
       record->Bind(9, r.after_hash ? Value(ToSigned(*r.after_hash)) : Value());
       if (r.base_before) {
         record->Bind(10, ToSigned(r.base_before->hash));
@@ -606,6 +615,25 @@ class SqliteStateStore : public StateStore {
 };
 
 }  // namespace
+
+WorkLock::~WorkLock() {
+  if (fd_ >= 0) close(fd_);  // closing the descriptor releases the lock
+}
+
+Result<bool> WorkLock::TryAcquire(const std::string& state_location) {
+  if (fd_ >= 0) return true;
+  const std::string path = state_location + ".lock";
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Status::IoError(fmt::format("cannot open lock file '{}': {}", path, strerror(errno)));
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return false;
+  }
+  fd_ = fd;
+  return true;
+}
 
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location) {
   if (location.rfind("postgres", 0) == 0) {
