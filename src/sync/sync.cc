@@ -1259,6 +1259,71 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
 
 }  // namespace
 
+namespace {
+
+// After an undo's commit: the files go back, then the base and the identity map. Idempotent, so
+// a restart can run it again after a crash: a file the sync put is removed only while the file
+// it replaced still waits in the trash (or when it replaced none).
+Status FinishUndo(store::Environment& target, store::StateStore& state, store::SyncRun& run,
+                  const std::string& now) {
+  std::error_code ec;
+  std::string file_problems;
+  auto waiting_in_trash = [&](const std::string& final_path) {
+    for (const store::SyncFile& f : run.files) {
+      if (f.final_path == final_path && !f.trash_path.empty()) return fs::exists(f.trash_path);
+    }
+    return true;  // it replaced nothing
+  };
+  for (auto it = run.files.rbegin(); it != run.files.rend(); ++it) {
+    if (!it->staged_path.empty() && waiting_in_trash(it->final_path)) {
+      fs::remove(it->final_path, ec);
+      if (ec) file_problems += fmt::format(" removing {}: {};", it->final_path, ec.message());
+    }
+    if (!it->trash_path.empty() && fs::exists(it->trash_path)) {
+      fs::create_directories(fs::path(it->final_path).parent_path(), ec);
+      fs::rename(it->trash_path, it->final_path, ec);
+      if (ec) file_problems += fmt::format(" restoring {}: {};", it->final_path, ec.message());
+    }
+  }
+  if (!file_problems.empty()) {
+    // The old files stay in the trash: nothing is lost, but the assets need a hand.
+    run.status = "undone";
+    run.error = "files not restored:" + file_problems;
+    run.finished_at = now;
+    ENVSYNC_RETURN_IF_ERROR(state.UpdateSyncStatus(run));
+    return Status::IoError(fmt::format(
+        "undo of sync {} restored the database, but not every file:{} the old files are kept in "
+        "{}",
+        run.id, file_problems, WorkDir(target.assets().root(), "trash", run.id).string()));
+  }
+  RemoveWorkDirs(target.assets().root(), run.id, /*with_trash=*/true);
+  ENVSYNC_RETURN_IF_ERROR(state.BeginBaseUpdate());
+  for (const store::SyncRecord& record : run.records) {
+    if (!record.base_before) continue;
+    Status status = state.PutBase(record.table, *record.base_before);
+    if (!status.ok()) {
+      state.AbortBaseUpdate();
+      return status;
+    }
+  }
+  ENVSYNC_RETURN_IF_ERROR(state.CommitBaseUpdate());
+  for (const store::SyncRecord& record : run.records) {
+    if (!record.base_before && !IsNull(record.prod_id) && !IsNull(record.test_id)) {
+      ENVSYNC_RETURN_IF_ERROR(state.DeleteBase(record.table, record.prod_id, record.test_id));
+    }
+    // The pairs this sync taught the identity map go with it.
+    if (record.action == "insert_as_new" || record.action == "link") {
+      ENVSYNC_RETURN_IF_ERROR(state.RemoveIdentity(record.table, std::get<int64_t>(record.prod_id),
+                                                   std::get<int64_t>(record.test_id)));
+    }
+  }
+  run.status = "undone";
+  run.finished_at = now;
+  return state.UpdateSyncStatus(run);
+}
+
+}  // namespace
+
 Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& source,
                              store::Environment& target, store::StateStore& state,
                              const std::string& sync_id, const SyncContext& context) {
@@ -1291,6 +1356,9 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
   }
   SyncOutcome outcome;
   outcome.sync_id = run.id;
+  // The journal: a restart finishes an undo whose commit happened (see RecoverInterruptedSyncs).
+  run.status = "undoing";
+  ENVSYNC_RETURN_IF_ERROR(state.UpdateSyncStatus(run));
   for (auto it = run.records.rbegin(); it != run.records.rend(); ++it) {
     const TableSpec& table = *manifest.FindTable(it->table);
     Status status;
@@ -1304,59 +1372,15 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
     }
     if (!status.ok()) {
       target.Rollback();
+      run.status = "success";
+      (void)state.UpdateSyncStatus(run);
       return status.WithContext(fmt::format("undoing sync {}; nothing was written", sync_id));
     }
   }
   ENVSYNC_RETURN_IF_ERROR(target.Commit());
-  std::error_code ec;
-  std::string file_problems;
-  for (auto it = run.files.rbegin(); it != run.files.rend(); ++it) {
-    if (!it->staged_path.empty()) {
-      fs::remove(it->final_path, ec);
-      if (ec) file_problems += fmt::format(" removing {}: {};", it->final_path, ec.message());
-    }
-    if (!it->trash_path.empty() && fs::exists(it->trash_path)) {
-      fs::create_directories(fs::path(it->final_path).parent_path(), ec);
-      fs::rename(it->trash_path, it->final_path, ec);
-      if (ec) file_problems += fmt::format(" restoring {}: {};", it->final_path, ec.message());
-    }
-  }
-  if (!file_problems.empty()) {
-    // The old files stay in the trash: nothing is lost, but the assets need a hand.
-    run.status = "undone";
-    run.error = "files not restored:" + file_problems;
-    run.finished_at = context.now();
-    ENVSYNC_RETURN_IF_ERROR(state.UpdateSyncStatus(run));
-    return Status::IoError(fmt::format(
-        "undo of sync {} restored the database, but not every file:{} the old files are kept in "
-        "{}",
-        sync_id, file_problems, WorkDir(target.assets().root(), "trash", run.id).string()));
-  }
-  RemoveWorkDirs(target.assets().root(), run.id, /*with_trash=*/true);
-  ENVSYNC_RETURN_IF_ERROR(state.BeginBaseUpdate());
-  for (const store::SyncRecord& record : run.records) {
-    if (!record.base_before) continue;
-    Status status = state.PutBase(record.table, *record.base_before);
-    if (!status.ok()) {
-      state.AbortBaseUpdate();
-      return status;
-    }
-  }
-  ENVSYNC_RETURN_IF_ERROR(state.CommitBaseUpdate());
-  for (const store::SyncRecord& record : run.records) {
-    if (!record.base_before && !IsNull(record.prod_id) && !IsNull(record.test_id)) {
-      ENVSYNC_RETURN_IF_ERROR(state.DeleteBase(record.table, record.prod_id, record.test_id));
-    }
-    // The pairs this sync taught the identity map go with it.
-    if (record.action == "insert_as_new" || record.action == "link") {
-      ENVSYNC_RETURN_IF_ERROR(state.RemoveIdentity(record.table, std::get<int64_t>(record.prod_id),
-                                                   std::get<int64_t>(record.test_id)));
-    }
-  }
+  CrashPoint("undo_committed");
+  ENVSYNC_RETURN_IF_ERROR(FinishUndo(target, state, run, context.now()));
   (void)source;
-  run.status = "undone";
-  run.finished_at = context.now();
-  ENVSYNC_RETURN_IF_ERROR(state.UpdateSyncStatus(run));
   outcome.success = true;
   return outcome;
 }
@@ -1368,12 +1392,37 @@ Result<std::vector<std::string>> RecoverInterruptedSyncs(
   auto syncs = state.ListSyncs();
   if (!syncs.ok()) return syncs.status();
   for (const store::SyncRun& listed : *syncs) {
-    if (listed.status != "running" && listed.status != "committing") continue;
+    if (listed.status != "running" && listed.status != "committing" && listed.status != "undoing") {
+      continue;
+    }
     auto loaded = state.LoadSync(listed.id);
     if (!loaded.ok()) return loaded.status();
     store::SyncRun run = std::move(*loaded);
     auto target = open(run.to);
     if (!target.ok()) return target.status();
+    if (run.status == "undoing") {
+      // The undo committed if a record the sync changed is back to its pre-image.
+      int undone_evidence = 0;
+      int synced_evidence = 0;
+      for (const store::SyncRecord& record : run.records) {
+        if (record.pre_image == record.after_image) continue;
+        auto now = ReadPreImage(**target, *manifest.FindTable(record.table), record.target_id);
+        if (!now.ok()) return now.status();
+        const std::string current = now->is_null() ? "" : now->dump();
+        if (current == record.pre_image) ++undone_evidence;
+        if (current == record.after_image) ++synced_evidence;
+      }
+      if (undone_evidence > 0 || synced_evidence == 0) {
+        // A file that cannot be put back is recorded on the sync; it must not stop every command.
+        Status finished = FinishUndo(**target, state, run, UtcNow());
+        if (!finished.ok() && finished.code() != Status::Code::kIoError) return finished;
+      } else {
+        run.status = "success";  // the undo never happened; it can be run again
+        ENVSYNC_RETURN_IF_ERROR(state.UpdateSyncStatus(run));
+      }
+      settled.push_back(run.id);
+      continue;
+    }
     bool committed = false;
     IdentityMap after;
     std::map<std::string, RecordLayout> layouts;

@@ -165,5 +165,24 @@ TEST_F(CrashTest, KilledAtRandomMomentsEndsBeforeOrAfter) {
   }
 }
 
+// Killed right after an undo's commit, the next start finishes the undo: rows and files are
+// exactly as before the sync, and the sync shows as undone.
+TEST_F(CrashTest, KilledDuringUndoEndsUndone) {
+  Build(Start::kPendingWork);
+  const std::string id = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string before = DumpTarget(paths_);
+  ASSERT_EQ(RunBinary(SyncArgs(id), ""), 0) << ReadBytes(dir_ / "child.err");
+  CliRun history = RunCli({"--config", paths_.config.string(), "history", "--json"});
+  const std::string sync_id = history.Json().back()["sync_id"];
+  ASSERT_TRUE(DumpTarget(paths_) != before);
+  EXPECT_EQ(RunBinary({"--config", paths_.config.string(), "undo", sync_id}, "undo_committed"),
+            -SIGKILL);
+  Restart();
+  EXPECT_TRUE(DumpTarget(paths_) == before) << "the undo was not finished";
+  CliRun after = RunCli({"--config", paths_.config.string(), "history", "--json"});
+  EXPECT_EQ(after.Json().back()["status"], "undone");
+  EXPECT_FALSE(std::filesystem::exists(paths_.prod_assets / ".envsync"));
+}
+
 }  // namespace
 }  // namespace envsync::testing
