@@ -5,17 +5,21 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "envsync/core/config.h"
 #include "envsync/core/embedded_data.h"
 #include "envsync/core/manifest.h"
 #include "envsync/demo/demo.h"
+#include "envsync/service/jobs.h"
 #include "envsync/store/environment.h"
 #include "envsync/store/json_codec.h"
 #include "envsync/store/state_store.h"
@@ -241,6 +245,15 @@ Result<std::unique_ptr<store::StateStore>> OpenState(const Config& config, const
   return state;
 }
 
+// Who runs this command: $ENVSYNC_USER, else $USER, else "cli". Messages go to that user.
+std::string CurrentUser() {
+  for (const char* name : {"ENVSYNC_USER", "USER"}) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && *value != '\0') return value;
+  }
+  return "cli";
+}
+
 struct CompareFlags {
   std::string from;
   std::string to;
@@ -326,12 +339,74 @@ Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, b
   auto comparison = sync::Compare(*manifest, **source, **target, **state, request, context);
   if (tty) err << "\r" << std::string(70, ' ') << "\r";
   if (comparison.ok() && !quiet) {
+    auto added =
+        (*state)->AddMessage(service::ComparisonFinishedMessage(*comparison, CurrentUser()));
+    if (!added.ok()) return added.status();
+  }
+  if (comparison.ok() && !quiet) {
     const double s = seconds_since();
     err << fmt::format("compared {} records in {:.2f} s ({:.0f} records/s)\n",
                        Thousands(comparison->records_compared), s,
                        s > 0 ? comparison->records_compared / s : 0.0);
   }
   return comparison;
+}
+
+// Opens the comparison's two environments (the target for writing) and executes `request`;
+// the caller holds the state store's work lock.
+Result<sync::SyncOutcome> RunSyncNow(const Config& config, const Manifest& manifest,
+                                     store::StateStore& state, const sync::SyncRequest& request) {
+  auto comparison = state.LoadComparison(request.comparison_id);
+  if (!comparison.ok()) return comparison.status();
+  auto source = OpenNamed(config, comparison->from, "source");
+  if (!source.ok()) return source.status();
+  auto target = OpenForWriting(config, comparison->to);
+  if (!target.ok()) return target.status();
+  return sync::ExecuteSync(manifest, **source, **target, state, request,
+                           sync::DefaultSyncContext());
+}
+
+std::atomic<bool> g_stop{false};
+void RequestStop(int) { g_stop = true; }
+
+// `envsync serve`: runs scheduled jobs when they are due, until SIGTERM (or once).
+int Serve(const Config& config, const Manifest& manifest, bool once, int poll_seconds,
+          std::ostream& err) {
+  auto state = store::OpenStateStore(config.state);
+  if (!state.ok()) return Fail(err, state.status());
+  g_stop = false;
+  std::signal(SIGTERM, RequestStop);
+  std::signal(SIGINT, RequestStop);
+  err << fmt::format("envsync serve: running scheduled jobs from {} every {} s\n", config.state,
+                     poll_seconds)
+      << std::flush;
+  while (!g_stop) {
+    store::WorkLock lock;
+    auto acquired = lock.TryAcquire(config.state);
+    if (!acquired.ok()) return Fail(err, acquired.status());
+    if (*acquired) {
+      auto settled = sync::RecoverInterruptedSyncs(
+          manifest, **state, [&](const std::string& name) { return OpenForWriting(config, name); });
+      if (!settled.ok()) return Fail(err, settled.status());
+      auto ran = service::RunDueJobs(**state, sync::DefaultSyncContext().now,
+                                     [&](const sync::SyncRequest& request) {
+                                       return RunSyncNow(config, manifest, **state, request);
+                                     });
+      if (!ran.ok()) return Fail(err, ran.status());
+      for (const std::string& id : *ran) {
+        auto job = (*state)->LoadJob(id);
+        err << fmt::format("envsync serve: job {} {}{}\n", id, job.ok() ? job->state : "?",
+                           job.ok() && !job->error.empty() ? ": " + job->error : "")
+            << std::flush;
+      }
+    }
+    if (once) break;
+    for (int i = 0; i < poll_seconds * 10 && !g_stop; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  err << "envsync serve: stopped\n";
+  return kExitOk;
 }
 
 nlohmann::json OutcomeJson(const sync::SyncOutcome& o) {
@@ -465,6 +540,24 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
   CLI::App* history_cmd = app.add_subcommand("history", "list syncs and how they ended");
   history_cmd->add_flag("--json", history_json, "print as JSON");
 
+  bool jobs_json = false;
+  CLI::App* jobs_cmd = app.add_subcommand("jobs", "list scheduled and finished jobs");
+  jobs_cmd->add_flag("--json", jobs_json, "print as JSON");
+  std::string cancel_id;
+  CLI::App* cancel_cmd = app.add_subcommand("cancel", "cancel a scheduled sync");
+  cancel_cmd->add_option("JOB_ID", cancel_id, "the job")->required();
+  bool messages_json = false;
+  bool messages_all = false;
+  CLI::App* messages_cmd = app.add_subcommand("messages", "your messages, newest first");
+  messages_cmd->add_flag("--json", messages_json, "print as JSON");
+  messages_cmd->add_flag("--all", messages_all, "every user's messages");
+  bool serve_once = false;
+  int serve_poll = 5;
+  CLI::App* serve_cmd = app.add_subcommand("serve", "run scheduled syncs when they are due");
+  serve_cmd->add_flag("--once", serve_once, "run the due jobs once and stop");
+  serve_cmd->add_option("--poll", serve_poll, "seconds between looks at the schedule")
+      ->check(CLI::Range(1, 3600));
+
   CLI::App* demo_cmd = app.add_subcommand("demo", "demo environments");
   demo_cmd->require_subcommand(1);
   std::string demo_dir;
@@ -493,6 +586,69 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
 
   auto config = LoadConfig(ConfigPath(config_flag));
   if (!config.ok()) return Fail(err, config.status());
+
+  if (jobs_cmd->parsed() || cancel_cmd->parsed() || messages_cmd->parsed() || serve_cmd->parsed()) {
+    auto manifest = LoadManifest(*config);
+    if (!manifest.ok()) return Fail(err, manifest.status());
+    if (serve_cmd->parsed()) return Serve(*config, *manifest, serve_once, serve_poll, err);
+    auto state = OpenState(*config, *manifest, err);
+    if (!state.ok()) return Fail(err, state.status());
+    if (cancel_cmd->parsed()) {
+      Status cancelled =
+          service::CancelJob(**state, cancel_id, CurrentUser(), sync::DefaultSyncContext().now());
+      if (!cancelled.ok()) return Fail(err, cancelled);
+      out << "Cancelled job " << cancel_id << ".\n";
+      return kExitOk;
+    }
+    if (jobs_cmd->parsed()) {
+      auto jobs = (*state)->ListJobs();
+      if (!jobs.ok()) return Fail(err, jobs.status());
+      nlohmann::json list = nlohmann::json::array();
+      for (const store::Job& j : *jobs) {
+        list.push_back({{"job_id", j.id},
+                        {"kind", j.kind},
+                        {"state", j.state},
+                        {"run_at", j.run_at},
+                        {"created_at", j.created_at},
+                        {"started_at", j.started_at},
+                        {"finished_at", j.finished_at},
+                        {"started_by", j.started_by},
+                        {"request", nlohmann::json::parse(j.request, nullptr, false)},
+                        {"error", j.error.empty() ? nlohmann::json() : nlohmann::json(j.error)}});
+      }
+      if (jobs_json) {
+        out << list.dump(2) << "\n";
+      } else {
+        for (const store::Job& j : *jobs) {
+          out << fmt::format("{}  {}  {:<10} at {}  by {}{}\n", j.id, j.kind, j.state, j.run_at,
+                             j.started_by, j.error.empty() ? "" : "  -- " + j.error);
+        }
+        if (jobs->empty()) out << "No jobs.\n";
+      }
+      return kExitOk;
+    }
+    auto messages = (*state)->ListMessages(messages_all ? "" : CurrentUser());
+    if (!messages.ok()) return Fail(err, messages.status());
+    nlohmann::json list = nlohmann::json::array();
+    for (const store::Message& m : *messages) {
+      list.push_back({{"id", m.id},
+                      {"user", m.user},
+                      {"created_at", m.created_at},
+                      {"title", m.title},
+                      {"body", m.body},
+                      {"job_id", m.job_id},
+                      {"read", m.read}});
+    }
+    if (messages_json) {
+      out << list.dump(2) << "\n";
+    } else {
+      for (const store::Message& m : *messages) {
+        out << fmt::format("{}  {}\n    {}\n", m.created_at, m.title, m.body);
+      }
+      if (messages->empty()) out << "No messages.\n";
+    }
+    return kExitOk;
+  }
 
   if (compare->parsed()) {
     auto comparison = RunCompare(*config, compare_flags, /*quiet=*/false, err);
@@ -554,14 +710,34 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     std::string from;
     std::string to;
     if (sync_cmd->parsed()) {
-      if (!at.empty()) {
-        return Fail(err, Status::InvalidArgument(fmt::format(
-                             "--at {}: scheduling needs the envsync service, which is not "
-                             "available yet; run the sync now or test-import it",
-                             at)));
-      }
       auto comparison = (*state)->LoadComparison(sync_id_arg);
       if (!comparison.ok()) return Fail(err, comparison.status());
+      if (!at.empty()) {
+        auto run_at = service::ParseScheduleTime(at);
+        if (!run_at.ok()) return Fail(err, run_at.status());
+        sync::SyncRequest request{sync_id_arg, select,      deselect,
+                                  resolve,     test_import, CurrentUser()};
+        const sync::SyncContext ids = sync::DefaultSyncContext();
+        auto job = service::ScheduleSync(**state, request, *run_at, CurrentUser(), ids.now(),
+                                         sync::RandomJobId());
+        if (!job.ok()) return Fail(err, job.status());
+        if (sync_json) {
+          out << nlohmann::json{{"sync_id", job->id},
+                                {"status", "scheduled"},
+                                {"test_import", test_import},
+                                {"applied", {{"new", 0}, {"modified", 0}, {"deleted", 0}}},
+                                {"run_at", job->run_at},
+                                {"error", nullptr}}
+                     .dump(2)
+              << "\n";
+        } else {
+          out << fmt::format(
+              "Scheduled: job {} runs comparison {} at {} (UTC), when `envsync serve` is "
+              "running. Cancel: envsync cancel {}\n",
+              job->id, sync_id_arg, job->run_at, job->id);
+        }
+        return kExitOk;
+      }
       from = comparison->from;
       to = comparison->to;
     } else {
@@ -583,9 +759,13 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
       request.deselect = deselect;
       request.resolve = resolve;
       request.test_import = test_import;
-      const char* user = std::getenv("USER");
-      request.started_by = user != nullptr && *user != '\0' ? user : "cli";
+      request.started_by = CurrentUser();
       outcome = sync::ExecuteSync(*manifest, **source, **target, **state, request, context);
+      if (outcome.ok()) {
+        auto added = (*state)->AddMessage(
+            service::SyncEndedMessage(*outcome, CurrentUser(), context.now(), ""));
+        if (!added.ok()) return Fail(err, added.status());
+      }
     } else {
       outcome = sync::UndoSync(*manifest, **source, **target, **state, undo_id, context);
     }

@@ -1482,6 +1482,8 @@ Result<std::vector<std::string>> RecoverInterruptedSyncs(
   return settled;
 }
 
+std::string RandomJobId() { return RandomId("j-"); }
+
 SyncContext DefaultSyncContext() {
   return SyncContext{UtcNow, [] { return RandomId("s-"); }};
 }

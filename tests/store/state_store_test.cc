@@ -366,7 +366,7 @@ TEST_F(StateStoreTest, ReopeningKeepsData) {
   EXPECT_EQ(IdsOf(ScanAll(*store, kPages)), std::vector<std::string>{"int 3/int 3"});
 }
 
-// A version 1 file is migrated to version 2: old rows stay and the sync tables work.
+// A version 1 file is migrated to the current version: old rows stay and the sync tables work.
 TEST_F(StateStoreTest, MigratesVersion1Forward) {
   ExecSql(path_, std::string(kSchemaV1) + R"sql(
 PRAGMA user_version = 1;
@@ -380,8 +380,8 @@ INSERT INTO changes VALUES ('c-v1', 0, 'modified', 'cms_pages:57',
 
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 2);
-  EXPECT_EQ(UserVersion(path_), 2);
+  EXPECT_EQ(store->SchemaVersion(), store::kStateSchemaVersion);
+  EXPECT_EQ(UserVersion(path_), store::kStateSchemaVersion);
 
   auto map = store->LoadIdentityMap();
   ASSERT_TRUE(map.ok()) << map.status().message();

@@ -865,16 +865,21 @@ TEST_F(SyncTest, UnknownResolutionIsRefused) {
   EXPECT_NE(known_record.err.find("frobnicate"), std::string::npos) << known_record.err;
 }
 
-// Scheduling (--at) needs the service and is refused as bad input for now.
-TEST_F(SyncTest, ScheduledSyncIsRefusedWithoutTheService) {
+// Scheduling (--at) stores a job and writes nothing now; a time without its zone is refused.
+TEST_F(SyncTest, ScheduledSyncWritesNothingNow) {
   Build(Start::kPendingWork);
   json c = CompareTestToProd();
   const std::string prod_db = ReadBytes(paths_.prod_db);
   CliRun run = RunCli({"--config", paths_.config.string(), "sync", c["comparison_id"], "--at",
                        "2030-01-01T00:00:00Z", "--json"});
-  EXPECT_EQ(run.exit_code, 2) << run.out;
-  EXPECT_NE(run.err.find("--at"), std::string::npos) << run.err;
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.Json()["status"], "scheduled");
+  EXPECT_EQ(run.Json()["run_at"], "2030-01-01T00:00:00Z");
   EXPECT_TRUE(ReadBytes(paths_.prod_db) == prod_db) << "prod.db changed";
+  CliRun zoneless = RunCli({"--config", paths_.config.string(), "sync", c["comparison_id"], "--at",
+                            "2030-01-01T00:00:00", "--json"});
+  EXPECT_EQ(zoneless.exit_code, 2) << zoneless.out;
+  EXPECT_NE(zoneless.err.find("--at"), std::string::npos) << zoneless.err;
 }
 
 // A sync PROD -> TEST writes TEST and leaves PROD byte-identical.

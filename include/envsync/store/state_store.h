@@ -101,6 +101,33 @@ struct SyncRun {
   std::vector<SyncFile> files;
 };
 
+// A unit of background work: a comparison or a sync, run now or at `run_at` (ISO-8601 UTC).
+// States: scheduled, running, succeeded, failed, cancelled.
+struct Job {
+  std::string id;
+  std::string kind;  // "sync"
+  std::string state;
+  std::string created_at;
+  std::string run_at;
+  std::string started_at;
+  std::string finished_at;
+  std::string started_by;
+  std::string request;  // JSON: what to run
+  std::string result;   // JSON: how it ended (a sync's outcome)
+  std::string error;
+};
+
+// A message to a user, as the platform's Messages tab shows them.
+struct Message {
+  int64_t id = 0;
+  std::string user;
+  std::string created_at;
+  std::string title;
+  std::string body;
+  std::string job_id;
+  bool read = false;
+};
+
 // envsync's own state: comparisons and their changes, the base of every record pair, and the
 // identity map. Its schema is versioned and migrated forward when it is opened.
 //
@@ -151,6 +178,18 @@ class StateStore {
   virtual Result<SyncRun> LoadSync(const std::string& id) = 0;
   // Every sync, oldest first, without records and files.
   virtual Result<std::vector<SyncRun>> ListSyncs() = 0;
+
+  // Stores a job, replacing an earlier version of it.
+  virtual Status SaveJob(const Job& job) = 0;
+  // NotFound naming the ID when there is no such job.
+  virtual Result<Job> LoadJob(const std::string& id) = 0;
+  // Every job, oldest first.
+  virtual Result<std::vector<Job>> ListJobs() = 0;
+
+  // Adds a message and returns its ID.
+  virtual Result<int64_t> AddMessage(const Message& message) = 0;
+  // The messages of `user` (every user's when empty), newest first.
+  virtual Result<std::vector<Message>> ListMessages(const std::string& user) = 0;
 };
 
 // Opens (creating if needed) the state store at `location`, a SQLite path, and migrates its
@@ -159,7 +198,7 @@ class StateStore {
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location);
 
 // The current version of the state store's schema.
-inline constexpr int kStateSchemaVersion = 2;
+inline constexpr int kStateSchemaVersion = 3;
 
 }  // namespace envsync::store
 

@@ -57,6 +57,9 @@ struct SyncContext {
 
 SyncContext DefaultSyncContext();
 
+// A fresh job ID (`j-` and 12 random hex digits).
+std::string RandomJobId();
+
 // Executes (or test-imports) a stored comparison's selection on its target, as SYNC-SEMANTICS
 // §2, §4 and §5 define it: one transaction on the target database, parents before children and
 // deletions in reverse, child rows replaced whole, local columns left to the target,

@@ -99,6 +99,32 @@ CREATE TABLE sync_files (
   PRIMARY KEY (sync_id, seq)
 );
 )sql",
+    R"sql(
+CREATE TABLE jobs (
+  id          TEXT PRIMARY KEY,
+  kind        TEXT NOT NULL,
+  state       TEXT NOT NULL,
+  created_at  TEXT NOT NULL,
+  run_at      TEXT NOT NULL,
+  started_at  TEXT NOT NULL,
+  finished_at TEXT NOT NULL,
+  started_by  TEXT NOT NULL,
+  request     TEXT NOT NULL,
+  result      TEXT NOT NULL,
+  error       TEXT NOT NULL
+);
+CREATE INDEX jobs_by_state ON jobs (state, run_at);
+CREATE TABLE messages (
+  id         INTEGER PRIMARY KEY,
+  user       TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  title      TEXT NOT NULL,
+  body       TEXT NOT NULL,
+  job_id     TEXT NOT NULL,
+  read       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX messages_by_user ON messages (user, id);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
@@ -308,6 +334,64 @@ class SqliteStateStore : public StateStore {
 
   Result<std::vector<SyncRun>> ListSyncs() override { return ReadSyncs(""); }
 
+  Status SaveJob(const Job& job) override {
+    auto statement = writer_.Prepare(
+        "INSERT OR REPLACE INTO jobs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+    if (!statement.ok()) return statement.status();
+    const Value values[] = {job.id,      job.kind,       job.state,       job.created_at,
+                            job.run_at,  job.started_at, job.finished_at, job.started_by,
+                            job.request, job.result,     job.error};
+    for (int i = 0; i < 11; ++i) statement->Bind(i + 1, values[i]);
+    return statement->Run();
+  }
+
+  Result<Job> LoadJob(const std::string& id) override {
+    auto jobs = ReadJobs(id);
+    if (!jobs.ok()) return jobs.status();
+    if (jobs->empty()) return Status::NotFound(fmt::format("no job with ID '{}'", id));
+    return std::move(jobs->front());
+  }
+
+  Result<std::vector<Job>> ListJobs() override { return ReadJobs(""); }
+
+  Result<int64_t> AddMessage(const Message& message) override {
+    auto statement = writer_.Prepare(
+        "INSERT INTO messages (user, created_at, title, body, job_id, read) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, message.user);
+    statement->Bind(2, message.created_at);
+    statement->Bind(3, message.title);
+    statement->Bind(4, message.body);
+    statement->Bind(5, message.job_id);
+    statement->Bind(6, static_cast<int64_t>(message.read ? 1 : 0));
+    ENVSYNC_RETURN_IF_ERROR(statement->Run());
+    return static_cast<int64_t>(sqlite3_last_insert_rowid(writer_.handle()));
+  }
+
+  Result<std::vector<Message>> ListMessages(const std::string& user) override {
+    auto rows = reader_.Prepare(
+        "SELECT id, user, created_at, title, body, job_id, read FROM messages "
+        "WHERE ?1 = '' OR user = ?1 ORDER BY id DESC");
+    if (!rows.ok()) return rows.status();
+    rows->Bind(1, user);
+    std::vector<Message> out;
+    Status status;
+    while (rows->Step(&status)) {
+      Message m;
+      m.id = std::get<int64_t>(rows->Column(0));
+      m.user = std::get<std::string>(rows->Column(1));
+      m.created_at = std::get<std::string>(rows->Column(2));
+      m.title = std::get<std::string>(rows->Column(3));
+      m.body = std::get<std::string>(rows->Column(4));
+      m.job_id = std::get<std::string>(rows->Column(5));
+      m.read = std::get<int64_t>(rows->Column(6)) != 0;
+      out.push_back(std::move(m));
+    }
+    if (!status.ok()) return status.WithContext(reader_.what());
+    return out;
+  }
+
   Status BeginBaseUpdate() override {
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
     auto put = writer_.Prepare("INSERT OR REPLACE INTO sync_base VALUES (?1, ?2, ?3, ?4, ?5)");
@@ -421,6 +505,26 @@ class SqliteStateStore : public StateStore {
   }
 
  private:
+  Result<std::vector<Job>> ReadJobs(const std::string& id) {
+    auto rows = reader_.Prepare(
+        "SELECT id, kind, state, created_at, run_at, started_at, finished_at, started_by, "
+        "request, result, error FROM jobs WHERE ?1 = '' OR id = ?1 ORDER BY created_at, id");
+    if (!rows.ok()) return rows.status();
+    rows->Bind(1, id);
+    std::vector<Job> out;
+    Status status;
+    while (rows->Step(&status)) {
+      Job j;
+      std::string* fields[] = {&j.id,      &j.kind,       &j.state,       &j.created_at,
+                               &j.run_at,  &j.started_at, &j.finished_at, &j.started_by,
+                               &j.request, &j.result,     &j.error};
+      for (int i = 0; i < 11; ++i) *fields[i] = std::get<std::string>(rows->Column(i));
+      out.push_back(std::move(j));
+    }
+    if (!status.ok()) return status.WithContext(reader_.what());
+    return out;
+  }
+
   // The syncs with `id`, or every sync when `id` is empty; without records and files.
   Result<std::vector<SyncRun>> ReadSyncs(const std::string& id) {
     auto rows = reader_.Prepare(

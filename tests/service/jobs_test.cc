@@ -1,0 +1,119 @@
+// Scheduled syncs: `sync --at` stores a job, `envsync serve` runs it when due, `cancel` stops it,
+// and every step leaves the user a message, as the seed's Messages tab shows them.
+#include "envsync/service/jobs.h"
+
+#include "tests/sync/compare_test_support.h"
+
+namespace envsync::testing {
+namespace {
+
+using nlohmann::json;
+
+// ISO-8601 times with a zone become UTC; the seconds are optional.
+TEST(ParseScheduleTime, ConvertsZonesToUtc) {
+  EXPECT_EQ(*service::ParseScheduleTime("2026-11-25T10:00:00+01:00"), "2026-11-25T09:00:00Z");
+  EXPECT_EQ(*service::ParseScheduleTime("2026-11-25T23:30-02:30"), "2026-11-26T02:00:00Z");
+  EXPECT_EQ(*service::ParseScheduleTime("2026-12-31T23:59:59Z"), "2026-12-31T23:59:59Z");
+  EXPECT_EQ(*service::ParseScheduleTime("2024-02-29T00:00:00.250Z"), "2024-02-29T00:00:00Z");
+}
+
+// A time without a zone, an impossible date and free text are refused, naming the text.
+TEST(ParseScheduleTime, RefusesAmbiguousOrInvalidTimes) {
+  for (const char* text : {"2026-11-25T10:00:00", "2026-02-30T10:00:00Z", "tomorrow",
+                           "2026-11-25T25:00:00Z", "2026-11-25T10:00:00+1"}) {
+    auto parsed = service::ParseScheduleTime(text);
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_NE(parsed.status().message().find(text), std::string::npos);
+  }
+}
+
+class JobsTest : public DemoEnvironments {
+ protected:
+  CliRun Cli(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--config", paths_.config.string()});
+    return RunCli(args);
+  }
+  std::string Schedule(const std::string& comparison_id, const std::string& at) {
+    CliRun run = Cli({"sync", comparison_id, "--at", at, "--json"});
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    return run.exit_code == 0 ? run.Json()["sync_id"].get<std::string>() : "";
+  }
+  json Job(const std::string& id) {
+    for (const json& job : Cli({"jobs", "--json"}).Json()) {
+      if (job["job_id"] == id) return job;
+    }
+    return json();
+  }
+  std::vector<std::string> MessageTitles() {
+    std::vector<std::string> titles;
+    for (const json& m : Cli({"messages", "--all", "--json"}).Json()) titles.push_back(m["title"]);
+    return titles;
+  }
+};
+
+// A sync scheduled in the past runs at the next `serve`, says it ran late, and changes PROD.
+TEST_F(JobsTest, DueSyncRunsAndReportsSuccess) {
+  Build(Start::kPendingWork);
+  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string prod_before = ReadBytes(paths_.prod_db);
+  const std::string job = Schedule(comparison, "2020-01-01T00:00:00Z");
+  EXPECT_EQ(Job(job)["state"], "scheduled");
+  EXPECT_EQ(ReadBytes(paths_.prod_db), prod_before) << "scheduling writes nothing";
+  CliRun serve = Cli({"serve", "--once"});
+  ASSERT_EQ(serve.exit_code, 0) << serve.err;
+  EXPECT_EQ(Job(job)["state"], "succeeded");
+  EXPECT_NE(ReadBytes(paths_.prod_db), prod_before);
+  json messages = Cli({"messages", "--all", "--json"}).Json();
+  ASSERT_GE(messages.size(), 3u);
+  EXPECT_EQ(messages[0]["title"], "Success: Synchronization process");
+  EXPECT_NE(messages[0]["body"].get<std::string>().find("ran late"), std::string::npos);
+  EXPECT_EQ(messages[1]["title"], "Synchronization process");
+  EXPECT_NE(messages[1]["body"].get<std::string>().find("envsync cancel " + job),
+            std::string::npos);
+  EXPECT_EQ(messages.back()["title"], "Comparison finished");
+}
+
+// A sync scheduled for later does not run before its time.
+TEST_F(JobsTest, FutureSyncWaits) {
+  Build(Start::kPendingWork);
+  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string prod_before = ReadBytes(paths_.prod_db);
+  const std::string job = Schedule(comparison, "2099-01-01T00:00:00+01:00");
+  ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
+  EXPECT_EQ(Job(job)["state"], "scheduled");
+  EXPECT_EQ(Job(job)["run_at"], "2098-12-31T23:00:00Z");
+  EXPECT_EQ(ReadBytes(paths_.prod_db), prod_before);
+}
+
+// A cancelled sync never runs; cancelling it again is refused.
+TEST_F(JobsTest, CancelledSyncNeverRuns) {
+  Build(Start::kPendingWork);
+  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string prod_before = ReadBytes(paths_.prod_db);
+  const std::string job = Schedule(comparison, "2020-01-01T00:00:00Z");
+  ASSERT_EQ(Cli({"cancel", job}).exit_code, 0);
+  ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
+  EXPECT_EQ(Job(job)["state"], "cancelled");
+  EXPECT_EQ(ReadBytes(paths_.prod_db), prod_before);
+  CliRun again = Cli({"cancel", job});
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.err.find(job), std::string::npos) << again.err;
+  EXPECT_EQ(Cli({"cancel", "j-000000000000"}).exit_code, 2);
+}
+
+// A scheduled sync that drifts fails when it runs, with a FAILURE message giving the reason.
+TEST_F(JobsTest, FailedSyncLeavesAFailureMessage) {
+  Build(Start::kPendingWork);
+  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string job = Schedule(comparison, "2020-01-01T00:00:00Z");
+  Prod("UPDATE cms_pages SET title = 'Edited meanwhile' WHERE id = 2");
+  ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
+  EXPECT_EQ(Job(job)["state"], "failed");
+  EXPECT_NE(Job(job)["error"].get<std::string>().find("cms_pages:2"), std::string::npos);
+  json messages = Cli({"messages", "--all", "--json"}).Json();
+  EXPECT_EQ(messages[0]["title"], "FAILURE: Synchronization process");
+  EXPECT_NE(messages[0]["body"].get<std::string>().find("drift"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace envsync::testing
