@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <csignal>
+#include <ctime>
 #include <map>
 #include <thread>
 
@@ -73,8 +74,9 @@ class CrashTest : public DemoEnvironments {
   }
 
   // Runs the real binary; returns how it ended (-signal when killed).
+  // With `ready_text`, the signal goes only once the child has written that to stderr.
   int RunBinary(const std::vector<std::string>& args, const std::string& crash_at,
-                int kill_after_ms = -1) {
+                int kill_after_ms = -1, int signal = SIGKILL, const std::string& ready_text = "") {
     const pid_t pid = fork();
     if (pid == 0) {
       if (!crash_at.empty()) setenv("ENVSYNC_CRASH_AT", crash_at.c_str(), 1);
@@ -92,8 +94,13 @@ class CrashTest : public DemoEnvironments {
       _exit(127);
     }
     if (kill_after_ms >= 0) {
+      for (int i = 0; i < 200 && !ready_text.empty() &&
+                      ReadBytes(dir_ / "child.err").find(ready_text) == std::string::npos;
+           ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(kill_after_ms));
-      kill(pid, SIGKILL);
+      kill(pid, signal);
     }
     int status = 0;
     waitpid(pid, &status, 0);
@@ -182,6 +189,40 @@ TEST_F(CrashTest, KilledDuringUndoEndsUndone) {
   CliRun after = RunCli({"--config", paths_.config.string(), "history", "--json"});
   EXPECT_EQ(after.Json().back()["status"], "undone");
   EXPECT_FALSE(std::filesystem::exists(paths_.prod_assets / ".envsync"));
+}
+
+// `serve` stops cleanly on SIGTERM.
+TEST_F(CrashTest, ServeStopsOnSigterm) {
+  Build(Start::kCommonWithBase);
+  EXPECT_EQ(RunBinary({"--config", paths_.config.string(), "serve", "--poll", "1"}, "", 1200,
+                      SIGTERM, "running scheduled jobs"),
+            0);
+  EXPECT_NE(ReadBytes(dir_ / "child.err").find("stopped"), std::string::npos)
+      << ReadBytes(dir_ / "child.err");
+}
+
+// A server killed while a sync is scheduled loses nothing: the next start runs it.
+TEST_F(CrashTest, ScheduledSyncRunsAfterTheServerWasKilled) {
+  Build(Start::kPendingWork);
+  const std::string id = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string before = DumpTarget(paths_);
+  const auto soon = std::chrono::system_clock::now() + std::chrono::seconds(2);
+  const std::time_t t = std::chrono::system_clock::to_time_t(soon);
+  char at[32];
+  std::strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  CliRun scheduled = RunCli({"--config", paths_.config.string(), "sync", id, "--at", at, "--json"});
+  ASSERT_EQ(scheduled.exit_code, 0) << scheduled.err;
+  // The server is killed before the job is due.
+  EXPECT_EQ(RunBinary({"--config", paths_.config.string(), "serve", "--poll", "1"}, "", 100,
+                      SIGKILL, "running scheduled jobs"),
+            -SIGKILL);
+  EXPECT_TRUE(DumpTarget(paths_) == before);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  ASSERT_EQ(RunBinary({"--config", paths_.config.string(), "serve", "--once"}, ""), 0)
+      << ReadBytes(dir_ / "child.err");
+  EXPECT_TRUE(DumpTarget(paths_) != before) << "the scheduled sync did not run";
+  CliRun jobs = RunCli({"--config", paths_.config.string(), "jobs", "--json"});
+  EXPECT_EQ(jobs.Json().back()["state"], "succeeded");
 }
 
 }  // namespace
