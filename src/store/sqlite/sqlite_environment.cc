@@ -79,14 +79,7 @@ class SqliteEnvironment : public Environment {
   }
 
   Result<std::vector<std::string>> Columns(const std::string& table) override {
-    ScopedStatement info(db_);
-    ENVSYNC_RETURN_IF_ERROR(info.Prepare("SELECT name FROM pragma_table_info(?) ORDER BY cid"));
-    info->Bind(1, table);
-    std::vector<std::string> columns;
-    Status status;
-    while (info->Step(&status)) columns.push_back(std::get<std::string>(info->Column(0)));
-    if (!status.ok()) return status.WithContext(db_.what() + ": reading table " + table);
-    return columns;
+    return ColumnNames(table, /*not_null_only=*/false);
   }
 
   Status BeginSnapshot() override {
@@ -164,15 +157,7 @@ class SqliteEnvironment : public Environment {
   }
 
   Result<std::vector<std::string>> NotNullColumns(const std::string& table) override {
-    ScopedStatement info(db_);
-    ENVSYNC_RETURN_IF_ERROR(
-        info.Prepare("SELECT name FROM pragma_table_info(?) WHERE \"notnull\" ORDER BY cid"));
-    info->Bind(1, table);
-    std::vector<std::string> columns;
-    Status status;
-    while (info->Step(&status)) columns.push_back(std::get<std::string>(info->Column(0)));
-    if (!status.ok()) return status.WithContext(db_.what() + ": reading table " + table);
-    return columns;
+    return ColumnNames(table, /*not_null_only=*/true);
   }
 
   Status BeginWrite() override {
@@ -257,6 +242,21 @@ class SqliteEnvironment : public Environment {
   }
 
  private:
+  // The columns of `table` in schema order, or only those declared NOT NULL.
+  Result<std::vector<std::string>> ColumnNames(const std::string& table, bool not_null_only) {
+    ScopedStatement info(db_);
+    ENVSYNC_RETURN_IF_ERROR(
+        info.Prepare("SELECT name FROM pragma_table_info(?1) WHERE NOT ?2 OR \"notnull\" "
+                     "ORDER BY cid"));
+    info->Bind(1, table);
+    info->Bind(2, static_cast<int64_t>(not_null_only ? 1 : 0));
+    std::vector<std::string> columns;
+    Status status;
+    while (info->Step(&status)) columns.push_back(std::get<std::string>(info->Column(0)));
+    if (!status.ok()) return status.WithContext(db_.what() + ": reading table " + table);
+    return columns;
+  }
+
   static constexpr int kBusyWaitMs = 5000;
 
   std::string name_;
