@@ -20,6 +20,7 @@
 #include "envsync/core/manifest.h"
 #include "envsync/demo/demo.h"
 #include "envsync/service/jobs.h"
+#include "envsync/service/mail.h"
 #include "envsync/store/environment.h"
 #include "envsync/store/json_codec.h"
 #include "envsync/store/state_store.h"
@@ -276,6 +277,24 @@ Result<std::unique_ptr<store::Environment>> OpenNamed(const Config& config, cons
   return store::OpenEnvironment(*env);
 }
 
+// Leaves `message` for its user and, when the user is an e-mail address, mails it (retrying
+// with backoff). A mail that cannot be delivered never fails the work: it is reported on stderr
+// and returned ("" when all went well).
+std::string Notify(const Config& config, store::StateStore& state, const store::Message& message,
+                   const std::string& link_path, std::ostream& err) {
+  std::string problem;
+  auto added = state.AddMessage(message);
+  if (!added.ok()) problem = added.status().message();
+  if (service::IsMailAddress(message.user)) {
+    auto delivered = service::Deliver(
+        config.mail, service::MailFor(message, config.mail, link_path), 3,
+        [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); });
+    if (!delivered.ok()) problem = delivered.status().message();
+  }
+  if (!problem.empty()) err << "envsync: warning: " << problem << "\n";
+  return problem;
+}
+
 Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, bool quiet,
                               std::ostream& err) {
   if (config.home != "PROD") {
@@ -339,9 +358,8 @@ Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, b
   auto comparison = sync::Compare(*manifest, **source, **target, **state, request, context);
   if (tty) err << "\r" << std::string(70, ' ') << "\r";
   if (comparison.ok() && !quiet) {
-    auto added =
-        (*state)->AddMessage(service::ComparisonFinishedMessage(*comparison, CurrentUser()));
-    if (!added.ok()) return added.status();
+    Notify(config, **state, service::ComparisonFinishedMessage(*comparison, CurrentUser()),
+           "/comparisons/" + comparison->id, err);
   }
   if (comparison.ok() && !quiet) {
     const double s = seconds_since();
@@ -388,10 +406,14 @@ int Serve(const Config& config, const Manifest& manifest, bool once, int poll_se
       auto settled = sync::RecoverInterruptedSyncs(
           manifest, **state, [&](const std::string& name) { return OpenForWriting(config, name); });
       if (!settled.ok()) return Fail(err, settled.status());
-      auto ran = service::RunDueJobs(**state, sync::DefaultSyncContext().now,
-                                     [&](const sync::SyncRequest& request) {
-                                       return RunSyncNow(config, manifest, **state, request);
-                                     });
+      auto ran = service::RunDueJobs(
+          **state, sync::DefaultSyncContext().now,
+          [&](const sync::SyncRequest& request) {
+            return RunSyncNow(config, manifest, **state, request);
+          },
+          [&](const store::Message& message) {
+            return Notify(config, **state, message, "/jobs/" + message.job_id, err);
+          });
       if (!ran.ok()) return Fail(err, ran.status());
       for (const std::string& id : *ran) {
         auto job = (*state)->LoadJob(id);
@@ -605,16 +627,19 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
       if (!jobs.ok()) return Fail(err, jobs.status());
       nlohmann::json list = nlohmann::json::array();
       for (const store::Job& j : *jobs) {
-        list.push_back({{"job_id", j.id},
-                        {"kind", j.kind},
-                        {"state", j.state},
-                        {"run_at", j.run_at},
-                        {"created_at", j.created_at},
-                        {"started_at", j.started_at},
-                        {"finished_at", j.finished_at},
-                        {"started_by", j.started_by},
-                        {"request", nlohmann::json::parse(j.request, nullptr, false)},
-                        {"error", j.error.empty() ? nlohmann::json() : nlohmann::json(j.error)}});
+        list.push_back(
+            {{"job_id", j.id},
+             {"kind", j.kind},
+             {"state", j.state},
+             {"run_at", j.run_at},
+             {"created_at", j.created_at},
+             {"started_at", j.started_at},
+             {"finished_at", j.finished_at},
+             {"started_by", j.started_by},
+             {"request", nlohmann::json::parse(j.request, nullptr, false)},
+             {"result", j.result.empty() ? nlohmann::json()
+                                         : nlohmann::json::parse(j.result, nullptr, false)},
+             {"error", j.error.empty() ? nlohmann::json() : nlohmann::json(j.error)}});
       }
       if (jobs_json) {
         out << list.dump(2) << "\n";
@@ -762,9 +787,9 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
       request.started_by = CurrentUser();
       outcome = sync::ExecuteSync(*manifest, **source, **target, **state, request, context);
       if (outcome.ok()) {
-        auto added = (*state)->AddMessage(
-            service::SyncEndedMessage(*outcome, CurrentUser(), context.now(), ""));
-        if (!added.ok()) return Fail(err, added.status());
+        Notify(*config, **state,
+               service::SyncEndedMessage(*outcome, CurrentUser(), context.now(), ""),
+               "/syncs/" + outcome->sync_id, err);
       }
     } else {
       outcome = sync::UndoSync(*manifest, **source, **target, **state, undo_id, context);

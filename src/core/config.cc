@@ -41,9 +41,9 @@ Result<Config> ParseConfig(std::string_view text, const std::string& source_name
   config.source_name = source_name;
   for (auto&& [key, node] : root) {
     const std::string_view k = key.str();
-    if (k != "home" && k != "state" && k != "manifest" && k != "environments") {
+    if (k != "home" && k != "state" && k != "manifest" && k != "environments" && k != "mail") {
       return fail(LineOf(node), fmt::format("unknown setting '{}' (known: home, state, manifest, "
-                                            "environments)",
+                                            "environments, mail)",
                                             k));
     }
   }
@@ -66,6 +66,40 @@ Result<Config> ParseConfig(std::string_view text, const std::string& source_name
   ENVSYNC_RETURN_IF_ERROR(read_string(root, "manifest", "the config", false, &config.manifest));
   config.state = Resolve(config.state, base_dir);
   if (!config.manifest.empty()) config.manifest = Resolve(config.manifest, base_dir);
+
+  if (const toml::node* mail_node = root.get("mail"); mail_node != nullptr) {
+    const toml::table* mail = mail_node->as_table();
+    if (mail == nullptr) return fail(LineOf(*mail_node), "[mail] must be a table");
+    for (auto&& [field, value] : *mail) {
+      const std::string_view f = field.str();
+      if (f != "smtp" && f != "from" && f != "base_url" && f != "outbox" && f != "starttls") {
+        return fail(LineOf(value), fmt::format("unknown setting '{}' in [mail] (known: smtp, "
+                                               "starttls, from, base_url, outbox)",
+                                               f));
+      }
+    }
+    for (const auto& [field, out] :
+         {std::pair{"smtp", &config.mail.smtp}, std::pair{"from", &config.mail.from},
+          std::pair{"base_url", &config.mail.base_url}, std::pair{"outbox", &config.mail.outbox}}) {
+      ENVSYNC_RETURN_IF_ERROR(read_string(*mail, field, "[mail]", false, out));
+    }
+    if (!config.mail.smtp.empty() && config.mail.smtp.rfind("smtp://", 0) != 0 &&
+        config.mail.smtp.rfind("smtps://", 0) != 0) {
+      return fail(
+          LineOf(*mail->get("smtp")),
+          fmt::format("smtp = \"{}\" must start with smtp:// or smtps://", config.mail.smtp));
+    }
+    if (const toml::node* tls = mail->get("starttls"); tls != nullptr) {
+      auto flag = tls->value<bool>();
+      if (!flag) return fail(LineOf(*tls), "starttls must be true or false");
+      config.mail.starttls = *flag;
+    }
+  }
+  if (config.mail.outbox.empty()) {
+    config.mail.outbox = (std::filesystem::path(config.state).parent_path() / "outbox").string();
+  } else {
+    config.mail.outbox = Resolve(config.mail.outbox, base_dir);
+  }
 
   const toml::node* envs_node = root.get("environments");
   const toml::table* envs = envs_node != nullptr ? envs_node->as_table() : nullptr;

@@ -196,7 +196,8 @@ store::Message SyncEndedMessage(const sync::SyncOutcome& o, const std::string& u
 
 Result<std::vector<std::string>> RunDueJobs(
     store::StateStore& state, const std::function<std::string()>& now,
-    const std::function<Result<sync::SyncOutcome>(const sync::SyncRequest&)>& run) {
+    const std::function<Result<sync::SyncOutcome>(const sync::SyncRequest&)>& run,
+    const std::function<std::string(const store::Message&)>& notify) {
   std::vector<std::string> ran;
   auto jobs = state.ListJobs();
   if (!jobs.ok()) return jobs.status();
@@ -218,16 +219,18 @@ Result<std::vector<std::string>> RunDueJobs(
     job.finished_at = now();
     job.state = ended.success ? "succeeded" : "failed";
     job.error = ended.success ? "" : ended.error;
-    job.result = json{{"sync_id", ended.sync_id}, {"success", ended.success}}.dump();
     const long late = SecondsBetween(job.run_at, started);
     store::Message message = SyncEndedMessage(ended, job.started_by, job.finished_at, job.id);
     if (late > 60) {
       message.body +=
           fmt::format(" It ran late: scheduled for {} (UTC), started {}.", job.run_at, started);
     }
+    const std::string mail_problem = notify(message);
+    job.result = json{{"sync_id", ended.sync_id},
+                      {"success", ended.success},
+                      {"mail", mail_problem.empty() ? json() : json(mail_problem)}}
+                     .dump();
     ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
-    auto added = state.AddMessage(message);
-    if (!added.ok()) return added.status();
     ran.push_back(job.id);
   }
   return ran;

@@ -17,6 +17,15 @@ struct EnvironmentConfig {
   int line = 0;  // the config line of its [environments.NAME] table
 };
 
+// Where e-mail goes ([mail]): an SMTP server, or, without one, `.eml` files in `outbox`.
+struct MailConfig {
+  std::string smtp;       // smtp://host:port or smtps://user:password@host:port; "" = outbox
+  bool starttls = false;  // require STARTTLS on smtp://
+  std::string from = "envsync@localhost";
+  std::string base_url = "http://127.0.0.1:8080";  // links in mails point here
+  std::string outbox;                              // default: `outbox/` beside the state store
+};
+
 // envsync's configuration (SYNC-SEMANTICS §7): which environment envsync runs beside, where
 // its own state lives, and the two environments.
 struct Config {
@@ -25,6 +34,7 @@ struct Config {
   std::string state;
   std::string manifest;  // a manifest file; empty = the built-in data/modules.toml
   std::map<std::string, EnvironmentConfig> environments;
+  MailConfig mail;
 
   // The environment called `name`, or nullptr.
   const EnvironmentConfig* Find(std::string_view name) const;

@@ -29,12 +29,15 @@ Result<store::Job> ScheduleSync(store::StateStore& state, const sync::SyncReques
 Status CancelJob(store::StateStore& state, const std::string& job_id, const std::string& user,
                  const std::string& now);
 
-// Runs every scheduled job whose time has come, oldest first, each through `run`, and leaves a
+// Runs every scheduled job whose time has come, oldest first, each through `run`, and hands a
 // "Success: Synchronization process" or "FAILURE: Synchronization process" message for the user
-// who scheduled it (saying when it ran late). Returns the IDs of the jobs it ran.
+// who scheduled it (saying when it ran late) to `notify`, which stores and mails it and returns
+// what went wrong with the mail ("" when nothing did); the job's result keeps that. Returns the
+// IDs of the jobs it ran.
 Result<std::vector<std::string>> RunDueJobs(
     store::StateStore& state, const std::function<std::string()>& now,
-    const std::function<Result<sync::SyncOutcome>(const sync::SyncRequest&)>& run);
+    const std::function<Result<sync::SyncOutcome>(const sync::SyncRequest&)>& run,
+    const std::function<std::string(const store::Message&)>& notify);
 
 // The messages the seed describes.
 store::Message ComparisonFinishedMessage(const Comparison& comparison, const std::string& user);
