@@ -68,7 +68,8 @@ class Comparer {
   Status CompareTable(const TableSpec& table);
   Status Visit(const RecordLayout& layout, const Pair& pair, std::vector<PendingPair>* pending);
   Status ListPending(const RecordLayout& layout, std::vector<PendingPair>& pending);
-  Result<bool> KeyOnTargetElsewhere(const RecordLayout& layout, const Record& source);
+  // The target's ID for the source record's natural key, or NULL when the key is free there.
+  Result<Value> KeyOnTargetElsewhere(const RecordLayout& layout, const Record& source);
   void AddChange(const RecordLayout& layout, const Pair& pair, const Classification& c);
   Status CloseDependencies();
   Result<std::optional<Value>> SourceIdOfGalleryKey(const TableSpec& table, const std::string& key);
@@ -462,11 +463,11 @@ Status Comparer::Visit(const RecordLayout& layout, const Pair& pair,
   return Status::Ok();
 }
 
-Result<bool> Comparer::KeyOnTargetElsewhere(const RecordLayout& layout, const Record& source) {
+Result<Value> Comparer::KeyOnTargetElsewhere(const RecordLayout& layout, const Record& source) {
   auto ids =
       FindByNaturalKey(target_, layout, source.id, source.values, source_keys_, target_keys_);
   if (!ids.ok()) return ids.status();
-  return !ids->empty();
+  return ids->empty() ? Value() : ids->front();
 }
 
 Status Comparer::ListPending(const RecordLayout& layout, std::vector<PendingPair>& pending) {
@@ -488,20 +489,28 @@ Status Comparer::ListPending(const RecordLayout& layout, std::vector<PendingPair
                                             RecordRef(layout.table->name, (*light)->id)));
       }
     }
+    std::optional<uint64_t> clash_hash;
     if (entry.needs_key_lookup) {
       PairState state;
       state.source = source.hash;
       auto elsewhere = KeyOnTargetElsewhere(layout, source);
       if (!elsewhere.ok()) return elsewhere.status();
-      state.key_on_target_elsewhere = *elsewhere;
+      state.key_on_target_elsewhere = !IsNull(*elsewhere);
       entry.classification = Classify(state, request_.mode);
       if (!entry.classification.listed) continue;
+      if (state.key_on_target_elsewhere) {
+        // The record a `link` would overwrite: its hash lets the sync's drift guard check it.
+        auto found = target_reader.Fetch(*elsewhere, &target);
+        if (!found.ok()) return found.status();
+        if (*found) clash_hash = target.hash;
+      }
     }
     Pair pair;
     if (entry.source) pair.source = &source;
     if (entry.target) pair.target = &target;
     if (entry.base) pair.base = &*entry.base;
     AddChange(layout, pair, entry.classification);
+    if (clash_hash) comparison_.changes.back().target_hash = clash_hash;
   }
   return Status::Ok();
 }

@@ -365,7 +365,7 @@ class Syncer {
   Status CheckDrift(std::vector<std::string>* drifted);
   Status CheckReferences();
   Status CheckDeletions();
-  Status ResolveKeys();
+  Status ResolveKeys(std::vector<std::string>* drifted);
   Status StageFiles();
   Status Apply();
   std::vector<size_t> ParentsFirst(const std::vector<size_t>& upserts) const;
@@ -603,7 +603,7 @@ Status Syncer::CheckDrift(std::vector<std::string>* drifted) {
   return Status::Ok();
 }
 
-Status Syncer::ResolveKeys() {
+Status Syncer::ResolveKeys(std::vector<std::string>* drifted) {
   for (Planned& p : plan_) {
     if (p.resolution != Resolution::kLink && p.resolution != Resolution::kInsertAsNew) continue;
     auto ids = FindByNaturalKey(target_, *p.layout, p.change->source_id, p.source.columns,
@@ -620,6 +620,15 @@ Status Syncer::ResolveKeys() {
                                                    p.change->Ref(), p.change->key, comparison_.to));
       }
       p.target_id = ids->front();
+      // Drift guard for the record the link overwrites, as the comparison saw it.
+      if (p.change->target_hash) {
+        const ReadContext context{&identities_, target_side_, &target_keys_, nullptr};
+        TableReader reader(target_, *p.layout, context);
+        Record now;
+        auto found = reader.Fetch(p.target_id, &now);
+        if (!found.ok()) return found.status();
+        if (!*found || now.hash != *p.change->target_hash) drifted->push_back(p.change->Ref());
+      }
       if (deleted_targets_.contains(RecordRef(p.change->table, p.target_id))) {
         return Status::InvalidArgument(
             fmt::format("{}: link names {} on {}, which this sync deletes: deselect one of them",
@@ -1124,6 +1133,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
 
   std::vector<std::string> drifted;
   Status status = CheckDrift(&drifted);
+  if (status.ok()) status = ResolveKeys(&drifted);
   lap("drift_guard");
   if (!status.ok()) {
     target_.Rollback();
@@ -1139,8 +1149,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
                             list, comparison_.id),
                 false);
   }
-  status = ResolveKeys();
-  if (status.ok()) status = CheckReferences();
+  status = CheckReferences();
   if (status.ok()) status = CheckDeletions();
   if (!status.ok()) {
     target_.Rollback();

@@ -1046,5 +1046,20 @@ TEST_F(SyncTest, UntrackedFileAtTheDestinationComesBackOnUndo) {
   EXPECT_EQ(ReadBytes(stray), "not an image");
 }
 
+// The drift guard also covers the target record a `link` overwrites: edited since the
+// comparison, the sync fails and writes nothing.
+TEST_F(SyncTest, LinkTargetEditedSinceTheComparisonIsDrift) {
+  Build(Start::kPendingWork);
+  json c = CompareTestToProd();
+  ASSERT_EQ(FindChange(c, "cms_pages", 21)["conflict"], "key_clash");
+  Prod("UPDATE cms_pages SET title = 'Edited on PROD meanwhile' WHERE id = 22");
+  const std::string prod_db = ReadBytes(paths_.prod_db);
+  CliRun run = Sync(c["comparison_id"], {"--resolve", "cms_pages:21=link"});
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  EXPECT_NE(run.Json()["error"].get<std::string>().find("cms_pages:21"), std::string::npos)
+      << run.out;
+  EXPECT_TRUE(ReadBytes(paths_.prod_db) == prod_db) << "prod.db changed";
+}
+
 }  // namespace
 }  // namespace envsync::testing
