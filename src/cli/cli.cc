@@ -320,15 +320,8 @@ Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, b
   }
   auto manifest = LoadManifest(config);
   if (!manifest.ok()) return manifest.status();
-  for (const std::string& name : flags.modules) {
-    if (manifest->FindModule(name) == nullptr) {
-      std::string names;
-      for (const ModuleSpec& m : manifest->modules()) names += (names.empty() ? "" : ", ") + m.name;
-      return Status::InvalidArgument(
-          fmt::format("module '{}' is not synchronizable (--modules); synchronizable modules: {}",
-                      name, names));
-    }
-  }
+  // Checked before anything is opened, so a bad name is bad input even with a database missing.
+  ENVSYNC_RETURN_IF_ERROR(manifest->CheckModuleNames(flags.modules));
   auto source = OpenNamed(config, flags.from, "--from");
   if (!source.ok()) return source.status();
   auto target = OpenNamed(config, flags.to, "--to");

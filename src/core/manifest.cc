@@ -395,6 +395,17 @@ const TableSpec* Manifest::FolderTable() const {
   return nullptr;
 }
 
+Status Manifest::CheckModuleNames(const std::vector<std::string>& names) const {
+  for (const std::string& name : names) {
+    if (FindModule(name) != nullptr) continue;
+    std::string known;
+    for (const ModuleSpec& m : modules_) known += (known.empty() ? "" : ", ") + m.name;
+    return Status::InvalidArgument(fmt::format(
+        "module '{}' is not synchronizable (--modules); synchronizable modules: {}", name, known));
+  }
+  return Status::Ok();
+}
+
 std::vector<std::string> Manifest::ModuleOrder() const {
   std::vector<std::string> order;
   std::set<std::string> placed;

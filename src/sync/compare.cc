@@ -226,14 +226,8 @@ Status Comparer::SelectModules() {
   if (request_.modules.empty()) {
     modules_.insert(names.begin(), names.end());
   }
-  for (const std::string& name : request_.modules) {
-    if (manifest_.FindModule(name) == nullptr) {
-      return Status::InvalidArgument(
-          fmt::format("module '{}' is not synchronizable (--modules); synchronizable modules: {}",
-                      name, Join(names)));
-    }
-    modules_.insert(name);
-  }
+  ENVSYNC_RETURN_IF_ERROR(manifest_.CheckModuleNames(request_.modules));
+  modules_.insert(request_.modules.begin(), request_.modules.end());
   const TableSpec* folder_table = manifest_.FolderTable();
   if (!request_.folders.empty() && folder_table != nullptr &&
       !modules_.contains(folder_table->module)) {

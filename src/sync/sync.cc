@@ -238,6 +238,44 @@ json AppliedJson(const SyncOutcome& outcome) {
           {"modules", modules}};
 }
 
+// The base key of a record a sync wrote: a deleted record's missing side had the target's ID
+// (it was matched by ID).
+std::pair<Value, Value> BaseKeyOf(const store::SyncRecord& record) {
+  return {IsNull(record.prod_id) ? record.target_id : record.prod_id,
+          IsNull(record.test_id) ? record.target_id : record.test_id};
+}
+
+// Pairs deleted from both sides by a sync lose their base.
+Status ForgetDeletedBases(store::StateStore& state, const store::SyncRun& run) {
+  for (const store::SyncRecord& record : run.records) {
+    if (record.action != "delete") continue;
+    const auto [prod, test] = BaseKeyOf(record);
+    ENVSYNC_RETURN_IF_ERROR(state.DeleteBase(record.table, prod, test));
+  }
+  return Status::Ok();
+}
+
+// How many records the sync really changed now show their pre-image, and how many their
+// after-image: one transaction wrote them all, so this tells whether it (or its undo) committed.
+struct ImageEvidence {
+  int pre = 0;
+  int after = 0;
+};
+
+Result<ImageEvidence> CompareImages(const Manifest& manifest, store::Environment& target,
+                                    const store::SyncRun& run) {
+  ImageEvidence evidence;
+  for (const store::SyncRecord& record : run.records) {
+    if (record.pre_image == record.after_image) continue;
+    auto now = ReadPreImage(target, *manifest.FindTable(record.table), record.target_id);
+    if (!now.ok()) return now.status();
+    const std::string current = now->is_null() ? "" : now->dump();
+    if (current == record.pre_image) ++evidence.pre;
+    if (current == record.after_image) ++evidence.after;
+  }
+  return evidence;
+}
+
 // Records the base of every pair a sync (or its recovery) applied: both sides are read again
 // with the identity map as it is after the sync, and equal pairs get their base; pairs deleted
 // from both sides lose theirs.
@@ -282,15 +320,7 @@ Status UpdateBaseAfterSync(store::Environment& source, store::Environment& targe
     return status;
   }
   ENVSYNC_RETURN_IF_ERROR(state.CommitBaseUpdate());
-  for (const store::SyncRecord& record : run.records) {
-    if (record.action == "delete") {
-      // The pair's missing side had the target's ID (it was matched by ID).
-      ENVSYNC_RETURN_IF_ERROR(
-          state.DeleteBase(record.table, IsNull(record.prod_id) ? record.target_id : record.prod_id,
-                           IsNull(record.test_id) ? record.target_id : record.test_id));
-    }
-  }
-  return Status::Ok();
+  return ForgetDeletedBases(state, run);
 }
 
 // The identity map as it is once `run` has added its pairs.
@@ -1195,9 +1225,8 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   // lets a restart tell whether the commit happened.
   IdentityMap after = IdentitiesAfter(identities_, run_);
   for (store::SyncRecord& record : run_.records) {
-    auto base =
-        state_.FindBase(record.table, IsNull(record.prod_id) ? record.target_id : record.prod_id,
-                        IsNull(record.test_id) ? record.target_id : record.test_id);
+    const auto [prod, test] = BaseKeyOf(record);
+    auto base = state_.FindBase(record.table, prod, test);
     if (base.ok()) record.base_before = *base;
     if (record.action == "delete") continue;
     auto image = ReadPreImage(target_, *manifest_.FindTable(record.table), record.target_id);
@@ -1245,13 +1274,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
       }
     }
     ENVSYNC_RETURN_IF_ERROR(state_.CommitBaseUpdate());
-    for (const store::SyncRecord& record : run_.records) {
-      if (record.action == "delete") {
-        ENVSYNC_RETURN_IF_ERROR(state_.DeleteBase(
-            record.table, IsNull(record.prod_id) ? record.target_id : record.prod_id,
-            IsNull(record.test_id) ? record.target_id : record.test_id));
-      }
-    }
+    ENVSYNC_RETURN_IF_ERROR(ForgetDeletedBases(state_, run_));
   } else {
     ENVSYNC_RETURN_IF_ERROR(UpdateBaseAfterSync(source_, target_, state_, run_, after, layouts_,
                                                 source_keys_, target_keys_));
@@ -1411,17 +1434,9 @@ Result<std::vector<std::string>> RecoverInterruptedSyncs(
     if (!target.ok()) return target.status();
     if (run.status == "undoing") {
       // The undo committed if a record the sync changed is back to its pre-image.
-      int undone_evidence = 0;
-      int synced_evidence = 0;
-      for (const store::SyncRecord& record : run.records) {
-        if (record.pre_image == record.after_image) continue;
-        auto now = ReadPreImage(**target, *manifest.FindTable(record.table), record.target_id);
-        if (!now.ok()) return now.status();
-        const std::string current = now->is_null() ? "" : now->dump();
-        if (current == record.pre_image) ++undone_evidence;
-        if (current == record.after_image) ++synced_evidence;
-      }
-      if (undone_evidence > 0 || synced_evidence == 0) {
+      auto evidence = CompareImages(manifest, **target, run);
+      if (!evidence.ok()) return evidence.status();
+      if (evidence->pre > 0 || evidence->after == 0) {
         // A file that cannot be put back is recorded on the sync; it must not stop every command.
         Status finished = FinishUndo(**target, state, run, UtcNow());
         if (!finished.ok() && finished.code() != Status::Code::kIoError) return finished;
@@ -1446,19 +1461,11 @@ Result<std::vector<std::string>> RecoverInterruptedSyncs(
       auto keys = LoadKeys(manifest, **target);
       if (!keys.ok()) return keys.status();
       target_keys = std::move(*keys);
-      // One transaction wrote every record. Each record the sync really changes shows either
-      // its pre-image (not committed) or its after-image (committed).
-      int after_evidence = 0;
-      int before_evidence = 0;
-      for (const store::SyncRecord& record : run.records) {
-        if (record.pre_image == record.after_image) continue;
-        auto now = ReadPreImage(**target, *manifest.FindTable(record.table), record.target_id);
-        if (!now.ok()) return now.status();
-        const std::string current = now->is_null() ? "" : now->dump();
-        if (current == record.after_image) ++after_evidence;
-        if (current == record.pre_image) ++before_evidence;
-      }
-      committed = after_evidence > 0 || before_evidence == 0;
+      // Each record the sync really changes shows either its pre-image (not committed) or its
+      // after-image (committed); with none telling, rows are as after either way.
+      auto evidence = CompareImages(manifest, **target, run);
+      if (!evidence.ok()) return evidence.status();
+      committed = evidence->after > 0 || evidence->pre == 0;
     }
     if (committed) {
       ENVSYNC_RETURN_IF_ERROR(MoveFilesIntoPlace(run.files));

@@ -89,6 +89,9 @@ class Manifest {
   const TableSpec* FindTable(std::string_view name) const;
   // The table holding gallery folders (the one with `folder_path`), or nullptr.
   const TableSpec* FolderTable() const;
+  // InvalidArgument naming the first of `names` that is no module of this manifest (the
+  // `--modules` flag), with the modules there are.
+  Status CheckModuleNames(const std::vector<std::string>& names) const;
   // Module names ordered so that a module comes after every module it depends on.
   std::vector<std::string> ModuleOrder() const;
 
