@@ -9,11 +9,14 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+
+#include <termios.h>
 
 #include "envsync/core/config.h"
 #include "envsync/core/embedded_data.h"
@@ -21,6 +24,11 @@
 #include "envsync/demo/demo.h"
 #include "envsync/service/jobs.h"
 #include "envsync/service/mail.h"
+#include "envsync/service/server.h"
+#include "envsync/service/time_zone.h"
+#include "envsync/service/users.h"
+#include "envsync/service/views.h"
+#include "envsync/service/workspace.h"
 #include "envsync/store/environment.h"
 #include "envsync/store/json_codec.h"
 #include "envsync/store/state_store.h"
@@ -190,64 +198,17 @@ void PrintSummary(const Comparison& c, std::optional<Tab> only_tab, int64_t limi
   out << "\n[x] = selected by default. Details: envsync show " << c.id << " --json\n";
 }
 
-Result<Manifest> LoadManifest(const Config& config) {
-  if (config.manifest.empty()) return Manifest::Parse(EmbeddedManifest(), kEmbeddedManifestName);
-  std::ifstream in(config.manifest, std::ios::binary);
-  if (!in) {
-    return Status::InvalidArgument(
-        fmt::format("{}: manifest file '{}' cannot be read", config.source_name, config.manifest));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return Manifest::Parse(text.str(), config.manifest);
-}
-
 std::string ConfigPath(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("ENVSYNC_CONFIG"); env != nullptr && *env != '\0') return env;
   return "envsync.toml";
 }
 
-Result<std::unique_ptr<store::Environment>> OpenForWriting(const Config& config,
-                                                           const std::string& name) {
-  const EnvironmentConfig* env = config.Find(name);
-  if (env == nullptr) {
-    return Status::InvalidArgument(fmt::format("unknown environment '{}'", name));
-  }
-  return store::OpenEnvironment(*env, store::Access::kReadWrite);
-}
-
-// Opens the state store and settles any sync a killed process left half-done, so every
-// command sees the environments either fully before or fully after each sync.
-// With `lock` set, the command needs the state store's work lock for itself (a sync or an
-// undo) and is refused while another process holds it; without, it settles interrupted syncs
-// only when no other process is running one.
-Result<std::unique_ptr<store::StateStore>> OpenState(const Config& config, const Manifest& manifest,
-                                                     std::ostream& err,
-                                                     store::WorkLock* lock = nullptr) {
-  auto state = store::OpenStateStore(config.state);
-  if (!state.ok()) return state;
-  store::WorkLock probe;
-  store::WorkLock* held = lock != nullptr ? lock : &probe;
-  auto acquired = held->TryAcquire(config.state);
-  if (!acquired.ok()) return acquired.status();
-  if (!*acquired) {
-    if (lock == nullptr) return state;  // a sync is running: nothing was interrupted
-    return Status::Unavailable(fmt::format(
-        "another envsync is running a sync or an undo with state '{}': try again when it ends",
-        config.state));
-  }
-  auto settled = sync::RecoverInterruptedSyncs(
-      manifest, **state, [&](const std::string& name) { return OpenForWriting(config, name); });
-  if (!settled.ok()) return settled.status().WithContext("recovering an interrupted sync");
-  for (const std::string& id : *settled) {
-    err << "envsync: settled sync " << id << ", which an earlier run left unfinished\n";
-  }
-  return state;
-}
-
-// Who runs this command: $ENVSYNC_USER, else $USER, else "cli". Messages go to that user.
+// Who runs this command: --as, else $ENVSYNC_USER, else $USER, else "cli". Messages and mail
+// go to that user.
+std::string g_as;
 std::string CurrentUser() {
+  if (!g_as.empty()) return g_as;
   for (const char* name : {"ENVSYNC_USER", "USER"}) {
     const char* value = std::getenv(name);
     if (value != nullptr && *value != '\0') return value;
@@ -256,83 +217,39 @@ std::string CurrentUser() {
 }
 
 struct CompareFlags {
-  std::string from;
-  std::string to;
-  std::string mode = "all";
-  std::vector<std::string> modules;
-  std::vector<std::string> folders;
+  service::CompareOptions options;
   bool json = false;
   int64_t limit = 50;
 };
 
-// Opens the environment `name` for the flag `flag`, refusing names the config does not know.
-Result<std::unique_ptr<store::Environment>> OpenNamed(const Config& config, const std::string& name,
-                                                      const std::string& flag) {
-  const EnvironmentConfig* env = config.Find(name);
-  if (env == nullptr) {
-    return Status::InvalidArgument(
-        fmt::format("unknown environment '{}' ({}): {} configures PROD and TEST", name, flag,
-                    config.source_name));
-  }
-  return store::OpenEnvironment(*env);
+void Log(std::ostream& err, const std::string& line) { err << "envsync: " << line << "\n"; }
+
+// Records who did what in the audit log; a failure to record is reported, not fatal.
+void Audit(store::StateStore& state, const std::string& action, const std::string& target,
+           const nlohmann::json& detail, std::ostream& err) {
+  store::AuditEntry entry;
+  entry.at = sync::DefaultSyncContext().now();
+  entry.user = CurrentUser();
+  entry.action = action;
+  entry.target = target;
+  entry.detail = detail.dump();
+  Status added = state.AddAudit(entry);
+  if (!added.ok()) err << "envsync: warning: audit log: " << added.message() << "\n";
 }
 
-// Leaves `message` for its user and, when the user is an e-mail address, mails it (retrying
-// with backoff). A mail that cannot be delivered never fails the work: it is reported on stderr
-// and returned ("" when all went well).
-std::string Notify(const Config& config, store::StateStore& state, const store::Message& message,
-                   const std::string& link_path, std::ostream& err) {
-  std::string problem;
-  auto added = state.AddMessage(message);
-  if (!added.ok()) problem = added.status().message();
-  if (service::IsMailAddress(message.user)) {
-    auto delivered = service::Deliver(
-        config.mail, service::MailFor(message, config.mail, link_path), 3,
-        [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); });
-    if (!delivered.ok()) problem = delivered.status().message();
-  }
+std::string Notify(const service::Workspace& ws, store::StateStore& state,
+                   const store::Message& message, const std::string& link, std::ostream& err) {
+  std::string problem = ws.Notify(state, message, link);
   if (!problem.empty()) err << "envsync: warning: " << problem << "\n";
   return problem;
 }
 
-Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, bool quiet,
+Result<Comparison> RunCompare(const service::Workspace& ws, const CompareFlags& flags, bool quiet,
                               std::ostream& err) {
-  if (config.home != "PROD") {
-    return Status::InvalidArgument(
-        fmt::format("{}: home is {}: comparisons and syncs can be started only from PROD",
-                    config.source_name, config.home));
-  }
-  auto mode = ParseMode(flags.mode);
-  if (!mode) {
-    return Status::InvalidArgument(
-        fmt::format("--mode '{}' is not a mode: use all or new", flags.mode));
-  }
-  if (config.Find(flags.from) != nullptr && flags.from == flags.to) {
-    return Status::InvalidArgument(fmt::format(
-        "--from and --to both name {}: a sync runs from one environment to the other", flags.from));
-  }
-  for (const auto& [name, flag] : {std::pair{flags.from, "--from"}, std::pair{flags.to, "--to"}}) {
-    if (config.Find(name) == nullptr) {
-      return Status::InvalidArgument(
-          fmt::format("unknown environment '{}' ({}): {} configures PROD and TEST", name, flag,
-                      config.source_name));
-    }
-  }
-  auto manifest = LoadManifest(config);
-  if (!manifest.ok()) return manifest.status();
   // Checked before anything is opened, so a bad name is bad input even with a database missing.
-  ENVSYNC_RETURN_IF_ERROR(manifest->CheckModuleNames(flags.modules));
-  auto source = OpenNamed(config, flags.from, "--from");
-  if (!source.ok()) return source.status();
-  auto target = OpenNamed(config, flags.to, "--to");
-  if (!target.ok()) return target.status();
-  auto state = OpenState(config, *manifest, err);
+  ENVSYNC_RETURN_IF_ERROR(ws.CheckCompare(flags.options, "--"));
+  auto state = ws.OpenState([&](const std::string& line) { Log(err, line); });
   if (!state.ok()) return state.status();
-
-  sync::CompareRequest request;
-  request.mode = *mode;
-  request.modules = flags.modules;
-  request.folders = flags.folders;
   sync::CompareContext context = sync::DefaultCompareContext();
   const auto started = std::chrono::steady_clock::now();
   auto seconds_since = [started] {
@@ -348,13 +265,13 @@ Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, b
           << std::flush;
     };
   }
-  auto comparison = sync::Compare(*manifest, **source, **target, **state, request, context);
+  auto comparison = ws.Compare(**state, flags.options, context, "--");
   if (tty) err << "\r" << std::string(70, ' ') << "\r";
   if (comparison.ok() && !quiet) {
-    Notify(config, **state, service::ComparisonFinishedMessage(*comparison, CurrentUser()),
+    Audit(**state, "compare", comparison->id,
+          nlohmann::json::parse(service::CompareOptionsToJson(flags.options, CurrentUser())), err);
+    Notify(ws, **state, service::ComparisonFinishedMessage(*comparison, CurrentUser()),
            "/comparisons/" + comparison->id, err);
-  }
-  if (comparison.ok() && !quiet) {
     const double s = seconds_since();
     err << fmt::format("compared {} records in {:.2f} s ({:.0f} records/s)\n",
                        Thousands(comparison->records_compared), s,
@@ -363,88 +280,33 @@ Result<Comparison> RunCompare(const Config& config, const CompareFlags& flags, b
   return comparison;
 }
 
-// Opens the comparison's two environments (the target for writing) and executes `request`;
-// the caller holds the state store's work lock.
-Result<sync::SyncOutcome> RunSyncNow(const Config& config, const Manifest& manifest,
-                                     store::StateStore& state, const sync::SyncRequest& request) {
-  auto comparison = state.LoadComparison(request.comparison_id);
-  if (!comparison.ok()) return comparison.status();
-  auto source = OpenNamed(config, comparison->from, "source");
-  if (!source.ok()) return source.status();
-  auto target = OpenForWriting(config, comparison->to);
-  if (!target.ok()) return target.status();
-  return sync::ExecuteSync(manifest, **source, **target, state, request,
-                           sync::DefaultSyncContext());
-}
-
 std::atomic<bool> g_stop{false};
 void RequestStop(int) { g_stop = true; }
 
-// `envsync serve`: runs scheduled jobs when they are due, until SIGTERM (or once).
-int Serve(const Config& config, const Manifest& manifest, bool once, int poll_seconds,
-          std::ostream& err) {
-  auto state = store::OpenStateStore(config.state);
-  if (!state.ok()) return Fail(err, state.status());
-  g_stop = false;
-  std::signal(SIGTERM, RequestStop);
-  std::signal(SIGINT, RequestStop);
-  err << fmt::format("envsync serve: running scheduled jobs from {} every {} s\n", config.state,
-                     poll_seconds)
-      << std::flush;
-  while (!g_stop) {
-    store::WorkLock lock;
-    auto acquired = lock.TryAcquire(config.state);
-    if (!acquired.ok()) return Fail(err, acquired.status());
-    if (*acquired) {
-      auto settled = sync::RecoverInterruptedSyncs(
-          manifest, **state, [&](const std::string& name) { return OpenForWriting(config, name); });
-      if (!settled.ok()) return Fail(err, settled.status());
-      auto ran = service::RunDueJobs(
-          **state, sync::DefaultSyncContext().now,
-          [&](const sync::SyncRequest& request) {
-            return RunSyncNow(config, manifest, **state, request);
-          },
-          [&](const store::Message& message) {
-            return Notify(config, **state, message, "/jobs/" + message.job_id, err);
-          });
-      if (!ran.ok()) return Fail(err, ran.status());
-      for (const std::string& id : *ran) {
-        auto job = (*state)->LoadJob(id);
-        err << fmt::format("envsync serve: job {} {}{}\n", id, job.ok() ? job->state : "?",
-                           job.ok() && !job->error.empty() ? ": " + job->error : "")
-            << std::flush;
-      }
-    }
-    if (once) break;
-    for (int i = 0; i < poll_seconds * 10 && !g_stop; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+// Reads a password from stdin: without echo from a terminal, else the first line.
+Result<std::string> ReadPassword(std::ostream& err) {
+  const bool tty = isatty(STDIN_FILENO) == 1;
+  termios saved{};
+  if (tty) {
+    err << "Password: " << std::flush;
+    tcgetattr(STDIN_FILENO, &saved);
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
   }
-  err << "envsync serve: stopped\n";
-  return kExitOk;
+  std::string password;
+  const bool read = static_cast<bool>(std::getline(std::cin, password));
+  if (tty) {
+    tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    err << "\n";
+  }
+  if (!read) return Status::InvalidArgument("no password on stdin: pipe it in or type it");
+  if (!password.empty() && password.back() == '\r') password.pop_back();
+  return password;
 }
 
-nlohmann::json OutcomeJson(const sync::SyncOutcome& o) {
-  nlohmann::json timings = nlohmann::json::object();
-  for (const auto& [phase, seconds] : o.timings) timings[phase] = seconds;
-  nlohmann::json modules = nlohmann::json::object();
-  for (const auto& [name, c] : o.per_module) {
-    modules[name] = {{"new", c.new_records}, {"modified", c.modified}, {"deleted", c.deleted}};
-  }
-  return {{"sync_id", o.sync_id},
-          {"status", o.success ? "success" : "failure"},
-          {"test_import", o.test_import},
-          {"applied",
-           {{"new", o.applied.new_records},
-            {"modified", o.applied.modified},
-            {"deleted", o.applied.deleted}}},
-          {"modules", modules},
-          {"files", o.files},
-          {"timings", timings},
-          {"error", o.success ? nlohmann::json() : nlohmann::json(o.error)}};
-}
-
-int DemoInit(const std::string& dir, int64_t records, std::ostream& out, std::ostream& err) {
+int DemoInit(const std::string& dir, int64_t records, const std::string& admin, std::ostream& out,
+             std::ostream& err) {
   demo::DemoOptions options{dir, records};
   const auto started = std::chrono::steady_clock::now();
   Status status = demo::CreateCommonState(options);
@@ -453,26 +315,46 @@ int DemoInit(const std::string& dir, int64_t records, std::ostream& out, std::os
   const demo::DemoPaths paths = demo::PathsFor(dir);
   auto config = LoadConfig(paths.config.string());
   if (!config.ok()) return Fail(err, config.status());
+  auto ws = service::Workspace::Open(*config);
+  if (!ws.ok()) return Fail(err, ws.status());
   // The last sync left both sides equal: a comparison now records that common state as the
   // base, and the pending work made since is applied on top.
   CompareFlags flags;
-  flags.from = "TEST";
-  flags.to = "PROD";
-  auto baseline = RunCompare(*config, flags, /*quiet=*/true, err);
+  flags.options.from = "TEST";
+  flags.options.to = "PROD";
+  auto baseline = RunCompare(**ws, flags, /*quiet=*/true, err);
   if (!baseline.ok()) return Fail(err, baseline.status());
   status = demo::ApplyPendingWork(options);
   if (!status.ok()) return Fail(err, status);
+  // A demo admin with a fresh random password, written beside the config for the demo script.
+  const std::string password = service::RandomToken(9);
+  {
+    auto state = store::OpenStateStore(config->state);
+    if (!state.ok()) return Fail(err, state.status());
+    status = service::AddUser(**state, admin, "admin", password, "UTC",
+                              sync::DefaultSyncContext().now());
+    if (!status.ok()) return Fail(err, status);
+  }
+  const std::filesystem::path login_file = paths.config.parent_path() / "demo-login.txt";
+  {
+    std::ofstream login(login_file, std::ios::trunc);
+    login << admin << "\n" << password << "\n";
+    if (!login) return Fail(err, Status::Unavailable("cannot write " + login_file.string()));
+  }
+  std::filesystem::permissions(login_file, std::filesystem::perms::owner_read |
+                                               std::filesystem::perms::owner_write);
   const double s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   out << fmt::format(
       "Demo environments written to {} in {:.1f} s ({} records per side):\n"
       "  config  {}\n  PROD    {}  (assets {})\n  TEST    {}  (assets {})\n  state   {}\n"
       "Both sides were synchronized once (base recorded by comparison {}), then edited.\n"
+      "Demo admin: {} (password in {})\n"
       "Next: envsync --config {} compare --from TEST --to PROD\n",
       paths.config.parent_path().string(), s, Thousands(baseline->records_compared / 2),
       paths.config.string(), paths.prod_db.string(), paths.prod_assets.string(),
       paths.test_db.string(), paths.test_assets.string(), paths.state.string(), baseline->id,
-      paths.config.string());
+      admin, login_file.string(), paths.config.string());
   return kExitOk;
 }
 
@@ -498,16 +380,18 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
   std::string config_flag;
   app.add_option("--config", config_flag,
                  "configuration file (default: $ENVSYNC_CONFIG, then ./envsync.toml)");
+  g_as.clear();
+  app.add_option("--as", g_as, "act as this user (default: $ENVSYNC_USER); mail goes to them");
 
   CompareFlags compare_flags;
   CLI::App* compare = app.add_subcommand("compare", "compare two environments");
-  compare->add_option("--from", compare_flags.from, "source environment (PROD or TEST)")
+  compare->add_option("--from", compare_flags.options.from, "source environment (PROD or TEST)")
       ->required();
-  compare->add_option("--to", compare_flags.to, "target environment (PROD or TEST)")->required();
-  compare->add_option("--mode", compare_flags.mode, "all (default) or new");
-  compare->add_option("--modules", compare_flags.modules, "modules to compare (default: all)")
+  compare->add_option("--to", compare_flags.options.to, "target environment (PROD or TEST)")->required();
+  compare->add_option("--mode", compare_flags.options.mode, "all (default) or new");
+  compare->add_option("--modules", compare_flags.options.modules, "modules to compare (default: all)")
       ->delimiter(',');
-  compare->add_option("--folders", compare_flags.folders, "gallery folders (default: all)")
+  compare->add_option("--folders", compare_flags.options.folders, "gallery folders (default: all)")
       ->delimiter(',');
   compare->add_flag("--json", compare_flags.json, "print the comparison as JSON");
   compare->add_option("--limit", compare_flags.limit,
@@ -567,20 +451,43 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
   messages_cmd->add_flag("--json", messages_json, "print as JSON");
   messages_cmd->add_flag("--all", messages_all, "every user's messages");
   bool serve_once = false;
-  int serve_poll = 5;
-  CLI::App* serve_cmd = app.add_subcommand("serve", "run scheduled syncs when they are due");
-  serve_cmd->add_flag("--once", serve_once, "run the due jobs once and stop");
-  serve_cmd->add_option("--poll", serve_poll, "seconds between looks at the schedule")
+  service::ServeOptions serve_options;
+  CLI::App* serve_cmd =
+      app.add_subcommand("serve", "serve the REST API and run jobs when they are due");
+  serve_cmd->add_flag("--once", serve_once, "run the due jobs once and stop (no HTTP)");
+  serve_cmd->add_option("--listen", serve_options.listen,
+                        "HOST:PORT to serve on (default 127.0.0.1:8080; port 0 = any free one)");
+  serve_cmd->add_option("--poll", serve_options.poll_seconds,
+                        "seconds between looks at the schedule")
       ->check(CLI::Range(1, 3600));
+  serve_cmd->add_option("--web", serve_options.web_root, "folder with the page's files");
+
+  CLI::App* user_cmd = app.add_subcommand("user", "manage the service's users");
+  user_cmd->require_subcommand(1);
+  std::string user_email;
+  std::string user_role;
+  std::string user_zone = "UTC";
+  CLI::App* user_add = user_cmd->add_subcommand("add", "add a user (password from stdin)");
+  user_add->add_option("EMAIL", user_email, "the user's e-mail address")->required();
+  user_add->add_option("--role", user_role, "viewer, operator or admin")->required();
+  user_add->add_option("--time-zone", user_zone, "tz database zone times are shown in");
+  bool users_json = false;
+  CLI::App* user_list = user_cmd->add_subcommand("list", "list the users");
+  user_list->add_flag("--json", users_json, "print as JSON");
+  bool audit_json = false;
+  CLI::App* audit_cmd = app.add_subcommand("audit", "who did what, to which records, when");
+  audit_cmd->add_flag("--json", audit_json, "print as JSON");
 
   CLI::App* demo_cmd = app.add_subcommand("demo", "demo environments");
   demo_cmd->require_subcommand(1);
   std::string demo_dir;
   int64_t demo_records = 0;
+  std::string demo_admin = "admin@example.com";
   CLI::App* demo_init = demo_cmd->add_subcommand("init", "write a demo PROD and TEST");
   demo_init->add_option("DIR", demo_dir, "directory to create")->required();
   demo_init->add_option("--records", demo_records, "extra CMS pages per side (e.g. 1000000)")
       ->check(CLI::NonNegativeNumber);
+  demo_init->add_option("--admin", demo_admin, "the demo admin's e-mail address");
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -593,25 +500,80 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     err << "envsync: error: " << e.what() << " (see envsync --help)\n";
     return kExitBadInput;
   }
-  for (const std::string& flag : compare_flags.modules) {
+  for (const std::string& flag : compare_flags.options.modules) {
     if (flag.empty()) return Fail(err, Status::InvalidArgument("--modules holds an empty name"));
   }
 
-  if (demo_init->parsed()) return DemoInit(demo_dir, demo_records, out, err);
+  if (demo_init->parsed()) return DemoInit(demo_dir, demo_records, demo_admin, out, err);
 
   auto config = LoadConfig(ConfigPath(config_flag));
   if (!config.ok()) return Fail(err, config.status());
 
-  if (jobs_cmd->parsed() || cancel_cmd->parsed() || messages_cmd->parsed() || serve_cmd->parsed()) {
-    auto manifest = LoadManifest(*config);
-    if (!manifest.ok()) return Fail(err, manifest.status());
-    if (serve_cmd->parsed()) return Serve(*config, *manifest, serve_once, serve_poll, err);
-    auto state = OpenState(*config, *manifest, err);
+  auto ws = service::Workspace::Open(*config);
+  if (!ws.ok()) return Fail(err, ws.status());
+  const auto log = [&](const std::string& line) { Log(err, line); };
+
+  if (serve_cmd->parsed()) {
+    if (serve_once) {
+      Status ran = service::RunJobsOnce(**ws);
+      return ran.ok() ? kExitOk : Fail(err, ran);
+    }
+    g_stop = false;
+    std::signal(SIGTERM, RequestStop);
+    std::signal(SIGINT, RequestStop);
+    Status served = service::Serve(**ws, serve_options, g_stop);
+    return served.ok() ? kExitOk : Fail(err, served);
+  }
+  if (user_cmd->parsed() || audit_cmd->parsed()) {
+    auto state = (*ws)->OpenState(log);
+    if (!state.ok()) return Fail(err, state.status());
+    if (user_add->parsed()) {
+      auto password = ReadPassword(err);
+      if (!password.ok()) return Fail(err, password.status());
+      Status added = service::AddUser(**state, user_email, user_role, *password, user_zone,
+                                      sync::DefaultSyncContext().now());
+      if (!added.ok()) return Fail(err, added);
+      Audit(**state, "user.add", user_email, {{"role", user_role}, {"time_zone", user_zone}}, err);
+      out << fmt::format("User {} ({}) saved.\n", user_email, user_role);
+      return kExitOk;
+    }
+    if (user_list->parsed()) {
+      auto users = (*state)->ListUsers();
+      if (!users.ok()) return Fail(err, users.status());
+      nlohmann::json list = nlohmann::json::array();
+      for (const store::User& u : *users) {
+        list.push_back({{"email", u.email},
+                        {"role", u.role},
+                        {"time_zone", u.time_zone},
+                        {"created_at", u.created_at}});
+        if (!users_json) out << fmt::format("{}  {}  {}\n", u.email, u.role, u.time_zone);
+      }
+      if (users_json) out << list.dump(2) << "\n";
+      if (!users_json && users->empty()) out << "No users.\n";
+      return kExitOk;
+    }
+    auto entries = (*state)->ListAudit();
+    if (!entries.ok()) return Fail(err, entries.status());
+    nlohmann::json list = nlohmann::json::array();
+    for (const store::AuditEntry& e : *entries) {
+      list.push_back(service::AuditJson(e));
+      if (!audit_json) {
+        out << fmt::format("{}  {}  {}  {}  {}\n", e.at, e.user, e.action, e.target, e.detail);
+      }
+    }
+    if (audit_json) out << list.dump(2) << "\n";
+    if (!audit_json && entries->empty()) out << "The audit log is empty.\n";
+    return kExitOk;
+  }
+
+  if (jobs_cmd->parsed() || cancel_cmd->parsed() || messages_cmd->parsed()) {
+    auto state = (*ws)->OpenState(log);
     if (!state.ok()) return Fail(err, state.status());
     if (cancel_cmd->parsed()) {
       Status cancelled =
           service::CancelJob(**state, cancel_id, CurrentUser(), sync::DefaultSyncContext().now());
       if (!cancelled.ok()) return Fail(err, cancelled);
+      Audit(**state, "job.cancel", cancel_id, nlohmann::json::object(), err);
       out << "Cancelled job " << cancel_id << ".\n";
       return kExitOk;
     }
@@ -619,27 +581,13 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
       auto jobs = (*state)->ListJobs();
       if (!jobs.ok()) return Fail(err, jobs.status());
       nlohmann::json list = nlohmann::json::array();
-      for (const store::Job& j : *jobs) {
-        list.push_back(
-            {{"job_id", j.id},
-             {"kind", j.kind},
-             {"state", j.state},
-             {"run_at", j.run_at},
-             {"created_at", j.created_at},
-             {"started_at", j.started_at},
-             {"finished_at", j.finished_at},
-             {"started_by", j.started_by},
-             {"request", nlohmann::json::parse(j.request, nullptr, false)},
-             {"result", j.result.empty() ? nlohmann::json()
-                                         : nlohmann::json::parse(j.result, nullptr, false)},
-             {"error", j.error.empty() ? nlohmann::json() : nlohmann::json(j.error)}});
-      }
+      for (const store::Job& j : *jobs) list.push_back(service::JobJson(j));
       if (jobs_json) {
         out << list.dump(2) << "\n";
       } else {
         for (const store::Job& j : *jobs) {
-          out << fmt::format("{}  {}  {:<10} at {}  by {}{}\n", j.id, j.kind, j.state, j.run_at,
-                             j.started_by, j.error.empty() ? "" : "  -- " + j.error);
+          out << fmt::format("{}  {:<7}  {:<10} at {}  by {}{}\n", j.id, j.kind, j.state,
+                             j.run_at, j.started_by, j.error.empty() ? "" : "  -- " + j.error);
         }
         if (jobs->empty()) out << "No jobs.\n";
       }
@@ -649,13 +597,12 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     if (!messages.ok()) return Fail(err, messages.status());
     nlohmann::json list = nlohmann::json::array();
     for (const store::Message& m : *messages) {
-      list.push_back({{"id", m.id},
-                      {"user", m.user},
-                      {"created_at", m.created_at},
-                      {"title", m.title},
-                      {"body", m.body},
-                      {"job_id", m.job_id},
-                      {"read", m.read}});
+      std::string job_state;
+      if (!m.job_id.empty()) {
+        auto job = (*state)->LoadJob(m.job_id);
+        if (job.ok()) job_state = job->state;
+      }
+      list.push_back(service::MessageJson(m, job_state));
     }
     if (messages_json) {
       out << list.dump(2) << "\n";
@@ -669,7 +616,7 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
   }
 
   if (compare->parsed()) {
-    auto comparison = RunCompare(*config, compare_flags, /*quiet=*/false, err);
+    auto comparison = RunCompare(**ws, compare_flags, /*quiet=*/false, err);
     if (!comparison.ok()) return Fail(err, comparison.status());
     if (compare_flags.json) {
       out << store::ComparisonToJson(*comparison, std::nullopt, 2) << "\n";
@@ -679,33 +626,21 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     return kExitOk;
   }
   if (sync_cmd->parsed() || undo_cmd->parsed() || history_cmd->parsed()) {
-    auto manifest = LoadManifest(*config);
-    if (!manifest.ok()) return Fail(err, manifest.status());
     if (!history_cmd->parsed() && config->home != "PROD") {
       return Fail(err, Status::InvalidArgument(fmt::format(
                            "{}: home is {}: comparisons and syncs can be started only from PROD",
                            config->source_name, config->home)));
     }
     store::WorkLock lock;
-    auto state = OpenState(*config, *manifest, err, history_cmd->parsed() ? nullptr : &lock);
+    // Scheduling writes only a job, so it needs no work lock.
+    const bool needs_lock = !history_cmd->parsed() && !(sync_cmd->parsed() && !at.empty());
+    auto state = (*ws)->OpenState(log, needs_lock ? &lock : nullptr);
     if (!state.ok()) return Fail(err, state.status());
     if (history_cmd->parsed()) {
       auto runs = (*state)->ListSyncs();
       if (!runs.ok()) return Fail(err, runs.status());
       nlohmann::json list = nlohmann::json::array();
-      for (const store::SyncRun& r : *runs) {
-        list.push_back({{"sync_id", r.id},
-                        {"comparison_id", r.comparison_id},
-                        {"from", r.from},
-                        {"to", r.to},
-                        {"started_by", r.started_by},
-                        {"started_at", r.created_at},
-                        {"finished_at", r.finished_at},
-                        {"test_import", r.test_import},
-                        {"status", r.status},
-                        {"applied", nlohmann::json::parse(r.applied.empty() ? "{}" : r.applied)},
-                        {"error", r.error.empty() ? nlohmann::json() : nlohmann::json(r.error)}});
-      }
+      for (const store::SyncRun& r : *runs) list.push_back(service::SyncRunJson(r));
       if (history_json) {
         out << list.dump(2) << "\n";
       } else {
@@ -727,18 +662,22 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     }
     std::string from;
     std::string to;
+    sync::SyncRequest request{sync_id_arg, select, deselect, resolve, test_import, CurrentUser()};
     if (sync_cmd->parsed()) {
       auto comparison = (*state)->LoadComparison(sync_id_arg);
       if (!comparison.ok()) return Fail(err, comparison.status());
       if (!at.empty()) {
-        auto run_at = service::ParseScheduleTime(at);
+        // A time without a zone is read in the user's own zone, when the user has one.
+        std::string zone;
+        auto user = (*state)->FindUser(CurrentUser());
+        if (user.ok() && user->has_value()) zone = (*user)->time_zone;
+        auto run_at = service::ParseScheduleTime(at, zone);
         if (!run_at.ok()) return Fail(err, run_at.status());
-        sync::SyncRequest request{sync_id_arg, select,      deselect,
-                                  resolve,     test_import, CurrentUser()};
-        const sync::SyncContext ids = sync::DefaultSyncContext();
-        auto job = service::ScheduleSync(**state, request, *run_at, CurrentUser(), ids.now(),
-                                         sync::RandomJobId());
+        auto job = service::ScheduleSync(**state, request, *run_at, CurrentUser(),
+                                         zone.empty() ? "UTC" : zone,
+                                         sync::DefaultSyncContext().now(), sync::RandomJobId());
         if (!job.ok()) return Fail(err, job.status());
+        Audit(**state, "sync.schedule", job->id, nlohmann::json::parse(job->request), err);
         if (sync_json) {
           out << nlohmann::json{{"sync_id", job->id},
                                 {"status", "scheduled"},
@@ -750,9 +689,10 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
               << "\n";
         } else {
           out << fmt::format(
-              "Scheduled: job {} runs comparison {} at {} (UTC), when `envsync serve` is "
-              "running. Cancel: envsync cancel {}\n",
-              job->id, sync_id_arg, job->run_at, job->id);
+              "Scheduled: job {} runs comparison {} at {}, when `envsync serve` is running. "
+              "Cancel: envsync cancel {}\n",
+              job->id, sync_id_arg, service::ShowInZone(job->run_at, zone.empty() ? "UTC" : zone),
+              job->id);
         }
         return kExitOk;
       }
@@ -764,33 +704,27 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
       from = run->from;
       to = run->to;
     }
-    auto source = OpenNamed(*config, from, "source");
-    if (!source.ok()) return Fail(err, source.status());
-    auto target = OpenForWriting(*config, to);
-    if (!target.ok()) return Fail(err, target.status());
-    sync::SyncContext context = sync::DefaultSyncContext();
     Result<sync::SyncOutcome> outcome = Status::Internal("not run");
     if (sync_cmd->parsed()) {
-      sync::SyncRequest request;
-      request.comparison_id = sync_id_arg;
-      request.select = select;
-      request.deselect = deselect;
-      request.resolve = resolve;
-      request.test_import = test_import;
-      request.started_by = CurrentUser();
-      outcome = sync::ExecuteSync(*manifest, **source, **target, **state, request, context);
+      outcome = (*ws)->Sync(**state, request);
       if (outcome.ok()) {
-        Notify(*config, **state,
-               service::SyncEndedMessage(*outcome, CurrentUser(), context.now(), ""),
+        Audit(**state, test_import ? "sync.test_import" : "sync.run", outcome->sync_id,
+              {{"request", nlohmann::json::parse(service::SyncRequestToJson(request))},
+               {"outcome", service::OutcomeJson(*outcome)}},
+              err);
+        Notify(**ws, **state,
+               service::SyncEndedMessage(*outcome, CurrentUser(), sync::DefaultSyncContext().now(),
+                                         ""),
                "/syncs/" + outcome->sync_id, err);
       }
     } else {
-      outcome = sync::UndoSync(*manifest, **source, **target, **state, undo_id, context);
+      outcome = (*ws)->Undo(**state, undo_id);
+      if (outcome.ok()) Audit(**state, "sync.undo", undo_id, service::OutcomeJson(*outcome), err);
     }
     if (!outcome.ok()) return Fail(err, outcome.status());
     const bool json_out = sync_cmd->parsed() ? sync_json : undo_json;
     if (json_out) {
-      out << OutcomeJson(*outcome).dump(2) << "\n";
+      out << service::OutcomeJson(*outcome).dump(2) << "\n";
     } else if (undo_cmd->parsed()) {
       out << fmt::format("Undid sync {}: {} records restored, {} removed.\n", undo_id,
                          outcome->applied.modified + outcome->applied.new_records,

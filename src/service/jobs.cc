@@ -3,94 +3,17 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
+
+#include "envsync/service/time_zone.h"
 
 namespace envsync::service {
 namespace {
 
 using nlohmann::json;
 
-bool Digits(std::string_view text, size_t pos, size_t count, int* out) {
-  if (pos + count > text.size()) return false;
-  *out = 0;
-  for (size_t i = pos; i < pos + count; ++i) {
-    if (text[i] < '0' || text[i] > '9') return false;
-    *out = *out * 10 + (text[i] - '0');
-  }
-  return true;
-}
-
-std::string FormatUtc(std::chrono::sys_seconds t) {
-  const auto day = std::chrono::floor<std::chrono::days>(t);
-  const std::chrono::year_month_day ymd{day};
-  const std::chrono::hh_mm_ss hms{t - day};
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", static_cast<int>(ymd.year()),
-                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                     hms.hours().count(), hms.minutes().count(), hms.seconds().count());
-}
-
-// Seconds between two UTC timestamps of the form FormatUtc writes.
-long SecondsBetween(const std::string& from, const std::string& to) {
-  auto parse = [](const std::string& t) -> std::chrono::sys_seconds {
-    auto utc = ParseScheduleTime(t);
-    if (!utc.ok()) return {};
-    int y = 0, mo = 1, d = 1, h = 0, mi = 0, s = 0;
-    Digits(*utc, 0, 4, &y);
-    Digits(*utc, 5, 2, &mo);
-    Digits(*utc, 8, 2, &d);
-    Digits(*utc, 11, 2, &h);
-    Digits(*utc, 14, 2, &mi);
-    Digits(*utc, 17, 2, &s);
-    return std::chrono::sys_days{std::chrono::year{y} / mo / d} + std::chrono::hours{h} +
-           std::chrono::minutes{mi} + std::chrono::seconds{s};
-  };
-  return static_cast<long>((parse(to) - parse(from)).count());
-}
-
 }  // namespace
-
-Result<std::string> ParseScheduleTime(std::string_view text) {
-  auto bad = [&] {
-    return Status::InvalidArgument(fmt::format(
-        "--at '{}' is not an ISO-8601 time with its zone, e.g. 2026-11-25T10:00:00+01:00 or "
-        "2026-11-25T09:00:00Z",
-        text));
-  };
-  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
-  if (text.size() < 17 || !Digits(text, 0, 4, &y) || text[4] != '-' || !Digits(text, 5, 2, &mo) ||
-      text[7] != '-' || !Digits(text, 8, 2, &d) || (text[10] != 'T' && text[10] != ' ') ||
-      !Digits(text, 11, 2, &h) || text[13] != ':' || !Digits(text, 14, 2, &mi)) {
-    return bad();
-  }
-  size_t pos = 16;
-  if (pos < text.size() && text[pos] == ':') {
-    if (!Digits(text, pos + 1, 2, &s)) return bad();
-    pos += 3;
-  }
-  if (pos < text.size() && text[pos] == '.') {  // fractions of a second are dropped
-    ++pos;
-    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') ++pos;
-  }
-  int offset_minutes = 0;
-  if (pos < text.size() && text[pos] == 'Z' && pos + 1 == text.size()) {
-    offset_minutes = 0;
-  } else if (pos + 6 == text.size() && (text[pos] == '+' || text[pos] == '-') &&
-             text[pos + 3] == ':') {
-    int oh = 0, om = 0;
-    if (!Digits(text, pos + 1, 2, &oh) || !Digits(text, pos + 4, 2, &om) || oh > 23 || om > 59) {
-      return bad();
-    }
-    offset_minutes = (oh * 60 + om) * (text[pos] == '-' ? -1 : 1);
-  } else {
-    return bad();
-  }
-  const std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{unsigned(mo)},
-                                        std::chrono::day{unsigned(d)}};
-  if (!ymd.ok() || h > 23 || mi > 59 || s > 60) return bad();
-  const auto local = std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{mi} +
-                     std::chrono::seconds{s};
-  return FormatUtc(local - std::chrono::minutes{offset_minutes});
-}
 
 std::string SyncRequestToJson(const sync::SyncRequest& r) {
   return json{{"comparison_id", r.comparison_id}, {"select", r.select},
@@ -118,27 +41,46 @@ Result<sync::SyncRequest> SyncRequestFromJson(const std::string& text) {
 
 Result<store::Job> ScheduleSync(store::StateStore& state, const sync::SyncRequest& request,
                                 const std::string& run_at, const std::string& user,
-                                const std::string& now, const std::string& job_id) {
+                                const std::string& zone, const std::string& now,
+                                const std::string& job_id) {
   store::Job job;
   job.id = job_id;
   job.kind = "sync";
-  job.state = "scheduled";
+  job.state = run_at.empty() ? "queued" : "scheduled";
   job.created_at = now;
-  job.run_at = run_at;
+  job.run_at = run_at.empty() ? now : run_at;
   job.started_by = user;
   job.request = SyncRequestToJson(request);
   ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
+  if (run_at.empty()) return job;
   store::Message message;
   message.user = user;
   message.created_at = now;
   message.job_id = job.id;
   message.title = "Synchronization process";
   message.body = fmt::format(
-      "The synchronization of comparison {}{} is scheduled for {} (UTC). To cancel it: "
-      "envsync cancel {}",
-      request.comparison_id, request.test_import ? " (test import)" : "", run_at, job.id);
+      "The synchronization of comparison {}{} is scheduled for {}. Do not change the "
+      "environments until it has finished: a record changed since the comparison stops the "
+      "sync. To cancel it: the Cancel action here, or envsync cancel {}",
+      request.comparison_id, request.test_import ? " (test import)" : "",
+      ShowInZone(run_at, zone), job.id);
   auto added = state.AddMessage(message);
   if (!added.ok()) return added.status();
+  return job;
+}
+
+Result<store::Job> QueueCompare(store::StateStore& state, const std::string& request,
+                                const std::string& user, const std::string& now,
+                                const std::string& job_id) {
+  store::Job job;
+  job.id = job_id;
+  job.kind = "compare";
+  job.state = "queued";
+  job.created_at = now;
+  job.run_at = now;
+  job.started_by = user;
+  job.request = request;
+  ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
   return job;
 }
 
@@ -146,9 +88,9 @@ Status CancelJob(store::StateStore& state, const std::string& job_id, const std:
                  const std::string& now) {
   auto job = state.LoadJob(job_id);
   if (!job.ok()) return job.status();
-  if (job->state != "scheduled") {
-    return Status::InvalidArgument(
-        fmt::format("job {} is {}: only a scheduled job can be cancelled", job_id, job->state));
+  if (job->state != "scheduled" && job->state != "queued") {
+    return Status::InvalidArgument(fmt::format(
+        "job {} is {}: only a job that has not started can be cancelled", job_id, job->state));
   }
   job->state = "cancelled";
   job->finished_at = now;
@@ -157,9 +99,29 @@ Status CancelJob(store::StateStore& state, const std::string& job_id, const std:
   message.user = job->started_by;
   message.created_at = now;
   message.job_id = job_id;
-  message.title = "Synchronization process cancelled";
-  message.body = fmt::format("The synchronization scheduled for {} (UTC) was cancelled by {}.",
-                             job->run_at, user);
+  message.title = job->kind == "sync" ? "Synchronization process cancelled" : "Comparison cancelled";
+  message.body = fmt::format("The {} scheduled for {} (UTC) was cancelled by {}.",
+                             job->kind == "sync" ? "synchronization" : "comparison", job->run_at,
+                             user);
+  auto added = state.AddMessage(message);
+  return added.ok() ? Status::Ok() : added.status();
+}
+
+Status NoteWaiting(store::StateStore& state, store::Job& job, const std::string& why,
+                   const std::string& now) {
+  json result = json::parse(job.result.empty() ? "{}" : job.result, nullptr, false);
+  if (!result.is_object()) result = json::object();
+  if (result.value("waiting_noted", false)) return Status::Ok();
+  result["waiting_noted"] = true;
+  job.result = result.dump();
+  ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
+  store::Message message;
+  message.user = job.started_by;
+  message.created_at = now;
+  message.job_id = job.id;
+  message.title = "Synchronization process waiting";
+  message.body = fmt::format("Job {} is due but waits: {}. It starts as soon as that ends.",
+                             job.id, why);
   auto added = state.AddMessage(message);
   return added.ok() ? Status::Ok() : added.status();
 }
@@ -194,43 +156,191 @@ store::Message SyncEndedMessage(const sync::SyncOutcome& o, const std::string& u
   return message;
 }
 
-Result<std::vector<std::string>> RunDueJobs(
-    store::StateStore& state, const std::function<std::string()>& now,
-    const std::function<Result<sync::SyncOutcome>(const sync::SyncRequest&)>& run,
-    const std::function<std::string(const store::Message&)>& notify) {
+namespace {
+
+bool Due(const store::Job& job, const std::string& now) {
+  return job.state == "queued" || (job.state == "scheduled" && job.run_at <= now);
+}
+
+// The target environment of a sync job, from its comparison ("" when unknown).
+std::string TargetOf(const store::Job& job, const std::vector<store::ComparisonSummary>& all) {
+  auto request = SyncRequestFromJson(job.request);
+  if (!request.ok()) return "";
+  for (const auto& c : all) {
+    if (c.id == request->comparison_id) return c.to;
+  }
+  return "";
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> RecoverInterruptedJobs(
+    store::StateStore& state, const std::string& now,
+    const std::function<std::string(const store::Message&, const std::string&)>& notify) {
+  std::vector<std::string> settled;
+  auto jobs = state.ListJobs();
+  if (!jobs.ok()) return jobs.status();
+  std::vector<store::SyncRun> runs;
+  bool runs_loaded = false;
+  for (store::Job& job : *jobs) {
+    if (job.state != "running") continue;
+    const store::SyncRun* ran = nullptr;
+    if (job.kind == "sync") {
+      if (!runs_loaded) {
+        auto listed = state.ListSyncs();
+        if (!listed.ok()) return listed.status();
+        runs = std::move(*listed);
+        runs_loaded = true;
+      }
+      auto request = SyncRequestFromJson(job.request);
+      for (const store::SyncRun& run : runs) {
+        if (request.ok() && run.comparison_id == request->comparison_id &&
+            run.started_by == request->started_by && run.created_at >= job.started_at &&
+            run.status != "running" && run.status != "committing") {
+          ran = &run;
+        }
+      }
+    }
+    json result = json::parse(job.result.empty() ? "{}" : job.result, nullptr, false);
+    if (!result.is_object()) result = json::object();
+    if (ran == nullptr) {
+      // Killed before it wrote anything: it runs again.
+      job.state = "queued";
+      job.started_at.clear();
+      result["restarted"] = true;
+      job.result = result.dump();
+      ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
+      settled.push_back(job.id);
+      continue;
+    }
+    const bool success = ran->status == "success" || ran->status == "undone";
+    job.state = success ? "succeeded" : "failed";
+    job.finished_at = now;
+    job.error = success ? "" : ran->error;
+    result["sync_id"] = ran->id;
+    result["success"] = success;
+    result["recovered"] = true;
+    store::Message message;
+    message.user = job.started_by;
+    message.created_at = now;
+    message.job_id = job.id;
+    message.title =
+        success ? "Success: Synchronization process" : "FAILURE: Synchronization process";
+    message.body = success
+                       ? fmt::format("Sync {} was interrupted after its commit and was completed "
+                                     "when envsync restarted.",
+                                     ran->id)
+                       : fmt::format("Sync {} was interrupted and rolled back when envsync "
+                                     "restarted: {}. Nothing was written.",
+                                     ran->id, ran->error);
+    const std::string mail_problem = notify(message, "/syncs/" + ran->id);
+    result["mail"] = mail_problem.empty() ? json() : json(mail_problem);
+    job.result = result.dump();
+    ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
+    settled.push_back(job.id);
+  }
+  return settled;
+}
+
+Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobHandlers& h) {
   std::vector<std::string> ran;
   auto jobs = state.ListJobs();
   if (!jobs.ok()) return jobs.status();
+  // Syncs due together run one after the other; each one that waits for an earlier one into the
+  // same environment is told so before it waits.
+  const std::string first_look = h.now();
+  std::vector<store::ComparisonSummary> comparisons;
+  std::map<std::string, std::string> first_into;  // environment -> the job that goes first
   for (store::Job& job : *jobs) {
-    const std::string started = now();
-    if (job.state != "scheduled" || job.run_at > started) continue;
-    auto request = SyncRequestFromJson(job.request);
+    if (job.kind != "sync" || !Due(job, first_look)) continue;
+    if (comparisons.empty()) {
+      auto listed = state.ListComparisons();
+      if (!listed.ok()) return listed.status();
+      comparisons = std::move(*listed);
+    }
+    const std::string target = TargetOf(job, comparisons);
+    auto [it, first] = first_into.emplace(target, job.id);
+    if (!first) {
+      ENVSYNC_RETURN_IF_ERROR(NoteWaiting(
+          state, job,
+          fmt::format("another synchronization into {} (job {}) runs first", target, it->second),
+          first_look));
+    }
+  }
+  for (store::Job& job : *jobs) {
+    if (h.stop && h.stop()) break;
+    // Cancelled meanwhile? The stored state decides.
+    auto current = state.LoadJob(job.id);
+    if (!current.ok()) return current.status();
+    job = std::move(*current);
+    const std::string started = h.now();
+    if (!Due(job, started)) continue;
+    const bool was_scheduled = job.state == "scheduled";
     job.state = "running";
     job.started_at = started;
     ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
-    Result<sync::SyncOutcome> outcome =
-        request.ok() ? run(*request) : Result<sync::SyncOutcome>(request.status());
-    sync::SyncOutcome ended;
-    if (outcome.ok()) {
-      ended = *outcome;
+    if (h.on_change) h.on_change(job);
+    json result = json::parse(job.result.empty() ? "{}" : job.result, nullptr, false);
+    if (!result.is_object()) result = json::object();
+    store::Message message;
+    std::string link;
+    bool success = false;
+    if (job.kind == "compare") {
+      Result<Comparison> comparison = h.run_compare(job);
+      success = comparison.ok();
+      job.finished_at = h.now();
+      if (success) {
+        const TabCounts counts = comparison->Counts();
+        result["comparison_id"] = comparison->id;
+        result["counts"] = {{"conflicts", counts.conflicts},
+                            {"new", counts.new_records},
+                            {"modified", counts.modified},
+                            {"deleted", counts.deleted}};
+        message = ComparisonFinishedMessage(*comparison, job.started_by);
+        message.job_id = job.id;
+        link = "/comparisons/" + comparison->id;
+      } else {
+        job.error = comparison.status().message();
+        message.user = job.started_by;
+        message.created_at = job.finished_at;
+        message.job_id = job.id;
+        message.title = "FAILURE: Comparison";
+        message.body = "The comparison failed: " + job.error;
+        link = "/jobs/" + job.id;
+      }
     } else {
-      ended.error = outcome.status().message();
+      auto request = SyncRequestFromJson(job.request);
+      Result<sync::SyncOutcome> outcome =
+          request.ok() ? h.run_sync(*request) : Result<sync::SyncOutcome>(request.status());
+      sync::SyncOutcome ended;
+      if (outcome.ok()) {
+        ended = *outcome;
+      } else {
+        ended.error = outcome.status().message();
+      }
+      success = ended.success;
+      job.finished_at = h.now();
+      job.error = ended.success ? "" : ended.error;
+      result["sync_id"] = ended.sync_id;
+      result["success"] = ended.success;
+      result["applied"] = {{"new", ended.applied.new_records},
+                           {"modified", ended.applied.modified},
+                           {"deleted", ended.applied.deleted}};
+      message = SyncEndedMessage(ended, job.started_by, job.finished_at, job.id);
+      const long late = SecondsBetween(job.run_at, started);
+      if (was_scheduled && late > 60) {
+        message.body +=
+            fmt::format(" It ran late: scheduled for {} (UTC), started {}.", job.run_at, started);
+        result["ran_late_seconds"] = late;
+      }
+      link = ended.sync_id.empty() ? "/jobs/" + job.id : "/syncs/" + ended.sync_id;
     }
-    job.finished_at = now();
-    job.state = ended.success ? "succeeded" : "failed";
-    job.error = ended.success ? "" : ended.error;
-    const long late = SecondsBetween(job.run_at, started);
-    store::Message message = SyncEndedMessage(ended, job.started_by, job.finished_at, job.id);
-    if (late > 60) {
-      message.body +=
-          fmt::format(" It ran late: scheduled for {} (UTC), started {}.", job.run_at, started);
-    }
-    const std::string mail_problem = notify(message);
-    job.result = json{{"sync_id", ended.sync_id},
-                      {"success", ended.success},
-                      {"mail", mail_problem.empty() ? json() : json(mail_problem)}}
-                     .dump();
+    job.state = success ? "succeeded" : "failed";
+    const std::string mail_problem = h.notify(message, link);
+    result["mail"] = mail_problem.empty() ? json() : json(mail_problem);
+    job.result = result.dump();
     ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
+    if (h.on_change) h.on_change(job);
     ran.push_back(job.id);
   }
   return ran;

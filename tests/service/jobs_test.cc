@@ -1,6 +1,7 @@
 // Scheduled syncs: `sync --at` stores a job, `envsync serve` runs it when due, `cancel` stops it,
 // and every step leaves the user a message, as the seed's Messages tab shows them.
 #include "envsync/service/jobs.h"
+#include "envsync/service/time_zone.h"
 
 #include "tests/sync/compare_test_support.h"
 
@@ -25,6 +26,31 @@ TEST(ParseScheduleTime, RefusesAmbiguousOrInvalidTimes) {
     ASSERT_FALSE(parsed.ok()) << text;
     EXPECT_NE(parsed.status().message().find(text), std::string::npos);
   }
+}
+
+// Named zones from the tz database, with their daylight-saving rules: Berlin is UTC+1 in
+// November and UTC+2 in July; a zoneless time takes the default zone when one is given.
+TEST(ParseScheduleTime, UsesNamedZonesAndTheirRules) {
+  EXPECT_EQ(*service::ParseScheduleTime("2026-11-25T10:00 Europe/Berlin"), "2026-11-25T09:00:00Z");
+  EXPECT_EQ(*service::ParseScheduleTime("2026-07-01T10:00[Europe/Berlin]"), "2026-07-01T08:00:00Z");
+  EXPECT_EQ(*service::ParseScheduleTime("2026-11-25T10:00", "America/New_York"),
+            "2026-11-25T15:00:00Z");
+  EXPECT_EQ(service::ShowInZone("2026-11-25T09:00:00Z", "Europe/Berlin"), "2026-11-25 10:00 CET");
+  EXPECT_EQ(service::ShowInZone("2026-07-01T08:00:00Z", "Europe/Berlin"), "2026-07-01 10:00 CEST");
+  EXPECT_EQ(service::SecondsBetween("2026-11-25T09:00:00Z", "2026-11-25T10:00:30Z"), 3630);
+}
+
+// A local time the clocks skip or repeat is refused with the reason, as is an unknown zone.
+TEST(ParseScheduleTime, RefusesSkippedRepeatedAndUnknownLocalTimes) {
+  auto skipped = service::ParseScheduleTime("2026-03-29T02:30 Europe/Berlin");
+  ASSERT_FALSE(skipped.ok());
+  EXPECT_NE(skipped.status().message().find("skip"), std::string::npos);
+  auto repeated = service::ParseScheduleTime("2026-10-25T02:30 Europe/Berlin");
+  ASSERT_FALSE(repeated.ok());
+  EXPECT_NE(repeated.status().message().find("twice"), std::string::npos);
+  auto unknown = service::ParseScheduleTime("2026-11-25T10:00 Mars/Olympus");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("Mars/Olympus"), std::string::npos);
 }
 
 class JobsTest : public DemoEnvironments {

@@ -194,8 +194,8 @@ TEST_F(CrashTest, KilledDuringUndoEndsUndone) {
 // `serve` stops cleanly on SIGTERM.
 TEST_F(CrashTest, ServeStopsOnSigterm) {
   Build(Start::kCommonWithBase);
-  EXPECT_EQ(RunBinary({"--config", paths_.config.string(), "serve", "--poll", "1"}, "", 1200,
-                      SIGTERM, "running scheduled jobs"),
+  EXPECT_EQ(RunBinary({"--config", paths_.config.string(), "serve", "--listen", "127.0.0.1:0", "--poll", "1"}, "", 1200,
+                      SIGTERM, "listening on"),
             0);
   EXPECT_NE(ReadBytes(dir_ / "child.err").find("stopped"), std::string::npos)
       << ReadBytes(dir_ / "child.err");
@@ -213,8 +213,8 @@ TEST_F(CrashTest, ScheduledSyncRunsAfterTheServerWasKilled) {
   CliRun scheduled = RunCli({"--config", paths_.config.string(), "sync", id, "--at", at, "--json"});
   ASSERT_EQ(scheduled.exit_code, 0) << scheduled.err;
   // The server is killed before the job is due.
-  EXPECT_EQ(RunBinary({"--config", paths_.config.string(), "serve", "--poll", "1"}, "", 100,
-                      SIGKILL, "running scheduled jobs"),
+  EXPECT_EQ(RunBinary({"--config", paths_.config.string(), "serve", "--listen", "127.0.0.1:0", "--poll", "1"}, "", 100,
+                      SIGKILL, "listening on"),
             -SIGKILL);
   EXPECT_TRUE(DumpTarget(paths_) == before);
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));

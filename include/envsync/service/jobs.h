@@ -13,31 +13,52 @@
 
 namespace envsync::service {
 
-// Parses an ISO-8601 date and time with its zone (`2026-11-25T10:00:00+01:00`, `…Z`; seconds
-// optional) and returns it in UTC as `YYYY-MM-DDTHH:MM:SSZ`. InvalidArgument naming the text
-// for anything else, a time without a zone included (it would be ambiguous).
-Result<std::string> ParseScheduleTime(std::string_view text);
-
-// Stores a sync of `request` to run at `run_at` (UTC) as a scheduled job, with the
-// "Synchronization process" message to `user` that says when and how to cancel it.
+// Stores a sync of `request` as a job: scheduled to run at `run_at` (UTC), or queued to run
+// as soon as the service can when `run_at` is empty. A scheduled one leaves `user` the
+// "Synchronization process" message with the time shown in `zone` and how to cancel it.
 Result<store::Job> ScheduleSync(store::StateStore& state, const sync::SyncRequest& request,
                                 const std::string& run_at, const std::string& user,
-                                const std::string& now, const std::string& job_id);
+                                const std::string& zone, const std::string& now,
+                                const std::string& job_id);
+
+// Stores a comparison to run in the background (`request` as CompareOptionsToJson writes it).
+Result<store::Job> QueueCompare(store::StateStore& state, const std::string& request,
+                                const std::string& user, const std::string& now,
+                                const std::string& job_id);
 
 // Cancels a job that has not started. InvalidArgument naming it when it already ran, runs or
 // was cancelled; NotFound for an unknown ID.
 Status CancelJob(store::StateStore& state, const std::string& job_id, const std::string& user,
                  const std::string& now);
 
-// Runs every scheduled job whose time has come, oldest first, each through `run`, and hands a
-// "Success: Synchronization process" or "FAILURE: Synchronization process" message for the user
-// who scheduled it (saying when it ran late) to `notify`, which stores and mails it and returns
-// what went wrong with the mail ("" when nothing did); the job's result keeps that. Returns the
-// IDs of the jobs it ran.
-Result<std::vector<std::string>> RunDueJobs(
-    store::StateStore& state, const std::function<std::string()>& now,
-    const std::function<Result<sync::SyncOutcome>(const sync::SyncRequest&)>& run,
-    const std::function<std::string(const store::Message&)>& notify);
+// Tells the user of a due sync job that it waits (`why`), once per job.
+Status NoteWaiting(store::StateStore& state, store::Job& job, const std::string& why,
+                   const std::string& now);
+
+// What RunDueJobs runs each kind of job with, and whom it tells.
+struct JobHandlers {
+  std::function<std::string()> now;
+  std::function<Result<sync::SyncOutcome>(const sync::SyncRequest&)> run_sync;
+  std::function<Result<Comparison>(const store::Job&)> run_compare;
+  // Stores and mails a message; returns what went wrong with the mail ("" when nothing did).
+  std::function<std::string(const store::Message&, const std::string& link_path)> notify;
+  std::function<void(const store::Job&)> on_change;  // may be empty
+  std::function<bool()> stop;                        // may be empty
+};
+
+// Runs every job that is due (queued, or scheduled with its time come), oldest first. A sync
+// ends with a "Success: / FAILURE: Synchronization process" message for the user who asked for
+// it (saying when it ran late), a comparison with "Comparison finished". A due sync that has to
+// wait for another one into the same environment is told so first. The job keeps how the mail
+// went. Returns the IDs of the jobs it ran.
+Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobHandlers& handlers);
+
+// Settles the jobs a killed service left "running" (after RecoverInterruptedSyncs has settled
+// their syncs): a sync job takes the end of its sync (completed or rolled back) and its user is
+// told through `notify`; a job that had written nothing yet is queued again. Returns their IDs.
+Result<std::vector<std::string>> RecoverInterruptedJobs(
+    store::StateStore& state, const std::string& now,
+    const std::function<std::string(const store::Message&, const std::string& link_path)>& notify);
 
 // The messages the seed describes.
 store::Message ComparisonFinishedMessage(const Comparison& comparison, const std::string& user);

@@ -128,6 +128,36 @@ struct Message {
   bool read = false;
 };
 
+// Someone who may use envsync through the service: an e-mail address, a role (viewer, operator
+// or admin), a PBKDF2 password hash (see service/users.h) and the time zone times are shown in.
+struct User {
+  std::string email;
+  std::string role;
+  std::string password_hash;
+  std::string time_zone = "UTC";
+  std::string created_at;
+};
+
+// A logged-in browser or API client. Only a SHA-256 of the session token is kept, so a copy of
+// the store does not let anyone in.
+struct Session {
+  std::string token_hash;
+  std::string email;
+  std::string csrf_token;
+  std::string created_at;
+  std::string expires_at;
+};
+
+// One line of the audit log: who did what, to which records, when.
+struct AuditEntry {
+  int64_t id = 0;
+  std::string at;
+  std::string user;
+  std::string action;  // e.g. sync.schedule, job.cancel, user.add, login.failed
+  std::string target;  // the comparison, sync, job or user acted on
+  std::string detail;  // JSON: the records and options involved
+};
+
 // envsync's own state: comparisons and their changes, the base of every record pair, and the
 // identity map. Its schema is versioned and migrated forward when it is opened.
 //
@@ -190,6 +220,26 @@ class StateStore {
   virtual Result<int64_t> AddMessage(const Message& message) = 0;
   // The messages of `user` (every user's when empty), newest first.
   virtual Result<std::vector<Message>> ListMessages(const std::string& user) = 0;
+  // Marks a message of `user` read. NotFound when that user has no such message.
+  virtual Status MarkMessageRead(int64_t id, const std::string& user) = 0;
+
+  // Adds or replaces a user.
+  virtual Status SaveUser(const User& user) = 0;
+  virtual Result<std::optional<User>> FindUser(const std::string& email) = 0;
+  virtual Result<std::vector<User>> ListUsers() = 0;
+
+  virtual Status SaveSession(const Session& session) = 0;
+  virtual Result<std::optional<Session>> FindSession(const std::string& token_hash) = 0;
+  virtual Status DeleteSession(const std::string& token_hash) = 0;
+
+  virtual Status AddAudit(const AuditEntry& entry) = 0;
+  // Oldest first.
+  virtual Result<std::vector<AuditEntry>> ListAudit() = 0;
+
+  // The reviewer's pending selection and resolutions of a comparison (JSON, see the API), ""
+  // when none was saved.
+  virtual Status SaveSelection(const std::string& comparison_id, const std::string& json) = 0;
+  virtual Result<std::string> LoadSelection(const std::string& comparison_id) = 0;
 };
 
 // Opens (creating if needed) the state store at `location`, a SQLite path, and migrates its
@@ -198,7 +248,7 @@ class StateStore {
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location);
 
 // The current version of the state store's schema.
-inline constexpr int kStateSchemaVersion = 3;
+inline constexpr int kStateSchemaVersion = 4;
 
 }  // namespace envsync::store
 

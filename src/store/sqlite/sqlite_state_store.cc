@@ -125,6 +125,34 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_by_user ON messages (user, id);
 )sql",
+    R"sql(
+CREATE TABLE users (
+  email         TEXT PRIMARY KEY,
+  role          TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  time_zone     TEXT NOT NULL,
+  created_at    TEXT NOT NULL
+);
+CREATE TABLE sessions (
+  token_hash TEXT PRIMARY KEY,
+  email      TEXT NOT NULL REFERENCES users (email) ON DELETE CASCADE,
+  csrf_token TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL
+);
+CREATE TABLE audit (
+  id     INTEGER PRIMARY KEY,
+  at     TEXT NOT NULL,
+  user   TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
+CREATE TABLE selections (
+  comparison_id TEXT PRIMARY KEY REFERENCES comparisons (id) ON DELETE CASCADE,
+  body          TEXT NOT NULL
+);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
@@ -392,6 +420,122 @@ class SqliteStateStore : public StateStore {
     return out;
   }
 
+  Status MarkMessageRead(int64_t id, const std::string& user) override {
+    auto statement = writer_.Prepare("UPDATE messages SET read = 1 WHERE id = ?1 AND user = ?2");
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, id);
+    statement->Bind(2, user);
+    ENVSYNC_RETURN_IF_ERROR(statement->Run());
+    if (sqlite3_changes(writer_.handle()) == 0) {
+      return Status::NotFound(fmt::format("no message {} for {}", id, user));
+    }
+    return Status::Ok();
+  }
+
+  Status SaveUser(const User& user) override {
+    auto statement = writer_.Prepare("INSERT OR REPLACE INTO users VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!statement.ok()) return statement.status();
+    const Value values[] = {user.email, user.role, user.password_hash, user.time_zone,
+                            user.created_at};
+    for (int i = 0; i < 5; ++i) statement->Bind(i + 1, values[i]);
+    return statement->Run();
+  }
+
+  Result<std::optional<User>> FindUser(const std::string& email) override {
+    auto users = ReadUsers(email);
+    if (!users.ok()) return users.status();
+    if (users->empty()) return std::optional<User>();
+    return std::optional<User>(std::move(users->front()));
+  }
+
+  Result<std::vector<User>> ListUsers() override { return ReadUsers(""); }
+
+  Status SaveSession(const Session& session) override {
+    auto statement = writer_.Prepare("INSERT OR REPLACE INTO sessions VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!statement.ok()) return statement.status();
+    const Value values[] = {session.token_hash, session.email, session.csrf_token,
+                            session.created_at, session.expires_at};
+    for (int i = 0; i < 5; ++i) statement->Bind(i + 1, values[i]);
+    return statement->Run();
+  }
+
+  Result<std::optional<Session>> FindSession(const std::string& token_hash) override {
+    auto rows = reader_.Prepare(
+        "SELECT token_hash, email, csrf_token, created_at, expires_at FROM sessions "
+        "WHERE token_hash = ?1");
+    if (!rows.ok()) return rows.status();
+    rows->Bind(1, token_hash);
+    Status status;
+    if (!rows->Step(&status)) {
+      if (!status.ok()) return status.WithContext(reader_.what());
+      return std::optional<Session>();
+    }
+    Session s;
+    s.token_hash = std::get<std::string>(rows->Column(0));
+    s.email = std::get<std::string>(rows->Column(1));
+    s.csrf_token = std::get<std::string>(rows->Column(2));
+    s.created_at = std::get<std::string>(rows->Column(3));
+    s.expires_at = std::get<std::string>(rows->Column(4));
+    return std::optional<Session>(std::move(s));
+  }
+
+  Status DeleteSession(const std::string& token_hash) override {
+    auto statement = writer_.Prepare("DELETE FROM sessions WHERE token_hash = ?1");
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, token_hash);
+    return statement->Run();
+  }
+
+  Status AddAudit(const AuditEntry& entry) override {
+    auto statement = writer_.Prepare(
+        "INSERT INTO audit (at, user, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!statement.ok()) return statement.status();
+    const Value values[] = {entry.at, entry.user, entry.action, entry.target,
+                            entry.detail.empty() ? std::string("{}") : entry.detail};
+    for (int i = 0; i < 5; ++i) statement->Bind(i + 1, values[i]);
+    return statement->Run();
+  }
+
+  Result<std::vector<AuditEntry>> ListAudit() override {
+    auto rows =
+        reader_.Prepare("SELECT id, at, user, action, target, detail FROM audit ORDER BY id");
+    if (!rows.ok()) return rows.status();
+    std::vector<AuditEntry> out;
+    Status status;
+    while (rows->Step(&status)) {
+      AuditEntry e;
+      e.id = std::get<int64_t>(rows->Column(0));
+      e.at = std::get<std::string>(rows->Column(1));
+      e.user = std::get<std::string>(rows->Column(2));
+      e.action = std::get<std::string>(rows->Column(3));
+      e.target = std::get<std::string>(rows->Column(4));
+      e.detail = std::get<std::string>(rows->Column(5));
+      out.push_back(std::move(e));
+    }
+    if (!status.ok()) return status.WithContext(reader_.what());
+    return out;
+  }
+
+  Status SaveSelection(const std::string& comparison_id, const std::string& body) override {
+    auto statement = writer_.Prepare("INSERT OR REPLACE INTO selections VALUES (?1, ?2)");
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, comparison_id);
+    statement->Bind(2, body);
+    return statement->Run();
+  }
+
+  Result<std::string> LoadSelection(const std::string& comparison_id) override {
+    auto rows = reader_.Prepare("SELECT body FROM selections WHERE comparison_id = ?1");
+    if (!rows.ok()) return rows.status();
+    rows->Bind(1, comparison_id);
+    Status status;
+    if (!rows->Step(&status)) {
+      if (!status.ok()) return status.WithContext(reader_.what());
+      return std::string();
+    }
+    return std::get<std::string>(rows->Column(0));
+  }
+
   Status BeginBaseUpdate() override {
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
     auto put = writer_.Prepare("INSERT OR REPLACE INTO sync_base VALUES (?1, ?2, ?3, ?4, ?5)");
@@ -505,6 +649,27 @@ class SqliteStateStore : public StateStore {
   }
 
  private:
+  Result<std::vector<User>> ReadUsers(const std::string& email) {
+    auto rows = reader_.Prepare(
+        "SELECT email, role, password_hash, time_zone, created_at FROM users "
+        "WHERE ?1 = '' OR email = ?1 ORDER BY email");
+    if (!rows.ok()) return rows.status();
+    rows->Bind(1, email);
+    std::vector<User> out;
+    Status status;
+    while (rows->Step(&status)) {
+      User u;
+      u.email = std::get<std::string>(rows->Column(0));
+      u.role = std::get<std::string>(rows->Column(1));
+      u.password_hash = std::get<std::string>(rows->Column(2));
+      u.time_zone = std::get<std::string>(rows->Column(3));
+      u.created_at = std::get<std::string>(rows->Column(4));
+      out.push_back(std::move(u));
+    }
+    if (!status.ok()) return status.WithContext(reader_.what());
+    return out;
+  }
+
   Result<std::vector<Job>> ReadJobs(const std::string& id) {
     auto rows = reader_.Prepare(
         "SELECT id, kind, state, created_at, run_at, started_at, finished_at, started_by, "

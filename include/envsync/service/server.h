@@ -1,0 +1,31 @@
+#ifndef ENVSYNC_SERVICE_SERVER_H_
+#define ENVSYNC_SERVICE_SERVER_H_
+
+#include <atomic>
+#include <string>
+
+#include "envsync/core/status.h"
+#include "envsync/service/workspace.h"
+
+namespace envsync::service {
+
+struct ServeOptions {
+  std::string listen = "127.0.0.1:8080";  // host:port; port 0 picks a free one
+  int poll_seconds = 5;                   // how often the schedule is looked at
+  std::string web_root;                   // the page's files; "" = no page
+};
+
+// `envsync serve`: the REST API (docs/API.md) and the job runner in one process, until `stop`
+// turns true (the CLI sets it on SIGTERM and SIGINT). Prints "listening on http://HOST:PORT"
+// once it accepts requests. On stop no new job starts; a running one finishes first.
+// Unavailable naming the address when it cannot listen.
+Status Serve(const Workspace& workspace, const ServeOptions& options,
+             const std::atomic<bool>& stop);
+
+// `envsync serve --once`: settles interrupted syncs and jobs, runs the jobs that are due, and
+// returns.
+Status RunJobsOnce(const Workspace& workspace);
+
+}  // namespace envsync::service
+
+#endif  // ENVSYNC_SERVICE_SERVER_H_

@@ -1,0 +1,1110 @@
+// `envsync serve`: the REST API of docs/API.md on cpp-httplib, and the thread that runs jobs.
+#include "envsync/service/server.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+
+#include "envsync/service/jobs.h"
+#include "envsync/service/time_zone.h"
+#include "envsync/service/users.h"
+#include "envsync/service/views.h"
+#include "envsync/store/environment.h"
+#include "envsync/store/json_codec.h"
+
+namespace envsync::service {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kSessionCookie[] = "envsync_session";
+constexpr auto kSessionLifetime = std::chrono::hours(12);
+
+std::string UtcIn(std::chrono::system_clock::duration ahead) {
+  const auto t = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now() + ahead);
+  const auto day = std::chrono::floor<std::chrono::days>(t);
+  const std::chrono::year_month_day ymd{day};
+  const std::chrono::hh_mm_ss hms{t - day};
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", static_cast<int>(ymd.year()),
+                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                     hms.hours().count(), hms.minutes().count(), hms.seconds().count());
+}
+std::string Now() { return UtcIn({}); }
+
+// An error answer: one JSON shape with a stable code (docs/API.md).
+struct ApiError {
+  int http = 400;
+  std::string code;
+  std::string message;
+  std::string field;
+};
+
+ApiError FromStatus(const Status& status) {
+  switch (status.code()) {
+    case Status::Code::kInvalidArgument:
+      return {400, "bad_request", status.message(), ""};
+    case Status::Code::kNotFound:
+      return {404, "not_found", status.message(), ""};
+    default:
+      return {503, "unavailable", status.message(), ""};
+  }
+}
+
+void Send(httplib::Response& res, int http, const json& body) {
+  res.status = http;
+  res.set_content(body.dump(), "application/json");
+}
+
+void SendError(httplib::Response& res, const ApiError& e) {
+  json error = {{"code", e.code}, {"message", e.message}};
+  if (!e.field.empty()) error["field"] = e.field;
+  Send(res, e.http, {{"error", error}});
+}
+
+// Reads a JSON object body; fields are then read with the helpers below, each naming the field
+// when it is missing or of the wrong type.
+class Body {
+ public:
+  static std::optional<Body> Parse(const httplib::Request& req, httplib::Response& res) {
+    json j = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      SendError(res, {400, "bad_request", "the request body is not a JSON object", "body"});
+      return std::nullopt;
+    }
+    return Body(std::move(j));
+  }
+  std::optional<ApiError> String(const char* field, bool required, std::string* out) const {
+    if (!j_.contains(field) || j_[field].is_null()) {
+      if (!required) return std::nullopt;
+      return ApiError{400, "bad_request", fmt::format("'{}' is required", field), field};
+    }
+    if (!j_[field].is_string()) {
+      return ApiError{400, "bad_request", fmt::format("'{}' must be a string", field), field};
+    }
+    *out = j_[field].get<std::string>();
+    return std::nullopt;
+  }
+  std::optional<ApiError> Strings(const char* field, std::vector<std::string>* out) const {
+    if (!j_.contains(field) || j_[field].is_null()) return std::nullopt;
+    const json& v = j_[field];
+    if (!v.is_array() || !std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_string(); })) {
+      return ApiError{400, "bad_request", fmt::format("'{}' must be a list of strings", field),
+                      field};
+    }
+    *out = v.get<std::vector<std::string>>();
+    return std::nullopt;
+  }
+  std::optional<ApiError> Bool(const char* field, bool* out) const {
+    if (!j_.contains(field) || j_[field].is_null()) return std::nullopt;
+    if (!j_[field].is_boolean()) {
+      return ApiError{400, "bad_request", fmt::format("'{}' must be true or false", field), field};
+    }
+    *out = j_[field].get<bool>();
+    return std::nullopt;
+  }
+  const json& raw() const { return j_; }
+
+ private:
+  explicit Body(json j) : j_(std::move(j)) {}
+  json j_;
+};
+
+std::string CookieValue(const httplib::Request& req, const std::string& name) {
+  const std::string header = req.get_header_value("Cookie");
+  size_t pos = 0;
+  while (pos < header.size()) {
+    size_t end = header.find(';', pos);
+    if (end == std::string::npos) end = header.size();
+    std::string_view part(header.data() + pos, end - pos);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    if (part.size() > name.size() && part.substr(0, name.size()) == name &&
+        part[name.size()] == '=') {
+      return std::string(part.substr(name.size() + 1));
+    }
+    pos = end + 1;
+  }
+  return "";
+}
+
+bool SameToken(const std::string& a, const std::string& b) {
+  if (a.size() != b.size() || a.empty()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// One log line per job transition, with the mail problem when a mail could not be delivered.
+void LogJob(const store::Job& job) {
+  spdlog::info("job {} ({}) {} by {}{}", job.id, job.kind, job.state, job.started_by,
+               job.error.empty() ? "" : ": " + job.error);
+  json result = json::parse(job.result.empty() ? "{}" : job.result, nullptr, false);
+  if (result.is_object() && result.contains("mail") && result["mail"].is_string()) {
+    spdlog::warn("job {}: mail not delivered: {}", job.id, result["mail"].get<std::string>());
+  }
+}
+
+// State stores for the request threads: each request borrows one, so SQLite connections are
+// never shared between threads.
+class StorePool {
+ public:
+  explicit StorePool(const Workspace& workspace) : workspace_(workspace) {}
+  class Lease {
+   public:
+    Lease(StorePool* pool, std::unique_ptr<store::StateStore> store)
+        : pool_(pool), store_(std::move(store)) {}
+    Lease(Lease&&) = default;
+    ~Lease() {
+      if (store_) pool_->Return(std::move(store_));
+    }
+    store::StateStore& operator*() { return *store_; }
+    store::StateStore* operator->() { return store_.get(); }
+
+   private:
+    StorePool* pool_;
+    std::unique_ptr<store::StateStore> store_;
+  };
+  Result<Lease> Borrow() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!free_.empty()) {
+        auto store = std::move(free_.back());
+        free_.pop_back();
+        return Lease(this, std::move(store));
+      }
+    }
+    auto opened = store::OpenStateStore(workspace_.config().state);
+    if (!opened.ok()) return opened.status();
+    return Lease(this, std::move(*opened));
+  }
+
+ private:
+  void Return(std::unique_ptr<store::StateStore> store) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.push_back(std::move(store));
+  }
+  const Workspace& workspace_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<store::StateStore>> free_;
+};
+
+// Who is calling: the user of a valid session.
+struct Caller {
+  store::User user;
+  store::Session session;
+  Role role = Role::kViewer;
+};
+
+class Service {
+ public:
+  Service(const Workspace& workspace, const ServeOptions& options, const std::atomic<bool>& stop)
+      : workspace_(workspace), options_(options), stop_(stop), pool_(workspace),
+        logins_(5, std::chrono::seconds(60)) {}
+
+  Status Run() {
+    const size_t colon = options_.listen.rfind(':');
+    int port = -1;
+    if (colon != std::string::npos) {
+      try {
+        size_t used = 0;
+        port = std::stoi(options_.listen.substr(colon + 1), &used);
+        if (used != options_.listen.size() - colon - 1) port = -1;
+      } catch (const std::exception&) {
+        port = -1;
+      }
+    }
+    if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535) {
+      return Status::InvalidArgument(
+          fmt::format("--listen '{}' is not HOST:PORT (e.g. 127.0.0.1:8080)", options_.listen));
+    }
+    const std::string host = options_.listen.substr(0, colon);
+    Routes();
+    const int bound = port == 0 ? server_.bind_to_any_port(host)
+                                : (server_.bind_to_port(host, port) ? port : -1);
+    if (bound < 0) {
+      return Status::Unavailable(fmt::format(
+          "cannot listen on {}: the address is in use or not this machine's", options_.listen));
+    }
+    std::thread runner([this] { RunJobs(); });
+    std::thread http([this] { server_.listen_after_bind(); });
+    spdlog::info("listening on http://{}:{}", host, bound);
+    while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    spdlog::info("stopping: no new jobs start; a running one finishes first");
+    server_.stop();
+    http.join();
+    Wake();
+    runner.join();
+    spdlog::info("stopped");
+    return runner_status_;
+  }
+
+  void Wake() {
+    std::lock_guard<std::mutex> lock(wake_mutex_);
+    woken_ = true;
+    wake_.notify_all();
+  }
+
+ private:
+  // --- the job runner --------------------------------------------------------------------
+
+  void RunJobs() {
+    auto state = workspace_.OpenState([](const std::string& line) { spdlog::info("{}", line); });
+    if (!state.ok()) {
+      runner_status_ = state.status();
+      spdlog::error("job runner: {}", state.status().message());
+      return;
+    }
+    bool recovered = false;
+    while (!stop_) {
+      RunDueOnce(**state, &recovered);
+      std::unique_lock<std::mutex> lock(wake_mutex_);
+      wake_.wait_for(lock, std::chrono::seconds(options_.poll_seconds),
+                     [this] { return woken_ || stop_.load(); });
+      woken_ = false;
+    }
+  }
+
+  void RunDueOnce(store::StateStore& state, bool* recovered) {
+    store::WorkLock lock;
+    auto acquired = lock.TryAcquire(workspace_.config().state);
+    if (!acquired.ok()) {
+      spdlog::error("job runner: {}", acquired.status().message());
+      return;
+    }
+    const auto notify = [&](const store::Message& m, const std::string& link) {
+      return workspace_.Notify(state, m, link);
+    };
+    if (!*acquired) {
+      // Another envsync runs a sync or an undo: due syncs wait, and their users are told.
+      auto jobs = state.ListJobs();
+      if (!jobs.ok()) return;
+      const std::string now = Now();
+      for (store::Job& job : *jobs) {
+        if (job.kind == "sync" && (job.state == "queued" ||
+                                   (job.state == "scheduled" && job.run_at <= now))) {
+          Status noted = NoteWaiting(state, job,
+                                     "another envsync process is running a sync or an undo "
+                                     "against these environments",
+                                     now);
+          if (!noted.ok()) spdlog::error("job {}: {}", job.id, noted.message());
+        }
+      }
+      return;
+    }
+    auto settled = sync::RecoverInterruptedSyncs(
+        workspace_.manifest(), state, [&](const std::string& name) {
+          const EnvironmentConfig* env = workspace_.config().Find(name);
+          if (env == nullptr) {
+            return Result<std::unique_ptr<store::Environment>>(
+                Status::InvalidArgument("unknown environment " + name));
+          }
+          return store::OpenEnvironment(*env, store::Access::kReadWrite);
+        });
+    if (!settled.ok()) {
+      spdlog::error("recovering interrupted syncs: {}", settled.status().message());
+      return;
+    }
+    for (const std::string& id : *settled) spdlog::info("settled interrupted sync {}", id);
+    if (!*recovered) {
+      auto jobs = RecoverInterruptedJobs(state, Now(), notify);
+      if (!jobs.ok()) {
+        spdlog::error("recovering interrupted jobs: {}", jobs.status().message());
+        return;
+      }
+      for (const std::string& id : *jobs) spdlog::info("job {} recovered after a restart", id);
+      *recovered = true;
+    }
+    auto ran = workspace_.RunDueJobs(
+        state,
+        [&](const store::Job& job) {
+          LogJob(job);
+          if (job.state != "running") {
+            std::lock_guard<std::mutex> guard(progress_mutex_);
+            progress_.erase(job.id);
+          }
+          if (job.kind == "sync" && (job.state == "succeeded" || job.state == "failed")) {
+            json result = json::parse(job.result.empty() ? "{}" : job.result, nullptr, false);
+            Audit(state, job.started_by, "sync.run",
+                  result.is_object() ? result.value("sync_id", job.id) : job.id,
+                  {{"job_id", job.id}, {"state", job.state}, {"request", json::parse(job.request, nullptr, false)},
+                   {"result", result}});
+          }
+        },
+        [&](const std::string& job_id, const sync::CompareProgress& p) {
+          std::lock_guard<std::mutex> guard(progress_mutex_);
+          progress_[job_id] = p;
+        },
+        [this] { return stop_.load(); });
+    if (!ran.ok()) spdlog::error("job runner: {}", ran.status().message());
+  }
+
+  // --- requests ------------------------------------------------------------------------
+
+  // The caller of `req` when it has a valid session and at least `needed`; with `changes`, the
+  // request must also carry the session's CSRF token. Otherwise answers 401, 403 or 403 csrf.
+  std::optional<Caller> Authorize(const httplib::Request& req, httplib::Response& res,
+                                  store::StateStore& state, Role needed, bool changes) {
+    const std::string token = CookieValue(req, kSessionCookie);
+    if (token.empty()) {
+      SendError(res, {401, "unauthenticated", "log in first: POST /api/v1/login", ""});
+      return std::nullopt;
+    }
+    auto session = state.FindSession(Sha256Hex(token));
+    if (!session.ok()) {
+      SendError(res, FromStatus(session.status()));
+      return std::nullopt;
+    }
+    if (!session->has_value() || (*session)->expires_at <= Now()) {
+      SendError(res, {401, "unauthenticated", "the session has ended: log in again", ""});
+      return std::nullopt;
+    }
+    auto user = state.FindUser((*session)->email);
+    if (!user.ok() || !user->has_value()) {
+      SendError(res, {401, "unauthenticated", "the session's user no longer exists", ""});
+      return std::nullopt;
+    }
+    Caller caller{**user, **session, ParseRole((*user)->role).value_or(Role::kViewer)};
+    if (changes && !SameToken(req.get_header_value("X-CSRF-Token"), caller.session.csrf_token)) {
+      SendError(res, {403, "csrf", "missing or wrong X-CSRF-Token header", "X-CSRF-Token"});
+      return std::nullopt;
+    }
+    if (static_cast<int>(caller.role) < static_cast<int>(needed)) {
+      SendError(res, {403, "forbidden",
+                      fmt::format("{} is a {}; this needs the {} role", caller.user.email,
+                                  caller.user.role, RoleName(needed)),
+                      ""});
+      return std::nullopt;
+    }
+    return caller;
+  }
+
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&,
+                                     store::StateStore&, const Caller&)>;
+
+  // Wraps a handler with the store lease and the role check.
+  httplib::Server::Handler Guard(Role needed, bool changes, Handler handler) {
+    return [this, needed, changes, handler](const httplib::Request& req, httplib::Response& res) {
+      auto state = pool_.Borrow();
+      if (!state.ok()) return SendError(res, FromStatus(state.status()));
+      auto caller = Authorize(req, res, **state, needed, changes);
+      if (!caller) return;
+      res.set_header("X-Envsync-User", caller->user.email);
+      handler(req, res, **state, *caller);
+    };
+  }
+
+  void Audit(store::StateStore& state, const std::string& user, const std::string& action,
+             const std::string& target, const json& detail) {
+    store::AuditEntry entry;
+    entry.at = Now();
+    entry.user = user;
+    entry.action = action;
+    entry.target = target;
+    entry.detail = detail.is_null() ? "{}" : detail.dump();
+    Status added = state.AddAudit(entry);
+    if (!added.ok()) spdlog::error("audit: {}", added.message());
+  }
+
+  void Routes() {
+    server_.set_payload_max_length(4 << 20);
+    server_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      // Method, path, status and the user: never bodies, cookies or tokens.
+      {
+        std::lock_guard<std::mutex> guard(requests_mutex_);
+        ++requests_snapshot_[res.status];
+      }
+      const std::string user = res.get_header_value("X-Envsync-User");
+      spdlog::info("{} {} {} {}", req.method, req.path, res.status, user.empty() ? "-" : user);
+    });
+    server_.set_default_headers(
+        {{"X-Content-Type-Options", "nosniff"},
+         {"X-Frame-Options", "DENY"},
+         {"Referrer-Policy", "no-referrer"},
+         {"Cache-Control", "no-store"},
+         {"Content-Security-Policy",
+          "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"}});
+    server_.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+          std::string what = "unknown";
+          try {
+            std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          spdlog::error("internal error: {}", what);
+          SendError(res, {500, "internal", "internal error; nothing was changed", ""});
+        });
+    server_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (res.status == 404 && res.body.empty()) {
+        SendError(res, {404, "not_found", fmt::format("no route {} {}", req.method, req.path), ""});
+      }
+    });
+    if (!options_.web_root.empty()) server_.set_mount_point("/", options_.web_root);
+
+    server_.Get("/api/v1/health", [this](const httplib::Request&, httplib::Response& res) {
+      auto state = pool_.Borrow();
+      if (!state.ok()) {
+        return Send(res, 503, {{"status", "unavailable"}, {"error", state.status().message()}});
+      }
+      Send(res, 200, {{"status", "ok"}, {"state_schema", (*state)->SchemaVersion()}});
+    });
+    server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      Metrics(res);
+    });
+    server_.Post("/api/v1/login",
+                 [this](const httplib::Request& req, httplib::Response& res) { Login(req, res); });
+    server_.Post("/api/v1/logout",
+                 Guard(Role::kViewer, true,
+                       [this](const httplib::Request&, httplib::Response& res,
+                              store::StateStore& state, const Caller& caller) {
+                         Status deleted = state.DeleteSession(caller.session.token_hash);
+                         if (!deleted.ok()) return SendError(res, FromStatus(deleted));
+                         Audit(state, caller.user.email, "logout", caller.user.email, {});
+                         res.set_header("Set-Cookie", fmt::format("{}=; Path=/; HttpOnly; "
+                                                                  "SameSite=Strict; Max-Age=0",
+                                                                  kSessionCookie));
+                         Send(res, 200, {{"logged_out", true}});
+                       }));
+    server_.Get("/api/v1/session", Guard(Role::kViewer, false,
+                                         [](const httplib::Request&, httplib::Response& res,
+                                            store::StateStore&, const Caller& caller) {
+                                           Send(res, 200, SessionJson(caller));
+                                         }));
+    server_.Get("/api/v1/environments",
+                Guard(Role::kViewer, false,
+                      [this](const httplib::Request&, httplib::Response& res, store::StateStore&,
+                             const Caller&) { Environments(res); }));
+    server_.Get(R"(/api/v1/environments/([A-Z]+)/folders)",
+                Guard(Role::kViewer, false,
+                      [this](const httplib::Request& req, httplib::Response& res,
+                             store::StateStore&, const Caller&) { Folders(req, res); }));
+    server_.Get("/api/v1/modules", Guard(Role::kViewer, false,
+                                         [this](const httplib::Request&, httplib::Response& res,
+                                                store::StateStore&, const Caller&) {
+                                           Modules(res);
+                                         }));
+    server_.Get("/api/v1/comparisons",
+                Guard(Role::kViewer, false,
+                      [](const httplib::Request&, httplib::Response& res, store::StateStore& state,
+                         const Caller&) {
+                        auto list = state.ListComparisons();
+                        if (!list.ok()) return SendError(res, FromStatus(list.status()));
+                        json out = json::array();
+                        for (auto it = list->rbegin(); it != list->rend(); ++it) {
+                          out.push_back({{"comparison_id", it->id},
+                                         {"from", it->from},
+                                         {"to", it->to},
+                                         {"created_at", it->created_at},
+                                         {"counts",
+                                          {{"conflicts", it->counts.conflicts},
+                                           {"new", it->counts.new_records},
+                                           {"modified", it->counts.modified},
+                                           {"deleted", it->counts.deleted}}}});
+                        }
+                        Send(res, 200, {{"comparisons", out}});
+                      }));
+    server_.Post("/api/v1/comparisons",
+                 Guard(Role::kOperator, true,
+                       [this](const httplib::Request& req, httplib::Response& res,
+                              store::StateStore& state, const Caller& caller) {
+                         StartComparison(req, res, state, caller);
+                       }));
+    server_.Get(R"(/api/v1/comparisons/([A-Za-z0-9_-]+))",
+                Guard(Role::kViewer, false,
+                      [this](const httplib::Request& req, httplib::Response& res,
+                             store::StateStore& state, const Caller&) {
+                        ComparisonPage(req, res, state);
+                      }));
+    server_.Put(R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/selection)",
+                Guard(Role::kOperator, true,
+                      [this](const httplib::Request& req, httplib::Response& res,
+                             store::StateStore& state, const Caller& caller) {
+                        SaveSelection(req, res, state, caller);
+                      }));
+    server_.Post("/api/v1/syncs", Guard(Role::kOperator, true,
+                                        [this](const httplib::Request& req, httplib::Response& res,
+                                               store::StateStore& state, const Caller& caller) {
+                                          StartSync(req, res, state, caller);
+                                        }));
+    server_.Post(R"(/api/v1/syncs/([A-Za-z0-9_-]+)/cancel)",
+                 Guard(Role::kOperator, true,
+                       [this](const httplib::Request& req, httplib::Response& res,
+                              store::StateStore& state, const Caller& caller) {
+                         const std::string id = req.matches[1];
+                         Status cancelled = CancelJob(state, id, caller.user.email, Now());
+                         if (!cancelled.ok()) {
+                           ApiError e = FromStatus(cancelled);
+                           if (e.http == 400) e = {409, "conflict", cancelled.message(), ""};
+                           return SendError(res, e);
+                         }
+                         Audit(state, caller.user.email, "job.cancel", id, {});
+                         auto job = state.LoadJob(id);
+                         Send(res, 200, job.ok() ? JobJson(*job, caller.user.time_zone) : json());
+                       }));
+    server_.Post(R"(/api/v1/syncs/([A-Za-z0-9_-]+)/undo)",
+                 Guard(Role::kOperator, true,
+                       [this](const httplib::Request& req, httplib::Response& res,
+                              store::StateStore& state, const Caller& caller) {
+                         Undo(req, res, state, caller);
+                       }));
+    server_.Get("/api/v1/jobs", Guard(Role::kViewer, false,
+                                      [this](const httplib::Request&, httplib::Response& res,
+                                             store::StateStore& state, const Caller& caller) {
+                                        auto jobs = state.ListJobs();
+                                        if (!jobs.ok()) return SendError(res, FromStatus(jobs.status()));
+                                        json out = json::array();
+                                        for (auto it = jobs->rbegin(); it != jobs->rend(); ++it) {
+                                          out.push_back(WithProgress(
+                                              JobJson(*it, caller.user.time_zone), it->id));
+                                        }
+                                        Send(res, 200, {{"jobs", out}});
+                                      }));
+    server_.Get(R"(/api/v1/jobs/([A-Za-z0-9_-]+))",
+                Guard(Role::kViewer, false,
+                      [this](const httplib::Request& req, httplib::Response& res,
+                             store::StateStore& state, const Caller& caller) {
+                        auto job = state.LoadJob(req.matches[1]);
+                        if (!job.ok()) return SendError(res, FromStatus(job.status()));
+                        Send(res, 200,
+                             WithProgress(JobJson(*job, caller.user.time_zone), job->id));
+                      }));
+    server_.Get("/api/v1/messages", Guard(Role::kViewer, false,
+                                          [](const httplib::Request&, httplib::Response& res,
+                                             store::StateStore& state, const Caller& caller) {
+                                            Messages(res, state, caller);
+                                          }));
+    server_.Post(R"(/api/v1/messages/([0-9]+)/read)",
+                 Guard(Role::kViewer, true,
+                       [](const httplib::Request& req, httplib::Response& res,
+                          store::StateStore& state, const Caller& caller) {
+                         int64_t id = 0;
+                         try {
+                           id = std::stoll(req.matches[1]);
+                         } catch (const std::exception&) {
+                           return SendError(res, {404, "not_found", "no such message", ""});
+                         }
+                         Status marked = state.MarkMessageRead(id, caller.user.email);
+                         if (!marked.ok()) return SendError(res, FromStatus(marked));
+                         Send(res, 200, {{"id", id}, {"read", true}});
+                       }));
+    server_.Get("/api/v1/history", Guard(Role::kViewer, false,
+                                         [](const httplib::Request&, httplib::Response& res,
+                                            store::StateStore& state, const Caller&) {
+                                           auto runs = state.ListSyncs();
+                                           if (!runs.ok()) return SendError(res, FromStatus(runs.status()));
+                                           json out = json::array();
+                                           for (auto it = runs->rbegin(); it != runs->rend(); ++it) {
+                                             out.push_back(SyncRunJson(*it));
+                                           }
+                                           Send(res, 200, {{"syncs", out}});
+                                         }));
+    server_.Get("/api/v1/users", Guard(Role::kAdmin, false,
+                                       [](const httplib::Request&, httplib::Response& res,
+                                          store::StateStore& state, const Caller&) {
+                                         auto users = state.ListUsers();
+                                         if (!users.ok()) return SendError(res, FromStatus(users.status()));
+                                         json out = json::array();
+                                         for (const store::User& u : *users) {
+                                           out.push_back({{"email", u.email},
+                                                          {"role", u.role},
+                                                          {"time_zone", u.time_zone},
+                                                          {"created_at", u.created_at}});
+                                         }
+                                         Send(res, 200, {{"users", out}});
+                                       }));
+    server_.Post("/api/v1/users", Guard(Role::kAdmin, true,
+                                        [this](const httplib::Request& req, httplib::Response& res,
+                                               store::StateStore& state, const Caller& caller) {
+                                          AddUserRoute(req, res, state, caller);
+                                        }));
+    server_.Get("/api/v1/audit", Guard(Role::kAdmin, false,
+                                       [](const httplib::Request&, httplib::Response& res,
+                                          store::StateStore& state, const Caller&) {
+                                         auto entries = state.ListAudit();
+                                         if (!entries.ok()) {
+                                           return SendError(res, FromStatus(entries.status()));
+                                         }
+                                         json out = json::array();
+                                         for (const auto& e : *entries) out.push_back(AuditJson(e));
+                                         Send(res, 200, {{"audit", out}});
+                                       }));
+  }
+
+  static json SessionJson(const Caller& caller) {
+    return {{"email", caller.user.email},
+            {"role", caller.user.role},
+            {"time_zone", caller.user.time_zone},
+            {"csrf_token", caller.session.csrf_token},
+            {"expires_at", caller.session.expires_at}};
+  }
+
+  void Login(const httplib::Request& req, httplib::Response& res) {
+    auto body = Body::Parse(req, res);
+    if (!body) return;
+    std::string email;
+    std::string password;
+    if (auto e = body->String("email", true, &email)) return SendError(res, *e);
+    if (auto e = body->String("password", true, &password)) return SendError(res, *e);
+    std::string key = email;
+    std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return std::tolower(c); });
+    key += "|" + req.remote_addr;
+    const auto now = std::chrono::steady_clock::now();
+    if (const int64_t wait = logins_.RetryAfter(key, now); wait > 0) {
+      res.set_header("Retry-After", std::to_string(wait));
+      return SendError(res, {429, "rate_limited",
+                             fmt::format("too many failed logins for {}: try again in {} s", email,
+                                         wait),
+                             ""});
+    }
+    auto state = pool_.Borrow();
+    if (!state.ok()) return SendError(res, FromStatus(state.status()));
+    auto user = (*state)->FindUser(email);
+    if (!user.ok()) return SendError(res, FromStatus(user.status()));
+    // The hash is computed even for an unknown address, so timing does not tell which exist.
+    static const std::string kDummy = HashPassword("envsync-no-such-user");
+    const bool good = VerifyPassword(password, user->has_value() ? (*user)->password_hash : kDummy) &&
+                      user->has_value();
+    if (!good) {
+      logins_.RecordFailure(key, now);
+      Audit(**state, email, "login.failed", email, {{"from", req.remote_addr}});
+      return SendError(res, {401, "unauthenticated", "wrong e-mail or password", ""});
+    }
+    logins_.RecordSuccess(key);
+    // A new token at every login, so a session planted before login is worth nothing.
+    const std::string token = RandomToken();
+    store::Session session;
+    session.token_hash = Sha256Hex(token);
+    session.email = (*user)->email;
+    session.csrf_token = RandomToken();
+    session.created_at = Now();
+    session.expires_at = UtcIn(kSessionLifetime);
+    Status saved = (*state)->SaveSession(session);
+    if (!saved.ok()) return SendError(res, FromStatus(saved));
+    Audit(**state, session.email, "login", session.email, {{"from", req.remote_addr}});
+    res.set_header("Set-Cookie",
+                   fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                               kSessionCookie, token,
+                               std::chrono::duration_cast<std::chrono::seconds>(kSessionLifetime)
+                                   .count()));
+    res.set_header("X-Envsync-User", session.email);
+    Send(res, 200, SessionJson(Caller{**user, session, ParseRole((*user)->role).value_or(Role::kViewer)}));
+  }
+
+  void Environments(httplib::Response& res) {
+    json out = json::array();
+    for (const auto& [name, env] : workspace_.config().environments) {
+      out.push_back({{"name", name}, {"home", name == workspace_.config().home}});
+    }
+    Send(res, 200, {{"environments", out}});
+  }
+
+  void Folders(const httplib::Request& req, httplib::Response& res) {
+    auto folders = workspace_.Folders(req.matches[1]);
+    if (!folders.ok()) return SendError(res, FromStatus(folders.status()));
+    Send(res, 200, {{"environment", std::string(req.matches[1])}, {"folders", *folders}});
+  }
+
+  void Modules(httplib::Response& res) {
+    json out = json::array();
+    for (const ModuleSpec& m : workspace_.manifest().modules()) {
+      json tables = json::array();
+      for (const TableSpec& t : m.tables) tables.push_back(t.name);
+      out.push_back({{"name", m.name},
+                     {"description", m.description},
+                     {"tables", tables},
+                     {"depends_on", m.depends_on},
+                     {"has_folders", workspace_.manifest().FolderTable() != nullptr &&
+                                         workspace_.manifest().FolderTable()->module == m.name}});
+    }
+    Send(res, 200, {{"modules", out}});
+  }
+
+  void StartComparison(const httplib::Request& req, httplib::Response& res,
+                       store::StateStore& state, const Caller& caller) {
+    auto body = Body::Parse(req, res);
+    if (!body) return;
+    CompareOptions options;
+    if (auto e = body->String("from", true, &options.from)) return SendError(res, *e);
+    if (auto e = body->String("to", true, &options.to)) return SendError(res, *e);
+    if (auto e = body->String("mode", false, &options.mode)) return SendError(res, *e);
+    if (auto e = body->Strings("modules", &options.modules)) return SendError(res, *e);
+    if (auto e = body->Strings("folders", &options.folders)) return SendError(res, *e);
+    Status checked = workspace_.CheckCompare(options);
+    if (!checked.ok()) return SendError(res, FromStatus(checked));
+    auto job = QueueCompare(state, CompareOptionsToJson(options, caller.user.email),
+                            caller.user.email, Now(), sync::RandomJobId());
+    if (!job.ok()) return SendError(res, FromStatus(job.status()));
+    Audit(state, caller.user.email, "compare.start", job->id, json::parse(job->request));
+    Wake();
+    Send(res, 202, JobJson(*job, caller.user.time_zone));
+  }
+
+  // Reads the reviewer's saved selection: {"select": [...], "deselect": [...], "resolve": {...}}.
+  static json LoadSelectionJson(store::StateStore& state, const std::string& comparison_id) {
+    auto saved = state.LoadSelection(comparison_id);
+    json selection = json::parse(saved.ok() && !saved->empty() ? *saved : "{}", nullptr, false);
+    if (!selection.is_object()) selection = json::object();
+    for (const char* list : {"select", "deselect"}) {
+      if (!selection.contains(list)) selection[list] = json::array();
+    }
+    if (!selection.contains("resolve")) selection["resolve"] = json::object();
+    return selection;
+  }
+
+  void ComparisonPage(const httplib::Request& req, httplib::Response& res,
+                      store::StateStore& state) {
+    auto comparison = state.LoadComparison(req.matches[1]);
+    if (!comparison.ok()) return SendError(res, FromStatus(comparison.status()));
+    const std::string tab_name = req.has_param("tab") ? req.get_param_value("tab") : "conflicts";
+    auto tab = ParseTab(tab_name);
+    if (!tab) {
+      return SendError(res, {400, "bad_request",
+                             fmt::format("tab '{}' is not a tab: use conflicts, new, modified or "
+                                         "deleted",
+                                         tab_name),
+                             "tab"});
+    }
+    auto number = [&](const char* name, int64_t fallback, int64_t max,
+                      int64_t* out) -> std::optional<ApiError> {
+      *out = fallback;
+      if (!req.has_param(name)) return std::nullopt;
+      const std::string text = req.get_param_value(name);
+      try {
+        size_t used = 0;
+        *out = std::stoll(text, &used);
+        if (used == text.size() && *out >= 0 && *out <= max) return std::nullopt;
+      } catch (const std::exception&) {
+      }
+      return ApiError{400, "bad_request",
+                      fmt::format("{} '{}' must be a number from 0 to {}", name, text, max), name};
+    };
+    int64_t offset = 0;
+    int64_t limit = 50;
+    if (auto e = number("offset", 0, INT64_MAX / 2, &offset)) return SendError(res, *e);
+    if (auto e = number("limit", 50, 1000, &limit)) return SendError(res, *e);
+    std::string filter = req.has_param("filter") ? req.get_param_value("filter") : "";
+    std::transform(filter.begin(), filter.end(), filter.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    const json selection = LoadSelectionJson(state, comparison->id);
+    auto listed = [&](const char* list, const std::string& ref) {
+      const json& l = selection[list];
+      return std::find(l.begin(), l.end(), ref) != l.end();
+    };
+    json page = json::parse(store::ComparisonToJson(*comparison, std::nullopt, -1));
+    page.erase("changes");
+    json changes = json::array();
+    int64_t total = 0;
+    for (const Change& change : comparison->changes) {
+      if (change.tab != *tab) continue;
+      const std::string ref = change.Ref();
+      if (!filter.empty()) {
+        std::string hay = ref + " " + change.key + " " + change.module;
+        std::transform(hay.begin(), hay.end(), hay.begin(),
+                       [](unsigned char c) { return std::tolower(c); });
+        if (hay.find(filter) == std::string::npos) continue;
+      }
+      ++total;
+      if (total <= offset || total > offset + limit) continue;
+      json c = json::parse(store::ChangeToJson(change));
+      c["ref"] = ref;
+      if (listed("select", ref)) c["selected"] = true;
+      if (listed("deselect", ref)) c["selected"] = false;
+      c["resolution"] = selection["resolve"].contains(ref) ? selection["resolve"][ref] : json();
+      changes.push_back(std::move(c));
+    }
+    page["tab"] = TabName(*tab);
+    page["offset"] = offset;
+    page["limit"] = limit;
+    page["filter"] = filter;
+    page["total"] = total;
+    page["changes"] = std::move(changes);
+    page["selection"] = selection;
+    Send(res, 200, page);
+  }
+
+  void SaveSelection(const httplib::Request& req, httplib::Response& res,
+                     store::StateStore& state, const Caller& caller) {
+    auto body = Body::Parse(req, res);
+    if (!body) return;
+    auto comparison = state.LoadComparison(req.matches[1]);
+    if (!comparison.ok()) return SendError(res, FromStatus(comparison.status()));
+    std::vector<std::string> select;
+    std::vector<std::string> deselect;
+    if (auto e = body->Strings("select", &select)) return SendError(res, *e);
+    if (auto e = body->Strings("deselect", &deselect)) return SendError(res, *e);
+    json resolve = body->raw().value("resolve", json::object());
+    if (!resolve.is_object()) {
+      return SendError(res, {400, "bad_request",
+                             "'resolve' must map records (T:ID) to overwrite, insert_as_new, "
+                             "link or merge",
+                             "resolve"});
+    }
+    std::set<std::string> refs;
+    for (const Change& c : comparison->changes) refs.insert(c.Ref());
+    auto check = [&](const std::string& ref, const char* field) -> std::optional<ApiError> {
+      if (refs.contains(ref)) return std::nullopt;
+      return ApiError{400, "bad_request",
+                      fmt::format("'{}' is not a record of comparison {}", ref, comparison->id),
+                      field};
+    };
+    for (const auto& ref : select) {
+      if (auto e = check(ref, "select")) return SendError(res, *e);
+    }
+    for (const auto& ref : deselect) {
+      if (auto e = check(ref, "deselect")) return SendError(res, *e);
+    }
+    for (const auto& [ref, how] : resolve.items()) {
+      if (auto e = check(ref, "resolve")) return SendError(res, *e);
+      static const std::set<std::string> kHow = {"overwrite", "insert_as_new", "link", "merge"};
+      if (!how.is_string() || !kHow.contains(how.get<std::string>())) {
+        return SendError(res, {400, "bad_request",
+                               fmt::format("resolution of {} must be overwrite, insert_as_new, "
+                                           "link or merge",
+                                           ref),
+                               "resolve"});
+      }
+    }
+    const json selection = {{"select", select}, {"deselect", deselect}, {"resolve", resolve}};
+    Status saved = state.SaveSelection(comparison->id, selection.dump());
+    if (!saved.ok()) return SendError(res, FromStatus(saved));
+    Audit(state, caller.user.email, "selection.save", comparison->id, selection);
+    Send(res, 200, {{"comparison_id", comparison->id}, {"selection", selection}});
+  }
+
+  void StartSync(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                 const Caller& caller) {
+    auto body = Body::Parse(req, res);
+    if (!body) return;
+    sync::SyncRequest request;
+    std::string run_at_text;
+    std::string zone = caller.user.time_zone;
+    if (auto e = body->String("comparison_id", true, &request.comparison_id)) {
+      return SendError(res, *e);
+    }
+    if (auto e = body->Bool("test_import", &request.test_import)) return SendError(res, *e);
+    if (auto e = body->String("run_at", false, &run_at_text)) return SendError(res, *e);
+    if (auto e = body->String("time_zone", false, &zone)) return SendError(res, *e);
+    if (!IsTimeZone(zone)) {
+      return SendError(res, {400, "bad_request",
+                             fmt::format("time_zone '{}' is not a tz database zone", zone),
+                             "time_zone"});
+    }
+    auto comparison = state.LoadComparison(request.comparison_id);
+    if (!comparison.ok()) {
+      ApiError e = FromStatus(comparison.status());
+      if (e.http == 404) e = {400, "bad_request", comparison.status().message(), "comparison_id"};
+      return SendError(res, e);
+    }
+    // The saved selection, then what the body adds.
+    const json selection = LoadSelectionJson(state, request.comparison_id);
+    request.select = selection["select"].get<std::vector<std::string>>();
+    request.deselect = selection["deselect"].get<std::vector<std::string>>();
+    for (const auto& [ref, how] : selection["resolve"].items()) {
+      request.resolve.push_back(ref + "=" + how.get<std::string>());
+    }
+    std::vector<std::string> more;
+    if (auto e = body->Strings("select", &more)) return SendError(res, *e);
+    request.select.insert(request.select.end(), more.begin(), more.end());
+    more.clear();
+    if (auto e = body->Strings("deselect", &more)) return SendError(res, *e);
+    request.deselect.insert(request.deselect.end(), more.begin(), more.end());
+    more.clear();
+    if (auto e = body->Strings("resolve", &more)) return SendError(res, *e);
+    request.resolve.insert(request.resolve.end(), more.begin(), more.end());
+    request.started_by = caller.user.email;
+    std::string run_at;
+    if (!run_at_text.empty()) {
+      auto parsed = ParseScheduleTime(run_at_text, zone, "run_at");
+      if (!parsed.ok()) {
+        return SendError(res, {400, "bad_request", parsed.status().message(), "run_at"});
+      }
+      run_at = *parsed;
+    }
+    auto job = ScheduleSync(state, request, run_at, caller.user.email, zone, Now(),
+                            sync::RandomJobId());
+    if (!job.ok()) return SendError(res, FromStatus(job.status()));
+    Audit(state, caller.user.email, run_at.empty() ? "sync.start" : "sync.schedule", job->id,
+          json::parse(job->request));
+    Wake();
+    Send(res, 202, JobJson(*job, zone));
+  }
+
+  void Undo(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+            const Caller& caller) {
+    const std::string id = req.matches[1];
+    store::WorkLock lock;
+    auto acquired = lock.TryAcquire(workspace_.config().state);
+    if (!acquired.ok()) return SendError(res, FromStatus(acquired.status()));
+    if (!*acquired) {
+      return SendError(res, {409, "busy",
+                             "a sync or an undo is running: try again when it has ended", ""});
+    }
+    auto outcome = workspace_.Undo(state, id);
+    if (!outcome.ok()) {
+      ApiError e = FromStatus(outcome.status());
+      if (e.http == 400) e.http = 409, e.code = "conflict";
+      return SendError(res, e);
+    }
+    Audit(state, caller.user.email, "sync.undo", id, OutcomeJson(*outcome));
+    Send(res, 200, OutcomeJson(*outcome));
+  }
+
+  static void Messages(httplib::Response& res, store::StateStore& state, const Caller& caller) {
+    auto messages = state.ListMessages(caller.user.email);
+    if (!messages.ok()) return SendError(res, FromStatus(messages.status()));
+    json out = json::array();
+    int64_t unread = 0;
+    for (const store::Message& m : *messages) {
+      std::string job_state;
+      if (!m.job_id.empty()) {
+        auto job = state.LoadJob(m.job_id);
+        if (job.ok()) job_state = job->state;
+      }
+      unread += m.read ? 0 : 1;
+      out.push_back(MessageJson(m, job_state));
+    }
+    Send(res, 200, {{"unread", unread}, {"messages", out}});
+  }
+
+  void AddUserRoute(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                    const Caller& caller) {
+    auto body = Body::Parse(req, res);
+    if (!body) return;
+    std::string email;
+    std::string role;
+    std::string password;
+    std::string zone = "UTC";
+    if (auto e = body->String("email", true, &email)) return SendError(res, *e);
+    if (auto e = body->String("role", true, &role)) return SendError(res, *e);
+    if (auto e = body->String("password", true, &password)) return SendError(res, *e);
+    if (auto e = body->String("time_zone", false, &zone)) return SendError(res, *e);
+    Status added = AddUser(state, email, role, password, zone, Now());
+    if (!added.ok()) return SendError(res, FromStatus(added));
+    Audit(state, caller.user.email, "user.add", email, {{"role", role}, {"time_zone", zone}});
+    Send(res, 201, {{"email", email}, {"role", role}, {"time_zone", zone}});
+  }
+
+  json WithProgress(json job, const std::string& id) {
+    std::lock_guard<std::mutex> guard(progress_mutex_);
+    auto it = progress_.find(id);
+    if (it != progress_.end()) {
+      job["progress"] = {{"table", it->second.table}, {"records", it->second.records}};
+    }
+    return job;
+  }
+
+  void Metrics(httplib::Response& res) {
+    auto state = pool_.Borrow();
+    if (!state.ok()) return SendError(res, FromStatus(state.status()));
+    std::string out;
+    out += "# HELP envsync_jobs Jobs in the state store by state.\n# TYPE envsync_jobs gauge\n";
+    std::map<std::string, int64_t> by_state;
+    for (const char* s : {"queued", "scheduled", "running", "succeeded", "failed", "cancelled"}) {
+      by_state[s] = 0;
+    }
+    if (auto jobs = (*state)->ListJobs(); jobs.ok()) {
+      for (const store::Job& j : *jobs) ++by_state[j.state];
+    }
+    for (const auto& [s, n] : by_state) out += fmt::format("envsync_jobs{{state=\"{}\"}} {}\n", s, n);
+    double seconds = 0;
+    int64_t count = 0;
+    std::map<std::string, int64_t> applied = {{"new", 0}, {"modified", 0}, {"deleted", 0}};
+    if (auto runs = (*state)->ListSyncs(); runs.ok()) {
+      for (const store::SyncRun& r : *runs) {
+        if (r.finished_at.empty()) continue;
+        ++count;
+        seconds += std::max(0L, SecondsBetween(r.created_at, r.finished_at));
+        if (r.status != "success" || r.test_import) continue;
+        json a = json::parse(r.applied.empty() ? "{}" : r.applied, nullptr, false);
+        if (!a.is_object()) continue;
+        for (auto& [kind, n] : applied) n += a.value(kind, 0);
+      }
+    }
+    out += "# HELP envsync_sync_duration_seconds Time syncs took, start to end.\n"
+           "# TYPE envsync_sync_duration_seconds summary\n";
+    out += fmt::format("envsync_sync_duration_seconds_sum {}\nenvsync_sync_duration_seconds_count {}\n",
+                       seconds, count);
+    out += "# HELP envsync_records_applied_total Records written by successful syncs.\n"
+           "# TYPE envsync_records_applied_total counter\n";
+    for (const auto& [kind, n] : applied) {
+      out += fmt::format("envsync_records_applied_total{{kind=\"{}\"}} {}\n", kind, n);
+    }
+    out += "# HELP envsync_http_responses_total HTTP responses since start, by status.\n"
+           "# TYPE envsync_http_responses_total counter\n";
+    {
+      std::lock_guard<std::mutex> guard(requests_mutex_);
+      for (const auto& [status, n] : requests_snapshot_) {
+        out += fmt::format("envsync_http_responses_total{{code=\"{}\"}} {}\n", status, n);
+      }
+    }
+    res.set_content(out, "text/plain; version=0.0.4");
+  }
+
+  const Workspace& workspace_;
+  const ServeOptions& options_;
+  const std::atomic<bool>& stop_;
+  StorePool pool_;
+  LoginRateLimiter logins_;
+  httplib::Server server_;
+  Status runner_status_;
+  std::mutex wake_mutex_;
+  std::condition_variable wake_;
+  bool woken_ = false;
+  std::mutex progress_mutex_;
+  std::map<std::string, sync::CompareProgress> progress_;
+  std::mutex requests_mutex_;
+  std::map<int, int64_t> requests_snapshot_;
+};
+
+void UseStderrLogger() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    auto logger = spdlog::stderr_logger_mt("envsync");
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    spdlog::set_default_logger(logger);
+    spdlog::flush_on(spdlog::level::info);
+  });
+}
+
+}  // namespace
+
+Status Serve(const Workspace& workspace, const ServeOptions& options,
+             const std::atomic<bool>& stop) {
+  UseStderrLogger();
+  Service service(workspace, options, stop);
+  return service.Run();
+}
+
+Status RunJobsOnce(const Workspace& workspace) {
+  UseStderrLogger();
+  auto state = workspace.OpenState([](const std::string& line) { spdlog::info("{}", line); });
+  if (!state.ok()) return state.status();
+  store::WorkLock lock;
+  auto acquired = lock.TryAcquire(workspace.config().state);
+  if (!acquired.ok()) return acquired.status();
+  if (!*acquired) {
+    return Status::Unavailable("another envsync is running a sync or an undo: try again later");
+  }
+  auto jobs = RecoverInterruptedJobs(**state, Now(), [&](const store::Message& m,
+                                                         const std::string& link) {
+    return workspace.Notify(**state, m, link);
+  });
+  if (!jobs.ok()) return jobs.status();
+  auto ran = workspace.RunDueJobs(
+      **state,
+      LogJob,
+      nullptr, nullptr);
+  return ran.ok() ? Status::Ok() : ran.status();
+}
+
+}  // namespace envsync::service

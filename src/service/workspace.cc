@@ -1,0 +1,233 @@
+#include "envsync/service/workspace.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "envsync/core/embedded_data.h"
+#include "envsync/service/jobs.h"
+#include "envsync/service/mail.h"
+#include "envsync/store/environment.h"
+
+namespace envsync::service {
+namespace {
+
+using nlohmann::json;
+
+Result<Manifest> LoadManifest(const Config& config) {
+  if (config.manifest.empty()) return Manifest::Parse(EmbeddedManifest(), kEmbeddedManifestName);
+  std::ifstream in(config.manifest, std::ios::binary);
+  if (!in) {
+    return Status::InvalidArgument(
+        fmt::format("{}: manifest file '{}' cannot be read", config.source_name, config.manifest));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return Manifest::Parse(text.str(), config.manifest);
+}
+
+// Opens the environment `name` (named by `field` in messages), refusing names the config does
+// not know.
+Result<std::unique_ptr<store::Environment>> OpenNamed(const Config& config, const std::string& name,
+                                                      const std::string& field,
+                                                      store::Access access) {
+  const EnvironmentConfig* env = config.Find(name);
+  if (env == nullptr) {
+    return Status::InvalidArgument(
+        fmt::format("unknown environment '{}' ({}): {} configures PROD and TEST", name, field,
+                    config.source_name));
+  }
+  return store::OpenEnvironment(*env, access);
+}
+
+Status CheckHome(const Config& config) {
+  if (config.home == "PROD") return Status::Ok();
+  return Status::InvalidArgument(
+      fmt::format("{}: home is {}: comparisons and syncs can be started only from PROD",
+                  config.source_name, config.home));
+}
+
+}  // namespace
+
+std::string CompareOptionsToJson(const CompareOptions& o, const std::string& started_by) {
+  return json{{"from", o.from},       {"to", o.to},           {"mode", o.mode},
+              {"modules", o.modules}, {"folders", o.folders}, {"started_by", started_by}}
+      .dump();
+}
+
+Result<CompareOptions> CompareOptionsFromJson(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return Status::Unavailable("a stored comparison request is not valid JSON");
+  try {
+    CompareOptions o;
+    o.from = j.at("from").get<std::string>();
+    o.to = j.at("to").get<std::string>();
+    o.mode = j.at("mode").get<std::string>();
+    o.modules = j.at("modules").get<std::vector<std::string>>();
+    o.folders = j.at("folders").get<std::vector<std::string>>();
+    return o;
+  } catch (const std::exception& e) {
+    return Status::Unavailable(fmt::format("a stored comparison request is malformed: {}", e.what()));
+  }
+}
+
+Result<std::unique_ptr<Workspace>> Workspace::Open(Config config) {
+  auto manifest = LoadManifest(config);
+  if (!manifest.ok()) return manifest.status();
+  return std::unique_ptr<Workspace>(new Workspace(std::move(config), std::move(*manifest)));
+}
+
+Result<std::unique_ptr<store::StateStore>> Workspace::OpenState(
+    const std::function<void(const std::string&)>& log, store::WorkLock* lock) const {
+  auto state = store::OpenStateStore(config_.state);
+  if (!state.ok()) return state;
+  store::WorkLock probe;
+  store::WorkLock* held = lock != nullptr ? lock : &probe;
+  auto acquired = held->TryAcquire(config_.state);
+  if (!acquired.ok()) return acquired.status();
+  if (!*acquired) {
+    if (lock == nullptr) return state;  // a sync is running: nothing was interrupted
+    return Status::Unavailable(fmt::format(
+        "another envsync is running a sync or an undo with state '{}': try again when it ends",
+        config_.state));
+  }
+  auto settled = sync::RecoverInterruptedSyncs(manifest_, **state, [&](const std::string& name) {
+    return OpenNamed(config_, name, "environment", store::Access::kReadWrite);
+  });
+  if (!settled.ok()) return settled.status().WithContext("recovering an interrupted sync");
+  for (const std::string& id : *settled) {
+    if (log) log(fmt::format("settled sync {}, which an earlier run left unfinished", id));
+  }
+  return state;
+}
+
+Status Workspace::CheckCompare(const CompareOptions& o, std::string_view prefix) const {
+  ENVSYNC_RETURN_IF_ERROR(CheckHome(config_));
+  if (!ParseMode(o.mode)) {
+    return Status::InvalidArgument(
+        fmt::format("{}mode '{}' is not a mode: use all or new", prefix, o.mode));
+  }
+  if (config_.Find(o.from) != nullptr && o.from == o.to) {
+    return Status::InvalidArgument(
+        fmt::format("{0}from and {0}to both name {1}: a sync runs from one environment to the other",
+                    prefix, o.from));
+  }
+  for (const auto& [name, field] : {std::pair{o.from, "from"}, std::pair{o.to, "to"}}) {
+    if (config_.Find(name) == nullptr) {
+      return Status::InvalidArgument(
+          fmt::format("unknown environment '{}' ({}{}): {} configures PROD and TEST", name, prefix,
+                      field, config_.source_name));
+    }
+  }
+  for (const std::string& m : o.modules) {
+    if (m.empty()) return Status::InvalidArgument(fmt::format("{}modules holds an empty name", prefix));
+  }
+  return manifest_.CheckModuleNames(o.modules);
+}
+
+Result<Comparison> Workspace::Compare(store::StateStore& state, const CompareOptions& o,
+                                      const sync::CompareContext& context,
+                                      std::string_view prefix) const {
+  ENVSYNC_RETURN_IF_ERROR(CheckCompare(o, prefix));
+  auto source = OpenNamed(config_, o.from, std::string(prefix) + "from", store::Access::kReadOnly);
+  if (!source.ok()) return source.status();
+  auto target = OpenNamed(config_, o.to, std::string(prefix) + "to", store::Access::kReadOnly);
+  if (!target.ok()) return target.status();
+  sync::CompareRequest request;
+  request.mode = *ParseMode(o.mode);
+  request.modules = o.modules;
+  request.folders = o.folders;
+  return sync::Compare(manifest_, **source, **target, state, request, context);
+}
+
+Result<sync::SyncOutcome> Workspace::Sync(store::StateStore& state,
+                                          const sync::SyncRequest& request) const {
+  ENVSYNC_RETURN_IF_ERROR(CheckHome(config_));
+  auto comparison = state.LoadComparison(request.comparison_id);
+  if (!comparison.ok()) return comparison.status();
+  auto source = OpenNamed(config_, comparison->from, "source", store::Access::kReadOnly);
+  if (!source.ok()) return source.status();
+  auto target = OpenNamed(config_, comparison->to, "target", store::Access::kReadWrite);
+  if (!target.ok()) return target.status();
+  return sync::ExecuteSync(manifest_, **source, **target, state, request,
+                           sync::DefaultSyncContext());
+}
+
+Result<sync::SyncOutcome> Workspace::Undo(store::StateStore& state,
+                                          const std::string& sync_id) const {
+  ENVSYNC_RETURN_IF_ERROR(CheckHome(config_));
+  auto run = state.LoadSync(sync_id);
+  if (!run.ok()) return run.status();
+  auto source = OpenNamed(config_, run->from, "source", store::Access::kReadOnly);
+  if (!source.ok()) return source.status();
+  auto target = OpenNamed(config_, run->to, "target", store::Access::kReadWrite);
+  if (!target.ok()) return target.status();
+  return sync::UndoSync(manifest_, **source, **target, state, sync_id, sync::DefaultSyncContext());
+}
+
+Result<std::vector<std::string>> Workspace::Folders(const std::string& name) const {
+  auto env = OpenNamed(config_, name, "environment", store::Access::kReadOnly);
+  if (!env.ok()) return env.status();
+  std::vector<std::string> out;
+  const TableSpec* table = manifest_.FolderTable();
+  if (table == nullptr) return out;
+  ENVSYNC_RETURN_IF_ERROR((*env)->BeginSnapshot());
+  store::ScanRequest request;
+  request.table = table->name;
+  request.columns = {table->folder_path};
+  request.order_by = {table->folder_path};
+  request.filter = table->filter;
+  auto cursor = (*env)->Scan(request);
+  if (!cursor.ok()) return cursor.status();
+  std::vector<Value> row;
+  while ((*cursor)->Next(&row)) {
+    if (const auto* path = std::get_if<std::string>(&row[0])) out.push_back(*path);
+  }
+  ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
+  ENVSYNC_RETURN_IF_ERROR((*env)->EndSnapshot());
+  return out;
+}
+
+std::string Workspace::Notify(store::StateStore& state, const store::Message& message,
+                              const std::string& link_path) const {
+  std::string problem;
+  auto added = state.AddMessage(message);
+  if (!added.ok()) problem = added.status().message();
+  if (IsMailAddress(message.user)) {
+    auto delivered =
+        Deliver(config_.mail, MailFor(message, config_.mail, link_path), 3,
+                [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); });
+    if (!delivered.ok()) problem = delivered.status().message();
+  }
+  return problem;
+}
+
+Result<std::vector<std::string>> Workspace::RunDueJobs(
+    store::StateStore& state, const std::function<void(const store::Job&)>& on_change,
+    const std::function<void(const std::string&, const sync::CompareProgress&)>& progress,
+    const std::function<bool()>& stop) const {
+  JobHandlers handlers;
+  handlers.now = sync::DefaultSyncContext().now;
+  handlers.run_sync = [&](const sync::SyncRequest& request) { return Sync(state, request); };
+  handlers.run_compare = [&](const store::Job& job) -> Result<Comparison> {
+    auto options = CompareOptionsFromJson(job.request);
+    if (!options.ok()) return options.status();
+    sync::CompareContext context = sync::DefaultCompareContext();
+    if (progress) {
+      context.progress = [&](const sync::CompareProgress& p) { progress(job.id, p); };
+    }
+    return Compare(state, *options, context);
+  };
+  handlers.notify = [&](const store::Message& message, const std::string& link) {
+    return Notify(state, message, link);
+  };
+  handlers.on_change = on_change;
+  handlers.stop = stop;
+  return service::RunDueJobs(state, handlers);
+}
+
+}  // namespace envsync::service
