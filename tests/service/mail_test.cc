@@ -9,46 +9,12 @@
 
 #include <thread>
 
-#include "tests/sync/compare_test_support.h"
+#include "tests/service/service_test_support.h"
 
 namespace envsync::testing {
 namespace {
 
 using nlohmann::json;
-
-// A port nobody listens on right now.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool Accepts(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  close(fd);
-  return ok;
-}
-
-// Every mail file under `dir`, as text.
-std::vector<std::string> Mails(const std::filesystem::path& dir) {
-  std::vector<std::string> mails;
-  if (!std::filesystem::exists(dir)) return mails;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) mails.push_back(ReadBytes(e.path()));
-  }
-  return mails;
-}
 
 class MailTest : public DemoEnvironments {
  protected:
@@ -59,45 +25,23 @@ class MailTest : public DemoEnvironments {
   }
   void TearDown() override {
     unsetenv("ENVSYNC_USER");
-    if (sink_ > 0) {
-      kill(sink_, SIGTERM);
-      waitpid(sink_, nullptr, 0);
-    }
+    sink_.Stop(SIGTERM);
     DemoEnvironments::TearDown();
   }
 
   // Starts the SMTP sink, writing into `maildir`; returns its port (0 when it did not start).
   int StartSink(const std::filesystem::path& maildir) {
-    const int port = FreePort();
-    sink_ = fork();
-    if (sink_ == 0) {
-      if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
-      const std::string listen = "127.0.0.1:" + std::to_string(port);
-      execl("/usr/bin/python3", "python3", "-m", "aiosmtpd", "-n", "-l", listen.c_str(), "-c",
-            "aiosmtpd.handlers.Mailbox", maildir.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    for (int i = 0; i < 200; ++i) {
-      if (Accepts(port)) return port;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return 0;
+    return StartSmtpSink(&sink_, maildir, dir_ / "sink.err");
   }
 
-  void UseSmtp(const std::string& url) {
-    std::string text = ReadBytes(paths_.config);
-    text.insert(text.find("[environments"), "[mail]\nsmtp = \"" + url +
-                                                "\"\nfrom = \"envsync@shop.example\"\n"
-                                                "base_url = \"https://envsync.shop.example\"\n\n");
-    WriteBytes(paths_.config, text);
-  }
+  void UseSmtp(const std::string& url) { testing::UseSmtp(paths_.config, url); }
 
   CliRun Cli(std::vector<std::string> args) {
     args.insert(args.begin(), {"--config", paths_.config.string()});
     return RunCli(args);
   }
 
-  pid_t sink_ = 0;
+  Child sink_;
 };
 
 // Without an SMTP server the mail is a .eml file in outbox/ beside the state store, with a

@@ -1,0 +1,436 @@
+// The service over HTTP: the real `envsync serve` on a free loopback port, driven as a client
+// would drive it (docs/API.md), with a real SMTP sink for its mail.
+#include <httplib.h>
+
+#include <ctime>
+
+#include "envsync/service/users.h"
+#include "envsync/store/state_store.h"
+#include "tests/service/service_test_support.h"
+#include "tests/sync/target_dump.h"
+
+namespace envsync::testing {
+namespace {
+
+using nlohmann::json;
+
+// Times a little ahead of now, as the API takes them.
+std::string UtcIn(int seconds) {
+  const std::time_t t = std::time(nullptr) + seconds;
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return text;
+}
+
+// One API client with its own session: it logs in, keeps the cookie and the CSRF token, and
+// sends them along.
+class Api {
+ public:
+  explicit Api(int port) : client_("127.0.0.1", port) {
+    client_.set_read_timeout(60, 0);
+    client_.set_connection_timeout(5, 0);
+  }
+
+  struct Answer {
+    int status = 0;
+    json body;
+    std::string raw;
+    httplib::Headers headers;
+  };
+
+  Answer Login(const std::string& email, const std::string& password) {
+    Answer a = Send("POST", "/api/v1/login", json{{"email", email}, {"password", password}});
+    if (a.status == 200) {
+      const std::string cookie = Header(a, "Set-Cookie");
+      cookie_ = cookie.substr(0, cookie.find(';'));
+      csrf_ = a.body["csrf_token"];
+    }
+    return a;
+  }
+  Answer Get(const std::string& path) { return Send("GET", path, json()); }
+  Answer Post(const std::string& path, const json& body) { return Send("POST", path, body); }
+  Answer Put(const std::string& path, const json& body) { return Send("PUT", path, body); }
+
+  // Sends with the session cookie and, unless `csrf` is false, the CSRF token.
+  Answer Send(const std::string& method, const std::string& path, const json& body,
+              bool csrf = true) {
+    httplib::Headers headers;
+    if (!cookie_.empty()) headers.emplace("Cookie", cookie_);
+    if (csrf && !csrf_.empty()) headers.emplace("X-CSRF-Token", csrf_);
+    const std::string text = body.is_null() ? "" : body.dump();
+    httplib::Result r =
+        method == "GET"    ? client_.Get(path.c_str(), headers)
+        : method == "POST" ? client_.Post(path.c_str(), headers, text, "application/json")
+                           : client_.Put(path.c_str(), headers, text, "application/json");
+    Answer a;
+    if (!r) return a;
+    a.status = r->status;
+    a.raw = r->body;
+    a.headers = r->headers;
+    a.body = json::parse(r->body, nullptr, false);
+    return a;
+  }
+
+  static std::string Header(const Answer& a, const std::string& name) {
+    auto it = a.headers.find(name);
+    return it == a.headers.end() ? "" : it->second;
+  }
+
+  // Polls the job until it has ended (or `seconds` pass) and returns it.
+  json WaitForJob(const std::string& id, int seconds = 60) {
+    json job;
+    for (int i = 0; i < seconds * 10; ++i) {
+      job = Get("/api/v1/jobs/" + id).body;
+      const std::string state = job.value("state", "");
+      if (state == "succeeded" || state == "failed" || state == "cancelled") return job;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return job;
+  }
+
+  std::string cookie_;
+  std::string csrf_;
+
+ private:
+  httplib::Client client_;
+};
+
+class ServerTest : public DemoEnvironments {
+ protected:
+  void SetUp() override {
+    DemoEnvironments::SetUp();
+    Build(Start::kPendingWork);
+    auto state = store::OpenStateStore(paths_.state.string());
+    ASSERT_TRUE(state.ok()) << state.status().message();
+    for (const auto& [email, role] : {std::pair{"olga@shop.example", "operator"},
+                                      std::pair{"vic@shop.example", "viewer"},
+                                      std::pair{"ada@shop.example", "admin"}}) {
+      ASSERT_TRUE(service::AddUser(**state, email, role, std::string(email) + "-pw", "Europe/Berlin",
+                                   "2026-01-01T00:00:00Z")
+                      .ok());
+    }
+  }
+  void TearDown() override {
+    server_.Stop(SIGTERM);
+    sink_.Stop(SIGTERM);
+    DemoEnvironments::TearDown();
+  }
+
+  // Starts `envsync serve` on a free port and waits until it answers.
+  void StartServer() {
+    port_ = FreePort();
+    server_.Start({ENVSYNC_BINARY, "--config", paths_.config.string(), "serve", "--listen",
+                   "127.0.0.1:" + std::to_string(port_), "--poll", "1"},
+                  dir_ / "serve.err");
+    for (int i = 0; i < 200; ++i) {
+      if (Accepts(port_)) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << "envsync serve did not start: " << ReadBytes(dir_ / "serve.err");
+  }
+
+  Api LoggedIn(const std::string& email) {
+    Api api(port_);
+    EXPECT_EQ(api.Login(email, email + "-pw").status, 200);
+    return api;
+  }
+
+  // Starts a comparison TEST -> PROD through the API and returns its ID once it has finished.
+  std::string CompareThroughApi(Api& api, const std::string& mode = "all") {
+    Api::Answer started =
+        api.Post("/api/v1/comparisons", {{"from", "TEST"}, {"to", "PROD"}, {"mode", mode}});
+    EXPECT_EQ(started.status, 202) << started.raw;
+    const json job = api.WaitForJob(started.body.value("job_id", ""));
+    EXPECT_EQ(job.value("state", ""), "succeeded") << job.dump();
+    if (!job.contains("result") || !job["result"].is_object()) return "";
+    return job["result"].value("comparison_id", "");
+  }
+
+  json JobsOf(Api& api) { return api.Get("/api/v1/jobs").body["jobs"]; }
+
+  int port_ = 0;
+  Child server_;
+  Child sink_;
+};
+
+// The whole review loop over HTTP: log in, compare and wait for the job, page through a tab,
+// deselect a record, test-import (nothing changes), then schedule the sync two seconds ahead
+// and see it run without the deselected record.
+TEST_F(ServerTest, CompareReviewTestImportAndScheduledSync) {
+  StartServer();
+  Api api = LoggedIn("olga@shop.example");
+  const std::string id = CompareThroughApi(api);
+  ASSERT_FALSE(id.empty());
+
+  Api::Answer page = api.Get("/api/v1/comparisons/" + id + "?tab=new&limit=2");
+  ASSERT_EQ(page.status, 200) << page.raw;
+  const int64_t new_count = page.body["counts"]["new"];
+  ASSERT_GE(new_count, 3);
+  EXPECT_EQ(page.body["total"], new_count);
+  EXPECT_EQ(page.body["changes"].size(), 2u);
+  Api::Answer second = api.Get("/api/v1/comparisons/" + id + "?tab=new&limit=2&offset=2");
+  EXPECT_NE(second.body["changes"][0]["ref"], page.body["changes"][0]["ref"]);
+
+  // Deselect one modified record nothing else needs.
+  std::string left_out;
+  const json modified = api.Get("/api/v1/comparisons/" + id + "?tab=modified&limit=100").body;
+  for (const json& c : modified["changes"]) {
+    if (c["selected"] == true && c["required_by"].empty()) left_out = c["ref"];
+  }
+  ASSERT_FALSE(left_out.empty());
+  Api::Answer saved =
+      api.Put("/api/v1/comparisons/" + id + "/selection", {{"deselect", {left_out}}});
+  ASSERT_EQ(saved.status, 200) << saved.raw;
+  Api::Answer filtered =
+      api.Get("/api/v1/comparisons/" + id + "?tab=modified&filter=" + left_out);
+  ASSERT_EQ(filtered.body["changes"].size(), 1u) << filtered.raw;
+  EXPECT_EQ(filtered.body["changes"][0]["selected"], false);
+
+  // Test import: it runs, and nothing stays.
+  const std::string before = DumpTarget(paths_);
+  Api::Answer test_import =
+      api.Post("/api/v1/syncs", {{"comparison_id", id}, {"test_import", true}});
+  ASSERT_EQ(test_import.status, 202) << test_import.raw;
+  json ran = api.WaitForJob(test_import.body["job_id"]);
+  ASSERT_EQ(ran["state"], "succeeded") << ran.dump();
+  EXPECT_GT(ran["result"]["applied"]["new"].get<int>(), 0);
+  EXPECT_EQ(DumpTarget(paths_), before);
+
+  // Scheduled two seconds ahead: it is scheduled first, then runs.
+  Api::Answer scheduled = api.Post("/api/v1/syncs", {{"comparison_id", id}, {"run_at", UtcIn(2)}});
+  ASSERT_EQ(scheduled.status, 202) << scheduled.raw;
+  EXPECT_EQ(scheduled.body["state"], "scheduled");
+  EXPECT_NE(scheduled.body["run_at_local"].get<std::string>().find("CET"), std::string::npos)
+      << "shown in the user's zone, Europe/Berlin";
+  json done = api.WaitForJob(scheduled.body["job_id"]);
+  ASSERT_EQ(done["state"], "succeeded") << done.dump() << ReadBytes(dir_ / "serve.err");
+  EXPECT_NE(DumpTarget(paths_), before);
+  // On a fresh comparison the deselected record is the one selected modification left; the
+  // others moved.
+  const std::string again = CompareThroughApi(api);
+  json still = api.Get("/api/v1/comparisons/" + again + "?tab=modified&limit=1000").body["changes"];
+  std::vector<std::string> pending;
+  for (const json& c : still) {
+    if (c["selected"] == true) pending.push_back(c["ref"]);
+  }
+  EXPECT_EQ(pending, std::vector<std::string>{left_out}) << still.dump();
+
+  // Messages: the scheduled one, then Success; history lists the sync.
+  Api::Answer messages = api.Get("/api/v1/messages");
+  std::vector<std::string> titles;
+  for (const json& m : messages.body["messages"]) titles.push_back(m["title"]);
+  EXPECT_NE(std::find(titles.begin(), titles.end(), "Synchronization process"), titles.end());
+  EXPECT_NE(std::find(titles.begin(), titles.end(), "Success: Synchronization process"),
+            titles.end());
+  EXPECT_GT(messages.body["unread"].get<int>(), 0);
+  const int64_t first = messages.body["messages"][0]["id"];
+  EXPECT_EQ(api.Post("/api/v1/messages/" + std::to_string(first) + "/read", json::object()).status,
+            200);
+  EXPECT_EQ(api.Get("/api/v1/messages").body["unread"].get<int>(),
+            messages.body["unread"].get<int>() - 1);
+  json history = api.Get("/api/v1/history").body["syncs"];
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[0]["sync_id"], done["result"]["sync_id"]);
+
+  // Undo puts the target back.
+  Api::Answer undone =
+      api.Post("/api/v1/syncs/" + done["result"]["sync_id"].get<std::string>() + "/undo",
+               json::object());
+  ASSERT_EQ(undone.status, 200) << undone.raw;
+  EXPECT_EQ(DumpTarget(paths_), before);
+
+  // The audit log tells who did it, to which records.
+  Api admin = LoggedIn("ada@shop.example");
+  json audit = admin.Get("/api/v1/audit").body["audit"];
+  bool deselect_logged = false;
+  for (const json& e : audit) {
+    if (e["action"] == "selection.save" && e["user"] == "olga@shop.example" &&
+        e["detail"]["deselect"][0] == left_out) {
+      deselect_logged = true;
+    }
+  }
+  EXPECT_TRUE(deselect_logged) << audit.dump();
+}
+
+// A scheduled sync cancelled before its time never runs, and says so.
+TEST_F(ServerTest, CancelledSyncNeverRuns) {
+  StartServer();
+  Api api = LoggedIn("olga@shop.example");
+  const std::string id = CompareThroughApi(api);
+  const std::string before = DumpTarget(paths_);
+  Api::Answer scheduled = api.Post("/api/v1/syncs", {{"comparison_id", id}, {"run_at", UtcIn(3)}});
+  ASSERT_EQ(scheduled.status, 202) << scheduled.raw;
+  const std::string job = scheduled.body["job_id"];
+  // The scheduled message offers the cancel action.
+  json message = api.Get("/api/v1/messages").body["messages"][0];
+  ASSERT_EQ(message["title"], "Synchronization process");
+  ASSERT_EQ(message["actions"].size(), 1u);
+  const std::string cancel = message["actions"][0]["href"];
+  EXPECT_EQ(cancel, "/api/v1/syncs/" + job + "/cancel");
+  Api::Answer cancelled = api.Post(cancel, json::object());
+  ASSERT_EQ(cancelled.status, 200) << cancelled.raw;
+  EXPECT_EQ(cancelled.body["state"], "cancelled");
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  EXPECT_EQ(api.Get("/api/v1/jobs/" + job).body["state"], "cancelled");
+  EXPECT_EQ(DumpTarget(paths_), before);
+  EXPECT_EQ(api.Post(cancel, json::object()).status, 409) << "a cancelled job stays cancelled";
+  EXPECT_EQ(api.Get("/api/v1/history").body["syncs"].size(), 0u);
+}
+
+// The server killed (-9) while a sync is scheduled: nothing runs while it is down, and the
+// sync runs after the restart.
+TEST_F(ServerTest, ScheduledSyncRunsAfterTheServerIsKilledAndRestarted) {
+  StartServer();
+  Api api = LoggedIn("olga@shop.example");
+  const std::string id = CompareThroughApi(api);
+  const std::string before = DumpTarget(paths_);
+  Api::Answer scheduled = api.Post("/api/v1/syncs", {{"comparison_id", id}, {"run_at", UtcIn(3)}});
+  ASSERT_EQ(scheduled.status, 202);
+  EXPECT_EQ(server_.Stop(SIGKILL), -SIGKILL);
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  EXPECT_EQ(DumpTarget(paths_), before);
+  StartServer();
+  Api again = LoggedIn("olga@shop.example");
+  json job = again.WaitForJob(scheduled.body["job_id"]);
+  EXPECT_EQ(job["state"], "succeeded") << job.dump();
+  EXPECT_NE(DumpTarget(paths_), before);
+}
+
+// Two syncs into PROD due at the same moment run one after the other; the second is told it
+// waits.
+TEST_F(ServerTest, SecondSyncIntoTheSameEnvironmentWaitsWithAMessage) {
+  StartServer();
+  Api api = LoggedIn("olga@shop.example");
+  const std::string id = CompareThroughApi(api);
+  const std::string at = UtcIn(2);
+  Api::Answer first = api.Post("/api/v1/syncs", {{"comparison_id", id}, {"run_at", at}, {"test_import", true}});
+  Api::Answer second = api.Post("/api/v1/syncs", {{"comparison_id", id}, {"run_at", at}, {"test_import", true}});
+  ASSERT_EQ(second.status, 202);
+  EXPECT_EQ(api.WaitForJob(first.body["job_id"])["state"], "succeeded");
+  EXPECT_EQ(api.WaitForJob(second.body["job_id"])["state"], "succeeded");
+  // Jobs due at the same second go in ID order: whichever waits names the other.
+  const std::string a = first.body["job_id"];
+  const std::string b = second.body["job_id"];
+  bool waited = false;
+  const json messages = api.Get("/api/v1/messages").body;
+  for (const json& m : messages["messages"]) {
+    if (m["title"] != "Synchronization process waiting") continue;
+    const std::string other = m["job_id"] == a ? b : a;
+    waited = m["body"].get<std::string>().find("into PROD (job " + other + ")") !=
+             std::string::npos;
+  }
+  EXPECT_TRUE(waited) << api.Get("/api/v1/messages").raw;
+}
+
+// E-mails reach a real SMTP sink: the comparison mail and the sync mail, to the user who
+// started the work, with the link into the page.
+TEST_F(ServerTest, MailsReachTheSinkWithRecipientSubjectAndLink) {
+  const int smtp = StartSmtpSink(&sink_, dir_ / "maildir", dir_ / "sink.err");
+  ASSERT_GT(smtp, 0) << "the SMTP sink did not start";
+  UseSmtp(paths_.config, "smtp://127.0.0.1:" + std::to_string(smtp));
+  StartServer();
+  Api api = LoggedIn("olga@shop.example");
+  const std::string id = CompareThroughApi(api);
+  Api::Answer started = api.Post("/api/v1/syncs", {{"comparison_id", id}});
+  ASSERT_EQ(started.status, 202);
+  json job = api.WaitForJob(started.body["job_id"]);
+  ASSERT_EQ(job["state"], "succeeded");
+  std::vector<std::string> mails;
+  for (int i = 0; i < 100 && mails.size() < 2; ++i) {
+    mails = Mails(dir_ / "maildir");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(mails.size(), 2u);
+  int checked = 0;
+  for (const std::string& mail : mails) {
+    EXPECT_NE(mail.find("To: olga@shop.example"), std::string::npos) << mail;
+    if (mail.find("Subject: Comparison finished") != std::string::npos) {
+      EXPECT_NE(mail.find("https://envsync.shop.example/comparisons/" + id), std::string::npos);
+      ++checked;
+    }
+    if (mail.find("Subject: Success: Synchronization process") != std::string::npos) {
+      EXPECT_NE(mail.find("https://envsync.shop.example/syncs/" +
+                          job["result"]["sync_id"].get<std::string>()),
+                std::string::npos);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 2);
+}
+
+// Refusals: 401 without a session, 403 for a role too low, 403 without the CSRF token, 400
+// naming the field, 429 after repeated failed logins, and a logged-out session is dead.
+TEST_F(ServerTest, RefusesUnauthenticatedForbiddenForgedAndRepeatedRequests) {
+  StartServer();
+  Api anonymous(port_);
+  Api::Answer no_session = anonymous.Get("/api/v1/jobs");
+  EXPECT_EQ(no_session.status, 401);
+  EXPECT_EQ(no_session.body["error"]["code"], "unauthenticated");
+  EXPECT_EQ(anonymous.Post("/api/v1/comparisons", {{"from", "TEST"}, {"to", "PROD"}}).status, 401);
+  EXPECT_EQ(anonymous.Get("/api/v1/health").status, 200);
+
+  Api viewer = LoggedIn("vic@shop.example");
+  EXPECT_EQ(viewer.Get("/api/v1/jobs").status, 200);
+  Api::Answer forbidden = viewer.Post("/api/v1/comparisons", {{"from", "TEST"}, {"to", "PROD"}});
+  EXPECT_EQ(forbidden.status, 403);
+  EXPECT_EQ(forbidden.body["error"]["code"], "forbidden");
+  EXPECT_EQ(viewer.Get("/api/v1/users").status, 403);
+
+  Api op = LoggedIn("olga@shop.example");
+  Api::Answer forged =
+      op.Send("POST", "/api/v1/comparisons", {{"from", "TEST"}, {"to", "PROD"}}, /*csrf=*/false);
+  EXPECT_EQ(forged.status, 403);
+  EXPECT_EQ(forged.body["error"]["code"], "csrf");
+  Api::Answer bad = op.Post("/api/v1/comparisons", {{"from", "TEST"}, {"to", 7}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.body["error"]["field"], "to");
+  Api::Answer unknown = op.Post("/api/v1/syncs", {{"comparison_id", "c-nope"}});
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_EQ(unknown.body["error"]["field"], "comparison_id");
+  EXPECT_EQ(op.Post("/api/v1/users", {{"email", "x@y.z"}, {"role", "admin"}, {"password", "12345678"}}).status,
+            403);
+  // A session cookie is HttpOnly and SameSite=Strict.
+  Api fresh(port_);
+  Api::Answer login = fresh.Login("olga@shop.example", "olga@shop.example-pw");
+  const std::string cookie = Api::Header(login, "Set-Cookie");
+  EXPECT_NE(cookie.find("HttpOnly"), std::string::npos);
+  EXPECT_NE(cookie.find("SameSite=Strict"), std::string::npos);
+  EXPECT_EQ(fresh.Post("/api/v1/logout", json::object()).status, 200);
+  EXPECT_EQ(fresh.Get("/api/v1/jobs").status, 401);
+
+  Api attacker(port_);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(attacker.Login("vic@shop.example", "guess-" + std::to_string(i)).status, 401);
+  }
+  Api::Answer limited = attacker.Login("vic@shop.example", "vic@shop.example-pw");
+  EXPECT_EQ(limited.status, 429) << "even the right password waits out the window";
+  EXPECT_EQ(limited.body["error"]["code"], "rate_limited");
+  EXPECT_FALSE(Api::Header(limited, "Retry-After").empty());
+  // The log names requests, never passwords or tokens.
+  const std::string log = ReadBytes(dir_ / "serve.err");
+  EXPECT_NE(log.find("POST /api/v1/login 429"), std::string::npos);
+  EXPECT_EQ(log.find("vic@shop.example-pw"), std::string::npos);
+  EXPECT_EQ(log.find(op.cookie_.substr(op.cookie_.find('=') + 1)), std::string::npos);
+}
+
+// Metrics in Prometheus text: jobs by state, sync durations, records applied.
+TEST_F(ServerTest, MetricsCountJobsSyncsAndRecords) {
+  StartServer();
+  Api api = LoggedIn("olga@shop.example");
+  const std::string id = CompareThroughApi(api);
+  json job = api.WaitForJob(api.Post("/api/v1/syncs", {{"comparison_id", id}}).body["job_id"]);
+  ASSERT_EQ(job["state"], "succeeded");
+  Api::Answer metrics = api.Get("/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.raw.find("envsync_jobs{state=\"succeeded\"} 2"), std::string::npos)
+      << metrics.raw;
+  EXPECT_NE(metrics.raw.find("envsync_sync_duration_seconds_count 1"), std::string::npos);
+  const int applied_new = job["result"]["applied"]["new"];
+  EXPECT_NE(metrics.raw.find("envsync_records_applied_total{kind=\"new\"} " +
+                             std::to_string(applied_new)),
+            std::string::npos)
+      << metrics.raw;
+}
+
+}  // namespace
+}  // namespace envsync::testing
