@@ -449,7 +449,22 @@ class Service {
         SendError(res, {404, "not_found", fmt::format("no route {} {}", req.method, req.path), ""});
       }
     });
-    if (!options_.web_root.empty()) server_.set_mount_point("/", options_.web_root);
+    if (!options_.web_root.empty()) {
+      if (!server_.set_mount_point("/", options_.web_root)) {
+        spdlog::error("--web '{}' is not a folder: no page is served", options_.web_root);
+      }
+    } else {
+      // Until the page is served, the root says where things are.
+      server_.Get("/", [](const httplib::Request&, httplib::Response& res) {
+        Send(res, 200,
+             {{"service", "envsync"},
+              {"api", "/api/v1"},
+              {"login", "POST /api/v1/login {\"email\", \"password\"}"},
+              {"health", "/api/v1/health"},
+              {"metrics", "/metrics"},
+              {"docs", "docs/API.md"}});
+      });
+    }
 
     server_.Get("/api/v1/health", [this](const httplib::Request&, httplib::Response& res) {
       auto state = pool_.Borrow();
