@@ -117,11 +117,11 @@ class ServerTest : public DemoEnvironments {
   }
 
   // Starts `envsync serve` on a free port and waits until it answers.
-  void StartServer() {
+  void StartServer(const std::vector<std::pair<std::string, std::string>>& env = {}) {
     port_ = FreePort();
     server_.Start({ENVSYNC_BINARY, "--config", paths_.config.string(), "serve", "--listen",
                    "127.0.0.1:" + std::to_string(port_), "--poll", "1"},
-                  dir_ / "serve.err");
+                  dir_ / "serve.err", env);
     for (int i = 0; i < 200; ++i) {
       if (Accepts(port_)) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -296,6 +296,35 @@ TEST_F(ServerTest, ScheduledSyncRunsAfterTheServerIsKilledAndRestarted) {
   EXPECT_NE(DumpTarget(paths_), before);
 }
 
+// The server dies in the middle of a sync, just after the target committed: at the restart
+// the sync is completed, the job ends succeeded, and its message says what happened. Killed
+// before the commit, the sync is rolled back and the job ends failed, with the target as before.
+TEST_F(ServerTest, SyncInterruptedByACrashIsSettledAtRestart) {
+  for (const auto& [point, committed] : {std::pair{"committed", true}, std::pair{"applied", false}}) {
+    SCOPED_TRACE(point);
+    TearDown();
+    SetUp();
+    StartServer({{"ENVSYNC_CRASH_AT", point}});
+    Api api = LoggedIn("olga@shop.example");
+    const std::string id = CompareThroughApi(api);
+    const std::string before = DumpTarget(paths_);
+    Api::Answer started = api.Post("/api/v1/syncs", {{"comparison_id", id}});
+    ASSERT_EQ(started.status, 202);
+    ASSERT_EQ(server_.WaitFor(30000), std::optional<int>(-SIGKILL)) << "the crash point was not hit";
+    StartServer();
+    Api again = LoggedIn("olga@shop.example");
+    json job = again.WaitForJob(started.body["job_id"]);
+    EXPECT_EQ(job["state"], committed ? "succeeded" : "failed") << job.dump();
+    EXPECT_EQ(job["result"]["recovered"], true) << job.dump();
+    EXPECT_EQ(DumpTarget(paths_) != before, committed);
+    const json message = again.Get("/api/v1/messages").body["messages"][0];
+    EXPECT_EQ(message["job_id"], started.body["job_id"]);
+    EXPECT_NE(message["body"].get<std::string>().find(committed ? "completed" : "rolled back"),
+              std::string::npos)
+        << message.dump();
+  }
+}
+
 // Two syncs into PROD due at the same moment run one after the other; the second is told it
 // waits.
 TEST_F(ServerTest, SecondSyncIntoTheSameEnvironmentWaitsWithAMessage) {
@@ -411,6 +440,29 @@ TEST_F(ServerTest, RefusesUnauthenticatedForbiddenForgedAndRepeatedRequests) {
   EXPECT_NE(log.find("POST /api/v1/login 429"), std::string::npos);
   EXPECT_EQ(log.find("vic@shop.example-pw"), std::string::npos);
   EXPECT_EQ(log.find(op.cookie_.substr(op.cookie_.find('=') + 1)), std::string::npos);
+}
+
+// What a client needs to start: environments, modules, gallery folders, the session.
+TEST_F(ServerTest, DescribesEnvironmentsModulesAndFolders) {
+  StartServer();
+  Api api = LoggedIn("vic@shop.example");
+  json envs = api.Get("/api/v1/environments").body["environments"];
+  ASSERT_EQ(envs.size(), 2u);
+  EXPECT_EQ(envs[0]["name"], "PROD");
+  EXPECT_EQ(envs[0]["home"], true);
+  json modules = api.Get("/api/v1/modules").body["modules"];
+  std::vector<std::string> names;
+  for (const json& m : modules) names.push_back(m["name"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"gallery", "cms_pages", "sliders", "menus",
+                                             "content_blocks", "system_config"}));
+  json folders = api.Get("/api/v1/environments/TEST/folders").body["folders"];
+  EXPECT_NE(std::find(folders.begin(), folders.end(), "mobile_app"), folders.end()) << folders;
+  EXPECT_EQ(api.Get("/api/v1/environments/STAGE/folders").status, 400);
+  json session = api.Get("/api/v1/session").body;
+  EXPECT_EQ(session["role"], "viewer");
+  EXPECT_EQ(session["time_zone"], "Europe/Berlin");
+  EXPECT_EQ(api.Get("/api/v1/comparisons/c-unknown").status, 404);
+  EXPECT_EQ(api.Get("/api/v1/nothing-here").body["error"]["code"], "not_found");
 }
 
 // Metrics in Prometheus text: jobs by state, sync durations, records applied.

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,10 +63,12 @@ class Child {
   Child& operator=(const Child&) = delete;
   ~Child() { Stop(SIGTERM); }
 
-  // Runs `argv` with stdout to /dev/null and stderr to `err_path`.
-  void Start(const std::vector<std::string>& argv, const std::filesystem::path& err_path) {
+  // Runs `argv` with stdout to /dev/null, stderr to `err_path` and `env` added.
+  void Start(const std::vector<std::string>& argv, const std::filesystem::path& err_path,
+             const std::vector<std::pair<std::string, std::string>>& env = {}) {
     pid_ = fork();
     if (pid_ == 0) {
+      for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
       if (!freopen("/dev/null", "w", stdout) || !freopen(err_path.c_str(), "a", stderr)) {
         _exit(126);
       }
@@ -87,6 +90,19 @@ class Child {
     return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
   }
   bool running() const { return pid_ > 0; }
+  // Waits up to `ms` for the child to end by itself; its status as Stop returns it, or
+  // nullopt while it still runs.
+  std::optional<int> WaitFor(int ms) {
+    for (int i = 0; i < ms / 10 && pid_ > 0; ++i) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = 0;
+        return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return std::nullopt;
+  }
 
  private:
   pid_t pid_ = 0;
