@@ -460,7 +460,8 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
   serve_cmd->add_option("--poll", serve_options.poll_seconds,
                         "seconds between looks at the schedule")
       ->check(CLI::Range(1, 3600));
-  serve_cmd->add_option("--web", serve_options.web_root, "folder with the page's files");
+  serve_cmd->add_option("--web", serve_options.web_root,
+                        "folder with the page's files (default: this source tree's web/)");
 
   CLI::App* user_cmd = app.add_subcommand("user", "manage the service's users");
   user_cmd->require_subcommand(1);
@@ -517,6 +518,9 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     if (serve_once) {
       Status ran = service::RunJobsOnce(**ws);
       return ran.ok() ? kExitOk : Fail(err, ran);
+    }
+    if (serve_options.web_root.empty() && std::filesystem::is_directory(ENVSYNC_WEB_DIR)) {
+      serve_options.web_root = ENVSYNC_WEB_DIR;
     }
     g_stop = false;
     std::signal(SIGTERM, RequestStop);

@@ -7,6 +7,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -195,6 +198,52 @@ class StorePool {
   const Workspace& workspace_;
   std::mutex mutex_;
   std::vector<std::unique_ptr<store::StateStore>> free_;
+};
+
+// A reviewer's saved choices on a comparison, over its default selection: records chosen in
+// or out, and resolutions (a resolved conflict is selected).
+struct Selection {
+  std::set<std::string> select;
+  std::set<std::string> deselect;
+  std::map<std::string, std::string> resolve;
+
+  static Selection Load(store::StateStore& state, const std::string& comparison_id) {
+    Selection s;
+    auto saved = state.LoadSelection(comparison_id);
+    if (!saved.ok() || saved->empty()) return s;
+    json j = json::parse(*saved, nullptr, false);
+    if (!j.is_object()) return s;
+    auto strings = [&](const char* key, std::set<std::string>* out) {
+      auto it = j.find(key);
+      if (it == j.end() || !it->is_array()) return;
+      for (const json& r : *it) {
+        if (r.is_string()) out->insert(r.get<std::string>());
+      }
+    };
+    strings("select", &s.select);
+    strings("deselect", &s.deselect);
+    auto resolve = j.find("resolve");
+    if (resolve != j.end() && resolve->is_object()) {
+      for (auto it = resolve->begin(); it != resolve->end(); ++it) {
+        if (it->is_string()) s.resolve[it.key()] = it->get<std::string>();
+      }
+    }
+    return s;
+  }
+  void Choose(const std::string& ref, bool selected) {
+    if (!selected) resolve.erase(ref);
+    (selected ? deselect : select).erase(ref);
+    (selected ? select : deselect).insert(ref);
+  }
+  bool Selected(const std::string& ref, bool by_default) const {
+    if (resolve.contains(ref)) return true;
+    if (select.contains(ref)) return true;
+    if (deselect.contains(ref)) return false;
+    return by_default;
+  }
+  json ToJson() const {
+    return {{"select", select}, {"deselect", deselect}, {"resolve", resolve}};
+  }
 };
 
 // Who is calling: the user of a valid session.
@@ -544,8 +593,24 @@ class Service {
                 Guard(Role::kOperator, true,
                       [this](const httplib::Request& req, httplib::Response& res,
                              store::StateStore& state, const Caller& caller) {
-                        SaveSelection(req, res, state, caller);
+                        SaveSelection(req, res, state, caller, /*replace=*/true);
                       }));
+    server_.Patch(R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/selection)",
+                  Guard(Role::kOperator, true,
+                        [this](const httplib::Request& req, httplib::Response& res,
+                               store::StateStore& state, const Caller& caller) {
+                          SaveSelection(req, res, state, caller, /*replace=*/false);
+                        }));
+    server_.Post(R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/select-tab)",
+                 Guard(Role::kOperator, true,
+                       [this](const httplib::Request& req, httplib::Response& res,
+                              store::StateStore& state, const Caller& caller) {
+                         SelectTab(req, res, state, caller);
+                       }));
+    server_.Get(R"(/api/v1/environments/([A-Z]+)/gallery)",
+                Guard(Role::kViewer, false,
+                      [this](const httplib::Request& req, httplib::Response& res,
+                             store::StateStore&, const Caller&) { GalleryFile(req, res); }));
     server_.Post("/api/v1/syncs", Guard(Role::kOperator, true,
                                         [this](const httplib::Request& req, httplib::Response& res,
                                                store::StateStore& state, const Caller& caller) {
@@ -764,22 +829,9 @@ class Service {
     Send(res, 202, JobJson(*job, caller.user.time_zone));
   }
 
-  // Reads the reviewer's saved selection: {"select": [...], "deselect": [...], "resolve": {...}}.
-  static json LoadSelectionJson(store::StateStore& state, const std::string& comparison_id) {
-    auto saved = state.LoadSelection(comparison_id);
-    json selection = json::parse(saved.ok() && !saved->empty() ? *saved : "{}", nullptr, false);
-    if (!selection.is_object()) selection = json::object();
-    for (const char* list : {"select", "deselect"}) {
-      if (!selection.contains(list)) selection[list] = json::array();
-    }
-    if (!selection.contains("resolve")) selection["resolve"] = json::object();
-    return selection;
-  }
 
   void ComparisonPage(const httplib::Request& req, httplib::Response& res,
                       store::StateStore& state) {
-    auto comparison = state.LoadComparison(req.matches[1]);
-    if (!comparison.ok()) return SendError(res, FromStatus(comparison.status()));
     const std::string tab_name = req.has_param("tab") ? req.get_param_value("tab") : "conflicts";
     auto tab = ParseTab(tab_name);
     if (!tab) {
@@ -807,52 +859,55 @@ class Service {
     int64_t limit = 50;
     if (auto e = number("offset", 0, INT64_MAX / 2, &offset)) return SendError(res, *e);
     if (auto e = number("limit", 50, 1000, &limit)) return SendError(res, *e);
-    std::string filter = req.has_param("filter") ? req.get_param_value("filter") : "";
-    std::transform(filter.begin(), filter.end(), filter.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
-    const json selection = LoadSelectionJson(state, comparison->id);
-    auto listed = [&](const char* list, const std::string& ref) {
-      const json& l = selection[list];
-      return std::find(l.begin(), l.end(), ref) != l.end();
-    };
-    json page = json::parse(store::ComparisonToJson(*comparison, std::nullopt, -1));
-    page.erase("changes");
-    json changes = json::array();
-    int64_t total = 0;
-    for (const Change& change : comparison->changes) {
-      if (change.tab != *tab) continue;
-      const std::string ref = change.Ref();
-      if (!filter.empty()) {
-        std::string hay = ref + " " + change.key + " " + change.module;
-        std::transform(hay.begin(), hay.end(), hay.begin(),
-                       [](unsigned char c) { return std::tolower(c); });
-        if (hay.find(filter) == std::string::npos) continue;
-      }
-      ++total;
-      if (total <= offset || total > offset + limit) continue;
+    const std::string filter = req.has_param("filter") ? req.get_param_value("filter") : "";
+    auto header = state.LoadComparisonHeader(req.matches[1]);
+    if (!header.ok()) return SendError(res, FromStatus(header.status()));
+    auto changes = state.LoadChangePage(header->first.id, *tab, filter, offset, limit);
+    if (!changes.ok()) return SendError(res, FromStatus(changes.status()));
+    const Selection selection = Selection::Load(state, header->first.id);
+    json page = json::parse(store::ComparisonToJson(header->first, std::nullopt, -1));
+    const TabCounts& counts = header->second;
+    page["counts"] = {{"conflicts", counts.conflicts},
+                      {"new", counts.new_records},
+                      {"modified", counts.modified},
+                      {"deleted", counts.deleted}};
+    json out = json::array();
+    for (const Change& change : changes->changes) {
       json c = json::parse(store::ChangeToJson(change));
+      const std::string ref = change.Ref();
       c["ref"] = ref;
-      if (listed("select", ref)) c["selected"] = true;
-      if (listed("deselect", ref)) c["selected"] = false;
-      c["resolution"] = selection["resolve"].contains(ref) ? selection["resolve"][ref] : json();
-      changes.push_back(std::move(c));
+      c["selected"] = selection.Selected(ref, change.selected);
+      auto how = selection.resolve.find(ref);
+      c["resolution"] = how == selection.resolve.end() ? json() : json(how->second);
+      out.push_back(std::move(c));
     }
     page["tab"] = TabName(*tab);
     page["offset"] = offset;
     page["limit"] = limit;
     page["filter"] = filter;
-    page["total"] = total;
-    page["changes"] = std::move(changes);
-    page["selection"] = selection;
+    page["total"] = changes->total;
+    page["changes"] = std::move(out);
+    page["selection"] = {{"selected", selection.select.size()},
+                         {"deselected", selection.deselect.size()},
+                         {"resolved", selection.resolve.size()}};
     Send(res, 200, page);
   }
 
+  // PUT replaces the saved selection; PATCH moves the records it names (`select`, `deselect`,
+  // `resolve` with a null to drop a resolution) and leaves the rest.
   void SaveSelection(const httplib::Request& req, httplib::Response& res,
-                     store::StateStore& state, const Caller& caller) {
+                     store::StateStore& state, const Caller& caller, bool replace) {
     auto body = Body::Parse(req, res);
     if (!body) return;
-    auto comparison = state.LoadComparison(req.matches[1]);
-    if (!comparison.ok()) return SendError(res, FromStatus(comparison.status()));
+    const std::string id = req.matches[1];
+    auto refs = state.LoadChangeRefs(id);
+    if (!refs.ok()) return SendError(res, FromStatus(refs.status()));
+    if (refs->empty()) {
+      auto header = state.LoadComparisonHeader(id);
+      if (!header.ok()) return SendError(res, FromStatus(header.status()));
+    }
+    std::set<std::string> known;
+    for (const auto& [ref, tab] : *refs) known.insert(ref);
     std::vector<std::string> select;
     std::vector<std::string> deselect;
     if (auto e = body->Strings("select", &select)) return SendError(res, *e);
@@ -864,13 +919,10 @@ class Service {
                              "link or merge",
                              "resolve"});
     }
-    std::set<std::string> refs;
-    for (const Change& c : comparison->changes) refs.insert(c.Ref());
     auto check = [&](const std::string& ref, const char* field) -> std::optional<ApiError> {
-      if (refs.contains(ref)) return std::nullopt;
+      if (known.contains(ref)) return std::nullopt;
       return ApiError{400, "bad_request",
-                      fmt::format("'{}' is not a record of comparison {}", ref, comparison->id),
-                      field};
+                      fmt::format("'{}' is not a record of comparison {}", ref, id), field};
     };
     for (const auto& ref : select) {
       if (auto e = check(ref, "select")) return SendError(res, *e);
@@ -878,10 +930,11 @@ class Service {
     for (const auto& ref : deselect) {
       if (auto e = check(ref, "deselect")) return SendError(res, *e);
     }
+    static const std::set<std::string> kHow = {"overwrite", "insert_as_new", "link", "merge"};
     for (const auto& [ref, how] : resolve.items()) {
       if (auto e = check(ref, "resolve")) return SendError(res, *e);
-      static const std::set<std::string> kHow = {"overwrite", "insert_as_new", "link", "merge"};
-      if (!how.is_string() || !kHow.contains(how.get<std::string>())) {
+      if (!(how.is_null() && !replace) &&
+          (!how.is_string() || !kHow.contains(how.get<std::string>()))) {
         return SendError(res, {400, "bad_request",
                                fmt::format("resolution of {} must be overwrite, insert_as_new, "
                                            "link or merge",
@@ -889,11 +942,100 @@ class Service {
                                "resolve"});
       }
     }
-    const json selection = {{"select", select}, {"deselect", deselect}, {"resolve", resolve}};
-    Status saved = state.SaveSelection(comparison->id, selection.dump());
+    Selection selection = replace ? Selection() : Selection::Load(state, id);
+    for (const auto& ref : select) selection.Choose(ref, true);
+    for (const auto& ref : deselect) selection.Choose(ref, false);
+    for (const auto& [ref, how] : resolve.items()) {
+      if (how.is_null()) {
+        selection.resolve.erase(ref);
+      } else {
+        selection.resolve[ref] = how.get<std::string>();
+      }
+    }
+    Status saved = state.SaveSelection(id, selection.ToJson().dump());
     if (!saved.ok()) return SendError(res, FromStatus(saved));
-    Audit(state, caller.user.email, "selection.save", comparison->id, selection);
-    Send(res, 200, {{"comparison_id", comparison->id}, {"selection", selection}});
+    Audit(state, caller.user.email, "selection.save", id, body->raw());
+    Send(res, 200, {{"comparison_id", id}, {"selection", selection.ToJson()}});
+  }
+
+  // Selects or deselects every record of a tab (that matches `filter`). Conflicts are refused:
+  // each needs its own resolution.
+  void SelectTab(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                 const Caller& caller) {
+    auto body = Body::Parse(req, res);
+    if (!body) return;
+    std::string tab_name;
+    std::string filter;
+    bool selected = true;
+    if (auto e = body->String("tab", true, &tab_name)) return SendError(res, *e);
+    if (auto e = body->String("filter", false, &filter)) return SendError(res, *e);
+    if (auto e = body->Bool("selected", &selected)) return SendError(res, *e);
+    auto tab = ParseTab(tab_name);
+    if (!tab || *tab == Tab::kConflicts) {
+      return SendError(res, {400, "bad_request",
+                             fmt::format("tab '{}' cannot be selected whole: use new, modified or "
+                                         "deleted (each conflict needs its own resolution)",
+                                         tab_name),
+                             "tab"});
+    }
+    const std::string id = req.matches[1];
+    auto header = state.LoadComparisonHeader(id);
+    if (!header.ok()) return SendError(res, FromStatus(header.status()));
+    auto page = state.LoadChangePage(id, *tab, filter, 0, INT64_MAX / 2);
+    if (!page.ok()) return SendError(res, FromStatus(page.status()));
+    Selection selection = Selection::Load(state, id);
+    for (const Change& change : page->changes) selection.Choose(change.Ref(), selected);
+    Status saved = state.SaveSelection(id, selection.ToJson().dump());
+    if (!saved.ok()) return SendError(res, FromStatus(saved));
+    Audit(state, caller.user.email, selected ? "selection.select_tab" : "selection.deselect_tab",
+          id, {{"tab", tab_name}, {"filter", filter}, {"records", page->changes.size()}});
+    Send(res, 200, {{"comparison_id", id},
+                    {"records", page->changes.size()},
+                    {"selection",
+                     {{"selected", selection.select.size()},
+                      {"deselected", selection.deselect.size()},
+                      {"resolved", selection.resolve.size()}}}});
+  }
+
+  // The bytes of one gallery file of an environment, for thumbnails: `path` is the file's key
+  // (`folder path/file name`). Names that could leave the gallery, symlinks pointing out of it
+  // and files that are not images are refused.
+  void GalleryFile(const httplib::Request& req, httplib::Response& res) {
+    const std::string env_name = req.matches[1];
+    const EnvironmentConfig* env = workspace_.config().Find(env_name);
+    if (env == nullptr) {
+      return SendError(res, {400, "bad_request",
+                             fmt::format("unknown environment '{}'", env_name), "environment"});
+    }
+    const std::string key = req.has_param("path") ? req.get_param_value("path") : "";
+    const size_t slash = key.rfind('/');
+    const std::string folder = slash == std::string::npos ? "" : key.substr(0, slash);
+    const std::string file = slash == std::string::npos ? key : key.substr(slash + 1);
+    static const std::map<std::string, std::string> kTypes = {
+        {".png", "image/png"}, {".jpg", "image/jpeg"}, {".jpeg", "image/jpeg"},
+        {".gif", "image/gif"}, {".webp", "image/webp"}};
+    const size_t dot = file.rfind('.');
+    std::string ext = dot == std::string::npos ? "" : file.substr(dot);
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    const auto type = kTypes.find(ext);
+    const store::AssetFolder assets(env->assets);
+    const std::string path = file.empty() ? "" : assets.PathOf(folder, file);
+    if (path.empty() || type == kTypes.end()) {
+      return SendError(res, {400, "bad_request",
+                             fmt::format("'{}' is not the path of a gallery image", key), "path"});
+    }
+    std::error_code ec;
+    const auto root = std::filesystem::weakly_canonical(std::filesystem::path(env->assets) / "gallery", ec);
+    const auto real = std::filesystem::weakly_canonical(path, ec);
+    const auto rel = real.lexically_relative(root);
+    if (ec || rel.empty() || *rel.begin() == ".." || !std::filesystem::is_regular_file(real, ec)) {
+      return SendError(res, {404, "not_found",
+                             fmt::format("no gallery file '{}' on {}", key, env_name), "path"});
+    }
+    std::ifstream in(real, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    res.set_header("Cache-Control", "private, max-age=60");
+    res.set_content(std::move(bytes), type->second.c_str());
   }
 
   void StartSync(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
@@ -921,12 +1063,10 @@ class Service {
       return SendError(res, e);
     }
     // The saved selection, then what the body adds.
-    const json selection = LoadSelectionJson(state, request.comparison_id);
-    request.select = selection["select"].get<std::vector<std::string>>();
-    request.deselect = selection["deselect"].get<std::vector<std::string>>();
-    for (const auto& [ref, how] : selection["resolve"].items()) {
-      request.resolve.push_back(ref + "=" + how.get<std::string>());
-    }
+    const Selection selection = Selection::Load(state, request.comparison_id);
+    request.select.assign(selection.select.begin(), selection.select.end());
+    request.deselect.assign(selection.deselect.begin(), selection.deselect.end());
+    for (const auto& [ref, how] : selection.resolve) request.resolve.push_back(ref + "=" + how);
     std::vector<std::string> more;
     if (auto e = body->Strings("select", &more)) return SendError(res, *e);
     request.select.insert(request.select.end(), more.begin(), more.end());
@@ -944,6 +1084,13 @@ class Service {
         return SendError(res, {400, "bad_request", parsed.status().message(), "run_at"});
       }
       run_at = *parsed;
+      if (SecondsBetween(run_at, Now()) > 60) {
+        return SendError(res, {400, "bad_request",
+                               fmt::format("run_at '{}' ({}) is in the past: pick a later time or "
+                                           "synchronize now",
+                                           run_at_text, ShowInZone(run_at, zone)),
+                               "run_at"});
+      }
     }
     auto job = ScheduleSync(state, request, run_at, caller.user.email, zone, Now(),
                             sync::RandomJobId());

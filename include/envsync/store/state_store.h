@@ -42,6 +42,12 @@ struct ComparisonSummary {
   TabCounts counts;
 };
 
+// One page of one tab of a stored comparison, and how many records of the tab match.
+struct ChangePage {
+  int64_t total = 0;
+  std::vector<Change> changes;
+};
+
 // One record a sync wrote on its target, with what undo needs: the record as it was before
 // (`pre_image`, JSON of its row and child rows with every column; "" when the sync inserted
 // it), its content hash after the sync, and the pair's base before the sync.
@@ -194,6 +200,16 @@ class StateStore {
   // NotFound naming the ID when there is no such comparison.
   virtual Result<Comparison> LoadComparison(const std::string& id) = 0;
   virtual Result<std::vector<ComparisonSummary>> ListComparisons() = 0;
+  // A comparison without its changes, and its counts per tab. NotFound naming the ID.
+  virtual Result<std::pair<Comparison, TabCounts>> LoadComparisonHeader(const std::string& id) = 0;
+  // The changes of one tab in comparison order, `offset` and `limit` of them, whose record
+  // (`T:ID`), key or module contains `filter` (case-insensitive; "" matches all).
+  virtual Result<ChangePage> LoadChangePage(const std::string& id, Tab tab,
+                                            const std::string& filter, int64_t offset,
+                                            int64_t limit) = 0;
+  // The record (`T:ID`) and tab of every change of a comparison, in comparison order.
+  virtual Result<std::vector<std::pair<std::string, Tab>>> LoadChangeRefs(
+      const std::string& id) = 0;
 
   // Removes the base of one pair (a record gone from both sides).
   virtual Status DeleteBase(const std::string& table, const Value& prod_id,

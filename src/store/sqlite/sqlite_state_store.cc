@@ -578,6 +578,100 @@ class SqliteStateStore : public StateStore {
     return writer_.Exec("COMMIT");
   }
 
+  Result<std::pair<Comparison, TabCounts>> LoadComparisonHeader(const std::string& id) override {
+    auto head = reader_.Prepare(
+        "SELECT id, created_at, from_env, to_env, mode, modules, folders, forced, warnings, "
+        "records_compared, conflicts, new_records, modified, deleted FROM comparisons WHERE id = ?1");
+    if (!head.ok()) return head.status();
+    head->Bind(1, id);
+    Status status;
+    if (!head->Step(&status)) {
+      if (!status.ok()) return status.WithContext(reader_.what());
+      return Status::NotFound(fmt::format("no comparison with ID '{}'", id));
+    }
+    Comparison c;
+    c.id = std::get<std::string>(head->Column(0));
+    c.created_at = std::get<std::string>(head->Column(1));
+    c.from = std::get<std::string>(head->Column(2));
+    c.to = std::get<std::string>(head->Column(3));
+    c.mode = ParseMode(std::get<std::string>(head->Column(4))).value_or(Mode::kAll);
+    try {
+      c.modules =
+          json::parse(std::get<std::string>(head->Column(5))).get<std::vector<std::string>>();
+      c.folders =
+          json::parse(std::get<std::string>(head->Column(6))).get<std::vector<std::string>>();
+      for (const json& f : json::parse(std::get<std::string>(head->Column(7)))) {
+        c.forced.push_back(ForcedModule{f.at("module").get<std::string>(),
+                                        f.at("required_by").get<std::string>(),
+                                        f.at("folders").get<std::vector<std::string>>()});
+      }
+      for (const json& w : json::parse(std::get<std::string>(head->Column(8)))) {
+        c.warnings.push_back(Warning{w.at("environment").get<std::string>(),
+                                     w.at("record").get<std::string>(),
+                                     w.at("message").get<std::string>()});
+      }
+    } catch (const std::exception& e) {
+      return Status::Unavailable(
+          fmt::format("{}: comparison '{}' is malformed: {}", reader_.what(), id, e.what()));
+    }
+    c.records_compared = std::get<int64_t>(head->Column(9));
+    TabCounts counts;
+    counts.conflicts = std::get<int64_t>(head->Column(10));
+    counts.new_records = std::get<int64_t>(head->Column(11));
+    counts.modified = std::get<int64_t>(head->Column(12));
+    counts.deleted = std::get<int64_t>(head->Column(13));
+    return std::pair<Comparison, TabCounts>(std::move(c), counts);
+  }
+
+  Result<ChangePage> LoadChangePage(const std::string& id, Tab tab, const std::string& filter,
+                                    int64_t offset, int64_t limit) override {
+    const char* where =
+        "FROM changes WHERE comparison_id = ?1 AND tab = ?2 AND (?3 = '' OR "
+        "instr(lower(record), ?3) > 0 OR instr(lower(json_extract(body, '$.key')), ?3) > 0 OR "
+        "instr(lower(json_extract(body, '$.module')), ?3) > 0)";
+    std::string needle = filter;
+    for (char& ch : needle) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    ChangePage page;
+    auto count = reader_.Prepare(std::string("SELECT count(*) ") + where);
+    if (!count.ok()) return count.status();
+    count->Bind(1, id);
+    count->Bind(2, std::string(TabName(tab)));
+    count->Bind(3, needle);
+    Status status;
+    if (count->Step(&status)) page.total = std::get<int64_t>(count->Column(0));
+    if (!status.ok()) return status.WithContext(reader_.what());
+    auto rows = reader_.Prepare(std::string("SELECT body ") + where +
+                                " ORDER BY seq LIMIT ?4 OFFSET ?5");
+    if (!rows.ok()) return rows.status();
+    rows->Bind(1, id);
+    rows->Bind(2, std::string(TabName(tab)));
+    rows->Bind(3, needle);
+    rows->Bind(4, limit);
+    rows->Bind(5, offset);
+    while (rows->Step(&status)) {
+      auto change = ChangeFromJson(std::get<std::string>(rows->Column(0)));
+      if (!change.ok()) return change.status().WithContext(reader_.what());
+      page.changes.push_back(std::move(*change));
+    }
+    if (!status.ok()) return status.WithContext(reader_.what());
+    return page;
+  }
+
+  Result<std::vector<std::pair<std::string, Tab>>> LoadChangeRefs(const std::string& id) override {
+    auto rows =
+        reader_.Prepare("SELECT record, tab FROM changes WHERE comparison_id = ?1 ORDER BY seq");
+    if (!rows.ok()) return rows.status();
+    rows->Bind(1, id);
+    std::vector<std::pair<std::string, Tab>> out;
+    Status status;
+    while (rows->Step(&status)) {
+      out.emplace_back(std::get<std::string>(rows->Column(0)),
+                       ParseTab(std::get<std::string>(rows->Column(1))).value_or(Tab::kNew));
+    }
+    if (!status.ok()) return status.WithContext(reader_.what());
+    return out;
+  }
+
   Result<Comparison> LoadComparison(const std::string& id) override {
     auto head = reader_.Prepare(
         "SELECT id, created_at, from_env, to_env, mode, modules, folders, forced, warnings, "
