@@ -59,9 +59,10 @@ class Api {
     if (csrf && !csrf_.empty()) headers.emplace("X-CSRF-Token", csrf_);
     const std::string text = body.is_null() ? "" : body.dump();
     httplib::Result r =
-        method == "GET"    ? client_.Get(path.c_str(), headers)
-        : method == "POST" ? client_.Post(path.c_str(), headers, text, "application/json")
-                           : client_.Put(path.c_str(), headers, text, "application/json");
+        method == "GET"     ? client_.Get(path.c_str(), headers)
+        : method == "POST"  ? client_.Post(path.c_str(), headers, text, "application/json")
+        : method == "PATCH" ? client_.Patch(path.c_str(), headers, text, "application/json")
+                            : client_.Put(path.c_str(), headers, text, "application/json");
     Answer a;
     if (!r) return a;
     a.status = r->status;
@@ -463,6 +464,66 @@ TEST_F(ServerTest, DescribesEnvironmentsModulesAndFolders) {
   EXPECT_EQ(session["time_zone"], "Europe/Berlin");
   EXPECT_EQ(api.Get("/api/v1/comparisons/c-unknown").status, 404);
   EXPECT_EQ(api.Get("/api/v1/nothing-here").body["error"]["code"], "not_found");
+}
+
+// The review's selection: PATCH moves single records, select-tab takes a whole tab (never the
+// conflicts), and a resolution selects its conflict; the sync takes all of it.
+TEST_F(ServerTest, SelectionIsPatchedPerRecordAndPerTab) {
+  StartServer();
+  Api api = LoggedIn("olga@shop.example");
+  const std::string id = CompareThroughApi(api);
+  const std::string base = "/api/v1/comparisons/" + id;
+  auto selected = [&](const std::string& tab) {
+    std::map<std::string, bool> out;
+    const json page = api.Get(base + "?tab=" + tab + "&limit=1000").body;
+    for (const json& c : page["changes"]) {
+      out[c["ref"]] = c["selected"];
+    }
+    return out;
+  };
+  Api::Answer off = api.Post(base + "/select-tab", {{"tab", "modified"}, {"selected", false}});
+  ASSERT_EQ(off.status, 200) << off.raw;
+  for (const auto& [ref, on] : selected("modified")) EXPECT_FALSE(on) << ref;
+  EXPECT_EQ(api.Post(base + "/select-tab", {{"tab", "conflicts"}, {"selected", true}}).status, 400);
+  Api::Answer one = api.Send("PATCH", base + "/selection", {{"select", {"cms_pages:2"}}});
+  ASSERT_EQ(one.status, 200) << one.raw;
+  Api::Answer resolved =
+      api.Send("PATCH", base + "/selection", {{"resolve", {{"cms_pages:20", "insert_as_new"}}}});
+  ASSERT_EQ(resolved.status, 200) << resolved.raw;
+  EXPECT_TRUE(selected("modified")["cms_pages:2"]);
+  EXPECT_FALSE(selected("modified")["menus:1"]);
+  EXPECT_TRUE(selected("conflicts")["cms_pages:20"]);
+  EXPECT_EQ(api.Send("PATCH", base + "/selection", {{"resolve", {{"cms_pages:20", "shred"}}}}).status,
+            400);
+  // The sync takes the saved selection: one modified record, the new ones, the resolved one.
+  json job = api.WaitForJob(api.Post("/api/v1/syncs", {{"comparison_id", id}, {"test_import", true}})
+                                .body["job_id"]);
+  ASSERT_EQ(job["state"], "succeeded") << job.dump();
+  EXPECT_EQ(job["request"]["resolve"][0], "cms_pages:20=insert_as_new");
+  EXPECT_EQ(job["result"]["applied"]["modified"], 1);
+}
+
+// Thumbnails: gallery images are served to a logged-in user; names that could leave the
+// gallery, symlinks out of it and non-images are refused.
+TEST_F(ServerTest, GalleryImagesAreServedAndTraversalIsRefused) {
+  std::filesystem::create_directory_symlink("/etc", paths_.test_assets / "gallery" / "escape");
+  WriteBytes(paths_.test_assets / "gallery" / "mobile_app" / "notes.txt", "not an image");
+  StartServer();
+  Api api = LoggedIn("vic@shop.example");
+  Api::Answer image = api.Get("/api/v1/environments/TEST/gallery?path=mobile_app/splash.png");
+  ASSERT_EQ(image.status, 200) << image.raw;
+  EXPECT_EQ(image.raw.substr(1, 3), "PNG");
+  EXPECT_EQ(Api::Header(image, "Content-Type"), "image/png");
+  for (const std::string bad :
+       {"../../prod.db", "/etc/passwd", "mobile_app/../../../prod.db", "mobile_app/notes.txt",
+        "escape/hostname.png", "", "mobile_app/missing.png"}) {
+    Api::Answer refused = api.Get("/api/v1/environments/TEST/gallery?path=" + bad);
+    EXPECT_TRUE(refused.status == 400 || refused.status == 404) << bad << " " << refused.status;
+    EXPECT_TRUE(refused.body.contains("error")) << bad;
+  }
+  Api anonymous(port_);
+  EXPECT_EQ(anonymous.Get("/api/v1/environments/TEST/gallery?path=mobile_app/splash.png").status,
+            401);
 }
 
 // Metrics in Prometheus text: jobs by state, sync durations, records applied.

@@ -263,6 +263,43 @@ test('sync, the Success message, and undo', async (rig) => {
   await page.locator('#history-table td.status-undone').waitFor();
 });
 
+test('thumbnails of both versions of a gallery file', async (rig) => {
+  await rig.login();
+  await rig.compare('all');
+  await rig.tab('Modified records');
+  const row = rig.page.locator('[data-ref="gallery_files:4"]');
+  await row.locator('summary').click();
+  const images = row.locator('.thumbs img');
+  await images.nth(1).waitFor();
+  for (let i = 0; i < 2; i++) {
+    await rig.page.waitForFunction((img) => img.complete && img.naturalWidth > 0, await images.nth(i).elementHandle());
+  }
+  const alts = await images.evaluateAll((all) => all.map((img) => img.alt));
+  check(alts.join() === 'mobile_app/splash.png on TEST,mobile_app/splash.png on PROD', `thumbnails: ${alts}`);
+});
+
+test('a viewer reads but cannot change anything', async (rig) => {
+  await rig.login();
+  const csrf = (await rig.get('/api/v1/session')).csrf_token;
+  const added = await rig.page.request.post(`${rig.base}/api/v1/users`, {
+    data: { email: 'vic@shop.example', role: 'viewer', password: 'viewer-password' },
+    headers: { 'X-CSRF-Token': csrf },
+  });
+  check(added.status() === 201, `adding the viewer: ${added.status()}`);
+  await rig.compare('all');
+  await rig.page.getByRole('button', { name: 'Log out' }).click();
+  await rig.page.getByLabel('E-mail').waitFor();
+  await rig.page.getByLabel('E-mail').fill('vic@shop.example');
+  await rig.page.getByLabel('Password').fill('viewer-password');
+  await rig.page.getByRole('button', { name: 'Log in' }).click();
+  await rig.page.locator('#who').filter({ hasText: 'viewer' }).waitFor();
+  check(await rig.page.getByRole('button', { name: 'Start comparing environments' }).isHidden(), 'no start button');
+  await rig.page.getByRole('link', { name: 'Changes review' }).click();
+  await rig.page.locator('#changes li').first().waitFor();
+  check(await rig.page.locator('#schedule-form').isHidden(), 'no schedule form');
+  check(await rig.page.locator('#changes input[type=checkbox]:enabled').count() === 0, 'checkboxes are read-only');
+});
+
 test('phone width', async (rig) => {
   await rig.page.setViewportSize({ width: 390, height: 844 });
   await rig.login();
