@@ -17,6 +17,7 @@ const el = (tag, props = {}, ...children) => {
   return node;
 };
 const thousands = (n) => Number(n).toLocaleString('en-US');
+const enc = (part) => encodeURIComponent(String(part));
 
 const CONFLICT_TEXT = {
   key_clash: 'its natural key exists on the target under another ID',
@@ -138,7 +139,8 @@ function route() {
   if (!state.me) return showLogin();
   notice('');
   const [, view, id] = location.hash.split('/');
-  if (view === 'review' && id) return openReview(decodeURIComponent(id));
+  // IDs go into request paths: only an ID's own characters are accepted.
+  if (view === 'review' && id && /^[A-Za-z0-9_-]+$/.test(id)) return openReview(id);
   if (view === 'review') return state.id ? openReview(state.id) : openLatestReview();
   if (view === 'messages') return openMessages();
   if (view === 'history') return openHistory();
@@ -199,7 +201,7 @@ function loadFolders() {
 }
 
 async function renderFolders(from) {
-  const { folders } = await api('GET', `/api/v1/environments/${from}/folders`);
+  const { folders } = await api('GET', `/api/v1/environments/${enc(from)}/folders`);
   const root = { children: new Map() };
   for (const path of folders) {
     let node = root;
@@ -279,7 +281,7 @@ async function followCompare(jobId, modules) {
   const tables = state.modules.filter((m) => modules.includes(m.name)).flatMap((m) => m.tables);
   const started = performance.now();
   for (;;) {
-    const job = await api('GET', `/api/v1/jobs/${jobId}`);
+    const job = await api('GET', `/api/v1/jobs/${enc(jobId)}`);
     if (job.progress) {
       const at = Math.max(0, tables.indexOf(job.progress.table));
       bar.value = Math.min(99, Math.round(100 * (at + 0.5) / Math.max(1, tables.length)));
@@ -327,7 +329,7 @@ async function loadPage() {
   let page;
   try {
     const tab = state.tab || 'conflicts';
-    page = await api('GET', `/api/v1/comparisons/${encodeURIComponent(state.id)}?tab=${tab}` +
+    page = await api('GET', `/api/v1/comparisons/${enc(state.id)}?tab=${tab}` +
       `&offset=${state.offset}&limit=${state.limit}&filter=${encodeURIComponent(state.filter)}`);
   } catch (e) {
     notice(e.message);
@@ -409,13 +411,13 @@ function findRecord(ref) {
   state.filter = ref;
   $('#filter').value = ref;
   state.offset = 0;
-  api('GET', `/api/v1/comparisons/${state.id}?tab=conflicts&limit=1&filter=${encodeURIComponent(ref)}`).then(async () => {
+  (async () => {
     for (const t of TABS) {
-      const page = await api('GET', `/api/v1/comparisons/${state.id}?tab=${t}&limit=1&filter=${encodeURIComponent(ref)}`);
+      const page = await api('GET', `/api/v1/comparisons/${enc(state.id)}?tab=${t}&limit=1&filter=${encodeURIComponent(ref)}`);
       if (page.total) { state.tab = t; break; }
     }
     loadPage();
-  });
+  })();
 }
 
 function asText(value) {
@@ -448,7 +450,7 @@ function renderDiff(change, details) {
   const page = state.comparison;
   if (change.table === 'gallery_files') {
     const img = (env, label) => el('figure', {},
-      el('img', { src: `/api/v1/environments/${env}/gallery?path=${encodeURIComponent(change.key)}`,
+      el('img', { src: `/api/v1/environments/${enc(env)}/gallery?path=${encodeURIComponent(change.key)}`,
                   alt: `${change.key} on ${env}`, loading: 'lazy' }),
       el('figcaption', { class: 'muted', text: label }));
     details.append(el('div', { class: 'thumbs' },
@@ -478,7 +480,7 @@ function renderDiff(change, details) {
 
 async function patchSelection(body) {
   try {
-    await api('PATCH', `/api/v1/comparisons/${state.id}/selection`, body);
+    await api('PATCH', `/api/v1/comparisons/${enc(state.id)}/selection`, body);
     return true;
   } catch (e) {
     notice(e.message);
@@ -498,7 +500,7 @@ async function resolve(change, how) {
 
 async function selectTab(event) {
   try {
-    await api('POST', `/api/v1/comparisons/${state.id}/select-tab`,
+    await api('POST', `/api/v1/comparisons/${enc(state.id)}/select-tab`,
       { tab: state.tab, selected: event.target.checked, filter: state.filter });
   } catch (e) { notice(e.message); }
   await loadPage();
@@ -539,7 +541,7 @@ async function schedule(now) {
     let done = job;
     while (!['succeeded', 'failed', 'cancelled'].includes(done.state)) {
       await new Promise((resolve) => setTimeout(resolve, 300));
-      done = await api('GET', `/api/v1/jobs/${job.job_id}`);
+      done = await api('GET', `/api/v1/jobs/${enc(job.job_id)}`);
     }
     const a = done.result?.applied || {};
     result.textContent = done.state === 'succeeded'
@@ -584,7 +586,7 @@ async function openMessages() {
     }
     if (!m.read) {
       actions.append(el('button', { type: 'button', text: 'Mark read', onclick: async () => {
-        await api('POST', `/api/v1/messages/${m.id}/read`, {});
+        await api('POST', `/api/v1/messages/${enc(m.id)}/read`, {});
         openMessages();
       } }));
     }
@@ -607,7 +609,7 @@ async function openHistory() {
       ? el('button', { type: 'button', text: 'Undo', 'aria-label': `Undo ${s.sync_id}`, onclick: async () => {
           if (!confirm(`Undo sync ${s.sync_id}? ${s.to} gets back what it had before it.`)) return;
           try {
-            const undone = await api('POST', `/api/v1/syncs/${s.sync_id}/undo`, {});
+            const undone = await api('POST', `/api/v1/syncs/${enc(s.sync_id)}/undo`, {});
             notice(`Undid ${undone.sync_id}.`);
           } catch (e) { notice(e.message); }
           openHistory();

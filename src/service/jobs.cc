@@ -94,7 +94,14 @@ Status CancelJob(store::StateStore& state, const std::string& job_id, const std:
   }
   job->state = "cancelled";
   job->finished_at = now;
-  ENVSYNC_RETURN_IF_ERROR(state.SaveJob(*job));
+  auto cancelled = state.SaveJobIf(*job, {"scheduled", "queued"});
+  if (!cancelled.ok()) return cancelled.status();
+  if (!*cancelled) {  // it started (or was cancelled) meanwhile
+    auto now_state = state.LoadJob(job_id);
+    return Status::InvalidArgument(
+        fmt::format("job {} is {}: only a job that has not started can be cancelled", job_id,
+                    now_state.ok() ? now_state->state : std::string("gone")));
+  }
   store::Message message;
   message.user = job->started_by;
   message.created_at = now;
@@ -114,7 +121,9 @@ Status NoteWaiting(store::StateStore& state, store::Job& job, const std::string&
   if (result.value("waiting_noted", false)) return Status::Ok();
   result["waiting_noted"] = true;
   job.result = result.dump();
-  ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
+  auto saved = state.SaveJobIf(job, {"queued", "scheduled"});
+  if (!saved.ok()) return saved.status();
+  if (!*saved) return Status::Ok();  // it started or was cancelled meanwhile
   store::Message message;
   message.user = job.started_by;
   message.created_at = now;
@@ -252,7 +261,9 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
   std::vector<store::ComparisonSummary> comparisons;
   std::map<std::string, std::string> first_into;  // environment -> the job that goes first
   for (store::Job& job : *jobs) {
-    if (job.kind != "sync" || !Due(job, first_look)) continue;
+    if (job.kind != "sync" || !Due(job, first_look) || (!h.kind.empty() && h.kind != "sync")) {
+      continue;
+    }
     if (comparisons.empty()) {
       auto listed = state.ListComparisons();
       if (!listed.ok()) return listed.status();
@@ -275,10 +286,14 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
     job = std::move(*current);
     const std::string started = h.now();
     if (!Due(job, started)) continue;
+    if (!h.kind.empty() && job.kind != h.kind) continue;
     const bool was_scheduled = job.state == "scheduled";
     job.state = "running";
     job.started_at = started;
-    ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
+    // Claimed only if nobody cancelled or claimed it since it was read.
+    auto claimed = state.SaveJobIf(job, {"queued", "scheduled"});
+    if (!claimed.ok()) return claimed.status();
+    if (!*claimed) continue;
     if (h.on_change) h.on_change(job);
     json result = json::parse(job.result.empty() ? "{}" : job.result, nullptr, false);
     if (!result.is_object()) result = json::object();

@@ -16,9 +16,11 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <semaphore>
 #include <thread>
 
 #include "envsync/service/jobs.h"
+#include "envsync/service/mail.h"
 #include "envsync/service/time_zone.h"
 #include "envsync/service/users.h"
 #include "envsync/service/views.h"
@@ -63,9 +65,34 @@ ApiError FromStatus(const Status& status) {
   }
 }
 
+// Invalid UTF-8 (a path or parameter with %FF, say) is replaced rather than thrown on.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 void Send(httplib::Response& res, int http, const json& body) {
   res.status = http;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(Dump(body), "application/json");
+}
+
+// Deeper JSON than this is refused before it is parsed: nesting is recursion when JSON is
+// copied, printed or freed.
+constexpr int kMaxJsonDepth = 32;
+bool TooDeep(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
 }
 
 void SendError(httplib::Response& res, const ApiError& e) {
@@ -79,6 +106,12 @@ void SendError(httplib::Response& res, const ApiError& e) {
 class Body {
  public:
   static std::optional<Body> Parse(const httplib::Request& req, httplib::Response& res) {
+    if (TooDeep(req.body)) {
+      SendError(res, {400, "bad_request",
+                      fmt::format("the request body nests deeper than {} levels", kMaxJsonDepth),
+                      "body"});
+      return std::nullopt;
+    }
     json j = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
       SendError(res, {400, "bad_request", "the request body is not a JSON object", "body"});
@@ -257,7 +290,7 @@ class Service {
  public:
   Service(const Workspace& workspace, const ServeOptions& options, const std::atomic<bool>& stop)
       : workspace_(workspace), options_(options), stop_(stop), pool_(workspace),
-        logins_(5, std::chrono::seconds(60)) {}
+        logins_(5, std::chrono::seconds(60)), logins_by_ip_(30, std::chrono::seconds(60)) {}
 
   Status Run() {
     const size_t colon = options_.listen.rfind(':');
@@ -322,7 +355,15 @@ class Service {
     }
   }
 
+  // One look at the jobs: syncs under the work lock (after settling anything a killed process
+  // left), then comparisons, which need no lock.
   void RunDueOnce(store::StateStore& state, bool* recovered) {
+    RunDueSyncs(state, recovered);
+    if (stop_) return;
+    RunDue(state, "compare");
+  }
+
+  void RunDueSyncs(store::StateStore& state, bool* recovered) {
     store::WorkLock lock;
     auto acquired = lock.TryAcquire(workspace_.config().state);
     if (!acquired.ok()) {
@@ -372,8 +413,12 @@ class Service {
       for (const std::string& id : *jobs) spdlog::info("job {} recovered after a restart", id);
       *recovered = true;
     }
+    RunDue(state, "sync");
+  }
+
+  void RunDue(store::StateStore& state, const std::string& kind) {
     auto ran = workspace_.RunDueJobs(
-        state,
+        state, kind,
         [&](const store::Job& job) {
           LogJob(job);
           if (job.state != "running") {
@@ -384,7 +429,9 @@ class Service {
             json result = json::parse(job.result.empty() ? "{}" : job.result, nullptr, false);
             Audit(state, job.started_by, "sync.run",
                   result.is_object() ? result.value("sync_id", job.id) : job.id,
-                  {{"job_id", job.id}, {"state", job.state}, {"request", json::parse(job.request, nullptr, false)},
+                  {{"job_id", job.id},
+                   {"state", job.state},
+                   {"request", json::parse(job.request, nullptr, false)},
                    {"result", result}});
           }
         },
@@ -458,7 +505,7 @@ class Service {
     entry.user = user;
     entry.action = action;
     entry.target = target;
-    entry.detail = detail.is_null() ? "{}" : detail.dump();
+    entry.detail = detail.is_null() ? "{}" : Dump(detail);
     Status added = state.AddAudit(entry);
     if (!added.ok()) spdlog::error("audit: {}", added.message());
   }
@@ -494,8 +541,15 @@ class Service {
           SendError(res, {500, "internal", "internal error; nothing was changed", ""});
         });
     server_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-      if (res.status == 404 && res.body.empty()) {
-        SendError(res, {404, "not_found", fmt::format("no route {} {}", req.method, req.path), ""});
+      // httplib calls this outside its exception handling: nothing here may throw.
+      try {
+        if (res.status == 404 && res.body.empty()) {
+          SendError(res,
+                    {404, "not_found", fmt::format("no route {} {}", req.method, req.path), ""});
+        }
+      } catch (...) {
+        res.set_content(R"({"error":{"code":"not_found","message":"no such route"}})",
+                        "application/json");
       }
     });
     if (!options_.web_root.empty()) {
@@ -735,11 +789,17 @@ class Service {
     std::string password;
     if (auto e = body->String("email", true, &email)) return SendError(res, *e);
     if (auto e = body->String("password", true, &password)) return SendError(res, *e);
+    if (email.size() > 254 || !IsMailAddress(email)) {
+      return SendError(res, {400, "bad_request", "'email' must be an e-mail address", "email"});
+    }
     std::string key = email;
     std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return std::tolower(c); });
     key += "|" + req.remote_addr;
+    const std::string ip_key = "ip|" + req.remote_addr;
     const auto now = std::chrono::steady_clock::now();
-    if (const int64_t wait = logins_.RetryAfter(key, now); wait > 0) {
+    int64_t wait = logins_.RetryAfter(key, now);
+    if (wait == 0) wait = logins_by_ip_.RetryAfter(ip_key, now);
+    if (wait > 0) {
       res.set_header("Retry-After", std::to_string(wait));
       return SendError(res, {429, "rate_limited",
                              fmt::format("too many failed logins for {}: try again in {} s", email,
@@ -751,11 +811,19 @@ class Service {
     auto user = (*state)->FindUser(email);
     if (!user.ok()) return SendError(res, FromStatus(user.status()));
     // The hash is computed even for an unknown address, so timing does not tell which exist.
+    // At most two hashes run at once (this is a 2-core machine's worth): a flood of logins waits
+    // here instead of taking every request thread.
     static const std::string kDummy = HashPassword("envsync-no-such-user");
-    const bool good = VerifyPassword(password, user->has_value() ? (*user)->password_hash : kDummy) &&
-                      user->has_value();
+    bool good = false;
+    {
+      hashing_.acquire();
+      good = VerifyPassword(password, user->has_value() ? (*user)->password_hash : kDummy) &&
+             user->has_value();
+      hashing_.release();
+    }
     if (!good) {
       logins_.RecordFailure(key, now);
+      logins_by_ip_.RecordFailure(ip_key, now);
       Audit(**state, email, "login.failed", email, {{"from", req.remote_addr}});
       return SendError(res, {401, "unauthenticated", "wrong e-mail or password", ""});
     }
@@ -942,6 +1010,7 @@ class Service {
                                "resolve"});
       }
     }
+    std::lock_guard<std::mutex> guard(selection_mutex_);
     Selection selection = replace ? Selection() : Selection::Load(state, id);
     for (const auto& ref : select) selection.Choose(ref, true);
     for (const auto& ref : deselect) selection.Choose(ref, false);
@@ -983,6 +1052,7 @@ class Service {
     if (!header.ok()) return SendError(res, FromStatus(header.status()));
     auto page = state.LoadChangePage(id, *tab, filter, 0, INT64_MAX / 2);
     if (!page.ok()) return SendError(res, FromStatus(page.status()));
+    std::lock_guard<std::mutex> guard(selection_mutex_);
     Selection selection = Selection::Load(state, id);
     for (const Change& change : page->changes) selection.Choose(change.Ref(), selected);
     Status saved = state.SaveSelection(id, selection.ToJson().dump());
@@ -1034,6 +1104,7 @@ class Service {
     }
     std::ifstream in(real, std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    res.headers.erase("Cache-Control");
     res.set_header("Cache-Control", "private, max-age=60");
     res.set_content(std::move(bytes), type->second.c_str());
   }
@@ -1150,6 +1221,14 @@ class Service {
     if (auto e = body->String("role", true, &role)) return SendError(res, *e);
     if (auto e = body->String("password", true, &password)) return SendError(res, *e);
     if (auto e = body->String("time_zone", false, &zone)) return SendError(res, *e);
+    auto existing = state.FindUser(email);
+    if (!existing.ok()) return SendError(res, FromStatus(existing.status()));
+    if (existing->has_value()) {
+      return SendError(res, {409, "conflict",
+                             fmt::format("{} exists already (envsync user add replaces a user)",
+                                         email),
+                             "email"});
+    }
     Status added = AddUser(state, email, role, password, zone, Now());
     if (!added.ok()) return SendError(res, FromStatus(added));
     Audit(state, caller.user.email, "user.add", email, {{"role", role}, {"time_zone", zone}});
@@ -1217,6 +1296,9 @@ class Service {
   const std::atomic<bool>& stop_;
   StorePool pool_;
   LoginRateLimiter logins_;
+  LoginRateLimiter logins_by_ip_;
+  std::counting_semaphore<2> hashing_{2};
+  std::mutex selection_mutex_;  // a selection is read, changed and written back under it
   httplib::Server server_;
   Status runner_status_;
   std::mutex wake_mutex_;
@@ -1262,10 +1344,7 @@ Status RunJobsOnce(const Workspace& workspace) {
     return workspace.Notify(**state, m, link);
   });
   if (!jobs.ok()) return jobs.status();
-  auto ran = workspace.RunDueJobs(
-      **state,
-      LogJob,
-      nullptr, nullptr);
+  auto ran = workspace.RunDueJobs(**state, "", LogJob, nullptr, nullptr);
   return ran.ok() ? Status::Ok() : ran.status();
 }
 

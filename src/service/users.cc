@@ -152,7 +152,9 @@ Status AddUser(store::StateStore& state, const std::string& email, const std::st
   auto existing = state.FindUser(email);
   if (!existing.ok()) return existing.status();
   if (existing->has_value()) user.created_at = (*existing)->created_at;
-  return state.SaveUser(user);
+  ENVSYNC_RETURN_IF_ERROR(state.SaveUser(user));
+  // A replaced user's password or role changed: their sessions end.
+  return existing->has_value() ? state.DeleteSessionsOf(email) : Status::Ok();
 }
 
 int64_t LoginRateLimiter::RetryAfter(const std::string& key,

@@ -207,7 +207,8 @@ std::string Workspace::Notify(store::StateStore& state, const store::Message& me
 }
 
 Result<std::vector<std::string>> Workspace::RunDueJobs(
-    store::StateStore& state, const std::function<void(const store::Job&)>& on_change,
+    store::StateStore& state, const std::string& kind,
+    const std::function<void(const store::Job&)>& on_change,
     const std::function<void(const std::string&, const sync::CompareProgress&)>& progress,
     const std::function<bool()>& stop) const {
   JobHandlers handlers;
@@ -227,6 +228,7 @@ Result<std::vector<std::string>> Workspace::RunDueJobs(
   };
   handlers.on_change = on_change;
   handlers.stop = stop;
+  handlers.kind = kind;
   return service::RunDueJobs(state, handlers);
 }
 

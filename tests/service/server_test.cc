@@ -428,6 +428,22 @@ TEST_F(ServerTest, RefusesUnauthenticatedForbiddenForgedAndRepeatedRequests) {
   EXPECT_EQ(fresh.Post("/api/v1/logout", json::object()).status, 200);
   EXPECT_EQ(fresh.Get("/api/v1/jobs").status, 401);
 
+  // An empty or malformed address never matches some user.
+  Api guesser(port_);
+  EXPECT_EQ(guesser.Login("", "ada@shop.example-pw").status, 400);
+  EXPECT_EQ(guesser.Login("nobody", "ada@shop.example-pw").status, 400);
+  // Malformed requests get an error, and the server stays up: a path that is not UTF-8, a body
+  // nested too deep, an admin adding a user that exists.
+  EXPECT_EQ(anonymous.Get("/%FF%FE").status, 404);
+  EXPECT_EQ(anonymous.Get("/api/v1/health").status, 200);
+  Api::Answer deep = op.Post("/api/v1/comparisons", json::parse(std::string(40, '[') + std::string(40, ']')));
+  EXPECT_EQ(deep.status, 400);
+  Api admin = LoggedIn("ada@shop.example");
+  Api::Answer twice = admin.Post("/api/v1/users", {{"email", "vic@shop.example"}, {"role", "admin"},
+                                                   {"password", "12345678"}});
+  EXPECT_EQ(twice.status, 409);
+  EXPECT_EQ(anonymous.Get("/api/v1/health").status, 200);
+
   Api attacker(port_);
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(attacker.Login("vic@shop.example", "guess-" + std::to_string(i)).status, 401);

@@ -1,6 +1,7 @@
 // Users and access: password hashes, the login rate limit, `envsync user add`, `--as`, and the
 // audit log, against a real state store.
 #include "envsync/service/users.h"
+#include "envsync/service/jobs.h"
 
 #include <iostream>
 #include <sstream>
@@ -150,6 +151,34 @@ TEST_F(UsersTest, StateStoreKeepsSessionsReadFlagsAndSelections) {
   EXPECT_EQ((*state)->MarkMessageRead(*id, "vic@shop.example").code(), Status::Code::kNotFound);
   EXPECT_TRUE((*state)->MarkMessageRead(*id, "olga@shop.example").ok());
   EXPECT_TRUE((*state)->ListMessages("olga@shop.example")->front().read);
+
+  // Replacing a user ends their sessions; an empty ID or address never finds anything.
+  ASSERT_TRUE((*state)->SaveSession(session).ok());
+  ASSERT_TRUE(service::AddUser(**state, "ada@shop.example", "viewer", "another-one", "UTC",
+                               "2026-01-02T00:00:00Z")
+                  .ok());
+  EXPECT_FALSE((*state)->FindSession("hash-1")->has_value());
+  EXPECT_FALSE((*state)->FindUser("")->has_value());
+  EXPECT_EQ((*state)->LoadJob("").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ((*state)->LoadSync("").status().code(), Status::Code::kNotFound);
+
+  // A job moves on only from the state it was read in: a cancel after the runner claimed it
+  // does not take.
+  store::Job job;
+  job.id = "j-1";
+  job.kind = "sync";
+  job.state = "queued";
+  job.started_by = "ada@shop.example";
+  job.request = "{}";
+  ASSERT_TRUE((*state)->SaveJob(job).ok());
+  job.state = "running";
+  EXPECT_TRUE(*(*state)->SaveJobIf(job, {"queued", "scheduled"}));
+  job.state = "running";
+  EXPECT_FALSE(*(*state)->SaveJobIf(job, {"queued", "scheduled"}));
+  Status cancel = service::CancelJob(**state, "j-1", "ada@shop.example", "2026-01-01T00:00:00Z");
+  EXPECT_EQ(cancel.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(cancel.message().find("running"), std::string::npos);
+  EXPECT_EQ((*state)->LoadJob("j-1")->state, "running");
 
   const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
   EXPECT_EQ(*(*state)->LoadSelection(comparison), "");

@@ -44,6 +44,7 @@ struct JobHandlers {
   std::function<std::string(const store::Message&, const std::string& link_path)> notify;
   std::function<void(const store::Job&)> on_change;  // may be empty
   std::function<bool()> stop;                        // may be empty
+  std::string kind;  // run only jobs of this kind ("compare" or "sync"); "" = all
 };
 
 // Runs every job that is due (queued, or scheduled with its time come), oldest first. A sync

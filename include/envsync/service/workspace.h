@@ -69,11 +69,13 @@ class Workspace {
   std::string Notify(store::StateStore& state, const store::Message& message,
                      const std::string& link_path) const;
 
-  // Runs the jobs that are due (queued, or scheduled with their time come), oldest first:
-  // comparisons and syncs. The caller holds the work lock. `on_change` hears of each job as it
-  // starts and ends; `progress` of a comparison's progress; `stop` is asked between jobs.
+  // Runs the jobs of `kind` ("compare" or "sync"; "" = both) that are due (queued, or
+  // scheduled with their time come), oldest first. For syncs the caller holds the work lock.
+  // `on_change` hears of each job as it starts and ends; `progress` of a comparison's progress;
+  // `stop` is asked between jobs.
   Result<std::vector<std::string>> RunDueJobs(
-      store::StateStore& state, const std::function<void(const store::Job&)>& on_change,
+      store::StateStore& state, const std::string& kind,
+      const std::function<void(const store::Job&)>& on_change,
       const std::function<void(const std::string& job_id, const sync::CompareProgress&)>& progress,
       const std::function<bool()>& stop) const;
 

@@ -227,6 +227,10 @@ class StateStore {
 
   // Stores a job, replacing an earlier version of it.
   virtual Status SaveJob(const Job& job) = 0;
+  // Saves `job` only while its stored state is one of `states`, in one statement, so two
+  // processes or threads never both move a job on (a cancel and the runner, say). True when it
+  // was saved.
+  virtual Result<bool> SaveJobIf(const Job& job, const std::vector<std::string>& states) = 0;
   // NotFound naming the ID when there is no such job.
   virtual Result<Job> LoadJob(const std::string& id) = 0;
   // Every job, oldest first.
@@ -247,6 +251,7 @@ class StateStore {
   virtual Status SaveSession(const Session& session) = 0;
   virtual Result<std::optional<Session>> FindSession(const std::string& token_hash) = 0;
   virtual Status DeleteSession(const std::string& token_hash) = 0;
+  virtual Status DeleteSessionsOf(const std::string& email) = 0;
 
   virtual Status AddAudit(const AuditEntry& entry) = 0;
   // Oldest first.

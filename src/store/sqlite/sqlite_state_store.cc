@@ -311,7 +311,7 @@ class SqliteStateStore : public StateStore {
   }
 
   Result<SyncRun> LoadSync(const std::string& id) override {
-    auto runs = ReadSyncs(id);
+    auto runs = ReadSyncs(id, false);
     if (!runs.ok()) return runs.status();
     if (runs->empty()) return Status::NotFound(fmt::format("no sync with ID '{}'", id));
     SyncRun run = std::move(runs->front());
@@ -360,7 +360,7 @@ class SqliteStateStore : public StateStore {
     return run;
   }
 
-  Result<std::vector<SyncRun>> ListSyncs() override { return ReadSyncs(""); }
+  Result<std::vector<SyncRun>> ListSyncs() override { return ReadSyncs("", true); }
 
   Status SaveJob(const Job& job) override {
     auto statement = writer_.Prepare(
@@ -373,14 +373,39 @@ class SqliteStateStore : public StateStore {
     return statement->Run();
   }
 
+  Result<bool> SaveJobIf(const Job& job, const std::vector<std::string>& states) override {
+    std::string in;
+    for (size_t i = 0; i < states.size(); ++i) in += fmt::format("{}?{}", i ? ", " : "", i + 12);
+    auto statement = writer_.Prepare(fmt::format(
+        "UPDATE jobs SET kind = ?2, state = ?3, created_at = ?4, run_at = ?5, started_at = ?6, "
+        "finished_at = ?7, started_by = ?8, request = ?9, result = ?10, error = ?11 "
+        "WHERE id = ?1 AND state IN ({})",
+        in.empty() ? "NULL" : in));
+    if (!statement.ok()) return statement.status();
+    const Value values[] = {job.id,      job.kind,       job.state,       job.created_at,
+                            job.run_at,  job.started_at, job.finished_at, job.started_by,
+                            job.request, job.result,     job.error};
+    for (int i = 0; i < 11; ++i) statement->Bind(i + 1, values[i]);
+    for (size_t i = 0; i < states.size(); ++i) statement->Bind(static_cast<int>(i) + 12, states[i]);
+    ENVSYNC_RETURN_IF_ERROR(statement->Run());
+    return sqlite3_changes(writer_.handle()) == 1;
+  }
+
+  Status DeleteSessionsOf(const std::string& email) override {
+    auto statement = writer_.Prepare("DELETE FROM sessions WHERE email = ?1");
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, email);
+    return statement->Run();
+  }
+
   Result<Job> LoadJob(const std::string& id) override {
-    auto jobs = ReadJobs(id);
+    auto jobs = ReadJobs(id, false);
     if (!jobs.ok()) return jobs.status();
     if (jobs->empty()) return Status::NotFound(fmt::format("no job with ID '{}'", id));
     return std::move(jobs->front());
   }
 
-  Result<std::vector<Job>> ListJobs() override { return ReadJobs(""); }
+  Result<std::vector<Job>> ListJobs() override { return ReadJobs("", true); }
 
   Result<int64_t> AddMessage(const Message& message) override {
     auto statement = writer_.Prepare(
@@ -442,13 +467,13 @@ class SqliteStateStore : public StateStore {
   }
 
   Result<std::optional<User>> FindUser(const std::string& email) override {
-    auto users = ReadUsers(email);
+    auto users = ReadUsers(email, false);
     if (!users.ok()) return users.status();
     if (users->empty()) return std::optional<User>();
     return std::optional<User>(std::move(users->front()));
   }
 
-  Result<std::vector<User>> ListUsers() override { return ReadUsers(""); }
+  Result<std::vector<User>> ListUsers() override { return ReadUsers("", true); }
 
   Status SaveSession(const Session& session) override {
     auto statement = writer_.Prepare("INSERT OR REPLACE INTO sessions VALUES (?1, ?2, ?3, ?4, ?5)");
@@ -743,12 +768,13 @@ class SqliteStateStore : public StateStore {
   }
 
  private:
-  Result<std::vector<User>> ReadUsers(const std::string& email) {
+  Result<std::vector<User>> ReadUsers(const std::string& email, bool all) {
     auto rows = reader_.Prepare(
         "SELECT email, role, password_hash, time_zone, created_at FROM users "
-        "WHERE ?1 = '' OR email = ?1 ORDER BY email");
+        "WHERE ?2 = 1 OR email = ?1 ORDER BY email");
     if (!rows.ok()) return rows.status();
     rows->Bind(1, email);
+    rows->Bind(2, static_cast<int64_t>(all ? 1 : 0));
     std::vector<User> out;
     Status status;
     while (rows->Step(&status)) {
@@ -764,12 +790,13 @@ class SqliteStateStore : public StateStore {
     return out;
   }
 
-  Result<std::vector<Job>> ReadJobs(const std::string& id) {
+  Result<std::vector<Job>> ReadJobs(const std::string& id, bool all) {
     auto rows = reader_.Prepare(
         "SELECT id, kind, state, created_at, run_at, started_at, finished_at, started_by, "
-        "request, result, error FROM jobs WHERE ?1 = '' OR id = ?1 ORDER BY created_at, id");
+        "request, result, error FROM jobs WHERE ?2 = 1 OR id = ?1 ORDER BY created_at, id");
     if (!rows.ok()) return rows.status();
     rows->Bind(1, id);
+    rows->Bind(2, static_cast<int64_t>(all ? 1 : 0));
     std::vector<Job> out;
     Status status;
     while (rows->Step(&status)) {
@@ -785,13 +812,14 @@ class SqliteStateStore : public StateStore {
   }
 
   // The syncs with `id`, or every sync when `id` is empty; without records and files.
-  Result<std::vector<SyncRun>> ReadSyncs(const std::string& id) {
+  Result<std::vector<SyncRun>> ReadSyncs(const std::string& id, bool all) {
     auto rows = reader_.Prepare(
         "SELECT id, comparison_id, created_at, finished_at, started_by, from_env, to_env, "
-        "test_import, status, applied, error FROM syncs WHERE ?1 = '' OR id = ?1 "
+        "test_import, status, applied, error FROM syncs WHERE ?2 = 1 OR id = ?1 "
         "ORDER BY created_at, rowid");
     if (!rows.ok()) return rows.status();
     rows->Bind(1, id);
+    rows->Bind(2, static_cast<int64_t>(all ? 1 : 0));
     std::vector<SyncRun> out;
     Status status;
     while (rows->Step(&status)) {
