@@ -279,6 +279,17 @@ struct Selection {
   }
 };
 
+// `?limit=N` of a list route: 1..1000, 200 when absent or unreadable.
+size_t ListLimit(const httplib::Request& req) {
+  if (!req.has_param("limit")) return 200;
+  try {
+    const long long n = std::stoll(req.get_param_value("limit"));
+    return static_cast<size_t>(std::clamp(n, 1LL, 1000LL));
+  } catch (const std::exception&) {
+    return 200;
+  }
+}
+
 // Who is calling: the user of a valid session.
 struct Caller {
   store::User user;
@@ -692,12 +703,13 @@ class Service {
                          Undo(req, res, state, caller);
                        }));
     server_.Get("/api/v1/jobs", Guard(Role::kViewer, false,
-                                      [this](const httplib::Request&, httplib::Response& res,
+                                      [this](const httplib::Request& req, httplib::Response& res,
                                              store::StateStore& state, const Caller& caller) {
                                         auto jobs = state.ListJobs();
                                         if (!jobs.ok()) return SendError(res, FromStatus(jobs.status()));
                                         json out = json::array();
-                                        for (auto it = jobs->rbegin(); it != jobs->rend(); ++it) {
+                                        const size_t limit = ListLimit(req);
+                                        for (auto it = jobs->rbegin(); it != jobs->rend() && out.size() < limit; ++it) {
                                           out.push_back(WithProgress(
                                               JobJson(*it, caller.user.time_zone), it->id));
                                         }
@@ -713,9 +725,9 @@ class Service {
                              WithProgress(JobJson(*job, caller.user.time_zone), job->id));
                       }));
     server_.Get("/api/v1/messages", Guard(Role::kViewer, false,
-                                          [](const httplib::Request&, httplib::Response& res,
+                                          [](const httplib::Request& req, httplib::Response& res,
                                              store::StateStore& state, const Caller& caller) {
-                                            Messages(res, state, caller);
+                                            Messages(req, res, state, caller);
                                           }));
     server_.Post(R"(/api/v1/messages/([0-9]+)/read)",
                  Guard(Role::kViewer, true,
@@ -732,12 +744,13 @@ class Service {
                          Send(res, 200, {{"id", id}, {"read", true}});
                        }));
     server_.Get("/api/v1/history", Guard(Role::kViewer, false,
-                                         [](const httplib::Request&, httplib::Response& res,
+                                         [](const httplib::Request& req, httplib::Response& res,
                                             store::StateStore& state, const Caller&) {
                                            auto runs = state.ListSyncs();
                                            if (!runs.ok()) return SendError(res, FromStatus(runs.status()));
                                            json out = json::array();
-                                           for (auto it = runs->rbegin(); it != runs->rend(); ++it) {
+                                           const size_t limit = ListLimit(req);
+                                           for (auto it = runs->rbegin(); it != runs->rend() && out.size() < limit; ++it) {
                                              out.push_back(SyncRunJson(*it));
                                            }
                                            Send(res, 200, {{"syncs", out}});
@@ -762,14 +775,19 @@ class Service {
                                           AddUserRoute(req, res, state, caller);
                                         }));
     server_.Get("/api/v1/audit", Guard(Role::kAdmin, false,
-                                       [](const httplib::Request&, httplib::Response& res,
+                                       [](const httplib::Request& req, httplib::Response& res,
                                           store::StateStore& state, const Caller&) {
                                          auto entries = state.ListAudit();
                                          if (!entries.ok()) {
                                            return SendError(res, FromStatus(entries.status()));
                                          }
+                                         // The newest entries, oldest first.
                                          json out = json::array();
-                                         for (const auto& e : *entries) out.push_back(AuditJson(e));
+                                         const size_t limit = ListLimit(req);
+                                         const size_t first = entries->size() > limit ? entries->size() - limit : 0;
+                                         for (size_t i = first; i < entries->size(); ++i) {
+                                           out.push_back(AuditJson((*entries)[i]));
+                                         }
                                          Send(res, 200, {{"audit", out}});
                                        }));
   }
@@ -1192,18 +1210,21 @@ class Service {
     Send(res, 200, OutcomeJson(*outcome));
   }
 
-  static void Messages(httplib::Response& res, store::StateStore& state, const Caller& caller) {
+  static void Messages(const httplib::Request& req, httplib::Response& res,
+                       store::StateStore& state, const Caller& caller) {
     auto messages = state.ListMessages(caller.user.email);
     if (!messages.ok()) return SendError(res, FromStatus(messages.status()));
     json out = json::array();
     int64_t unread = 0;
+    const size_t limit = ListLimit(req);
     for (const store::Message& m : *messages) {
+      unread += m.read ? 0 : 1;
+      if (out.size() == limit) continue;
       std::string job_state;
       if (!m.job_id.empty()) {
         auto job = state.LoadJob(m.job_id);
         if (job.ok()) job_state = job->state;
       }
-      unread += m.read ? 0 : 1;
       out.push_back(MessageJson(m, job_state));
     }
     Send(res, 200, {{"unread", unread}, {"messages", out}});
