@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "envsync/core/record.h"
 #include "envsync/store/json_codec.h"
@@ -91,9 +92,17 @@ Value FromJson(const json& j) {
 
 // Fault injection for the crash tests: with ENVSYNC_CRASH_AT=<point> in its environment the
 // process kills itself (SIGKILL, as `kill -9` would) when a sync reaches that point.
+// With ENVSYNC_PAUSE_AT=<point> it pauses there for ENVSYNC_PAUSE_MS (default 3000) after
+// touching the file ENVSYNC_PAUSE_FILE, so a test can act mid-sync (drop its connection, say).
 void CrashPoint(const char* point) {
   const char* wanted = std::getenv("ENVSYNC_CRASH_AT");
   if (wanted != nullptr && std::strcmp(wanted, point) == 0) std::raise(SIGKILL);
+  const char* pause = std::getenv("ENVSYNC_PAUSE_AT");
+  if (pause != nullptr && std::strcmp(pause, point) == 0) {
+    if (const char* file = std::getenv("ENVSYNC_PAUSE_FILE")) std::ofstream(file) << point;
+    const char* ms = std::getenv("ENVSYNC_PAUSE_MS");
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms != nullptr ? std::atoi(ms) : 3000));
+  }
 }
 
 // Where a sync keeps its files inside an assets folder, beside (not inside) the gallery.

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "envsync/store/environment.h"
+#include "store/postgres/postgres_environment.h"
 #include "store/sqlite/sqlite_db.h"
 
 namespace envsync::store {
@@ -270,11 +271,7 @@ class SqliteEnvironment : public Environment {
 
 Result<std::unique_ptr<Environment>> OpenEnvironment(const EnvironmentConfig& config,
                                                      Access access) {
-  if (config.database.rfind("postgres", 0) == 0) {
-    return Status::InvalidArgument(
-        fmt::format("environment {}: database '{}': PostgreSQL environments are not supported yet",
-                    config.name, config.database));
-  }
+  if (IsPostgresUri(config.database)) return OpenPostgresEnvironment(config, access);
   std::error_code ec;
   if (!std::filesystem::is_regular_file(config.database, ec)) {
     return Status::Unavailable(fmt::format("environment {}: database file '{}' does not exist",

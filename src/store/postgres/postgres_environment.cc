@@ -1,0 +1,518 @@
+// The PostgreSQL environment adapter, on libpq. Reads run in one REPEATABLE READ READ ONLY
+// transaction and stream through a cursor; writes run in one transaction with a bounded
+// lock_timeout, and identity sequences are moved past the IDs a sync inserted.
+#include "store/postgres/postgres_environment.h"
+
+#include <fmt/format.h>
+#include <libpq-fe.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <set>
+
+namespace envsync::store {
+namespace {
+
+// Type OIDs of the built-in types the platform's schema uses (pg_type.h).
+constexpr Oid kBool = 16, kInt8 = 20, kInt2 = 21, kInt4 = 23, kFloat4 = 700, kFloat8 = 701,
+              kNumeric = 1700;
+
+std::string Quote(const std::string& identifier) {
+  std::string out = "\"";
+  for (char c : identifier) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// A PGresult freed when it goes out of scope.
+struct Result_ {
+  PGresult* r = nullptr;
+  explicit Result_(PGresult* result) : r(result) {}
+  Result_(const Result_&) = delete;
+  Result_& operator=(const Result_&) = delete;
+  Result_(Result_&& o) noexcept : r(o.r) { o.r = nullptr; }
+  Result_& operator=(Result_&& o) noexcept {
+    if (this != &o) {
+      if (r != nullptr) PQclear(r);
+      r = o.r;
+      o.r = nullptr;
+    }
+    return *this;
+  }
+  ~Result_() {
+    if (r != nullptr) PQclear(r);
+  }
+};
+
+// Parameters as libpq takes them: text, or null.
+struct Params {
+  std::vector<std::string> text;
+  std::vector<bool> null;
+  void Add(const Value& v) {
+    null.push_back(IsNull(v));
+    if (const auto* i = std::get_if<int64_t>(&v)) {
+      text.push_back(std::to_string(*i));
+    } else if (const auto* d = std::get_if<double>(&v)) {
+      text.push_back(fmt::format("{}", *d));
+    } else if (const auto* s = std::get_if<std::string>(&v)) {
+      text.push_back(*s);
+    } else {
+      text.emplace_back();
+    }
+  }
+  std::vector<const char*> Pointers() const {
+    std::vector<const char*> out;
+    for (size_t i = 0; i < text.size(); ++i) out.push_back(null[i] ? nullptr : text[i].c_str());
+    return out;
+  }
+};
+
+ValueView ViewOfField(PGresult* r, int row, int column) {
+  ValueView v;
+  if (PQgetisnull(r, row, column)) return v;
+  const char* text = PQgetvalue(r, row, column);
+  const int length = PQgetlength(r, row, column);
+  switch (PQftype(r, column)) {
+    case kInt8:
+    case kInt4:
+    case kInt2: {
+      v.type = ValueView::Type::kInteger;
+      std::from_chars(text, text + length, v.integer);
+      return v;
+    }
+    case kBool:
+      v.type = ValueView::Type::kInteger;
+      v.integer = text[0] == 't' ? 1 : 0;
+      return v;
+    case kFloat4:
+    case kFloat8:
+    case kNumeric:
+      v.type = ValueView::Type::kReal;
+      v.real = std::strtod(text, nullptr);
+      return v;
+    default:
+      v.type = ValueView::Type::kText;
+      v.text = std::string_view(text, static_cast<size_t>(length));
+      return v;
+  }
+}
+
+class PgConnection {
+ public:
+  ~PgConnection() {
+    if (conn_ != nullptr) PQfinish(conn_);
+  }
+  Status Open(const std::string& uri, const std::string& what) {
+    what_ = what;
+    conn_ = PQconnectdb(uri.c_str());
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      std::string why = PQerrorMessage(conn_);
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      return Status::Unavailable(fmt::format("{}: cannot connect: {}", what_, why));
+    }
+    return Exec("SET client_encoding = 'UTF8'; SET DateStyle = 'ISO'");
+  }
+
+  // Runs `sql` with `params`; the error names what was being done and the SQLSTATE.
+  Result<Result_> Query(const std::string& sql, const Params& params = {}) {
+    const std::vector<const char*> values = params.Pointers();
+    Result_ result(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                                values.data(), nullptr, nullptr, 0));
+    const ExecStatusType status = PQresultStatus(result.r);
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) return Error(result.r);
+    return result;
+  }
+
+  Status Exec(const std::string& sql) {
+    Result_ result(PQexec(conn_, sql.c_str()));
+    const ExecStatusType status = PQresultStatus(result.r);
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) return Error(result.r);
+    return Status::Ok();
+  }
+
+  Status Error(PGresult* r) const {
+    const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    std::string message = r != nullptr ? PQresultErrorMessage(r) : PQerrorMessage(conn_);
+    if (message.empty()) message = PQerrorMessage(conn_);
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+    const std::string code = state != nullptr ? state : "";
+    if (PQstatus(conn_) == CONNECTION_BAD) {
+      return Status::Unavailable(
+          fmt::format("{}: the connection to the server was lost: {}", what_, message));
+    }
+    if (code == "55P03" || code == "40P01") {  // lock_not_available, deadlock_detected
+      return Status::Unavailable(fmt::format(
+          "{}: the database stayed locked (by the platform?) beyond the lock timeout; nothing was "
+          "written: try again later ({})",
+          what_, message));
+    }
+    return Status::Unavailable(fmt::format("{}: {}{}", what_, message,
+                                           code.empty() ? "" : " (SQLSTATE " + code + ")"));
+  }
+
+  bool InTransaction() const { return PQtransactionStatus(conn_) == PQTRANS_INTRANS; }
+  const std::string& what() const { return what_; }
+
+ private:
+  PGconn* conn_ = nullptr;
+  std::string what_;
+};
+
+// Streams a query through a server-side cursor, `kBatch` rows per round trip, so a table is
+// never held whole in memory.
+class PgRowCursor : public RowCursor {
+ public:
+  static constexpr int kBatch = 10000;
+  PgRowCursor(PgConnection* conn, std::string cursor, size_t columns, Result_ first)
+      : conn_(conn), cursor_(std::move(cursor)), columns_(columns), batch_(std::move(first)) {
+    streaming_ = !cursor_.empty();
+  }
+  ~PgRowCursor() override {
+    if (streaming_ && conn_->InTransaction()) (void)conn_->Exec("CLOSE " + cursor_);
+  }
+
+  bool NextView(std::vector<ValueView>* row) override {
+    if (done_) return false;
+    while (batch_.r == nullptr || next_ >= PQntuples(batch_.r)) {
+      if (!streaming_ || (batch_.r != nullptr && PQntuples(batch_.r) < kBatch && fetched_)) {
+        done_ = true;
+        return false;
+      }
+      auto more = conn_->Query(fmt::format("FETCH {} FROM {}", kBatch, cursor_));
+      if (!more.ok()) {
+        status_ = more.status().WithContext("reading");
+        done_ = true;
+        return false;
+      }
+      batch_ = std::move(*more);
+      fetched_ = true;
+      next_ = 0;
+      if (PQntuples(batch_.r) == 0) {
+        done_ = true;
+        return false;
+      }
+    }
+    row->resize(columns_);
+    for (size_t i = 0; i < columns_; ++i) {
+      (*row)[i] = ViewOfField(batch_.r, next_, static_cast<int>(i));
+    }
+    ++next_;
+    return true;
+  }
+  Status status() const override { return status_; }
+
+ private:
+  PgConnection* conn_;
+  std::string cursor_;
+  size_t columns_;
+  Result_ batch_;
+  bool streaming_ = false;
+  bool fetched_ = false;
+  int next_ = 0;
+  bool done_ = false;
+  Status status_;
+};
+
+class PostgresEnvironment : public Environment {
+ public:
+  PostgresEnvironment(const EnvironmentConfig& config, Access access)
+      : name_(config.name),
+        location_(RedactUri(config.database)),
+        uri_(config.database),
+        assets_(config.assets),
+        access_(access) {}
+
+  Status Open() {
+    return conn_.Open(uri_, fmt::format("environment {} ({})", name_, location_));
+  }
+
+  const std::string& name() const override { return name_; }
+  const std::string& location() const override { return location_; }
+  const AssetFolder& assets() const override { return assets_; }
+
+  Result<SchemaColumns> ReadSchema() override {
+    ENVSYNC_RETURN_IF_ERROR(LoadColumns());
+    SchemaColumns schema;
+    for (const auto& [table, columns] : columns_) {
+      for (const ColumnInfo& c : columns) schema[table].insert(c.name);
+    }
+    return schema;
+  }
+
+  Result<std::vector<std::string>> Columns(const std::string& table) override {
+    ENVSYNC_RETURN_IF_ERROR(LoadColumns());
+    std::vector<std::string> out;
+    auto it = columns_.find(table);
+    if (it == columns_.end()) return out;
+    for (const ColumnInfo& c : it->second) out.push_back(c.name);
+    return out;
+  }
+
+  Status BeginSnapshot() override {
+    return conn_.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  }
+  Status EndSnapshot() override { return conn_.Exec("COMMIT"); }
+
+  Result<std::unique_ptr<RowCursor>> Scan(const ScanRequest& request) override {
+    ENVSYNC_RETURN_IF_ERROR(LoadColumns());
+    std::string sql = "SELECT ";
+    for (size_t i = 0; i < request.columns.size(); ++i) {
+      sql += (i > 0 ? ", " : "") + Quote(request.columns[i]);
+    }
+    sql += " FROM " + Quote(request.table) + " WHERE true";
+    Params params;
+    if (request.filter) {
+      params.Add(static_cast<int64_t>(request.filter->prefix.size()));
+      params.Add(request.filter->prefix);
+      sql += " AND substr(" + Quote(request.filter->column) + ", 1, $1::int) = $2::text";
+    }
+    for (const auto& [column, value] : request.equals) {
+      params.Add(value);
+      sql += fmt::format(" AND {} IS NOT DISTINCT FROM ${}{}", Quote(column), params.text.size(),
+                         CastFor(request.table, column));
+    }
+    if (!request.order_by.empty()) {
+      sql += " ORDER BY ";
+      for (size_t i = 0; i < request.order_by.size(); ++i) {
+        // Text in byte order, as SQLite orders it, whatever the database's collation.
+        sql += (i > 0 ? ", " : "") + Quote(request.order_by[i]) +
+               (IsText(request.table, request.order_by[i]) ? " COLLATE \"C\"" : "");
+      }
+    }
+    // Whole-table reads stream through a cursor inside the open transaction; point reads
+    // (by ID) and reads outside a transaction come back in one result.
+    if (request.equals.empty() && conn_.InTransaction()) {
+      const std::string cursor = fmt::format("envsync_c{}", ++cursors_);
+      auto declared = conn_.Query("DECLARE " + cursor + " NO SCROLL CURSOR FOR " + sql, params);
+      if (!declared.ok()) return declared.status().WithContext("table " + request.table);
+      return std::unique_ptr<RowCursor>(
+          new PgRowCursor(&conn_, cursor, request.columns.size(), Result_(nullptr)));
+    }
+    auto rows = conn_.Query(sql, params);
+    if (!rows.ok()) return rows.status().WithContext("table " + request.table);
+    return std::unique_ptr<RowCursor>(
+        new PgRowCursor(&conn_, "", request.columns.size(), std::move(*rows)));
+  }
+
+  Result<std::vector<Value>> FindIds(
+      const std::string& table, const std::string& id_column,
+      const std::vector<std::pair<std::string, Value>>& equals) override {
+    ENVSYNC_RETURN_IF_ERROR(LoadColumns());
+    std::string sql = "SELECT " + Quote(id_column) + " FROM " + Quote(table) + " WHERE true";
+    Params params;
+    for (const auto& [column, value] : equals) {
+      params.Add(value);
+      sql += fmt::format(" AND {} IS NOT DISTINCT FROM ${}{}", Quote(column), params.text.size(),
+                         CastFor(table, column));
+    }
+    auto rows = conn_.Query(sql, params);
+    if (!rows.ok()) return rows.status().WithContext("looking up " + table);
+    std::vector<Value> ids;
+    for (int i = 0; i < PQntuples(rows->r); ++i) ids.push_back(ToValue(ViewOfField(rows->r, i, 0)));
+    return ids;
+  }
+
+  Result<std::vector<std::string>> NotNullColumns(const std::string& table) override {
+    ENVSYNC_RETURN_IF_ERROR(LoadColumns());
+    std::vector<std::string> out;
+    auto it = columns_.find(table);
+    if (it == columns_.end()) return out;
+    for (const ColumnInfo& c : it->second) {
+      if (c.not_null) out.push_back(c.name);
+    }
+    return out;
+  }
+
+  Status BeginWrite() override {
+    if (access_ != Access::kReadWrite) {
+      return Status::Internal(conn_.what() + ": opened read-only, cannot write");
+    }
+    inserted_ids_.clear();
+    // Row locks are taken as rows are written; lock_timeout bounds every wait for the platform.
+    ENVSYNC_RETURN_IF_ERROR(conn_.Exec(
+        fmt::format("BEGIN; SET LOCAL lock_timeout = '{}ms'; SET CONSTRAINTS ALL DEFERRED",
+                    kLockTimeoutMs)));
+    return Status::Ok();
+  }
+
+  Status Commit() override {
+    // The platform's next insert must not collide with an ID this sync chose.
+    for (const auto& [table, column] : inserted_ids_) {
+      auto moved = conn_.Query(fmt::format(
+          "SELECT setval(s::regclass, GREATEST((SELECT max({1}) FROM {0}), 1)) FROM "
+          "pg_get_serial_sequence($1, $2) AS s WHERE s IS NOT NULL",
+          Quote(table), Quote(column)),
+          [&] {
+            Params p;
+            p.Add(Quote(table));
+            p.Add(column);
+            return p;
+          }());
+      if (!moved.ok()) {
+        Rollback();
+        return moved.status().WithContext("advancing the ID sequence of " + table);
+      }
+    }
+    return conn_.Exec("COMMIT");
+  }
+
+  void Rollback() override { (void)conn_.Exec("ROLLBACK"); }
+
+  Result<Value> Insert(const std::string& table, const std::string& id_column,
+                       const std::vector<std::pair<std::string, Value>>& values) override {
+    ENVSYNC_RETURN_IF_ERROR(LoadColumns());
+    std::string columns;
+    std::string marks;
+    Params params;
+    bool explicit_id = false;
+    for (const auto& [column, value] : values) {
+      params.Add(value);
+      columns += (columns.empty() ? "" : ", ") + Quote(column);
+      marks += fmt::format("{}${}{}", marks.empty() ? "" : ", ", params.text.size(),
+                           CastFor(table, column));
+      if (column == id_column && !IsNull(value)) explicit_id = true;
+    }
+    auto row = conn_.Query(fmt::format("INSERT INTO {} ({}) VALUES ({}) RETURNING {}", Quote(table),
+                                       columns, marks, Quote(id_column)),
+                           params);
+    if (!row.ok()) return row.status().WithContext("inserting into " + table);
+    if (explicit_id) inserted_ids_.insert({table, id_column});
+    return ToValue(ViewOfField(row->r, 0, 0));
+  }
+
+  Status Update(const std::string& table, const std::string& id_column, const Value& id,
+                const std::vector<std::pair<std::string, Value>>& values) override {
+    if (values.empty()) return Status::Ok();
+    ENVSYNC_RETURN_IF_ERROR(LoadColumns());
+    std::string sets;
+    Params params;
+    for (const auto& [column, value] : values) {
+      params.Add(value);
+      sets += fmt::format("{}{} = ${}{}", sets.empty() ? "" : ", ", Quote(column),
+                          params.text.size(), CastFor(table, column));
+    }
+    params.Add(id);
+    auto done = conn_.Query(fmt::format("UPDATE {} SET {} WHERE {} = ${}{}", Quote(table), sets,
+                                        Quote(id_column), params.text.size(),
+                                        CastFor(table, id_column)),
+                            params);
+    if (!done.ok()) return done.status().WithContext("updating " + RecordRef(table, id));
+    return Status::Ok();
+  }
+
+  Status Delete(const std::string& table, const std::string& column, const Value& value) override {
+    ENVSYNC_RETURN_IF_ERROR(LoadColumns());
+    Params params;
+    params.Add(value);
+    auto done = conn_.Query(fmt::format("DELETE FROM {} WHERE {} = $1{}", Quote(table),
+                                        Quote(column), CastFor(table, column)),
+                            params);
+    if (!done.ok()) {
+      return done.status().WithContext(
+          fmt::format("deleting from {} where {} = {}", table, column, RenderValue(value)));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  struct ColumnInfo {
+    std::string name;
+    std::string type;  // information_schema data_type
+    bool not_null = false;
+  };
+
+  // The columns of every table of the current schema, read once.
+  Status LoadColumns() {
+    if (!columns_.empty()) return Status::Ok();
+    auto rows = conn_.Query(
+        "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position");
+    if (!rows.ok()) return rows.status().WithContext("reading the schema");
+    for (int i = 0; i < PQntuples(rows->r); ++i) {
+      columns_[PQgetvalue(rows->r, i, 0)].push_back(
+          ColumnInfo{PQgetvalue(rows->r, i, 1), PQgetvalue(rows->r, i, 2),
+                     std::string_view(PQgetvalue(rows->r, i, 3)) == "NO"});
+    }
+    return Status::Ok();
+  }
+
+  const ColumnInfo* Find(const std::string& table, const std::string& column) const {
+    auto it = columns_.find(table);
+    if (it == columns_.end()) return nullptr;
+    for (const ColumnInfo& c : it->second) {
+      if (c.name == column) return &c;
+    }
+    return nullptr;
+  }
+  bool IsText(const std::string& table, const std::string& column) const {
+    const ColumnInfo* c = Find(table, column);
+    return c != nullptr && (c->type == "text" || c->type == "character varying");
+  }
+  // A parameter's type, so text parameters compare with any column type.
+  std::string CastFor(const std::string& table, const std::string& column) const {
+    const ColumnInfo* c = Find(table, column);
+    if (c == nullptr) return "";
+    if (c->type == "bigint") return "::bigint";
+    if (c->type == "integer") return "::integer";
+    if (c->type == "smallint") return "::smallint";
+    if (c->type == "text") return "::text";
+    if (c->type == "double precision") return "::double precision";
+    return "";
+  }
+
+  static constexpr int kLockTimeoutMs = 5000;
+
+  std::string name_;
+  std::string location_;
+  std::string uri_;
+  AssetFolder assets_;
+  Access access_;
+  PgConnection conn_;
+  std::map<std::string, std::vector<ColumnInfo>> columns_;
+  std::set<std::pair<std::string, std::string>> inserted_ids_;
+  int cursors_ = 0;
+};
+
+}  // namespace
+
+bool IsPostgresUri(const std::string& database) {
+  return database.rfind("postgresql://", 0) == 0 || database.rfind("postgres://", 0) == 0;
+}
+
+std::string RedactUri(const std::string& uri) {
+  std::string out = uri;
+  // scheme://user:password@host... -> scheme://user:***@host...
+  const size_t scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    const size_t at = out.find('@', scheme + 3);
+    const size_t colon = out.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at) {
+      out = out.substr(0, colon + 1) + "***" + out.substr(at);
+    }
+  }
+  // A password given as a query parameter is hidden too.
+  const size_t query = out.find("password=");
+  if (query != std::string::npos) {
+    const size_t end = out.find('&', query);
+    out = out.substr(0, query + 9) + "***" + (end == std::string::npos ? "" : out.substr(end));
+  }
+  return out;
+}
+
+Result<std::unique_ptr<Environment>> OpenPostgresEnvironment(const EnvironmentConfig& config,
+                                                             Access access) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(config.assets, ec)) {
+    return Status::Unavailable(fmt::format("environment {}: assets folder '{}' does not exist",
+                                           config.name, config.assets));
+  }
+  auto env = std::make_unique<PostgresEnvironment>(config, access);
+  ENVSYNC_RETURN_IF_ERROR(env->Open());
+  return std::unique_ptr<Environment>(std::move(env));
+}
+
+}  // namespace envsync::store

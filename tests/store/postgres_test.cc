@@ -1,0 +1,323 @@
+// PostgreSQL environments against a real server (scripts/with-postgres starts one and sets
+// $ENVSYNC_TEST_PG): the compare gives the same result on SQLite/SQLite, PostgreSQL/PostgreSQL
+// and both mixes; a sync on PostgreSQL gives the same target as on SQLite and moves the identity
+// sequences; and the faults: a server that is down, a wrong password, a connection dropped in
+// the middle of an apply.
+#include <libpq-fe.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <thread>
+
+#include "tests/sync/compare_test_support.h"
+
+namespace envsync::testing {
+namespace {
+
+using nlohmann::json;
+
+std::string ServerUri() {
+  const char* uri = std::getenv("ENVSYNC_TEST_PG");
+  return uri != nullptr ? uri : "";
+}
+
+// The URI of database `name` on the test server.
+std::string DatabaseUri(const std::string& name) {
+  std::string uri = ServerUri();
+  return uri.substr(0, uri.rfind('/') + 1) + name;
+}
+
+// A libpq connection for the test's own setup and checks.
+class Pg {
+ public:
+  explicit Pg(const std::string& uri) : conn_(PQconnectdb(uri.c_str())) {}
+  ~Pg() { PQfinish(conn_); }
+  bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+  std::string error() const { return PQerrorMessage(conn_); }
+  // Runs `sql`; returns the first column of every row, joined with '|' per row and '\n'.
+  std::string Run(const std::string& sql, const std::vector<std::string>& params = {}) {
+    std::vector<const char*> values;
+    for (const std::string& p : params) values.push_back(p == "\x01NULL" ? nullptr : p.c_str());
+    // Several statements (a schema file) go without parameters.
+    PGresult* r = params.empty() ? PQexec(conn_, sql.c_str())
+                                 : PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()),
+                                                nullptr, values.data(), nullptr, nullptr, 0);
+    const ExecStatusType status = PQresultStatus(r);
+    EXPECT_TRUE(status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK)
+        << sql.substr(0, 200) << ": " << PQresultErrorMessage(r);
+    std::string out;
+    for (int i = 0; i < PQntuples(r); ++i) {
+      for (int j = 0; j < PQnfields(r); ++j) {
+        out += PQgetisnull(r, i, j) ? "NULL" : PQgetvalue(r, i, j);
+        out += "|";
+      }
+      out += "\n";
+    }
+    PQclear(r);
+    return out;
+  }
+
+ private:
+  PGconn* conn_;
+};
+
+class PostgresTest : public DemoEnvironments {
+ protected:
+  void SetUp() override {
+    if (ServerUri().empty()) {
+      if (const char* ci = std::getenv("CI"); ci != nullptr && std::string(ci) == "true") {
+        FAIL() << "ENVSYNC_TEST_PG is not set: run the suite through scripts/with-postgres";
+      }
+      GTEST_SKIP() << "no PostgreSQL server: run through scripts/with-postgres";
+    }
+    DemoEnvironments::SetUp();
+    static int counter = 0;
+    prefix_ = "envsync_" + std::to_string(getpid()) + "_" + std::to_string(counter++);
+  }
+  void TearDown() override {
+    if (ServerUri().empty()) return;
+    Pg admin(ServerUri());
+    for (const std::string& db : created_) {
+      admin.Run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", {db});
+      admin.Run("DROP DATABASE IF EXISTS " + db);
+    }
+    DemoEnvironments::TearDown();
+  }
+
+  // Creates database `name` with the platform's PostgreSQL schema and copies every table of the
+  // SQLite database at `from` into it; returns its URI.
+  std::string CopyToPostgres(const std::filesystem::path& from, const std::string& name) {
+    const std::string db = prefix_ + "_" + name;
+    Pg admin(ServerUri());
+    EXPECT_TRUE(admin.ok()) << admin.error();
+    admin.Run("CREATE DATABASE " + db);
+    created_.push_back(db);
+    Pg pg(DatabaseUri(db));
+    pg.Run(ReadBytes(std::filesystem::path(ENVSYNC_SOURCE_DIR) / "data/schema.postgres.sql"));
+    pg.Run("SET session_replication_role = replica");  // rows arrive in any order
+    sqlite3* lite = nullptr;
+    sqlite3_open_v2(from.c_str(), &lite, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* tables = nullptr;
+    sqlite3_prepare_v2(lite, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'", -1, &tables, nullptr);
+    while (sqlite3_step(tables) == SQLITE_ROW) {
+      const std::string table = reinterpret_cast<const char*>(sqlite3_column_text(tables, 0));
+      sqlite3_stmt* rows = nullptr;
+      sqlite3_prepare_v2(lite, ("SELECT * FROM \"" + table + "\"").c_str(), -1, &rows, nullptr);
+      const int n = sqlite3_column_count(rows);
+      bool has_id = false;
+      for (int i = 0; i < n; ++i) has_id = has_id || std::string(sqlite3_column_name(rows, i)) == "id";
+      std::string columns;
+      std::string marks;
+      for (int i = 0; i < n; ++i) {
+        columns += std::string(i ? ", " : "") + "\"" + sqlite3_column_name(rows, i) + "\"";
+        marks += (i ? ", $" : "$") + std::to_string(i + 1);
+      }
+      const std::string insert =
+          "INSERT INTO \"" + table + "\" (" + columns + ") VALUES (" + marks + ")";
+      pg.Run("BEGIN");
+      while (sqlite3_step(rows) == SQLITE_ROW) {
+        std::vector<std::string> values;
+        for (int i = 0; i < n; ++i) {
+          const unsigned char* text = sqlite3_column_text(rows, i);
+          values.push_back(text == nullptr ? "\x01NULL" : reinterpret_cast<const char*>(text));
+        }
+        pg.Run(insert, values);
+      }
+      pg.Run("COMMIT");
+      sqlite3_finalize(rows);
+      if (has_id) {
+        pg.Run("SELECT setval(pg_get_serial_sequence($1, 'id'), GREATEST((SELECT max(id) FROM \"" +
+                   table + "\"), 1)) WHERE pg_get_serial_sequence($1, 'id') IS NOT NULL",
+               {table});
+      }
+    }
+    sqlite3_finalize(tables);
+    sqlite3_close(lite);
+    return DatabaseUri(db);
+  }
+
+  // A config beside the demo's with the given databases and its own copy of the demo's state.
+  std::filesystem::path Config(const std::string& name, const std::string& prod,
+                               const std::string& test) {
+    const std::filesystem::path state = dir_ / (name + "-state.db");
+    std::filesystem::copy_file(paths_.state, state, std::filesystem::copy_options::overwrite_existing);
+    const std::filesystem::path config = dir_ / (name + ".toml");
+    WriteBytes(config, "home = \"PROD\"\nstate = \"" + state.string() +
+                           "\"\n[environments.PROD]\ndatabase = \"" + prod + "\"\nassets = \"" +
+                           paths_.prod_assets.string() + "\"\n[environments.TEST]\ndatabase = \"" +
+                           test + "\"\nassets = \"" + paths_.test_assets.string() + "\"\n");
+    return config;
+  }
+
+  CliRun Cli(const std::filesystem::path& config, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--config", config.string()});
+    return RunCli(args);
+  }
+
+  // The comparison without what differs from run to run.
+  static json Stable(json comparison) {
+    comparison.erase("comparison_id");
+    comparison.erase("created_at");
+    return comparison;
+  }
+
+  std::string prefix_;
+  std::vector<std::string> created_;
+};
+
+// One compare, four engine mixes, the same answer.
+TEST_F(PostgresTest, CompareIsTheSameOnEveryMixOfEngines) {
+  Build(Start::kPendingWork);
+  const std::string prod_pg = CopyToPostgres(paths_.prod_db, "prod");
+  const std::string test_pg = CopyToPostgres(paths_.test_db, "test");
+  const std::map<std::string, std::pair<std::string, std::string>> mixes = {
+      {"sqlite", {paths_.prod_db.string(), paths_.test_db.string()}},
+      {"postgres", {prod_pg, test_pg}},
+      {"prod-pg", {prod_pg, paths_.test_db.string()}},
+      {"test-pg", {paths_.prod_db.string(), test_pg}}};
+  std::map<std::string, json> results;
+  for (const auto& [name, dbs] : mixes) {
+    for (const char* direction : {"TEST>PROD", "PROD>TEST"}) {
+      const std::string from = std::string(direction).substr(0, 4);
+      const std::string to = std::string(direction).substr(5);
+      CliRun run = Cli(Config(name, dbs.first, dbs.second),
+                       {"compare", "--from", from, "--to", to, "--json"});
+      ASSERT_EQ(run.exit_code, 0) << name << ": " << run.err;
+      results[name + direction] = Stable(run.Json());
+    }
+  }
+  EXPECT_GT(results["sqliteTEST>PROD"]["changes"].size(), 10u);
+  for (const char* direction : {"TEST>PROD", "PROD>TEST"}) {
+    for (const char* name : {"postgres", "prod-pg", "test-pg"}) {
+      EXPECT_EQ(results[std::string(name) + direction], results[std::string("sqlite") + direction])
+          << name << " " << direction;
+    }
+  }
+}
+
+// A sync into PostgreSQL writes what the same sync writes into SQLite, and moves the identity
+// sequence past the IDs it inserted, so the platform's next insert does not collide.
+TEST_F(PostgresTest, SyncIntoPostgresMatchesSqliteAndMovesSequences) {
+  Build(Start::kPendingWork);
+  const std::string prod_pg = CopyToPostgres(paths_.prod_db, "prod");
+  const std::string test_pg = CopyToPostgres(paths_.test_db, "test");
+  const std::vector<std::string> resolve = {"--resolve", "cms_pages:3=merge", "--resolve",
+                                            "cms_pages:20=insert_as_new"};
+  std::map<std::string, json> after;
+  for (const auto& [name, prod, test] :
+       {std::tuple{std::string("sqlite"), paths_.prod_db.string(), paths_.test_db.string()},
+        std::tuple{std::string("postgres"), prod_pg, test_pg}}) {
+    const auto config = Config(name, prod, test);
+    CliRun compared = Cli(config, {"compare", "--from", "TEST", "--to", "PROD", "--json"});
+    ASSERT_EQ(compared.exit_code, 0) << compared.err;
+    std::vector<std::string> args = {"sync", compared.Json()["comparison_id"], "--json"};
+    args.insert(args.end(), resolve.begin(), resolve.end());
+    CliRun synced = Cli(config, args);
+    ASSERT_EQ(synced.exit_code, 0) << name << ": " << synced.err << synced.out;
+    EXPECT_EQ(synced.Json()["applied"], (json{{"new", 4}, {"modified", 5}, {"deleted", 1}}))
+        << name;
+    CliRun again = Cli(config, {"compare", "--from", "TEST", "--to", "PROD", "--json"});
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    after[name] = Stable(again.Json());
+    if (name == "sqlite") {
+      // The SQLite run changed the demo files the PostgreSQL copies were made from; the assets
+      // it moved are put back by undo, so the PostgreSQL run starts from the same files.
+      CliRun undone = Cli(config, {"undo", synced.Json()["sync_id"]});
+      ASSERT_EQ(undone.exit_code, 0) << undone.err;
+    }
+  }
+  // The same records left to review on both; a new row gets an ID past every synced one.
+  json sqlite_changes = after["sqlite"]["changes"];
+  json pg_changes = after["postgres"]["changes"];
+  ASSERT_EQ(pg_changes.size(), sqlite_changes.size());
+  for (size_t i = 0; i < pg_changes.size(); ++i) {
+    EXPECT_EQ(pg_changes[i]["table"], sqlite_changes[i]["table"]);
+    EXPECT_EQ(pg_changes[i]["tab"], sqlite_changes[i]["tab"]);
+    EXPECT_EQ(pg_changes[i]["key"], sqlite_changes[i]["key"]);
+  }
+  Pg pg(prod_pg);
+  const std::string max_id = pg.Run("SELECT max(id) FROM cms_pages");
+  const std::string next = pg.Run(
+      "INSERT INTO cms_pages (slug, title, body_html, status, updated_at) VALUES "
+      "('platform-new', 't', 'b', 'draft', 'now') RETURNING id");
+  EXPECT_GT(std::stoll(next), std::stoll(max_id)) << "the sequence was moved past the sync's IDs";
+}
+
+// A server that is down: the error names the environment and the server, exit 1.
+TEST_F(PostgresTest, ServerDownIsNamed) {
+  Build(Start::kCommonWithBase);
+  const auto config = Config("down", "postgresql://postgres:envsync-test@127.0.0.1:1/shop",
+                             paths_.test_db.string());
+  CliRun run = Cli(config, {"compare", "--from", "TEST", "--to", "PROD"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.err.find("environment PROD"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("127.0.0.1"), std::string::npos) << run.err;
+  EXPECT_EQ(run.err.find("envsync-test"), std::string::npos) << "the password is never shown";
+}
+
+// A wrong password is reported without the password.
+TEST_F(PostgresTest, BadCredentialsAreReportedWithoutThePassword) {
+  Build(Start::kCommonWithBase);
+  std::string uri = DatabaseUri("postgres");
+  uri.replace(uri.find(":envsync-test@"), 14, ":n0t-the-Pa55word@");
+  CliRun run = Cli(Config("badpw", uri, paths_.test_db.string()),
+                   {"compare", "--from", "TEST", "--to", "PROD"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.err.find("password authentication failed"), std::string::npos) << run.err;
+  EXPECT_EQ(run.err.find("n0t-the-Pa55word"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("***"), std::string::npos) << run.err;
+}
+
+// The target's connection dropped in the middle of the apply (its backend terminated from a
+// second connection): the sync fails, and the target is exactly as before.
+TEST_F(PostgresTest, ConnectionDroppedMidApplyLeavesTheTargetUnchanged) {
+  Build(Start::kPendingWork);
+  const std::string prod_pg = CopyToPostgres(paths_.prod_db, "prod");
+  const std::string test_pg = CopyToPostgres(paths_.test_db, "test");
+  const auto config = Config("drop", prod_pg, test_pg);
+  CliRun compared = Cli(config, {"compare", "--from", "TEST", "--to", "PROD", "--json"});
+  ASSERT_EQ(compared.exit_code, 0) << compared.err;
+  Pg watcher(prod_pg);
+  const char* dump_sql =
+      "SELECT string_agg(t::text, ',' ORDER BY t::text) FROM (SELECT * FROM cms_pages) t "
+      "UNION ALL SELECT string_agg(t::text, ',' ORDER BY t::text) FROM (SELECT * FROM menus) t "
+      "UNION ALL SELECT string_agg(t::text, ',' ORDER BY t::text) FROM (SELECT * FROM gallery_files) t";
+  const std::string before = watcher.Run(dump_sql);
+  const std::filesystem::path paused = dir_ / "paused";
+  const pid_t child = fork();
+  if (child == 0) {
+    setenv("ENVSYNC_PAUSE_AT", "applied", 1);
+    setenv("ENVSYNC_PAUSE_FILE", paused.c_str(), 1);
+    if (!freopen((dir_ / "sync.out").c_str(), "w", stdout) ||
+        !freopen((dir_ / "sync.err").c_str(), "w", stderr)) {
+      _exit(126);
+    }
+    const std::string id = compared.Json()["comparison_id"];
+    execl(ENVSYNC_BINARY, ENVSYNC_BINARY, "--config", config.c_str(), "sync", id.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  for (int i = 0; i < 600 && !std::filesystem::exists(paused); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(std::filesystem::exists(paused)) << ReadBytes(dir_ / "sync.err");
+  // The sync's writes are in its open transaction: end its backend.
+  const std::string ended = watcher.Run(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "
+      "current_database() AND pid <> pg_backend_pid() AND state <> 'idle'");
+  EXPECT_EQ(ended, "1|\n");
+  int status = 0;
+  waitpid(child, &status, 0);
+  const std::string err = ReadBytes(dir_ / "sync.out") + ReadBytes(dir_ / "sync.err");
+  EXPECT_NE(WEXITSTATUS(status), 0) << err;
+  EXPECT_NE(err.find("FAILURE"), std::string::npos) << err;
+  EXPECT_NE(err.find("environment PROD"), std::string::npos) << err;
+  EXPECT_EQ(watcher.Run(dump_sql), before) << "the target changed";
+  CliRun history = Cli(config, {"history", "--json"});
+  ASSERT_EQ(history.exit_code, 0) << history.err;
+  EXPECT_EQ(history.Json().back()["status"], "failure");
+}
+
+}  // namespace
+}  // namespace envsync::testing
