@@ -452,8 +452,14 @@ TEST_F(ServerTest, RefusesUnauthenticatedForbiddenForgedAndRepeatedRequests) {
   EXPECT_EQ(limited.status, 429) << "even the right password waits out the window";
   EXPECT_EQ(limited.body["error"]["code"], "rate_limited");
   EXPECT_FALSE(Api::Header(limited, "Retry-After").empty());
-  // The log names requests, never passwords or tokens.
-  const std::string log = ReadBytes(dir_ / "serve.err");
+  // The log names requests, never passwords or tokens. (The line is written after the answer
+  // is sent: wait for it.)
+  std::string log;
+  for (int i = 0; i < 100; ++i) {
+    log = ReadBytes(dir_ / "serve.err");
+    if (log.find("POST /api/v1/login 429") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   EXPECT_NE(log.find("POST /api/v1/login 429"), std::string::npos);
   EXPECT_EQ(log.find("vic@shop.example-pw"), std::string::npos);
   EXPECT_EQ(log.find(op.cookie_.substr(op.cookie_.find('=') + 1)), std::string::npos);
