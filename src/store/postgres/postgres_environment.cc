@@ -270,11 +270,7 @@ class PostgresEnvironment : public Environment {
       params.Add(request.filter->prefix);
       sql += " AND substr(" + Quote(request.filter->column) + ", 1, $1::int) = $2::text";
     }
-    for (const auto& [column, value] : request.equals) {
-      params.Add(value);
-      sql += fmt::format(" AND {} IS NOT DISTINCT FROM ${}{}", Quote(column), params.text.size(),
-                         CastFor(request.table, column));
-    }
+    for (const auto& [column, value] : request.equals) sql += Equals(request.table, column, value, &params);
     if (!request.order_by.empty()) {
       sql += " ORDER BY ";
       for (size_t i = 0; i < request.order_by.size(); ++i) {
@@ -304,11 +300,7 @@ class PostgresEnvironment : public Environment {
     ENVSYNC_RETURN_IF_ERROR(LoadColumns());
     std::string sql = "SELECT " + Quote(id_column) + " FROM " + Quote(table) + " WHERE true";
     Params params;
-    for (const auto& [column, value] : equals) {
-      params.Add(value);
-      sql += fmt::format(" AND {} IS NOT DISTINCT FROM ${}{}", Quote(column), params.text.size(),
-                         CastFor(table, column));
-    }
+    for (const auto& [column, value] : equals) sql += Equals(table, column, value, &params);
     auto rows = conn_.Query(sql, params);
     if (!rows.ok()) return rows.status().WithContext("looking up " + table);
     std::vector<Value> ids;
@@ -452,6 +444,15 @@ class PostgresEnvironment : public Environment {
     const ColumnInfo* c = Find(table, column);
     return c != nullptr && (c->type == "text" || c->type == "character varying");
   }
+  // ` AND column = $n` (which an index serves; IS NOT DISTINCT FROM would not), or
+  // ` AND column IS NULL` for a NULL value.
+  std::string Equals(const std::string& table, const std::string& column, const Value& value,
+                     Params* params) const {
+    if (IsNull(value)) return " AND " + Quote(column) + " IS NULL";
+    params->Add(value);
+    return fmt::format(" AND {} = ${}{}", Quote(column), params->text.size(), CastFor(table, column));
+  }
+
   // A parameter's type, so text parameters compare with any column type.
   std::string CastFor(const std::string& table, const std::string& column) const {
     const ColumnInfo* c = Find(table, column);

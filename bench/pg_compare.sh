@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The compare with both sides on PostgreSQL, against a `SELECT count(*)` scan of both tables and
+# against the same pair on SQLite. Run it under scripts/with-postgres (it needs $ENVSYNC_TEST_PG):
+#
+#   scripts/with-postgres bench/pg_compare.sh [RECORDS] [RUNS]
+#
+# It writes the demo with RECORDS extra CMS pages per side (default 1000000), edits 1% of TEST's
+# pages, loads both databases into PostgreSQL (COPY), records the base with a first compare on
+# each engine, then times RUNS (default 3) everyday compares of each, alternating with the
+# count(*) scan, with the peak resident memory of each compare.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RECORDS=${1:-1000000}
+RUNS=${2:-3}
+ENVSYNC=${ENVSYNC:-build/release/src/cli/envsync}
+: "${ENVSYNC_TEST_PG:?run under scripts/with-postgres}"
+DIR=$(mktemp -d /tmp/envsync-pgbench.XXXXXX)
+trap 'rm -rf "$DIR"' EXIT
+SERVER=${ENVSYNC_TEST_PG%/*}
+
+"$ENVSYNC" demo init "$DIR/demo" --records "$RECORDS" >/dev/null
+EDITS=$((RECORDS / 100))
+sqlite3 "$DIR/demo/test.db" "UPDATE cms_pages SET title = title || ' (autumn)' WHERE id > 1000 AND id <= 1000 + $EDITS"
+
+load() {  # load SQLITE_FILE DATABASE
+  psql -q "$ENVSYNC_TEST_PG" -c "DROP DATABASE IF EXISTS $2" -c "CREATE DATABASE $2"
+  psql -q "$SERVER/$2" -f data/schema.postgres.sql
+  for table in $(sqlite3 "$1" "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"); do
+    sqlite3 -header -csv "$1" "SELECT * FROM \"$table\"" |
+      psql -q "$SERVER/$2" -c "SET session_replication_role = replica" \
+        -c "\\copy \"$table\" FROM STDIN WITH (FORMAT csv, HEADER true)"
+  done
+  psql -q "$SERVER/$2" -c "VACUUM ANALYZE"
+}
+load "$DIR/demo/prod.db" envsync_bench_prod
+load "$DIR/demo/test.db" envsync_bench_test
+
+config() {  # config NAME PROD TEST
+  cp "$DIR/demo/state.db" "$DIR/$1-state.db"
+  cat >"$DIR/$1.toml" <<EOT
+home = "PROD"
+state = "$DIR/$1-state.db"
+[environments.PROD]
+database = "$2"
+assets = "$DIR/demo/prod-assets"
+[environments.TEST]
+database = "$3"
+assets = "$DIR/demo/test-assets"
+EOT
+}
+config sqlite "$DIR/demo/prod.db" "$DIR/demo/test.db"
+config postgres "$SERVER/envsync_bench_prod" "$SERVER/envsync_bench_test"
+
+seconds_since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$EPOCHREALTIME"; }
+
+# One compare: wall seconds and peak RSS in MiB.
+measure() {
+  local start=$EPOCHREALTIME
+  /usr/bin/time -f "%M" -o "$DIR/rss" "$ENVSYNC" --config "$DIR/$1.toml" compare --from TEST --to PROD --json >"$DIR/out.json" 2>/dev/null
+  echo "$1 $(seconds_since "$start") s, peak $(( $(cat "$DIR/rss") / 1024 )) MiB"
+}
+# The floor: both tables scanned by the servers themselves, at once.
+count_scan() {
+  local start=$EPOCHREALTIME
+  psql -qAt "$SERVER/envsync_bench_prod" -c "SELECT count(*) FROM cms_pages" >/dev/null &
+  psql -qAt "$SERVER/envsync_bench_test" -c "SELECT count(*) FROM cms_pages" >/dev/null
+  wait
+  echo "count(*) of both $(seconds_since "$start") s"
+}
+
+echo "first compare (records the base):"
+measure sqlite
+measure postgres
+echo "everyday compares, $RUNS runs each:"
+for _ in $(seq "$RUNS"); do
+  measure sqlite
+  measure postgres
+  count_scan
+done
+python3 - "$DIR/out.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))["counts"]
+print("last comparison's counts:", c)
+PY
