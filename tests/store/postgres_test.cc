@@ -319,5 +319,31 @@ TEST_F(PostgresTest, ConnectionDroppedMidApplyLeavesTheTargetUnchanged) {
   EXPECT_EQ(history.Json().back()["status"], "failure");
 }
 
+// The platform holds a row lock the sync needs: the sync waits the bounded lock timeout, fails
+// with a message that says so, and writes nothing.
+TEST_F(PostgresTest, LockedTargetRowFailsAfterTheLockTimeout) {
+  Build(Start::kPendingWork);
+  const std::string prod_pg = CopyToPostgres(paths_.prod_db, "prod");
+  const std::string test_pg = CopyToPostgres(paths_.test_db, "test");
+  const auto config = Config("locked", prod_pg, test_pg);
+  CliRun compared = Cli(config, {"compare", "--from", "TEST", "--to", "PROD", "--json"});
+  ASSERT_EQ(compared.exit_code, 0) << compared.err;
+  Pg platform(prod_pg);
+  platform.Run("BEGIN");
+  platform.Run("UPDATE cms_pages SET title = title WHERE id = 2");  // cms_pages:2 is modified
+  const std::string before = platform.Run("SELECT string_agg(title, ',' ORDER BY id) FROM cms_pages");
+  const auto started = std::chrono::steady_clock::now();
+  CliRun synced = Cli(config, {"sync", compared.Json()["comparison_id"]});
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  platform.Run("ROLLBACK");
+  EXPECT_NE(synced.exit_code, 0);
+  EXPECT_NE((synced.out + synced.err).find("stayed locked"), std::string::npos)
+      << synced.out << synced.err;
+  EXPECT_GE(seconds, 4.5);
+  EXPECT_LT(seconds, 30);
+  EXPECT_EQ(platform.Run("SELECT string_agg(title, ',' ORDER BY id) FROM cms_pages"), before);
+}
+
 }  // namespace
 }  // namespace envsync::testing
