@@ -10,57 +10,13 @@
 #include <csignal>
 #include <thread>
 
+#include "tests/store/pg_support.h"
 #include "tests/sync/compare_test_support.h"
 
 namespace envsync::testing {
 namespace {
 
 using nlohmann::json;
-
-std::string ServerUri() {
-  const char* uri = std::getenv("ENVSYNC_TEST_PG");
-  return uri != nullptr ? uri : "";
-}
-
-// The URI of database `name` on the test server.
-std::string DatabaseUri(const std::string& name) {
-  std::string uri = ServerUri();
-  return uri.substr(0, uri.rfind('/') + 1) + name;
-}
-
-// A libpq connection for the test's own setup and checks.
-class Pg {
- public:
-  explicit Pg(const std::string& uri) : conn_(PQconnectdb(uri.c_str())) {}
-  ~Pg() { PQfinish(conn_); }
-  bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
-  std::string error() const { return PQerrorMessage(conn_); }
-  // Runs `sql`; returns the first column of every row, joined with '|' per row and '\n'.
-  std::string Run(const std::string& sql, const std::vector<std::string>& params = {}) {
-    std::vector<const char*> values;
-    for (const std::string& p : params) values.push_back(p == "\x01NULL" ? nullptr : p.c_str());
-    // Several statements (a schema file) go without parameters.
-    PGresult* r = params.empty() ? PQexec(conn_, sql.c_str())
-                                 : PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()),
-                                                nullptr, values.data(), nullptr, nullptr, 0);
-    const ExecStatusType status = PQresultStatus(r);
-    EXPECT_TRUE(status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK)
-        << sql.substr(0, 200) << ": " << PQresultErrorMessage(r);
-    std::string out;
-    for (int i = 0; i < PQntuples(r); ++i) {
-      for (int j = 0; j < PQnfields(r); ++j) {
-        out += PQgetisnull(r, i, j) ? "NULL" : PQgetvalue(r, i, j);
-        out += "|";
-      }
-      out += "\n";
-    }
-    PQclear(r);
-    return out;
-  }
-
- private:
-  PGconn* conn_;
-};
 
 class PostgresTest : public DemoEnvironments {
  protected:
@@ -85,63 +41,18 @@ class PostgresTest : public DemoEnvironments {
     DemoEnvironments::TearDown();
   }
 
-  // Creates database `name` with the platform's PostgreSQL schema and copies every table of the
-  // SQLite database at `from` into it; returns its URI.
   std::string CopyToPostgres(const std::filesystem::path& from, const std::string& name) {
     const std::string db = prefix_ + "_" + name;
-    Pg admin(ServerUri());
-    EXPECT_TRUE(admin.ok()) << admin.error();
-    admin.Run("CREATE DATABASE " + db);
     created_.push_back(db);
-    Pg pg(DatabaseUri(db));
-    pg.Run(ReadBytes(std::filesystem::path(ENVSYNC_SOURCE_DIR) / "data/schema.postgres.sql"));
-    pg.Run("SET session_replication_role = replica");  // rows arrive in any order
-    sqlite3* lite = nullptr;
-    sqlite3_open_v2(from.c_str(), &lite, SQLITE_OPEN_READONLY, nullptr);
-    sqlite3_stmt* tables = nullptr;
-    sqlite3_prepare_v2(lite, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'", -1, &tables, nullptr);
-    while (sqlite3_step(tables) == SQLITE_ROW) {
-      const std::string table = reinterpret_cast<const char*>(sqlite3_column_text(tables, 0));
-      sqlite3_stmt* rows = nullptr;
-      sqlite3_prepare_v2(lite, ("SELECT * FROM \"" + table + "\"").c_str(), -1, &rows, nullptr);
-      const int n = sqlite3_column_count(rows);
-      bool has_id = false;
-      for (int i = 0; i < n; ++i) has_id = has_id || std::string(sqlite3_column_name(rows, i)) == "id";
-      std::string columns;
-      std::string marks;
-      for (int i = 0; i < n; ++i) {
-        columns += std::string(i ? ", " : "") + "\"" + sqlite3_column_name(rows, i) + "\"";
-        marks += (i ? ", $" : "$") + std::to_string(i + 1);
-      }
-      const std::string insert =
-          "INSERT INTO \"" + table + "\" (" + columns + ") VALUES (" + marks + ")";
-      pg.Run("BEGIN");
-      while (sqlite3_step(rows) == SQLITE_ROW) {
-        std::vector<std::string> values;
-        for (int i = 0; i < n; ++i) {
-          const unsigned char* text = sqlite3_column_text(rows, i);
-          values.push_back(text == nullptr ? "\x01NULL" : reinterpret_cast<const char*>(text));
-        }
-        pg.Run(insert, values);
-      }
-      pg.Run("COMMIT");
-      sqlite3_finalize(rows);
-      if (has_id) {
-        pg.Run("SELECT setval(pg_get_serial_sequence($1, 'id'), GREATEST((SELECT max(id) FROM \"" +
-                   table + "\"), 1)) WHERE pg_get_serial_sequence($1, 'id') IS NOT NULL",
-               {table});
-      }
-    }
-    sqlite3_finalize(tables);
-    sqlite3_close(lite);
-    return DatabaseUri(db);
+    return CopySqliteToPostgres(from, db);
   }
 
   // A config beside the demo's with the given databases and its own copy of the demo's state.
   std::filesystem::path Config(const std::string& name, const std::string& prod,
                                const std::string& test) {
     const std::filesystem::path state = dir_ / (name + "-state.db");
-    std::filesystem::copy_file(paths_.state, state, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(paths_.state, state,
+                               std::filesystem::copy_options::overwrite_existing);
     const std::filesystem::path config = dir_ / (name + ".toml");
     WriteBytes(config, "home = \"PROD\"\nstate = \"" + state.string() +
                            "\"\n[environments.PROD]\ndatabase = \"" + prod + "\"\nassets = \"" +
@@ -282,7 +193,8 @@ TEST_F(PostgresTest, ConnectionDroppedMidApplyLeavesTheTargetUnchanged) {
   const char* dump_sql =
       "SELECT string_agg(t::text, ',' ORDER BY t::text) FROM (SELECT * FROM cms_pages) t "
       "UNION ALL SELECT string_agg(t::text, ',' ORDER BY t::text) FROM (SELECT * FROM menus) t "
-      "UNION ALL SELECT string_agg(t::text, ',' ORDER BY t::text) FROM (SELECT * FROM gallery_files) t";
+      "UNION ALL SELECT string_agg(t::text, ',' ORDER BY t::text) FROM (SELECT * FROM "
+      "gallery_files) t";
   const std::string before = watcher.Run(dump_sql);
   const std::filesystem::path paused = dir_ / "paused";
   const pid_t child = fork();
@@ -331,7 +243,8 @@ TEST_F(PostgresTest, LockedTargetRowFailsAfterTheLockTimeout) {
   Pg platform(prod_pg);
   platform.Run("BEGIN");
   platform.Run("UPDATE cms_pages SET title = title WHERE id = 2");  // cms_pages:2 is modified
-  const std::string before = platform.Run("SELECT string_agg(title, ',' ORDER BY id) FROM cms_pages");
+  const std::string before =
+      platform.Run("SELECT string_agg(title, ',' ORDER BY id) FROM cms_pages");
   const auto started = std::chrono::steady_clock::now();
   CliRun synced = Cli(config, {"sync", compared.Json()["comparison_id"]});
   const double seconds =

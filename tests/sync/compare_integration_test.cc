@@ -3,6 +3,7 @@
 #include <set>
 
 #include "envsync/store/state_store.h"
+#include "tests/store/pg_support.h"
 #include "tests/sync/compare_test_support.h"
 
 namespace envsync::testing {
@@ -10,7 +11,54 @@ namespace {
 
 using nlohmann::json;
 
-class CompareTest : public DemoEnvironments {};
+// With a PostgreSQL server at hand (scripts/with-postgres), every compare of this suite runs
+// again with both sides on PostgreSQL and with PROD on PostgreSQL and TEST on SQLite, from the
+// same state, and must give the same answer.
+class CompareTest : public DemoEnvironments {
+ protected:
+  bool MirrorsCompares() const override { return !ServerUri().empty(); }
+
+  void CompareElsewhere(const std::vector<std::string>& args, const CliRun& run,
+                        const std::filesystem::path& state_before) override {
+    static int counter = 0;
+    const std::string prefix =
+        "envsync_m" + std::to_string(getpid()) + "_" + std::to_string(counter++);
+    const std::string prod = CopySqliteToPostgres(paths_.prod_db, prefix + "_prod");
+    const std::string test = CopySqliteToPostgres(paths_.test_db, prefix + "_test");
+    const std::string config_text = ReadBytes(paths_.config);
+    for (const auto& [mix, prod_db, test_db] :
+         {std::tuple{std::string("postgres"), prod, test},
+          std::tuple{std::string("prod-on-postgres"), prod, paths_.test_db.string()}}) {
+      const std::filesystem::path state = dir_ / (prefix + "-" + mix + "-state.db");
+      if (std::filesystem::exists(state_before)) std::filesystem::copy_file(state_before, state);
+      std::string text = config_text;
+      auto replace = [&](const std::string& from, const std::string& to) {
+        const size_t at = text.find("\"" + from + "\"");
+        ASSERT_NE(at, std::string::npos) << from;
+        text.replace(at + 1, from.size(), to);
+      };
+      replace(paths_.state.string(), state.string());
+      replace(paths_.prod_db.string(), prod_db);
+      replace(paths_.test_db.string(), test_db);
+      const std::filesystem::path config = dir_ / (prefix + "-" + mix + ".toml");
+      WriteBytes(config, text);
+      std::vector<std::string> full = {"--config", config.string(), "compare"};
+      full.insert(full.end(), args.begin(), args.end());
+      full.push_back("--json");
+      CliRun other = RunCli(full);
+      ASSERT_EQ(other.exit_code, 0) << mix << ": " << other.err;
+      nlohmann::json expected = run.Json();
+      nlohmann::json got = other.Json();
+      for (nlohmann::json* j : {&expected, &got}) {
+        j->erase("comparison_id");
+        j->erase("created_at");
+      }
+      EXPECT_EQ(got, expected) << "the " << mix << " compare differs from SQLite's";
+    }
+    DropPostgresDatabase(prefix + "_prod");
+    DropPostgresDatabase(prefix + "_test");
+  }
+};
 
 // The demo's pending work lands in the tabs docs/DEMO.md promises, with the right conflict kind,
 // reason and default selection for each record.

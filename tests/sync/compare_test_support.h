@@ -93,8 +93,22 @@ class DemoEnvironments : public ::testing::Test {
     std::vector<std::string> full = {"--config", paths_.config.string(), "compare"};
     full.insert(full.end(), args.begin(), args.end());
     full.push_back("--json");
-    return RunCli(full);
+    const std::filesystem::path before = dir_ / "state-before-compare.db";
+    const bool mirror = MirrorsCompares();
+    if (mirror) {
+      std::filesystem::remove(before);
+      if (std::filesystem::exists(paths_.state)) std::filesystem::copy_file(paths_.state, before);
+    }
+    CliRun run = RunCli(full);
+    if (mirror && run.exit_code == 0) CompareElsewhere(args, run, before);
+    return run;
   }
+
+  // A fixture that returns true has every successful compare run again on other engines, from
+  // the same state, by CompareElsewhere (which checks the answers are the same).
+  virtual bool MirrorsCompares() const { return false; }
+  virtual void CompareElsewhere(const std::vector<std::string>& /*args*/, const CliRun& /*run*/,
+                                const std::filesystem::path& /*state_before*/) {}
 
   // Compares and returns the JSON, failing the test on a non-zero exit.
   nlohmann::json CompareJson(std::vector<std::string> args) {
