@@ -3,11 +3,14 @@
 // assets folders themselves (SYNC-SEMANTICS §4, §5, §7).
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <set>
 
 #include "envsync/store/state_store.h"
+#include "tests/store/pg_support.h"
 #include "tests/sync/compare_test_support.h"
 
 namespace envsync::testing {
@@ -146,12 +149,148 @@ class SyncTest : public DemoEnvironments {
   // Compares TEST -> PROD and returns the comparison.
   json CompareTestToProd() { return CompareJson({"--from", "TEST", "--to", "PROD"}); }
 
-  // Runs `envsync --config <demo> sync ID ARGS --json`.
+  // Runs `envsync --config <demo> sync ID ARGS --json`. With a PostgreSQL server at hand
+  // (scripts/with-postgres), the same sync also runs on a copy of both environments in
+  // PostgreSQL (databases, assets and state as they were before it), and must end the same way
+  // and leave the same target.
   CliRun Sync(const std::string& comparison_id, std::vector<std::string> args = {}) {
     std::vector<std::string> full = {"--config", paths_.config.string(), "sync", comparison_id};
     full.insert(full.end(), args.begin(), args.end());
     full.push_back("--json");
-    return RunCli(full);
+    if (ServerUri().empty()) return RunCli(full);
+    PostgresMirror mirror = MirrorOnPostgres();
+    CliRun run = RunCli(full);
+    CheckMirror(mirror, args, comparison_id, run);
+    return run;
+  }
+
+  struct PostgresMirror {
+    std::string prefix;
+    fs::path config;
+    fs::path prod_assets;
+    std::string prod_uri;
+  };
+
+  PostgresMirror MirrorOnPostgres() {
+    static int counter = 0;
+    PostgresMirror m;
+    m.prefix = "envsync_s" + std::to_string(getpid()) + "_" + std::to_string(counter++);
+    m.prod_uri = CopySqliteToPostgres(paths_.prod_db, m.prefix + "_prod");
+    const std::string test_uri = CopySqliteToPostgres(paths_.test_db, m.prefix + "_test");
+    const fs::path state = dir_ / (m.prefix + "-state.db");
+    fs::copy_file(paths_.state, state);
+    m.prod_assets = dir_ / (m.prefix + "-prod-assets");
+    const fs::path test_assets = dir_ / (m.prefix + "-test-assets");
+    fs::copy(paths_.prod_assets, m.prod_assets, fs::copy_options::recursive);
+    fs::copy(paths_.test_assets, test_assets, fs::copy_options::recursive);
+    std::string text = ReadBytes(paths_.config);
+    for (const auto& [from, to] : {std::pair{paths_.state.string(), state.string()},
+                                   std::pair{paths_.prod_db.string(), m.prod_uri},
+                                   std::pair{paths_.test_db.string(), test_uri},
+                                   std::pair{paths_.prod_assets.string(), m.prod_assets.string()},
+                                   std::pair{paths_.test_assets.string(), test_assets.string()}}) {
+      const size_t at = text.find("\"" + from + "\"");
+      EXPECT_NE(at, std::string::npos) << from;
+      if (at != std::string::npos) text.replace(at + 1, from.size(), to);
+    }
+    m.config = dir_ / (m.prefix + ".toml");
+    WriteBytes(m.config, text);
+    return m;
+  }
+
+  // The synchronized tables of PROD without the column a sync sets to now, one sorted line per
+  // row, the same text from SQLite and from PostgreSQL.
+  static std::string CanonicalProd(
+      const std::function<std::vector<std::string>(const std::string&)>& rows) {
+    std::string out;
+    for (const std::string& table : kSynchronizedTables) {
+      std::vector<std::string> lines = rows(table);
+      std::sort(lines.begin(), lines.end());
+      out += "== " + table + "\n";
+      for (const std::string& line : lines) out += line + "\n";
+    }
+    return out;
+  }
+
+  std::string SqliteProdRows() {
+    return CanonicalProd([&](const std::string& table) {
+      std::vector<std::string> lines;
+      std::string columns;
+      std::string dump = Dump(paths_.prod_db, "SELECT name FROM pragma_table_info('" + table +
+                                                  "') WHERE name <> 'updated_at' ORDER BY cid");
+      for (size_t at = 0; at < dump.size();) {
+        const size_t end = dump.find('\n', at);
+        const std::string name = json::parse(dump.substr(at + 2, end - at - 2)).get<std::string>();
+        columns += (columns.empty() ? "" : ", ") + name;
+        at = end + 1;
+      }
+      std::string all = Dump(paths_.prod_db, "SELECT " + columns + " FROM " + table);
+      for (size_t at = 0; at < all.size();) {
+        const size_t end = all.find('\n', at);
+        lines.push_back(all.substr(at, end - at));
+        at = end + 1;
+      }
+      return lines;
+    });
+  }
+
+  static std::string PostgresProdRows(const std::string& uri) {
+    Pg pg(uri);
+    return CanonicalProd([&](const std::string& table) {
+      // Each value tagged as SQLite's Dump tags it: i: for integers, t: and JSON for text.
+      const std::string sql =
+          "SELECT string_agg(CASE WHEN v IS NULL THEN 'NULL' WHEN t IN ('bigint', 'integer') "
+          "THEN 'i:' || v ELSE 't:' || to_json(v)::text END, ' | ' ORDER BY n) FROM (SELECT "
+          "r.ctid AS row, c.ordinal_position AS n, c.data_type AS t, (to_jsonb(r) ->> "
+          "c.column_name) AS v FROM " +
+          table +
+          " r, information_schema.columns c WHERE "
+          "c.table_name = '" +
+          table +
+          "' AND c.table_schema = current_schema() AND "
+          "c.column_name <> 'updated_at') x GROUP BY row";
+      std::vector<std::string> lines;
+      std::string all = pg.Run(sql);
+      for (size_t at = 0; at < all.size();) {
+        const size_t end = all.find('\n', at);
+        std::string line = all.substr(at, end - at);
+        if (!line.empty() && line.back() == '|') line.pop_back();
+        lines.push_back(line);
+        at = end + 1;
+      }
+      return lines;
+    });
+  }
+
+  void CheckMirror(const PostgresMirror& m, const std::vector<std::string>& args,
+                   const std::string& comparison_id, const CliRun& sqlite_run) {
+    std::vector<std::string> full = {"--config", m.config.string(), "sync", comparison_id};
+    full.insert(full.end(), args.begin(), args.end());
+    full.push_back("--json");
+    if (sqlite_run.err.find("another envsync is running") != std::string::npos) {
+      // The test holds the work lock of the SQLite run's state; the copy has its own.
+      DropPostgresDatabase(m.prefix + "_prod");
+      DropPostgresDatabase(m.prefix + "_test");
+      return;
+    }
+    CliRun pg_run = RunCli(full);
+    EXPECT_EQ(pg_run.exit_code, sqlite_run.exit_code)
+        << "PostgreSQL: " << pg_run.err << pg_run.out << "\nSQLite: " << sqlite_run.err;
+    if (pg_run.exit_code == 0 && sqlite_run.exit_code == 0) {
+      json a = sqlite_run.Json();
+      json b = pg_run.Json();
+      for (json* j : {&a, &b}) {
+        j->erase("sync_id");
+        j->erase("timings");
+      }
+      EXPECT_EQ(b, a) << "the sync on PostgreSQL ended otherwise";
+      EXPECT_EQ(PostgresProdRows(m.prod_uri), SqliteProdRows())
+          << "the sync left PROD otherwise on PostgreSQL";
+      EXPECT_EQ(AssetTree(m.prod_assets / "gallery", false),
+                AssetTree(paths_.prod_assets / "gallery", false));
+    }
+    DropPostgresDatabase(m.prefix + "_prod");
+    DropPostgresDatabase(m.prefix + "_test");
   }
 
   // Runs a sync that must succeed and returns its JSON.
