@@ -48,17 +48,43 @@ class PostgresTest : public DemoEnvironments {
   }
 
   // A config beside the demo's with the given databases and its own copy of the demo's state.
+  // With `own_assets`, the config gets its own copy of both assets folders (a sync moves files).
   std::filesystem::path Config(const std::string& name, const std::string& prod,
-                               const std::string& test) {
+                               const std::string& test, bool own_assets = false,
+                               const std::filesystem::path& state_from = {}) {
     const std::filesystem::path state = dir_ / (name + "-state.db");
-    std::filesystem::copy_file(paths_.state, state,
+    std::filesystem::copy_file(state_from.empty() ? paths_.state : state_from, state,
                                std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::path prod_assets = paths_.prod_assets;
+    std::filesystem::path test_assets = paths_.test_assets;
+    if (own_assets) {
+      prod_assets = dir_ / (name + "-prod-assets");
+      test_assets = dir_ / (name + "-test-assets");
+      std::filesystem::copy(paths_.prod_assets, prod_assets,
+                            std::filesystem::copy_options::recursive);
+      std::filesystem::copy(paths_.test_assets, test_assets,
+                            std::filesystem::copy_options::recursive);
+    }
     const std::filesystem::path config = dir_ / (name + ".toml");
     WriteBytes(config, "home = \"PROD\"\nstate = \"" + state.string() +
                            "\"\n[environments.PROD]\ndatabase = \"" + prod + "\"\nassets = \"" +
-                           paths_.prod_assets.string() + "\"\n[environments.TEST]\ndatabase = \"" +
-                           test + "\"\nassets = \"" + paths_.test_assets.string() + "\"\n");
+                           prod_assets.string() + "\"\n[environments.TEST]\ndatabase = \"" + test +
+                           "\"\nassets = \"" + test_assets.string() + "\"\n");
     return config;
+  }
+
+  // PROD's synchronized tables on PostgreSQL, without the column a sync sets to now.
+  static std::string PgProd(const std::string& uri) {
+    Pg pg(uri);
+    std::string out;
+    for (const char* table : {"gallery_folders", "gallery_files", "cms_pages", "sliders", "slides",
+                              "menus", "menu_items", "content_blocks", "system_settings"}) {
+      out += table + std::string(": ") +
+             pg.Run(std::string("SELECT string_agg(x, ',' ORDER BY x) FROM (SELECT (to_jsonb(r) - "
+                                "'updated_at')::text AS x FROM ") +
+                    table + " r) s");
+    }
+    return out;
   }
 
   CliRun Cli(const std::filesystem::path& config, std::vector<std::string> args) {
@@ -256,6 +282,49 @@ TEST_F(PostgresTest, LockedTargetRowFailsAfterTheLockTimeout) {
   EXPECT_GE(seconds, 4.5);
   EXPECT_LT(seconds, 30);
   EXPECT_EQ(platform.Run("SELECT string_agg(title, ',' ORDER BY id) FROM cms_pages"), before);
+}
+
+// kill -9 of a sync into PostgreSQL before its commit and after it: the next command finds the
+// target exactly as before, or exactly as a clean sync leaves it.
+TEST_F(PostgresTest, KilledSyncIntoPostgresEndsBeforeOrAfter) {
+  Build(Start::kPendingWork);
+  // A clean sync on its own copy gives the "after".
+  const std::string clean_prod = CopyToPostgres(paths_.prod_db, "clean_prod");
+  const std::string clean_test = CopyToPostgres(paths_.test_db, "clean_test");
+  const auto clean = Config("clean", clean_prod, clean_test, /*own_assets=*/true);
+  CliRun compared = Cli(clean, {"compare", "--from", "TEST", "--to", "PROD", "--json"});
+  ASSERT_EQ(compared.exit_code, 0) << compared.err;
+  const std::string id = compared.Json()["comparison_id"];
+  const std::string before = PgProd(clean_prod);
+  const std::filesystem::path compared_state = dir_ / "compared-state.db";
+  std::filesystem::copy_file(dir_ / "clean-state.db", compared_state);
+  ASSERT_EQ(Cli(clean, {"sync", id}).exit_code, 0);
+  const std::string after = PgProd(clean_prod);
+  ASSERT_NE(after, before);
+
+  for (const auto& [point, committed] :
+       {std::pair{"applied", false}, std::pair{"committed", true}}) {
+    SCOPED_TRACE(point);
+    const std::string name = std::string("killed_") + point;
+    const std::string prod = CopyToPostgres(paths_.prod_db, name + "_prod");
+    const std::string test = CopyToPostgres(paths_.test_db, name + "_test");
+    const auto config = Config(name, prod, test, /*own_assets=*/true, compared_state);
+    const pid_t child = fork();
+    if (child == 0) {
+      setenv("ENVSYNC_CRASH_AT", point, 1);
+      if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+      execl(ENVSYNC_BINARY, ENVSYNC_BINARY, "--config", config.c_str(), "sync", id.c_str(),
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "not killed at " << point;
+    CliRun history = Cli(config, {"history", "--json"});  // settles the interrupted sync
+    ASSERT_EQ(history.exit_code, 0) << history.err;
+    EXPECT_EQ(history.Json().back()["status"], committed ? "success" : "failure");
+    EXPECT_EQ(PgProd(prod), committed ? after : before);
+  }
 }
 
 }  // namespace
