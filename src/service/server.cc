@@ -856,6 +856,10 @@ class Service {
     session.expires_at = UtcIn(kSessionLifetime);
     Status saved = (*state)->SaveSession(session);
     if (!saved.ok()) return SendError(res, FromStatus(saved));
+    // Ended sessions are forgotten as new ones begin.
+    if (Status purged = (*state)->DeleteExpiredSessions(Now()); !purged.ok()) {
+      spdlog::warn("forgetting ended sessions: {}", purged.message());
+    }
     Audit(**state, session.email, "login", session.email, {{"from", req.remote_addr}});
     res.set_header("Set-Cookie",
                    fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",

@@ -142,6 +142,13 @@ TEST_F(UsersTest, StateStoreKeepsSessionsReadFlagsAndSelections) {
   EXPECT_EQ((*found)->email, "ada@shop.example");
   ASSERT_TRUE((*state)->DeleteSession("hash-1").ok());
   EXPECT_FALSE((*state)->FindSession("hash-1")->has_value());
+  store::Session ended{"hash-2", "ada@shop.example", "csrf", "2026-01-01T00:00:00Z",
+                       "2026-01-01T12:00:00Z"};
+  ASSERT_TRUE((*state)->SaveSession(ended).ok());
+  ASSERT_TRUE((*state)->DeleteExpiredSessions("2026-01-01T11:59:59Z").ok());
+  EXPECT_TRUE((*state)->FindSession("hash-2")->has_value()) << "not ended yet";
+  ASSERT_TRUE((*state)->DeleteExpiredSessions("2026-01-01T12:00:00Z").ok());
+  EXPECT_FALSE((*state)->FindSession("hash-2")->has_value());
 
   store::Message m;
   m.user = "olga@shop.example";

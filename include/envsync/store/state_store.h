@@ -252,6 +252,8 @@ class StateStore {
   virtual Result<std::optional<Session>> FindSession(const std::string& token_hash) = 0;
   virtual Status DeleteSession(const std::string& token_hash) = 0;
   virtual Status DeleteSessionsOf(const std::string& email) = 0;
+  // Forgets every session that ended before `now`.
+  virtual Status DeleteExpiredSessions(const std::string& now) = 0;
 
   virtual Status AddAudit(const AuditEntry& entry) = 0;
   // Oldest first.

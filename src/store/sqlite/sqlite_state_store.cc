@@ -391,6 +391,13 @@ class SqliteStateStore : public StateStore {
     return sqlite3_changes(writer_.handle()) == 1;
   }
 
+  Status DeleteExpiredSessions(const std::string& now) override {
+    auto statement = writer_.Prepare("DELETE FROM sessions WHERE expires_at <= ?1");
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, now);
+    return statement->Run();
+  }
+
   Status DeleteSessionsOf(const std::string& email) override {
     auto statement = writer_.Prepare("DELETE FROM sessions WHERE email = ?1");
     if (!statement.ok()) return statement.status();
