@@ -41,7 +41,7 @@ const TABS = ['conflicts', 'new', 'modified', 'deleted'];
 
 const state = {
   me: null, csrf: '', modules: [], view: '',
-  comparison: null, id: '', tab: 'conflicts', offset: 0, limit: 50, filter: '',
+  comparison: null, id: '', tab: 'conflicts', offset: 0, limit: 50, filter: '', loads: 0,
 };
 
 class ApiError extends Error {
@@ -326,15 +326,21 @@ async function openReview(id) {
 }
 
 async function loadPage() {
+  // Only the newest request renders; the panel is aria-busy until it has.
+  const seq = ++state.loads;
+  const panel = $('#tabpanel');
+  panel.setAttribute('aria-busy', 'true');
   let page;
   try {
     const tab = state.tab || 'conflicts';
     page = await api('GET', `/api/v1/comparisons/${enc(state.id)}?tab=${tab}` +
       `&offset=${state.offset}&limit=${state.limit}&filter=${encodeURIComponent(state.filter)}`);
   } catch (e) {
+    if (seq === state.loads) panel.setAttribute('aria-busy', 'false');
     notice(e.message);
     return;
   }
+  if (seq !== state.loads) return;
   if (!state.tab) {
     // Open on the first tab that has records.
     const first = TABS.find((t) => page.counts[t] > 0) || 'conflicts';
@@ -363,6 +369,7 @@ async function loadPage() {
   $('#prev-page').disabled = state.offset === 0;
   $('#next-page').disabled = last >= page.total;
   $('#changes').replaceChildren(...page.changes.map(renderChange));
+  panel.setAttribute('aria-busy', 'false');
 }
 
 function fitting(change) {
@@ -634,7 +641,7 @@ function wire() {
   const tabs = $('#tabs');
   tabs.addEventListener('click', (e) => {
     const button = e.target.closest('[role=tab]');
-    if (!button) return;
+    if (!button || (button.dataset.tab === state.tab && state.comparison)) return;
     state.tab = button.dataset.tab;
     state.offset = 0;
     loadPage();

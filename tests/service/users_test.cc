@@ -130,7 +130,7 @@ TEST_F(UsersTest, AsNamesTheUserInMessagesAndTheAuditLog) {
 TEST_F(UsersTest, StateStoreKeepsSessionsReadFlagsAndSelections) {
   auto state = store::OpenStateStore(paths_.state.string());
   ASSERT_TRUE(state.ok());
-  EXPECT_EQ((*state)->SchemaVersion(), 4);
+  EXPECT_EQ((*state)->SchemaVersion(), store::kStateSchemaVersion);
   ASSERT_TRUE(service::AddUser(**state, "ada@shop.example", "admin", "long-enough", "UTC",
                                "2026-01-01T00:00:00Z")
                   .ok());

@@ -387,6 +387,14 @@ INSERT INTO changes VALUES ('c-v1', 0, 'modified', 'cms_pages:57',
   ASSERT_TRUE(map.ok()) << map.status().message();
   EXPECT_EQ(map->Pairs(kPages), (std::map<int64_t, int64_t>{{63, 8}}));
 
+  // The review's filter finds the migrated change by its key and by its module.
+  for (const char* filter : {"ABOUT-US", "cms", "cms_pages:57"}) {
+    auto page = store->LoadChangePage("c-v1", Tab::kModified, filter, 0, 10);
+    ASSERT_TRUE(page.ok()) << page.status().message();
+    EXPECT_EQ(page->total, 1) << filter;
+  }
+  EXPECT_EQ(store->LoadChangePage("c-v1", Tab::kModified, "nothing-like-it", 0, 10)->total, 0);
+
   auto comparison = store->LoadComparison("c-v1");
   ASSERT_TRUE(comparison.ok()) << comparison.status().message();
   EXPECT_EQ(comparison->from, "TEST");

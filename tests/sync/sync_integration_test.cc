@@ -158,25 +158,35 @@ class SyncTest : public DemoEnvironments {
     full.insert(full.end(), args.begin(), args.end());
     full.push_back("--json");
     if (ServerUri().empty()) return RunCli(full);
-    PostgresMirror mirror = MirrorOnPostgres();
+    // Both sides on PostgreSQL, and PROD on PostgreSQL with TEST on SQLite.
+    PostgresMirror both = MirrorOnPostgres(/*test_on_postgres=*/true);
+    PostgresMirror mixed = MirrorOnPostgres(/*test_on_postgres=*/false);
     CliRun run = RunCli(full);
-    CheckMirror(mirror, args, comparison_id, run);
+    CheckMirror(both, args, comparison_id, run);
+    CheckMirror(mixed, args, comparison_id, run);
     return run;
   }
 
   struct PostgresMirror {
     std::string prefix;
+    std::string mix;
     fs::path config;
     fs::path prod_assets;
     std::string prod_uri;
   };
 
-  PostgresMirror MirrorOnPostgres() {
+  PostgresMirror MirrorOnPostgres(bool test_on_postgres) {
     static int counter = 0;
     PostgresMirror m;
     m.prefix = "envsync_s" + std::to_string(getpid()) + "_" + std::to_string(counter++);
+    m.mix = test_on_postgres ? "PostgreSQL/PostgreSQL" : "PROD on PostgreSQL, TEST on SQLite";
     m.prod_uri = CopySqliteToPostgres(paths_.prod_db, m.prefix + "_prod");
-    const std::string test_uri = CopySqliteToPostgres(paths_.test_db, m.prefix + "_test");
+    std::string test_uri = (dir_ / (m.prefix + "-test.db")).string();
+    if (test_on_postgres) {
+      test_uri = CopySqliteToPostgres(paths_.test_db, m.prefix + "_test");
+    } else {
+      fs::copy_file(paths_.test_db, test_uri);
+    }
     const fs::path state = dir_ / (m.prefix + "-state.db");
     fs::copy_file(paths_.state, state);
     m.prod_assets = dir_ / (m.prefix + "-prod-assets");
@@ -275,7 +285,7 @@ class SyncTest : public DemoEnvironments {
     }
     CliRun pg_run = RunCli(full);
     EXPECT_EQ(pg_run.exit_code, sqlite_run.exit_code)
-        << "PostgreSQL: " << pg_run.err << pg_run.out << "\nSQLite: " << sqlite_run.err;
+        << m.mix << ": " << pg_run.err << pg_run.out << "\nSQLite: " << sqlite_run.err;
     if (pg_run.exit_code == 0 && sqlite_run.exit_code == 0) {
       json a = sqlite_run.Json();
       json b = pg_run.Json();
@@ -283,9 +293,9 @@ class SyncTest : public DemoEnvironments {
         j->erase("sync_id");
         j->erase("timings");
       }
-      EXPECT_EQ(b, a) << "the sync on PostgreSQL ended otherwise";
+      EXPECT_EQ(b, a) << "the sync ended otherwise on " << m.mix;
       EXPECT_EQ(PostgresProdRows(m.prod_uri), SqliteProdRows())
-          << "the sync left PROD otherwise on PostgreSQL";
+          << "the sync left PROD otherwise on " << m.mix;
       EXPECT_EQ(AssetTree(m.prod_assets / "gallery", false),
                 AssetTree(paths_.prod_assets / "gallery", false));
     }

@@ -111,13 +111,14 @@ class Rig {
     await page.locator(`input[name=mode][value=${mode}]`).check();
     await page.getByRole('button', { name: 'Start comparing environments' }).click();
     await page.waitForURL(/#\/review\/c-/);
-    await page.locator('#changes').waitFor();
+    await page.locator('#tabpanel[aria-busy=false]').waitFor();
     return page.url().split('/').pop();
   }
 
   async tab(name) {
     await this.page.getByRole('tab', { name }).click();
     await this.page.locator(`#tab-${name.split(' ')[0].toLowerCase()}[aria-selected=true]`).waitFor();
+    await this.page.locator('#tabpanel[aria-busy=false]').waitFor();
   }
 
   async syncNow({ testImport = false } = {}) {

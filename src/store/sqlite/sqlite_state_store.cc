@@ -153,6 +153,14 @@ CREATE TABLE selections (
   body          TEXT NOT NULL
 );
 )sql",
+    // The review's filter matches a change's key and module: kept as columns, not read out of
+    // each JSON body.
+    R"sql(
+ALTER TABLE changes ADD COLUMN record_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE changes ADD COLUMN module TEXT NOT NULL DEFAULT '';
+UPDATE changes SET record_key = coalesce(json_extract(body, '$.key'), ''),
+                   module = coalesce(json_extract(body, '$.module'), '');
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
@@ -659,8 +667,8 @@ class SqliteStateStore : public StateStore {
                                     int64_t offset, int64_t limit) override {
     const char* where =
         "FROM changes WHERE comparison_id = ?1 AND tab = ?2 AND (?3 = '' OR "
-        "instr(lower(record), ?3) > 0 OR instr(lower(json_extract(body, '$.key')), ?3) > 0 OR "
-        "instr(lower(json_extract(body, '$.module')), ?3) > 0)";
+        "instr(lower(record), ?3) > 0 OR instr(lower(record_key), ?3) > 0 OR "
+        "instr(lower(module), ?3) > 0)";
     std::string needle = filter;
     for (char& ch : needle) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     ChangePage page;
@@ -990,7 +998,9 @@ class SqliteStateStore : public StateStore {
       return Status::InvalidArgument(
           fmt::format("cannot store comparison '{}': {}", c.id, status.message()));
     }
-    auto row = writer_.Prepare("INSERT INTO changes VALUES (?1, ?2, ?3, ?4, ?5)");
+    auto row = writer_.Prepare(
+        "INSERT INTO changes (comparison_id, seq, tab, record, body, record_key, module) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     if (!row.ok()) return row.status();
     int64_t seq = 0;
     for (const Change& change : c.changes) {
@@ -999,6 +1009,8 @@ class SqliteStateStore : public StateStore {
       row->Bind(3, std::string(TabName(change.tab)));
       row->Bind(4, change.Ref());
       row->Bind(5, ChangeToJson(change));
+      row->Bind(6, change.key);
+      row->Bind(7, change.module);
       ENVSYNC_RETURN_IF_ERROR(row->Run());
       row->Reset();
     }
