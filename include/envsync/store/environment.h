@@ -68,7 +68,7 @@ class AssetFolder {
 };
 
 // One environment, PROD or TEST: a database with the platform's schema plus its assets.
-// An adapter (SQLite now, PostgreSQL later) implements it; the compare engine sees only this.
+// An adapter (SQLite, PostgreSQL) implements it; the compare engine sees only this.
 // The adapter opens its database read-only for comparisons: nothing is ever written by them.
 //
 // Thread safety: one Environment is used by one thread at a time; two environments may be
