@@ -1,6 +1,7 @@
 #include "envsync/cli/cli.h"
 
 #include <fmt/format.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -15,8 +16,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <termios.h>
 
 #include "envsync/core/config.h"
 #include "envsync/core/embedded_data.h"
@@ -341,8 +340,8 @@ int DemoInit(const std::string& dir, int64_t records, const std::string& admin, 
     login << admin << "\n" << password << "\n";
     if (!login) return Fail(err, Status::Unavailable("cannot write " + login_file.string()));
   }
-  std::filesystem::permissions(login_file, std::filesystem::perms::owner_read |
-                                               std::filesystem::perms::owner_write);
+  std::filesystem::permissions(
+      login_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   const double s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   out << fmt::format(
@@ -353,8 +352,8 @@ int DemoInit(const std::string& dir, int64_t records, const std::string& admin, 
       "Next: envsync --config {} compare --from TEST --to PROD\n",
       paths.config.parent_path().string(), s, Thousands(baseline->records_compared / 2),
       paths.config.string(), paths.prod_db.string(), paths.prod_assets.string(),
-      paths.test_db.string(), paths.test_assets.string(), paths.state.string(), baseline->id,
-      admin, login_file.string(), paths.config.string());
+      paths.test_db.string(), paths.test_assets.string(), paths.state.string(), baseline->id, admin,
+      login_file.string(), paths.config.string());
   return kExitOk;
 }
 
@@ -387,9 +386,11 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
   CLI::App* compare = app.add_subcommand("compare", "compare two environments");
   compare->add_option("--from", compare_flags.options.from, "source environment (PROD or TEST)")
       ->required();
-  compare->add_option("--to", compare_flags.options.to, "target environment (PROD or TEST)")->required();
+  compare->add_option("--to", compare_flags.options.to, "target environment (PROD or TEST)")
+      ->required();
   compare->add_option("--mode", compare_flags.options.mode, "all (default) or new");
-  compare->add_option("--modules", compare_flags.options.modules, "modules to compare (default: all)")
+  compare
+      ->add_option("--modules", compare_flags.options.modules, "modules to compare (default: all)")
       ->delimiter(',');
   compare->add_option("--folders", compare_flags.options.folders, "gallery folders (default: all)")
       ->delimiter(',');
@@ -457,8 +458,8 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
   serve_cmd->add_flag("--once", serve_once, "run the due jobs once and stop (no HTTP)");
   serve_cmd->add_option("--listen", serve_options.listen,
                         "HOST:PORT to serve on (default 127.0.0.1:8080; port 0 = any free one)");
-  serve_cmd->add_option("--poll", serve_options.poll_seconds,
-                        "seconds between looks at the schedule")
+  serve_cmd
+      ->add_option("--poll", serve_options.poll_seconds, "seconds between looks at the schedule")
       ->check(CLI::Range(1, 3600));
   serve_cmd->add_option("--web", serve_options.web_root,
                         "folder with the page's files (default: this source tree's web/)");
@@ -590,8 +591,8 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
         out << list.dump(2) << "\n";
       } else {
         for (const store::Job& j : *jobs) {
-          out << fmt::format("{}  {:<7}  {:<10} at {}  by {}{}\n", j.id, j.kind, j.state,
-                             j.run_at, j.started_by, j.error.empty() ? "" : "  -- " + j.error);
+          out << fmt::format("{}  {:<7}  {:<10} at {}  by {}{}\n", j.id, j.kind, j.state, j.run_at,
+                             j.started_by, j.error.empty() ? "" : "  -- " + j.error);
         }
         if (jobs->empty()) out << "No jobs.\n";
       }

@@ -62,8 +62,8 @@ Result<store::Job> ScheduleSync(store::StateStore& state, const sync::SyncReques
       "The synchronization of comparison {}{} is scheduled for {}. Do not change the "
       "environments until it has finished: a record changed since the comparison stops the "
       "sync. To cancel it: the Cancel action here, or envsync cancel {}",
-      request.comparison_id, request.test_import ? " (test import)" : "",
-      ShowInZone(run_at, zone), job.id);
+      request.comparison_id, request.test_import ? " (test import)" : "", ShowInZone(run_at, zone),
+      job.id);
   auto added = state.AddMessage(message);
   if (!added.ok()) return added.status();
   return job;
@@ -106,10 +106,11 @@ Status CancelJob(store::StateStore& state, const std::string& job_id, const std:
   message.user = job->started_by;
   message.created_at = now;
   message.job_id = job_id;
-  message.title = job->kind == "sync" ? "Synchronization process cancelled" : "Comparison cancelled";
-  message.body = fmt::format("The {} scheduled for {} (UTC) was cancelled by {}.",
-                             job->kind == "sync" ? "synchronization" : "comparison", job->run_at,
-                             user);
+  message.title =
+      job->kind == "sync" ? "Synchronization process cancelled" : "Comparison cancelled";
+  message.body =
+      fmt::format("The {} scheduled for {} (UTC) was cancelled by {}.",
+                  job->kind == "sync" ? "synchronization" : "comparison", job->run_at, user);
   auto added = state.AddMessage(message);
   return added.ok() ? Status::Ok() : added.status();
 }
@@ -129,8 +130,8 @@ Status NoteWaiting(store::StateStore& state, store::Job& job, const std::string&
   message.created_at = now;
   message.job_id = job.id;
   message.title = "Synchronization process waiting";
-  message.body = fmt::format("Job {} is due but waits: {}. It starts as soon as that ends.",
-                             job.id, why);
+  message.body =
+      fmt::format("Job {} is due but waits: {}. It starts as soon as that ends.", job.id, why);
   auto added = state.AddMessage(message);
   return added.ok() ? Status::Ok() : added.status();
 }
@@ -235,13 +236,14 @@ Result<std::vector<std::string>> RecoverInterruptedJobs(
     message.job_id = job.id;
     message.title =
         success ? "Success: Synchronization process" : "FAILURE: Synchronization process";
-    message.body = success
-                       ? fmt::format("Sync {} was interrupted after its commit and was completed "
-                                     "when envsync restarted.",
-                                     ran->id)
-                       : fmt::format("Sync {} was interrupted and rolled back when envsync "
-                                     "restarted: {}. Nothing was written.",
-                                     ran->id, ran->error);
+    message.body = success ? fmt::format(
+                                 "Sync {} was interrupted after its commit and was completed "
+                                 "when envsync restarted.",
+                                 ran->id)
+                           : fmt::format(
+                                 "Sync {} was interrupted and rolled back when envsync "
+                                 "restarted: {}. Nothing was written.",
+                                 ran->id, ran->error);
     const std::string mail_problem = notify(message, "/syncs/" + ran->id);
     result["mail"] = mail_problem.empty() ? json() : json(mail_problem);
     job.result = result.dump();

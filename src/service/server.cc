@@ -7,16 +7,16 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <filesystem>
-#include <fstream>
-#include <set>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <semaphore>
+#include <set>
 #include <thread>
 
 #include "envsync/service/jobs.h"
@@ -82,8 +82,10 @@ bool TooDeep(std::string_view text) {
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
@@ -133,7 +135,8 @@ class Body {
   std::optional<ApiError> Strings(const char* field, std::vector<std::string>* out) const {
     if (!j_.contains(field) || j_[field].is_null()) return std::nullopt;
     const json& v = j_[field];
-    if (!v.is_array() || !std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_string(); })) {
+    if (!v.is_array() ||
+        !std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_string(); })) {
       return ApiError{400, "bad_request", fmt::format("'{}' must be a list of strings", field),
                       field};
     }
@@ -274,9 +277,7 @@ struct Selection {
     if (deselect.contains(ref)) return false;
     return by_default;
   }
-  json ToJson() const {
-    return {{"select", select}, {"deselect", deselect}, {"resolve", resolve}};
-  }
+  json ToJson() const { return {{"select", select}, {"deselect", deselect}, {"resolve", resolve}}; }
 };
 
 // `?limit=N` of a list route: 1..1000, 200 when absent or unreadable.
@@ -300,8 +301,12 @@ struct Caller {
 class Service {
  public:
   Service(const Workspace& workspace, const ServeOptions& options, const std::atomic<bool>& stop)
-      : workspace_(workspace), options_(options), stop_(stop), pool_(workspace),
-        logins_(5, std::chrono::seconds(60)), logins_by_ip_(30, std::chrono::seconds(60)) {}
+      : workspace_(workspace),
+        options_(options),
+        stop_(stop),
+        pool_(workspace),
+        logins_(5, std::chrono::seconds(60)),
+        logins_by_ip_(30, std::chrono::seconds(60)) {}
 
   Status Run() {
     const size_t colon = options_.listen.rfind(':');
@@ -321,8 +326,8 @@ class Service {
     }
     const std::string host = options_.listen.substr(0, colon);
     Routes();
-    const int bound = port == 0 ? server_.bind_to_any_port(host)
-                                : (server_.bind_to_port(host, port) ? port : -1);
+    const int bound =
+        port == 0 ? server_.bind_to_any_port(host) : (server_.bind_to_port(host, port) ? port : -1);
     if (bound < 0) {
       return Status::Unavailable(fmt::format(
           "cannot listen on {}: the address is in use or not this machine's", options_.listen));
@@ -390,8 +395,8 @@ class Service {
       if (!jobs.ok()) return;
       const std::string now = Now();
       for (store::Job& job : *jobs) {
-        if (job.kind == "sync" && (job.state == "queued" ||
-                                   (job.state == "scheduled" && job.run_at <= now))) {
+        if (job.kind == "sync" &&
+            (job.state == "queued" || (job.state == "scheduled" && job.run_at <= now))) {
           Status noted = NoteWaiting(state, job,
                                      "another envsync process is running a sync or an undo "
                                      "against these environments",
@@ -401,8 +406,8 @@ class Service {
       }
       return;
     }
-    auto settled = sync::RecoverInterruptedSyncs(
-        workspace_.manifest(), state, [&](const std::string& name) {
+    auto settled =
+        sync::RecoverInterruptedSyncs(workspace_.manifest(), state, [&](const std::string& name) {
           const EnvironmentConfig* env = workspace_.config().Find(name);
           if (env == nullptr) {
             return Result<std::unique_ptr<store::Environment>>(
@@ -587,9 +592,8 @@ class Service {
       }
       Send(res, 200, {{"status", "ok"}, {"state_schema", (*state)->SchemaVersion()}});
     });
-    server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      Metrics(res);
-    });
+    server_.Get("/metrics",
+                [this](const httplib::Request&, httplib::Response& res) { Metrics(res); });
     server_.Post("/api/v1/login",
                  [this](const httplib::Request& req, httplib::Response& res) { Login(req, res); });
     server_.Post("/api/v1/logout",
@@ -604,11 +608,10 @@ class Service {
                                                                   kSessionCookie));
                          Send(res, 200, {{"logged_out", true}});
                        }));
-    server_.Get("/api/v1/session", Guard(Role::kViewer, false,
-                                         [](const httplib::Request&, httplib::Response& res,
-                                            store::StateStore&, const Caller& caller) {
-                                           Send(res, 200, SessionJson(caller));
-                                         }));
+    server_.Get("/api/v1/session",
+                Guard(Role::kViewer, false,
+                      [](const httplib::Request&, httplib::Response& res, store::StateStore&,
+                         const Caller& caller) { Send(res, 200, SessionJson(caller)); }));
     server_.Get("/api/v1/environments",
                 Guard(Role::kViewer, false,
                       [this](const httplib::Request&, httplib::Response& res, store::StateStore&,
@@ -617,11 +620,10 @@ class Service {
                 Guard(Role::kViewer, false,
                       [this](const httplib::Request& req, httplib::Response& res,
                              store::StateStore&, const Caller&) { Folders(req, res); }));
-    server_.Get("/api/v1/modules", Guard(Role::kViewer, false,
-                                         [this](const httplib::Request&, httplib::Response& res,
-                                                store::StateStore&, const Caller&) {
-                                           Modules(res);
-                                         }));
+    server_.Get("/api/v1/modules",
+                Guard(Role::kViewer, false,
+                      [this](const httplib::Request&, httplib::Response& res, store::StateStore&,
+                             const Caller&) { Modules(res); }));
     server_.Get("/api/v1/comparisons",
                 Guard(Role::kViewer, false,
                       [](const httplib::Request&, httplib::Response& res, store::StateStore& state,
@@ -642,18 +644,16 @@ class Service {
                         }
                         Send(res, 200, {{"comparisons", out}});
                       }));
-    server_.Post("/api/v1/comparisons",
-                 Guard(Role::kOperator, true,
-                       [this](const httplib::Request& req, httplib::Response& res,
-                              store::StateStore& state, const Caller& caller) {
-                         StartComparison(req, res, state, caller);
-                       }));
-    server_.Get(R"(/api/v1/comparisons/([A-Za-z0-9_-]+))",
-                Guard(Role::kViewer, false,
-                      [this](const httplib::Request& req, httplib::Response& res,
-                             store::StateStore& state, const Caller&) {
-                        ComparisonPage(req, res, state);
-                      }));
+    server_.Post(
+        "/api/v1/comparisons",
+        Guard(Role::kOperator, true,
+              [this](const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                     const Caller& caller) { StartComparison(req, res, state, caller); }));
+    server_.Get(
+        R"(/api/v1/comparisons/([A-Za-z0-9_-]+))",
+        Guard(Role::kViewer, false,
+              [this](const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                     const Caller&) { ComparisonPage(req, res, state); }));
     server_.Put(R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/selection)",
                 Guard(Role::kOperator, true,
                       [this](const httplib::Request& req, httplib::Response& res,
@@ -666,12 +666,11 @@ class Service {
                                store::StateStore& state, const Caller& caller) {
                           SaveSelection(req, res, state, caller, /*replace=*/false);
                         }));
-    server_.Post(R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/select-tab)",
-                 Guard(Role::kOperator, true,
-                       [this](const httplib::Request& req, httplib::Response& res,
-                              store::StateStore& state, const Caller& caller) {
-                         SelectTab(req, res, state, caller);
-                       }));
+    server_.Post(
+        R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/select-tab)",
+        Guard(Role::kOperator, true,
+              [this](const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                     const Caller& caller) { SelectTab(req, res, state, caller); }));
     server_.Get(R"(/api/v1/environments/([A-Z]+)/gallery)",
                 Guard(Role::kViewer, false,
                       [this](const httplib::Request& req, httplib::Response& res,
@@ -696,33 +695,32 @@ class Service {
                          auto job = state.LoadJob(id);
                          Send(res, 200, job.ok() ? JobJson(*job, caller.user.time_zone) : json());
                        }));
-    server_.Post(R"(/api/v1/syncs/([A-Za-z0-9_-]+)/undo)",
-                 Guard(Role::kOperator, true,
-                       [this](const httplib::Request& req, httplib::Response& res,
-                              store::StateStore& state, const Caller& caller) {
-                         Undo(req, res, state, caller);
-                       }));
-    server_.Get("/api/v1/jobs", Guard(Role::kViewer, false,
-                                      [this](const httplib::Request& req, httplib::Response& res,
-                                             store::StateStore& state, const Caller& caller) {
-                                        auto jobs = state.ListJobs();
-                                        if (!jobs.ok()) return SendError(res, FromStatus(jobs.status()));
-                                        json out = json::array();
-                                        const size_t limit = ListLimit(req);
-                                        for (auto it = jobs->rbegin(); it != jobs->rend() && out.size() < limit; ++it) {
-                                          out.push_back(WithProgress(
-                                              JobJson(*it, caller.user.time_zone), it->id));
-                                        }
-                                        Send(res, 200, {{"jobs", out}});
-                                      }));
+    server_.Post(
+        R"(/api/v1/syncs/([A-Za-z0-9_-]+)/undo)",
+        Guard(Role::kOperator, true,
+              [this](const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                     const Caller& caller) { Undo(req, res, state, caller); }));
+    server_.Get("/api/v1/jobs",
+                Guard(Role::kViewer, false,
+                      [this](const httplib::Request& req, httplib::Response& res,
+                             store::StateStore& state, const Caller& caller) {
+                        auto jobs = state.ListJobs();
+                        if (!jobs.ok()) return SendError(res, FromStatus(jobs.status()));
+                        json out = json::array();
+                        const size_t limit = ListLimit(req);
+                        for (auto it = jobs->rbegin(); it != jobs->rend() && out.size() < limit;
+                             ++it) {
+                          out.push_back(WithProgress(JobJson(*it, caller.user.time_zone), it->id));
+                        }
+                        Send(res, 200, {{"jobs", out}});
+                      }));
     server_.Get(R"(/api/v1/jobs/([A-Za-z0-9_-]+))",
                 Guard(Role::kViewer, false,
                       [this](const httplib::Request& req, httplib::Response& res,
                              store::StateStore& state, const Caller& caller) {
                         auto job = state.LoadJob(req.matches[1]);
                         if (!job.ok()) return SendError(res, FromStatus(job.status()));
-                        Send(res, 200,
-                             WithProgress(JobJson(*job, caller.user.time_zone), job->id));
+                        Send(res, 200, WithProgress(JobJson(*job, caller.user.time_zone), job->id));
                       }));
     server_.Get("/api/v1/messages", Guard(Role::kViewer, false,
                                           [](const httplib::Request& req, httplib::Response& res,
@@ -747,10 +745,12 @@ class Service {
                                          [](const httplib::Request& req, httplib::Response& res,
                                             store::StateStore& state, const Caller&) {
                                            auto runs = state.ListSyncs();
-                                           if (!runs.ok()) return SendError(res, FromStatus(runs.status()));
+                                           if (!runs.ok())
+                                             return SendError(res, FromStatus(runs.status()));
                                            json out = json::array();
                                            const size_t limit = ListLimit(req);
-                                           for (auto it = runs->rbegin(); it != runs->rend() && out.size() < limit; ++it) {
+                                           for (auto it = runs->rbegin();
+                                                it != runs->rend() && out.size() < limit; ++it) {
                                              out.push_back(SyncRunJson(*it));
                                            }
                                            Send(res, 200, {{"syncs", out}});
@@ -759,7 +759,8 @@ class Service {
                                        [](const httplib::Request&, httplib::Response& res,
                                           store::StateStore& state, const Caller&) {
                                          auto users = state.ListUsers();
-                                         if (!users.ok()) return SendError(res, FromStatus(users.status()));
+                                         if (!users.ok())
+                                           return SendError(res, FromStatus(users.status()));
                                          json out = json::array();
                                          for (const store::User& u : *users) {
                                            out.push_back({{"email", u.email},
@@ -784,7 +785,8 @@ class Service {
                                          // The newest entries, oldest first.
                                          json out = json::array();
                                          const size_t limit = ListLimit(req);
-                                         const size_t first = entries->size() > limit ? entries->size() - limit : 0;
+                                         const size_t first =
+                                             entries->size() > limit ? entries->size() - limit : 0;
                                          for (size_t i = first; i < entries->size(); ++i) {
                                            out.push_back(AuditJson((*entries)[i]));
                                          }
@@ -811,7 +813,8 @@ class Service {
       return SendError(res, {400, "bad_request", "'email' must be an e-mail address", "email"});
     }
     std::string key = email;
-    std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(key.begin(), key.end(), key.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     key += "|" + req.remote_addr;
     const std::string ip_key = "ip|" + req.remote_addr;
     const auto now = std::chrono::steady_clock::now();
@@ -819,10 +822,9 @@ class Service {
     if (wait == 0) wait = logins_by_ip_.RetryAfter(ip_key, now);
     if (wait > 0) {
       res.set_header("Retry-After", std::to_string(wait));
-      return SendError(res, {429, "rate_limited",
-                             fmt::format("too many failed logins for {}: try again in {} s", email,
-                                         wait),
-                             ""});
+      return SendError(
+          res, {429, "rate_limited",
+                fmt::format("too many failed logins for {}: try again in {} s", email, wait), ""});
     }
     auto state = pool_.Borrow();
     if (!state.ok()) return SendError(res, FromStatus(state.status()));
@@ -861,13 +863,13 @@ class Service {
       spdlog::warn("forgetting ended sessions: {}", purged.message());
     }
     Audit(**state, session.email, "login", session.email, {{"from", req.remote_addr}});
-    res.set_header("Set-Cookie",
-                   fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                               kSessionCookie, token,
-                               std::chrono::duration_cast<std::chrono::seconds>(kSessionLifetime)
-                                   .count()));
+    res.set_header(
+        "Set-Cookie",
+        fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", kSessionCookie, token,
+                    std::chrono::duration_cast<std::chrono::seconds>(kSessionLifetime).count()));
     res.set_header("X-Envsync-User", session.email);
-    Send(res, 200, SessionJson(Caller{**user, session, ParseRole((*user)->role).value_or(Role::kViewer)}));
+    Send(res, 200,
+         SessionJson(Caller{**user, session, ParseRole((*user)->role).value_or(Role::kViewer)}));
   }
 
   void Environments(httplib::Response& res) {
@@ -918,7 +920,6 @@ class Service {
     Wake();
     Send(res, 202, JobJson(*job, caller.user.time_zone));
   }
-
 
   void ComparisonPage(const httplib::Request& req, httplib::Response& res,
                       store::StateStore& state) {
@@ -985,8 +986,8 @@ class Service {
 
   // PUT replaces the saved selection; PATCH moves the records it names (`select`, `deselect`,
   // `resolve` with a null to drop a resolution) and leaves the rest.
-  void SaveSelection(const httplib::Request& req, httplib::Response& res,
-                     store::StateStore& state, const Caller& caller, bool replace) {
+  void SaveSelection(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                     const Caller& caller, bool replace) {
     auto body = Body::Parse(req, res);
     if (!body) return;
     const std::string id = req.matches[1];
@@ -1081,12 +1082,13 @@ class Service {
     if (!saved.ok()) return SendError(res, FromStatus(saved));
     Audit(state, caller.user.email, selected ? "selection.select_tab" : "selection.deselect_tab",
           id, {{"tab", tab_name}, {"filter", filter}, {"records", page->changes.size()}});
-    Send(res, 200, {{"comparison_id", id},
-                    {"records", page->changes.size()},
-                    {"selection",
-                     {{"selected", selection.select.size()},
-                      {"deselected", selection.deselect.size()},
-                      {"resolved", selection.resolve.size()}}}});
+    Send(res, 200,
+         {{"comparison_id", id},
+          {"records", page->changes.size()},
+          {"selection",
+           {{"selected", selection.select.size()},
+            {"deselected", selection.deselect.size()},
+            {"resolved", selection.resolve.size()}}}});
   }
 
   // The bytes of one gallery file of an environment, for thumbnails: `path` is the file's key
@@ -1096,19 +1098,22 @@ class Service {
     const std::string env_name = req.matches[1];
     const EnvironmentConfig* env = workspace_.config().Find(env_name);
     if (env == nullptr) {
-      return SendError(res, {400, "bad_request",
-                             fmt::format("unknown environment '{}'", env_name), "environment"});
+      return SendError(res, {400, "bad_request", fmt::format("unknown environment '{}'", env_name),
+                             "environment"});
     }
     const std::string key = req.has_param("path") ? req.get_param_value("path") : "";
     const size_t slash = key.rfind('/');
     const std::string folder = slash == std::string::npos ? "" : key.substr(0, slash);
     const std::string file = slash == std::string::npos ? key : key.substr(slash + 1);
-    static const std::map<std::string, std::string> kTypes = {
-        {".png", "image/png"}, {".jpg", "image/jpeg"}, {".jpeg", "image/jpeg"},
-        {".gif", "image/gif"}, {".webp", "image/webp"}};
+    static const std::map<std::string, std::string> kTypes = {{".png", "image/png"},
+                                                              {".jpg", "image/jpeg"},
+                                                              {".jpeg", "image/jpeg"},
+                                                              {".gif", "image/gif"},
+                                                              {".webp", "image/webp"}};
     const size_t dot = file.rfind('.');
     std::string ext = dot == std::string::npos ? "" : file.substr(dot);
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(ext.begin(), ext.end(), ext.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     const auto type = kTypes.find(ext);
     const store::AssetFolder assets(env->assets);
     const std::string path = file.empty() ? "" : assets.PathOf(folder, file);
@@ -1117,7 +1122,8 @@ class Service {
                              fmt::format("'{}' is not the path of a gallery image", key), "path"});
     }
     std::error_code ec;
-    const auto root = std::filesystem::weakly_canonical(std::filesystem::path(env->assets) / "gallery", ec);
+    const auto root =
+        std::filesystem::weakly_canonical(std::filesystem::path(env->assets) / "gallery", ec);
     const auto real = std::filesystem::weakly_canonical(path, ec);
     const auto rel = real.lexically_relative(root);
     if (ec || rel.empty() || *rel.begin() == ".." || !std::filesystem::is_regular_file(real, ec)) {
@@ -1145,9 +1151,9 @@ class Service {
     if (auto e = body->String("run_at", false, &run_at_text)) return SendError(res, *e);
     if (auto e = body->String("time_zone", false, &zone)) return SendError(res, *e);
     if (!IsTimeZone(zone)) {
-      return SendError(res, {400, "bad_request",
-                             fmt::format("time_zone '{}' is not a tz database zone", zone),
-                             "time_zone"});
+      return SendError(
+          res, {400, "bad_request", fmt::format("time_zone '{}' is not a tz database zone", zone),
+                "time_zone"});
     }
     auto comparison = state.LoadComparison(request.comparison_id);
     if (!comparison.ok()) {
@@ -1185,8 +1191,8 @@ class Service {
                                "run_at"});
       }
     }
-    auto job = ScheduleSync(state, request, run_at, caller.user.email, zone, Now(),
-                            sync::RandomJobId());
+    auto job =
+        ScheduleSync(state, request, run_at, caller.user.email, zone, Now(), sync::RandomJobId());
     if (!job.ok()) return SendError(res, FromStatus(job.status()));
     Audit(state, caller.user.email, run_at.empty() ? "sync.start" : "sync.schedule", job->id,
           json::parse(job->request));
@@ -1201,8 +1207,8 @@ class Service {
     auto acquired = lock.TryAcquire(workspace_.config().state);
     if (!acquired.ok()) return SendError(res, FromStatus(acquired.status()));
     if (!*acquired) {
-      return SendError(res, {409, "busy",
-                             "a sync or an undo is running: try again when it has ended", ""});
+      return SendError(
+          res, {409, "busy", "a sync or an undo is running: try again when it has ended", ""});
     }
     auto outcome = workspace_.Undo(state, id);
     if (!outcome.ok()) {
@@ -1249,10 +1255,10 @@ class Service {
     auto existing = state.FindUser(email);
     if (!existing.ok()) return SendError(res, FromStatus(existing.status()));
     if (existing->has_value()) {
-      return SendError(res, {409, "conflict",
-                             fmt::format("{} exists already (envsync user add replaces a user)",
-                                         email),
-                             "email"});
+      return SendError(
+          res,
+          {409, "conflict",
+           fmt::format("{} exists already (envsync user add replaces a user)", email), "email"});
     }
     Status added = AddUser(state, email, role, password, zone, Now());
     if (!added.ok()) return SendError(res, FromStatus(added));
@@ -1281,7 +1287,8 @@ class Service {
     if (auto jobs = (*state)->ListJobs(); jobs.ok()) {
       for (const store::Job& j : *jobs) ++by_state[j.state];
     }
-    for (const auto& [s, n] : by_state) out += fmt::format("envsync_jobs{{state=\"{}\"}} {}\n", s, n);
+    for (const auto& [s, n] : by_state)
+      out += fmt::format("envsync_jobs{{state=\"{}\"}} {}\n", s, n);
     double seconds = 0;
     int64_t count = 0;
     std::map<std::string, int64_t> applied = {{"new", 0}, {"modified", 0}, {"deleted", 0}};
@@ -1296,17 +1303,21 @@ class Service {
         for (auto& [kind, n] : applied) n += a.value(kind, 0);
       }
     }
-    out += "# HELP envsync_sync_duration_seconds Time syncs took, start to end.\n"
-           "# TYPE envsync_sync_duration_seconds summary\n";
-    out += fmt::format("envsync_sync_duration_seconds_sum {}\nenvsync_sync_duration_seconds_count {}\n",
-                       seconds, count);
-    out += "# HELP envsync_records_applied_total Records written by successful syncs.\n"
-           "# TYPE envsync_records_applied_total counter\n";
+    out +=
+        "# HELP envsync_sync_duration_seconds Time syncs took, start to end.\n"
+        "# TYPE envsync_sync_duration_seconds summary\n";
+    out += fmt::format(
+        "envsync_sync_duration_seconds_sum {}\nenvsync_sync_duration_seconds_count {}\n", seconds,
+        count);
+    out +=
+        "# HELP envsync_records_applied_total Records written by successful syncs.\n"
+        "# TYPE envsync_records_applied_total counter\n";
     for (const auto& [kind, n] : applied) {
       out += fmt::format("envsync_records_applied_total{{kind=\"{}\"}} {}\n", kind, n);
     }
-    out += "# HELP envsync_http_responses_total HTTP responses since start, by status.\n"
-           "# TYPE envsync_http_responses_total counter\n";
+    out +=
+        "# HELP envsync_http_responses_total HTTP responses since start, by status.\n"
+        "# TYPE envsync_http_responses_total counter\n";
     {
       std::lock_guard<std::mutex> guard(requests_mutex_);
       for (const auto& [status, n] : requests_snapshot_) {
@@ -1364,10 +1375,10 @@ Status RunJobsOnce(const Workspace& workspace) {
   if (!*acquired) {
     return Status::Unavailable("another envsync is running a sync or an undo: try again later");
   }
-  auto jobs = RecoverInterruptedJobs(**state, Now(), [&](const store::Message& m,
-                                                         const std::string& link) {
-    return workspace.Notify(**state, m, link);
-  });
+  auto jobs =
+      RecoverInterruptedJobs(**state, Now(), [&](const store::Message& m, const std::string& link) {
+        return workspace.Notify(**state, m, link);
+      });
   if (!jobs.ok()) return jobs.status();
   auto ran = workspace.RunDueJobs(**state, "", LogJob, nullptr, nullptr);
   return ran.ok() ? Status::Ok() : ran.status();

@@ -44,10 +44,10 @@ bool IsTimeZone(std::string_view name) { return !name.empty() && FindZone(name) 
 Result<std::string> ParseScheduleTime(std::string_view text, std::string_view default_zone,
                                       std::string_view what) {
   auto bad = [&](std::string_view why) {
-    return Status::InvalidArgument(fmt::format(
-        "{} '{}' {}: give a date and time with its zone, e.g. 2026-11-25T10:00+01:00, "
-        "2026-11-25T09:00Z or 2026-11-25T10:00 Europe/Berlin",
-        what, text, why));
+    return Status::InvalidArgument(
+        fmt::format("{} '{}' {}: give a date and time with its zone, e.g. 2026-11-25T10:00+01:00, "
+                    "2026-11-25T09:00Z or 2026-11-25T10:00 Europe/Berlin",
+                    what, text, why));
   };
   int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
   if (text.size() < 16 || !Digits(text, 0, 4, &y) || text[4] != '-' || !Digits(text, 5, 2, &mo) ||

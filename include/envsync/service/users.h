@@ -30,12 +30,11 @@ std::string RandomToken(int bytes = 32);
 // SHA-256 of `text` as hex: sessions are stored by the hash of their token.
 std::string Sha256Hex(std::string_view text);
 
-// Adds (or replaces, ending their sessions) a user. InvalidArgument naming the address, role, zone or password at
-// fault: the address must look like one, the role must be viewer, operator or admin, the
-// password must have at least 8 characters.
+// Adds (or replaces, ending their sessions) a user. InvalidArgument naming the address, role, zone
+// or password at fault: the address must look like one, the role must be viewer, operator or admin,
+// the password must have at least 8 characters.
 Status AddUser(store::StateStore& state, const std::string& email, const std::string& role,
-               const std::string& password, const std::string& time_zone,
-               const std::string& now);
+               const std::string& password, const std::string& time_zone, const std::string& now);
 
 // Counts failed logins per key (the address and the client's IP): after `limit` failures within
 // `window`, further attempts are refused until the window has passed.

@@ -713,42 +713,10 @@ class SqliteStateStore : public StateStore {
   }
 
   Result<Comparison> LoadComparison(const std::string& id) override {
-    auto head = reader_.Prepare(
-        "SELECT id, created_at, from_env, to_env, mode, modules, folders, forced, warnings, "
-        "records_compared FROM comparisons WHERE id = ?1");
-    if (!head.ok()) return head.status();
-    head->Bind(1, id);
+    auto header = LoadComparisonHeader(id);
+    if (!header.ok()) return header.status();
+    Comparison c = std::move(header->first);
     Status status;
-    if (!head->Step(&status)) {
-      if (!status.ok()) return status.WithContext(reader_.what());
-      return Status::NotFound(fmt::format("no comparison with ID '{}'", id));
-    }
-    Comparison c;
-    c.id = std::get<std::string>(head->Column(0));
-    c.created_at = std::get<std::string>(head->Column(1));
-    c.from = std::get<std::string>(head->Column(2));
-    c.to = std::get<std::string>(head->Column(3));
-    c.mode = ParseMode(std::get<std::string>(head->Column(4))).value_or(Mode::kAll);
-    try {
-      c.modules =
-          json::parse(std::get<std::string>(head->Column(5))).get<std::vector<std::string>>();
-      c.folders =
-          json::parse(std::get<std::string>(head->Column(6))).get<std::vector<std::string>>();
-      for (const json& f : json::parse(std::get<std::string>(head->Column(7)))) {
-        c.forced.push_back(ForcedModule{f.at("module").get<std::string>(),
-                                        f.at("required_by").get<std::string>(),
-                                        f.at("folders").get<std::vector<std::string>>()});
-      }
-      for (const json& w : json::parse(std::get<std::string>(head->Column(8)))) {
-        c.warnings.push_back(Warning{w.at("environment").get<std::string>(),
-                                     w.at("record").get<std::string>(),
-                                     w.at("message").get<std::string>()});
-      }
-    } catch (const std::exception& e) {
-      return Status::Unavailable(
-          fmt::format("{}: comparison '{}' is malformed: {}", reader_.what(), id, e.what()));
-    }
-    c.records_compared = std::get<int64_t>(head->Column(9));
     auto rows = reader_.Prepare("SELECT body FROM changes WHERE comparison_id = ?1 ORDER BY seq");
     if (!rows.ok()) return rows.status();
     rows->Bind(1, id);
