@@ -636,10 +636,7 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
                            "{}: home is {}: comparisons and syncs can be started only from PROD",
                            config->source_name, config->home)));
     }
-    store::WorkLock lock;
-    // Scheduling writes only a job, so it needs no work lock.
-    const bool needs_lock = !history_cmd->parsed() && !(sync_cmd->parsed() && !at.empty());
-    auto state = (*ws)->OpenState(log, needs_lock ? &lock : nullptr);
+    auto state = (*ws)->OpenState(log);
     if (!state.ok()) return Fail(err, state.status());
     if (history_cmd->parsed()) {
       auto runs = (*state)->ListSyncs();
@@ -709,6 +706,10 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
       from = run->from;
       to = run->to;
     }
+    // Scheduling (above) writes only a job; a sync or an undo holds its target.
+    auto lock = (*ws)->LockTarget(**state, to, log);
+    if (!lock.ok()) return Fail(err, lock.status());
+    if (*lock == nullptr) return Fail(err, service::Workspace::TargetBusy(to));
     Result<sync::SyncOutcome> outcome = Status::Internal("not run");
     if (sync_cmd->parsed()) {
       outcome = (*ws)->Sync(**state, request);

@@ -10,8 +10,12 @@
 namespace envsync {
 namespace {
 
+bool IsServerUri(const std::string& location) {
+  return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
+}
+
 std::string Resolve(const std::string& path, const std::string& base_dir) {
-  if (path.rfind("postgresql://", 0) == 0 || path.rfind("postgres://", 0) == 0) return path;
+  if (IsServerUri(path)) return path;
   std::filesystem::path p(path);
   if (p.is_absolute() || base_dir.empty()) return p.lexically_normal().string();
   return (std::filesystem::path(base_dir) / p).lexically_normal().string();
@@ -95,7 +99,10 @@ Result<Config> ParseConfig(std::string_view text, const std::string& source_name
       config.mail.starttls = *flag;
     }
   }
-  if (config.mail.outbox.empty()) {
+  if (config.mail.outbox.empty() && IsServerUri(config.state)) {
+    // A state store on a server has no folder: mail that cannot be sent waits beside the config.
+    config.mail.outbox = Resolve("outbox", base_dir);
+  } else if (config.mail.outbox.empty()) {
     config.mail.outbox = (std::filesystem::path(config.state).parent_path() / "outbox").string();
   } else {
     config.mail.outbox = Resolve(config.mail.outbox, base_dir);

@@ -173,6 +173,25 @@ bool Due(const store::Job& job, const std::string& now) {
 }
 
 // The target environment of a sync job, from its comparison ("" when unknown).
+std::string TargetOf(store::StateStore& state, const store::Job& job) {
+  auto request = SyncRequestFromJson(job.request);
+  if (!request.ok()) return "";
+  auto comparison = state.LoadComparisonHeader(request->comparison_id);
+  return comparison.ok() ? comparison->first.to : "";
+}
+
+// Tells the user of every due sync that it waits for `why` (once per job).
+Status NoteWaitingAll(store::StateStore& state, const std::string& now, const std::string& why) {
+  auto jobs = state.ListJobs();
+  if (!jobs.ok()) return jobs.status();
+  for (store::Job& job : *jobs) {
+    if (job.kind == "sync" && Due(job, now))
+      ENVSYNC_RETURN_IF_ERROR(NoteWaiting(state, job, why, now));
+  }
+  return Status::Ok();
+}
+
+// The target environment of a sync job among listed comparisons ("" when unknown).
 std::string TargetOf(const store::Job& job, const std::vector<store::ComparisonSummary>& all) {
   auto request = SyncRequestFromJson(job.request);
   if (!request.ok()) return "";
@@ -280,22 +299,58 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
           first_look));
     }
   }
-  for (store::Job& job : *jobs) {
+  for (;;) {
     if (h.stop && h.stop()) break;
-    // Cancelled meanwhile? The stored state decides.
-    auto current = state.LoadJob(job.id);
-    if (!current.ok()) return current.status();
-    job = std::move(*current);
+    // Held while the job is claimed and runs: settling (which takes the store exclusively)
+    // never mistakes it for one a killed process left.
+    store::WorkLock job_lock;
+    if (!h.state_location.empty()) {
+      auto held = job_lock.TryAcquireJob(h.state_location);
+      if (!held.ok()) return held.status();
+      if (!*held) {
+        // Another envsync holds the whole store (a sync or an undo from the CLI, or settling):
+        // due syncs wait, and their users are told.
+        if (h.kind.empty() || h.kind == "sync") {
+          ENVSYNC_RETURN_IF_ERROR(NoteWaitingAll(state, h.now(),
+                                                 "another envsync process is running a sync or "
+                                                 "an undo against these environments"));
+        }
+        break;
+      }
+    }
     const std::string started = h.now();
-    if (!Due(job, started)) continue;
-    if (!h.kind.empty() && job.kind != h.kind) continue;
+    auto claimed = state.ClaimDueJob(h.kind, started, h.runner);
+    if (!claimed.ok()) return claimed.status();
+    if (!claimed->has_value()) break;
+    store::Job job = std::move(**claimed);
+    const std::string claimed_from = job.state;
     const bool was_scheduled = job.state == "scheduled";
     job.state = "running";
     job.started_at = started;
-    // Claimed only if nobody cancelled or claimed it since it was read.
-    auto claimed = state.SaveJobIf(job, {"queued", "scheduled"});
-    if (!claimed.ok()) return claimed.status();
-    if (!*claimed) continue;
+    job.runner = h.runner;
+    // A sync holds its target environment: two syncs into one environment never overlap, even
+    // from two processes.
+    std::shared_ptr<void> target_lock;
+    if (job.kind == "sync" && h.lock_target) {
+      const std::string target = TargetOf(state, job);
+      auto held = h.lock_target(target);
+      if (!held.ok() || *held == nullptr) {
+        store::Job back = job;
+        back.state = claimed_from;
+        back.started_at.clear();
+        back.runner.clear();
+        auto returned = state.SaveJobIf(back, {"running"});
+        if (!returned.ok()) return returned.status();
+        if (!held.ok()) return held.status();
+        ENVSYNC_RETURN_IF_ERROR(NoteWaiting(
+            state, back,
+            fmt::format("another synchronization into {} is running in another envsync process",
+                        target),
+            started));
+        break;  // it is the oldest due: the others wait behind it
+      }
+      target_lock = std::move(*held);
+    }
     if (h.on_change) h.on_change(job);
     json result = json::parse(job.result.empty() ? "{}" : job.result, nullptr, false);
     if (!result.is_object()) result = json::object();

@@ -5,6 +5,7 @@
 #include <httplib.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -45,6 +46,13 @@ std::string UtcIn(std::chrono::system_clock::duration ahead) {
                      hms.hours().count(), hms.minutes().count(), hms.seconds().count());
 }
 std::string Now() { return UtcIn({}); }
+
+// This process as the runner of the jobs it claims: host, process ID and a random tag.
+std::string RunnerName() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return fmt::format("{}:{}:{}", host, getpid(), RandomToken(4));
+}
 
 // An error answer: one JSON shape with a stable code (docs/API.md).
 struct ApiError {
@@ -371,41 +379,29 @@ class Service {
     }
   }
 
-  // One look at the jobs: syncs under the work lock (after settling anything a killed process
-  // left), then comparisons, which need no lock.
+  // One look at the jobs: settle what a killed process left, then run the due syncs, then the
+  // due comparisons. Each job is claimed for this process (so another `envsync serve` sharing
+  // the store never runs it too) and runs under the store's job lock; a sync also holds its
+  // target environment's lock.
   void RunDueOnce(store::StateStore& state, bool* recovered) {
-    RunDueSyncs(state, recovered);
+    Settle(state, recovered);
+    RunDue(state, "sync");
     if (stop_) return;
     RunDue(state, "compare");
   }
 
-  void RunDueSyncs(store::StateStore& state, bool* recovered) {
+  // Settles interrupted syncs and jobs under the whole store's lock, which nobody running a job
+  // lets go of: whatever is still "running" then was left by a process that died. Tried at the
+  // start and whenever something is "running" between this runner's jobs.
+  void Settle(store::StateStore& state, bool* recovered) {
+    if (*recovered && !SomethingRunning(state)) return;
     store::WorkLock lock;
     auto acquired = lock.TryAcquire(workspace_.config().state);
     if (!acquired.ok()) {
       spdlog::error("job runner: {}", acquired.status().message());
       return;
     }
-    const auto notify = [&](const store::Message& m, const std::string& link) {
-      return workspace_.Notify(state, m, link);
-    };
-    if (!*acquired) {
-      // Another envsync runs a sync or an undo: due syncs wait, and their users are told.
-      auto jobs = state.ListJobs();
-      if (!jobs.ok()) return;
-      const std::string now = Now();
-      for (store::Job& job : *jobs) {
-        if (job.kind == "sync" &&
-            (job.state == "queued" || (job.state == "scheduled" && job.run_at <= now))) {
-          Status noted = NoteWaiting(state, job,
-                                     "another envsync process is running a sync or an undo "
-                                     "against these environments",
-                                     now);
-          if (!noted.ok()) spdlog::error("job {}: {}", job.id, noted.message());
-        }
-      }
-      return;
-    }
+    if (!*acquired) return;  // another process runs a job or settles: it is alive
     auto settled =
         sync::RecoverInterruptedSyncs(workspace_.manifest(), state, [&](const std::string& name) {
           const EnvironmentConfig* env = workspace_.config().Find(name);
@@ -420,16 +416,32 @@ class Service {
       return;
     }
     for (const std::string& id : *settled) spdlog::info("settled interrupted sync {}", id);
-    if (!*recovered) {
-      auto jobs = RecoverInterruptedJobs(state, Now(), notify);
-      if (!jobs.ok()) {
-        spdlog::error("recovering interrupted jobs: {}", jobs.status().message());
-        return;
-      }
-      for (const std::string& id : *jobs) spdlog::info("job {} recovered after a restart", id);
-      *recovered = true;
+    auto jobs =
+        RecoverInterruptedJobs(state, Now(), [&](const store::Message& m, const std::string& link) {
+          return workspace_.Notify(state, m, link);
+        });
+    if (!jobs.ok()) {
+      spdlog::error("recovering interrupted jobs: {}", jobs.status().message());
+      return;
     }
-    RunDue(state, "sync");
+    for (const std::string& id : *jobs) spdlog::info("job {} recovered after a restart", id);
+    *recovered = true;
+  }
+
+  static bool SomethingRunning(store::StateStore& state) {
+    auto jobs = state.ListJobs();
+    if (!jobs.ok()) return false;
+    for (const store::Job& job : *jobs) {
+      if (job.state == "running") return true;
+    }
+    auto syncs = state.ListSyncs();
+    if (!syncs.ok()) return false;
+    for (const store::SyncRun& run : *syncs) {
+      if (run.status == "running" || run.status == "committing" || run.status == "undoing") {
+        return true;
+      }
+    }
+    return false;
   }
 
   void RunDue(store::StateStore& state, const std::string& kind) {
@@ -455,7 +467,7 @@ class Service {
           std::lock_guard<std::mutex> guard(progress_mutex_);
           progress_[job_id] = p;
         },
-        [this] { return stop_.load(); });
+        [this] { return stop_.load(); }, runner_);
     if (!ran.ok()) spdlog::error("job runner: {}", ran.status().message());
   }
 
@@ -1203,12 +1215,15 @@ class Service {
   void Undo(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
             const Caller& caller) {
     const std::string id = req.matches[1];
-    store::WorkLock lock;
-    auto acquired = lock.TryAcquire(workspace_.config().state);
-    if (!acquired.ok()) return SendError(res, FromStatus(acquired.status()));
-    if (!*acquired) {
+    auto run = state.LoadSync(id);
+    if (!run.ok()) return SendError(res, FromStatus(run.status()));
+    auto lock = workspace_.LockTarget(state, run->to, nullptr);
+    if (!lock.ok()) return SendError(res, FromStatus(lock.status()));
+    if (*lock == nullptr) {
       return SendError(
-          res, {409, "busy", "a sync or an undo is running: try again when it has ended", ""});
+          res,
+          {409, "busy",
+           "a sync or an undo into " + run->to + " is running: try again when it has ended", ""});
     }
     auto outcome = workspace_.Undo(state, id);
     if (!outcome.ok()) {
@@ -1337,6 +1352,8 @@ class Service {
   std::mutex selection_mutex_;  // a selection is read, changed and written back under it
   httplib::Server server_;
   Status runner_status_;
+  // This process as the runner of the jobs it claims: host, process ID and a random tag.
+  const std::string runner_ = RunnerName();
   std::mutex wake_mutex_;
   std::condition_variable wake_;
   bool woken_ = false;
@@ -1369,18 +1386,20 @@ Status RunJobsOnce(const Workspace& workspace) {
   UseStderrLogger();
   auto state = workspace.OpenState([](const std::string& line) { spdlog::info("{}", line); });
   if (!state.ok()) return state.status();
-  store::WorkLock lock;
-  auto acquired = lock.TryAcquire(workspace.config().state);
-  if (!acquired.ok()) return acquired.status();
-  if (!*acquired) {
-    return Status::Unavailable("another envsync is running a sync or an undo: try again later");
-  }
-  auto jobs =
-      RecoverInterruptedJobs(**state, Now(), [&](const store::Message& m, const std::string& link) {
-        return workspace.Notify(**state, m, link);
-      });
-  if (!jobs.ok()) return jobs.status();
-  auto ran = workspace.RunDueJobs(**state, "", LogJob, nullptr, nullptr);
+  {
+    store::WorkLock lock;
+    auto acquired = lock.TryAcquire(workspace.config().state);
+    if (!acquired.ok()) return acquired.status();
+    if (!*acquired) {
+      return Status::Unavailable("another envsync is running a sync or an undo: try again later");
+    }
+    auto jobs = RecoverInterruptedJobs(**state, Now(),
+                                       [&](const store::Message& m, const std::string& link) {
+                                         return workspace.Notify(**state, m, link);
+                                       });
+    if (!jobs.ok()) return jobs.status();
+  }  // the jobs below take the store's job lock, which this one excludes
+  auto ran = workspace.RunDueJobs(**state, "", LogJob, nullptr, nullptr, RunnerName());
   return ran.ok() ? Status::Ok() : ran.status();
 }
 

@@ -30,15 +30,16 @@ json JobJson(const store::Job& j, const std::string& zone) {
               {"started_by", j.started_by},
               {"request", ParsedOrNull(j.request)},
               {"result", ParsedOrNull(j.result)},
-              {"error", TextOrNull(j.error)}};
+              {"error", TextOrNull(j.error)},
+              {"runner", TextOrNull(j.runner)}};
   if (!zone.empty()) out["run_at_local"] = ShowInZone(j.run_at, zone);
   return out;
 }
 
 json MessageJson(const store::Message& m, const std::string& job_state) {
-  json out = {{"id", m.id},         {"user", m.user},   {"created_at", m.created_at},
-              {"title", m.title},   {"body", m.body},   {"job_id", TextOrNull(m.job_id)},
-              {"read", m.read},     {"actions", json::array()}};
+  json out = {{"id", m.id},       {"user", m.user},          {"created_at", m.created_at},
+              {"title", m.title}, {"body", m.body},          {"job_id", TextOrNull(m.job_id)},
+              {"read", m.read},   {"actions", json::array()}};
   // A scheduled or queued job can still be cancelled from its message.
   if (!m.job_id.empty() && (job_state == "scheduled" || job_state == "queued")) {
     out["actions"].push_back({{"action", "cancel"},

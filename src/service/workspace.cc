@@ -71,7 +71,8 @@ Result<CompareOptions> CompareOptionsFromJson(const std::string& text) {
     o.folders = j.at("folders").get<std::vector<std::string>>();
     return o;
   } catch (const std::exception& e) {
-    return Status::Unavailable(fmt::format("a stored comparison request is malformed: {}", e.what()));
+    return Status::Unavailable(
+        fmt::format("a stored comparison request is malformed: {}", e.what()));
   }
 }
 
@@ -82,19 +83,13 @@ Result<std::unique_ptr<Workspace>> Workspace::Open(Config config) {
 }
 
 Result<std::unique_ptr<store::StateStore>> Workspace::OpenState(
-    const std::function<void(const std::string&)>& log, store::WorkLock* lock) const {
+    const std::function<void(const std::string&)>& log) const {
   auto state = store::OpenStateStore(config_.state);
   if (!state.ok()) return state;
-  store::WorkLock probe;
-  store::WorkLock* held = lock != nullptr ? lock : &probe;
-  auto acquired = held->TryAcquire(config_.state);
+  store::WorkLock lock;
+  auto acquired = lock.TryAcquire(config_.state);
   if (!acquired.ok()) return acquired.status();
-  if (!*acquired) {
-    if (lock == nullptr) return state;  // a sync is running: nothing was interrupted
-    return Status::Unavailable(fmt::format(
-        "another envsync is running a sync or an undo with state '{}': try again when it ends",
-        config_.state));
-  }
+  if (!*acquired) return state;  // another process works on the store: it settles, or is alive
   auto settled = sync::RecoverInterruptedSyncs(manifest_, **state, [&](const std::string& name) {
     return OpenNamed(config_, name, "environment", store::Access::kReadWrite);
   });
@@ -105,6 +100,35 @@ Result<std::unique_ptr<store::StateStore>> Workspace::OpenState(
   return state;
 }
 
+Status Workspace::TargetBusy(const std::string& target) {
+  return Status::Unavailable(
+      fmt::format("another envsync is running a sync or an undo into {}, or settling one: try "
+                  "again when it ends",
+                  target));
+}
+
+Result<std::unique_ptr<Workspace::TargetLock>> Workspace::LockTarget(
+    store::StateStore& state, const std::string& target,
+    const std::function<void(const std::string&)>& log) const {
+  auto lock = std::make_unique<TargetLock>();
+  auto job = lock->job.TryAcquireJob(config_.state);
+  if (!job.ok()) return job.status();
+  auto held = *job ? lock->target.TryAcquireTarget(config_.state, target) : Result<bool>(false);
+  if (!held.ok()) return held.status();
+  if (!*held) return std::unique_ptr<TargetLock>();
+  auto settled = sync::RecoverInterruptedSyncs(
+      manifest_, state,
+      [&](const std::string& name) {
+        return OpenNamed(config_, name, "environment", store::Access::kReadWrite);
+      },
+      target);
+  if (!settled.ok()) return settled.status().WithContext("recovering an interrupted sync");
+  for (const std::string& id : *settled) {
+    if (log) log(fmt::format("settled sync {}, which an earlier run left unfinished", id));
+  }
+  return lock;
+}
+
 Status Workspace::CheckCompare(const CompareOptions& o, std::string_view prefix) const {
   ENVSYNC_RETURN_IF_ERROR(CheckHome(config_));
   if (!ParseMode(o.mode)) {
@@ -112,9 +136,9 @@ Status Workspace::CheckCompare(const CompareOptions& o, std::string_view prefix)
         fmt::format("{}mode '{}' is not a mode: use all or new", prefix, o.mode));
   }
   if (config_.Find(o.from) != nullptr && o.from == o.to) {
-    return Status::InvalidArgument(
-        fmt::format("{0}from and {0}to both name {1}: a sync runs from one environment to the other",
-                    prefix, o.from));
+    return Status::InvalidArgument(fmt::format(
+        "{0}from and {0}to both name {1}: a sync runs from one environment to the other", prefix,
+        o.from));
   }
   for (const auto& [name, field] : {std::pair{o.from, "from"}, std::pair{o.to, "to"}}) {
     if (config_.Find(name) == nullptr) {
@@ -124,7 +148,8 @@ Status Workspace::CheckCompare(const CompareOptions& o, std::string_view prefix)
     }
   }
   for (const std::string& m : o.modules) {
-    if (m.empty()) return Status::InvalidArgument(fmt::format("{}modules holds an empty name", prefix));
+    if (m.empty())
+      return Status::InvalidArgument(fmt::format("{}modules holds an empty name", prefix));
   }
   return manifest_.CheckModuleNames(o.modules);
 }
@@ -210,7 +235,7 @@ Result<std::vector<std::string>> Workspace::RunDueJobs(
     store::StateStore& state, const std::string& kind,
     const std::function<void(const store::Job&)>& on_change,
     const std::function<void(const std::string&, const sync::CompareProgress&)>& progress,
-    const std::function<bool()>& stop) const {
+    const std::function<bool()>& stop, const std::string& runner) const {
   JobHandlers handlers;
   handlers.now = sync::DefaultSyncContext().now;
   handlers.run_sync = [&](const sync::SyncRequest& request) { return Sync(state, request); };
@@ -229,6 +254,13 @@ Result<std::vector<std::string>> Workspace::RunDueJobs(
   handlers.on_change = on_change;
   handlers.stop = stop;
   handlers.kind = kind;
+  handlers.state_location = config_.state;
+  handlers.runner = runner;
+  handlers.lock_target = [&](const std::string& target) -> Result<std::shared_ptr<void>> {
+    auto lock = LockTarget(state, target, nullptr);
+    if (!lock.ok()) return lock.status();
+    return std::shared_ptr<void>(std::move(*lock));  // null when busy: the job waits
+  };
   return service::RunDueJobs(state, handlers);
 }
 

@@ -1428,7 +1428,8 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
 
 Result<std::vector<std::string>> RecoverInterruptedSyncs(
     const Manifest& manifest, store::StateStore& state,
-    const std::function<Result<std::unique_ptr<store::Environment>>(const std::string&)>& open) {
+    const std::function<Result<std::unique_ptr<store::Environment>>(const std::string&)>& open,
+    const std::string& only_target) {
   std::vector<std::string> settled;
   auto syncs = state.ListSyncs();
   if (!syncs.ok()) return syncs.status();
@@ -1436,6 +1437,7 @@ Result<std::vector<std::string>> RecoverInterruptedSyncs(
     if (listed.status != "running" && listed.status != "committing" && listed.status != "undoing") {
       continue;
     }
+    if (!only_target.empty() && listed.to != only_target) continue;
     auto loaded = state.LoadSync(listed.id);
     if (!loaded.ok()) return loaded.status();
     store::SyncRun run = std::move(*loaded);

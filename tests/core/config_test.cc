@@ -55,6 +55,24 @@ assets = "/abs/test-assets"
   EXPECT_EQ(config->Find("STAGE"), nullptr);
 }
 
+// A state store on a PostgreSQL server is kept as the URI, and undeliverable mail then waits in
+// outbox/ beside the config (never in a folder named after the URI, which holds the password).
+TEST(Config, PostgresStateKeepsItsUriAndMailWaitsBesideTheConfig) {
+  Result<Config> config = ParseConfig(R"(home = "PROD"
+state = "postgresql://envsync:secret@db:5432/envsync"
+[environments.PROD]
+database = "prod.db"
+assets = "prod-assets"
+[environments.TEST]
+database = "test.db"
+assets = "test-assets"
+)",
+                                      kSource, kBaseDir);
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  EXPECT_EQ(config->state, "postgresql://envsync:secret@db:5432/envsync");
+  EXPECT_EQ(config->mail.outbox, "/srv/envsync/outbox");
+}
+
 // A TOML syntax error names the file and the line.
 TEST(Config, MalformedTomlReportsFileAndLine) {
   const std::string error = ParseError(R"(home = "PROD"

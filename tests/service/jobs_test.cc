@@ -1,8 +1,9 @@
 // Scheduled syncs: `sync --at` stores a job, `envsync serve` runs it when due, `cancel` stops it,
 // and every step leaves the user a message, as the seed's Messages tab shows them.
 #include "envsync/service/jobs.h"
-#include "envsync/service/time_zone.h"
 
+#include "envsync/service/time_zone.h"
+#include "envsync/store/state_store.h"
 #include "tests/sync/compare_test_support.h"
 
 namespace envsync::testing {
@@ -139,6 +140,56 @@ TEST_F(JobsTest, FailedSyncLeavesAFailureMessage) {
   json messages = Cli({"messages", "--all", "--json"}).Json();
   EXPECT_EQ(messages[0]["title"], "FAILURE: Synchronization process");
   EXPECT_NE(messages[0]["body"].get<std::string>().find("drift"), std::string::npos);
+}
+
+// A due sync whose target environment another process holds stays due, its user is told why,
+// and it runs at the next look once the lock is gone. `serve --once` records itself as the
+// job's runner.
+TEST_F(JobsTest, SyncWaitsForItsTargetLockAndRunsWhenItIsFree) {
+  Build(Start::kPendingWork);
+  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string prod_before = ReadBytes(paths_.prod_db);
+  const std::string job = Schedule(comparison, "2020-01-01T00:00:00Z");
+  {
+    store::WorkLock prod;
+    ASSERT_TRUE(*prod.TryAcquireTarget(paths_.state.string(), "PROD"));
+    store::WorkLock other;  // one holder at a time
+    EXPECT_FALSE(*other.TryAcquireTarget(paths_.state.string(), "PROD"));
+    ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
+    EXPECT_EQ(Job(job)["state"], "scheduled");
+    EXPECT_TRUE(Job(job)["runner"].is_null()) << Job(job).dump();
+    EXPECT_EQ(ReadBytes(paths_.prod_db), prod_before);
+    json messages = Cli({"messages", "--all", "--json"}).Json();
+    EXPECT_EQ(messages[0]["title"], "Synchronization process waiting");
+    EXPECT_NE(messages[0]["body"].get<std::string>().find("into PROD"), std::string::npos)
+        << messages[0].dump();
+  }
+  ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
+  EXPECT_EQ(Job(job)["state"], "succeeded");
+  EXPECT_NE(Job(job)["runner"].get<std::string>().find(':'), std::string::npos);
+  EXPECT_NE(ReadBytes(paths_.prod_db), prod_before);
+}
+
+// The whole store's lock excludes the job lock and the other way round; job locks share.
+TEST_F(JobsTest, StoreLockExcludesJobLocksWhichShare) {
+  Build(Start::kPendingWork);
+  const std::string state = paths_.state.string();
+  store::WorkLock job_a;
+  store::WorkLock job_b;
+  store::WorkLock whole;
+  ASSERT_TRUE(*job_a.TryAcquireJob(state));
+  ASSERT_TRUE(*job_b.TryAcquireJob(state));
+  EXPECT_FALSE(*whole.TryAcquire(state));
+  job_a.Release();
+  job_b.Release();
+  ASSERT_TRUE(*whole.TryAcquire(state));
+  EXPECT_FALSE(*job_a.TryAcquireJob(state));
+  // Targets are separate from each other and from the store.
+  store::WorkLock prod;
+  store::WorkLock test;
+  EXPECT_TRUE(*prod.TryAcquireTarget(state, "PROD"));
+  EXPECT_TRUE(*test.TryAcquireTarget(state, "../TEST"));
+  EXPECT_FALSE(std::filesystem::exists(paths_.state.parent_path().parent_path() / "TEST.lock"));
 }
 
 }  // namespace

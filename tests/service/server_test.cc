@@ -3,16 +3,19 @@
 #include <httplib.h>
 
 #include <ctime>
+#include <set>
 
 #include "envsync/service/users.h"
 #include "envsync/store/state_store.h"
 #include "tests/service/service_test_support.h"
+#include "tests/store/pg_support.h"
 #include "tests/sync/target_dump.h"
 
 namespace envsync::testing {
 namespace {
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 // Times a little ahead of now, as the API takes them.
 std::string UtcIn(int seconds) {
@@ -103,11 +106,11 @@ class ServerTest : public DemoEnvironments {
     Build(Start::kPendingWork);
     auto state = store::OpenStateStore(paths_.state.string());
     ASSERT_TRUE(state.ok()) << state.status().message();
-    for (const auto& [email, role] : {std::pair{"olga@shop.example", "operator"},
-                                      std::pair{"vic@shop.example", "viewer"},
-                                      std::pair{"ada@shop.example", "admin"}}) {
-      ASSERT_TRUE(service::AddUser(**state, email, role, std::string(email) + "-pw", "Europe/Berlin",
-                                   "2026-01-01T00:00:00Z")
+    for (const auto& [email, role] :
+         {std::pair{"olga@shop.example", "operator"}, std::pair{"vic@shop.example", "viewer"},
+          std::pair{"ada@shop.example", "admin"}}) {
+      ASSERT_TRUE(service::AddUser(**state, email, role, std::string(email) + "-pw",
+                                   "Europe/Berlin", "2026-01-01T00:00:00Z")
                       .ok());
     }
   }
@@ -182,8 +185,7 @@ TEST_F(ServerTest, CompareReviewTestImportAndScheduledSync) {
   Api::Answer saved =
       api.Put("/api/v1/comparisons/" + id + "/selection", {{"deselect", {left_out}}});
   ASSERT_EQ(saved.status, 200) << saved.raw;
-  Api::Answer filtered =
-      api.Get("/api/v1/comparisons/" + id + "?tab=modified&filter=" + left_out);
+  Api::Answer filtered = api.Get("/api/v1/comparisons/" + id + "?tab=modified&filter=" + left_out);
   ASSERT_EQ(filtered.body["changes"].size(), 1u) << filtered.raw;
   EXPECT_EQ(filtered.body["changes"][0]["selected"], false);
 
@@ -234,9 +236,8 @@ TEST_F(ServerTest, CompareReviewTestImportAndScheduledSync) {
   EXPECT_EQ(history[0]["sync_id"], done["result"]["sync_id"]);
 
   // Undo puts the target back.
-  Api::Answer undone =
-      api.Post("/api/v1/syncs/" + done["result"]["sync_id"].get<std::string>() + "/undo",
-               json::object());
+  Api::Answer undone = api.Post(
+      "/api/v1/syncs/" + done["result"]["sync_id"].get<std::string>() + "/undo", json::object());
   ASSERT_EQ(undone.status, 200) << undone.raw;
   EXPECT_EQ(DumpTarget(paths_), before);
 
@@ -301,7 +302,8 @@ TEST_F(ServerTest, ScheduledSyncRunsAfterTheServerIsKilledAndRestarted) {
 // the sync is completed, the job ends succeeded, and its message says what happened. Killed
 // before the commit, the sync is rolled back and the job ends failed, with the target as before.
 TEST_F(ServerTest, SyncInterruptedByACrashIsSettledAtRestart) {
-  for (const auto& [point, committed] : {std::pair{"committed", true}, std::pair{"applied", false}}) {
+  for (const auto& [point, committed] :
+       {std::pair{"committed", true}, std::pair{"applied", false}}) {
     SCOPED_TRACE(point);
     TearDown();
     SetUp();
@@ -311,7 +313,8 @@ TEST_F(ServerTest, SyncInterruptedByACrashIsSettledAtRestart) {
     const std::string before = DumpTarget(paths_);
     Api::Answer started = api.Post("/api/v1/syncs", {{"comparison_id", id}});
     ASSERT_EQ(started.status, 202);
-    ASSERT_EQ(server_.WaitFor(30000), std::optional<int>(-SIGKILL)) << "the crash point was not hit";
+    ASSERT_EQ(server_.WaitFor(30000), std::optional<int>(-SIGKILL))
+        << "the crash point was not hit";
     StartServer();
     Api again = LoggedIn("olga@shop.example");
     json job = again.WaitForJob(started.body["job_id"]);
@@ -333,8 +336,10 @@ TEST_F(ServerTest, SecondSyncIntoTheSameEnvironmentWaitsWithAMessage) {
   Api api = LoggedIn("olga@shop.example");
   const std::string id = CompareThroughApi(api);
   const std::string at = UtcIn(2);
-  Api::Answer first = api.Post("/api/v1/syncs", {{"comparison_id", id}, {"run_at", at}, {"test_import", true}});
-  Api::Answer second = api.Post("/api/v1/syncs", {{"comparison_id", id}, {"run_at", at}, {"test_import", true}});
+  Api::Answer first =
+      api.Post("/api/v1/syncs", {{"comparison_id", id}, {"run_at", at}, {"test_import", true}});
+  Api::Answer second =
+      api.Post("/api/v1/syncs", {{"comparison_id", id}, {"run_at", at}, {"test_import", true}});
   ASSERT_EQ(second.status, 202);
   EXPECT_EQ(api.WaitForJob(first.body["job_id"])["state"], "succeeded");
   EXPECT_EQ(api.WaitForJob(second.body["job_id"])["state"], "succeeded");
@@ -346,8 +351,8 @@ TEST_F(ServerTest, SecondSyncIntoTheSameEnvironmentWaitsWithAMessage) {
   for (const json& m : messages["messages"]) {
     if (m["title"] != "Synchronization process waiting") continue;
     const std::string other = m["job_id"] == a ? b : a;
-    waited = m["body"].get<std::string>().find("into PROD (job " + other + ")") !=
-             std::string::npos;
+    waited =
+        m["body"].get<std::string>().find("into PROD (job " + other + ")") != std::string::npos;
   }
   EXPECT_TRUE(waited) << api.Get("/api/v1/messages").raw;
 }
@@ -417,8 +422,10 @@ TEST_F(ServerTest, RefusesUnauthenticatedForbiddenForgedAndRepeatedRequests) {
   Api::Answer unknown = op.Post("/api/v1/syncs", {{"comparison_id", "c-nope"}});
   EXPECT_EQ(unknown.status, 400);
   EXPECT_EQ(unknown.body["error"]["field"], "comparison_id");
-  EXPECT_EQ(op.Post("/api/v1/users", {{"email", "x@y.z"}, {"role", "admin"}, {"password", "12345678"}}).status,
-            403);
+  EXPECT_EQ(
+      op.Post("/api/v1/users", {{"email", "x@y.z"}, {"role", "admin"}, {"password", "12345678"}})
+          .status,
+      403);
   // A session cookie is HttpOnly and SameSite=Strict.
   Api fresh(port_);
   Api::Answer login = fresh.Login("olga@shop.example", "olga@shop.example-pw");
@@ -436,11 +443,13 @@ TEST_F(ServerTest, RefusesUnauthenticatedForbiddenForgedAndRepeatedRequests) {
   // nested too deep, an admin adding a user that exists.
   EXPECT_EQ(anonymous.Get("/%FF%FE").status, 404);
   EXPECT_EQ(anonymous.Get("/api/v1/health").status, 200);
-  Api::Answer deep = op.Post("/api/v1/comparisons", json::parse(std::string(40, '[') + std::string(40, ']')));
+  Api::Answer deep =
+      op.Post("/api/v1/comparisons", json::parse(std::string(40, '[') + std::string(40, ']')));
   EXPECT_EQ(deep.status, 400);
   Api admin = LoggedIn("ada@shop.example");
-  Api::Answer twice = admin.Post("/api/v1/users", {{"email", "vic@shop.example"}, {"role", "admin"},
-                                                   {"password", "12345678"}});
+  Api::Answer twice =
+      admin.Post("/api/v1/users",
+                 {{"email", "vic@shop.example"}, {"role", "admin"}, {"password", "12345678"}});
   EXPECT_EQ(twice.status, 409);
   EXPECT_EQ(anonymous.Get("/api/v1/health").status, 200);
 
@@ -515,11 +524,12 @@ TEST_F(ServerTest, SelectionIsPatchedPerRecordAndPerTab) {
   EXPECT_TRUE(selected("modified")["cms_pages:2"]);
   EXPECT_FALSE(selected("modified")["menus:1"]);
   EXPECT_TRUE(selected("conflicts")["cms_pages:20"]);
-  EXPECT_EQ(api.Send("PATCH", base + "/selection", {{"resolve", {{"cms_pages:20", "shred"}}}}).status,
-            400);
+  EXPECT_EQ(
+      api.Send("PATCH", base + "/selection", {{"resolve", {{"cms_pages:20", "shred"}}}}).status,
+      400);
   // The sync takes the saved selection: one modified record, the new ones, the resolved one.
-  json job = api.WaitForJob(api.Post("/api/v1/syncs", {{"comparison_id", id}, {"test_import", true}})
-                                .body["job_id"]);
+  json job = api.WaitForJob(
+      api.Post("/api/v1/syncs", {{"comparison_id", id}, {"test_import", true}}).body["job_id"]);
   ASSERT_EQ(job["state"], "succeeded") << job.dump();
   EXPECT_EQ(job["request"]["resolve"][0], "cms_pages:20=insert_as_new");
   EXPECT_EQ(job["result"]["applied"]["modified"], 1);
@@ -567,5 +577,185 @@ TEST_F(ServerTest, MetricsCountJobsSyncsAndRecords) {
       << metrics.raw;
 }
 
+// --- Two servers sharing one PostgreSQL state store -------------------------------------------
+
+// The demo environments with envsync's state in a fresh PostgreSQL database, and two `envsync
+// serve` processes on it.
+class SharedStoreTest : public ServerTest {
+ protected:
+  void SetUp() override {
+    if (ServerUri().empty()) {
+      const char* ci = std::getenv("CI");
+      if (ci != nullptr && std::string(ci) == "true") {
+        FAIL() << "CI=true but ENVSYNC_TEST_PG is not set: run under scripts/with-postgres";
+      }
+      GTEST_SKIP() << "ENVSYNC_TEST_PG is not set (scripts/with-postgres sets it)";
+    }
+    static int counter = 0;
+    db_ = "envsync_shared_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+    Pg admin(ServerUri());
+    ASSERT_TRUE(admin.ok()) << admin.error();
+    admin.Run("CREATE DATABASE " + db_);
+    // The config names the PostgreSQL store; ServerTest::SetUp adds the users to it.
+    DemoEnvironments::SetUp();
+    Build(Start::kPendingWork);
+    std::string config = ReadBytes(paths_.config);
+    const size_t at = config.find("state = ");
+    ASSERT_NE(at, std::string::npos) << config;
+    config.replace(at, config.find('\n', at) - at, "state = \"" + DatabaseUri(db_) + "\"");
+    WriteBytes(paths_.config, config);
+    auto state = store::OpenStateStore(DatabaseUri(db_));
+    ASSERT_TRUE(state.ok()) << state.status().message();
+    ASSERT_TRUE(service::AddUser(**state, "olga@shop.example", "operator", "olga@shop.example-pw",
+                                 "Europe/Berlin", "2026-01-01T00:00:00Z")
+                    .ok());
+  }
+  void TearDown() override {
+    second_.Stop(SIGTERM);
+    ServerTest::TearDown();
+    if (!db_.empty()) DropPostgresDatabase(db_);
+  }
+
+  // Starts the second server on its own port.
+  void StartSecond(const std::vector<std::pair<std::string, std::string>>& env = {}) {
+    second_port_ = FreePort();
+    second_.Start({ENVSYNC_BINARY, "--config", paths_.config.string(), "serve", "--listen",
+                   "127.0.0.1:" + std::to_string(second_port_), "--poll", "1"},
+                  dir_ / "serve2.err", env);
+    for (int i = 0; i < 200; ++i) {
+      if (Accepts(second_port_)) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << "the second envsync serve did not start: " << ReadBytes(dir_ / "serve2.err");
+  }
+
+  Api LoggedInSecond() {
+    Api api(second_port_);
+    EXPECT_EQ(api.Login("olga@shop.example", "olga@shop.example-pw").status, 200);
+    return api;
+  }
+
+  std::string Store(const std::string& sql, const std::vector<std::string>& params = {}) {
+    Pg pg(DatabaseUri(db_));
+    return pg.Run(sql, params);
+  }
+
+  std::string db_;
+  int second_port_ = 0;
+  Child second_;
+};
+
+// Comparisons and syncs submitted to either server, all due together, each run exactly once:
+// one comparison per compare job, one sync run per sync job, and both servers took part.
+TEST_F(SharedStoreTest, TwoServersRunEveryJobExactlyOnce) {
+  StartServer();
+  StartSecond();
+  Api a = LoggedIn("olga@shop.example");
+  Api b = LoggedInSecond();
+  const std::string id = CompareThroughApi(a);
+  ASSERT_FALSE(id.empty());
+  std::vector<std::string> jobs;
+  const std::string at = UtcIn(2);
+  for (int i = 0; i < 12; ++i) {
+    Api& api = i % 2 == 0 ? a : b;
+    Api::Answer answer =
+        i < 4 ? api.Post("/api/v1/comparisons", {{"from", "TEST"}, {"to", "PROD"}, {"mode", "all"}})
+              : api.Post("/api/v1/syncs",
+                         {{"comparison_id", id}, {"run_at", at}, {"test_import", true}});
+    ASSERT_EQ(answer.status, 202) << answer.raw;
+    jobs.push_back(answer.body["job_id"]);
+  }
+  std::set<std::string> sync_ids;
+  for (const std::string& job_id : jobs) {
+    const json job = a.WaitForJob(job_id, 120);
+    EXPECT_EQ(job["state"], "succeeded") << job.dump();
+    if (job["kind"] == "sync") sync_ids.insert(job["result"].value("sync_id", ""));
+  }
+  EXPECT_EQ(sync_ids.size(), 8u);
+  EXPECT_EQ(Store("SELECT count(*) FROM syncs"), "8|\n");
+  EXPECT_EQ(Store("SELECT count(*) FROM comparisons"), "5|\n");
+  EXPECT_EQ(Store("SELECT count(*) FROM jobs WHERE state <> 'succeeded'"), "0|\n");
+  // Each server claimed jobs under its own name.
+  EXPECT_EQ(Store("SELECT count(DISTINCT runner) FROM jobs"), "2|\n")
+      << Store("SELECT id, kind, runner FROM jobs ORDER BY started_at");
+}
+
+// A sync waits while another process holds its target environment's advisory lock (here the
+// test itself), is told so, and runs once the lock is let go.
+TEST_F(SharedStoreTest, SyncWaitsWhileItsTargetIsLockedElsewhere) {
+  StartServer();
+  StartSecond();
+  Api a = LoggedIn("olga@shop.example");
+  const std::string id = CompareThroughApi(a);
+  const std::string before = DumpTarget(paths_);
+  auto holder = std::make_unique<Pg>(DatabaseUri(db_));
+  // The key docs/SCALING.md gives for a target environment's lock.
+  holder->Run("SELECT pg_advisory_lock(1701737076, hashtext('PROD'))");
+  Api::Answer started = a.Post("/api/v1/syncs", {{"comparison_id", id}});
+  ASSERT_EQ(started.status, 202) << started.raw;
+  const std::string job_id = started.body["job_id"];
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  json job = a.Get("/api/v1/jobs/" + job_id).body;
+  EXPECT_EQ(job["state"], "queued") << job.dump();
+  EXPECT_EQ(DumpTarget(paths_), before);
+  bool told = false;
+  const json messages = a.Get("/api/v1/messages").body;
+  for (const json& m : messages["messages"]) {
+    told = told || (m["job_id"] == job_id && m["title"] == "Synchronization process waiting" &&
+                    m["body"].get<std::string>().find("into PROD") != std::string::npos);
+  }
+  EXPECT_TRUE(told) << messages.dump();
+  holder.reset();  // the session ends, and its lock with it
+  job = a.WaitForJob(job_id);
+  EXPECT_EQ(job["state"], "succeeded") << job.dump();
+  EXPECT_NE(DumpTarget(paths_), before);
+  EXPECT_EQ(Store("SELECT count(*) FROM syncs"), "1|\n");
+}
+
+// A server that starts while the other is in the middle of a sync does not take that sync for
+// one a dead process left: the sync finishes once, on the server that claimed it. When that
+// server is then killed mid-sync, the other settles its sync (rolled back) and the job ends.
+TEST_F(SharedStoreTest, RunningJobIsLeftToItsLiveRunnerAndSettledWhenItDies) {
+  const fs::path paused = dir_ / "paused";
+  StartServer({{"ENVSYNC_PAUSE_AT", "applied"},
+               {"ENVSYNC_PAUSE_FILE", paused.string()},
+               {"ENVSYNC_PAUSE_MS", "5000"}});
+  Api a = LoggedIn("olga@shop.example");
+  const std::string id = CompareThroughApi(a);
+  const std::string before = DumpTarget(paths_);
+  Api::Answer first = a.Post("/api/v1/syncs", {{"comparison_id", id}, {"test_import", true}});
+  ASSERT_EQ(first.status, 202) << first.raw;
+  for (int i = 0; i < 300 && !fs::exists(paused); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(fs::exists(paused)) << "the sync did not reach its pause point";
+  StartSecond();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  json job = a.Get("/api/v1/jobs/" + first.body["job_id"].get<std::string>()).body;
+  EXPECT_EQ(job["state"], "running") << job.dump();
+  job = a.WaitForJob(first.body["job_id"]);
+  EXPECT_EQ(job["state"], "succeeded") << job.dump();
+  EXPECT_FALSE(job["result"].contains("recovered")) << job.dump();
+  EXPECT_EQ(Store("SELECT count(*) FROM syncs"), "1|\n");
+
+  // Now the first server dies in the middle of a real sync, while the second is down; the
+  // second settles it when it comes back.
+  second_.Stop(SIGTERM);
+  fs::remove(paused);
+  Api::Answer second = a.Post("/api/v1/syncs", {{"comparison_id", id}});
+  ASSERT_EQ(second.status, 202) << second.raw;
+  for (int i = 0; i < 300 && !fs::exists(paused); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(fs::exists(paused)) << "the second sync did not reach its pause point";
+  EXPECT_EQ(server_.Stop(SIGKILL), -SIGKILL);
+  StartSecond();
+  Api b = LoggedInSecond();
+  job = b.WaitForJob(second.body["job_id"]);
+  EXPECT_EQ(job["state"], "failed") << job.dump();
+  EXPECT_EQ(job["result"]["recovered"], true) << job.dump();
+  EXPECT_EQ(DumpTarget(paths_), before);
+  EXPECT_EQ(Store("SELECT count(*) FROM syncs"), "2|\n");
+}
 }  // namespace
 }  // namespace envsync::testing

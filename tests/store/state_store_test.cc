@@ -6,15 +6,20 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "envsync/core/comparison.h"
@@ -22,6 +27,8 @@
 #include "envsync/core/status.h"
 #include "envsync/core/value.h"
 #include "envsync/store/json_codec.h"
+#include "store/postgres/postgres_environment.h"
+#include "tests/store/pg_support.h"
 
 namespace envsync::store {
 namespace {
@@ -298,21 +305,43 @@ std::vector<std::string> IdsOf(const std::vector<SyncBase>& bases) {
   return out;
 }
 
-class StateStoreTest : public ::testing::Test {
+// A fresh state store location per test on one backend: a SQLite file in a new folder, or a new
+// database on the test PostgreSQL server ($ENVSYNC_TEST_PG, set by scripts/with-postgres),
+// dropped afterwards. Without a server the PostgreSQL cases are skipped, or fail on CI.
+class StoreTestBase : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUpBackend(const std::string& backend) {
     static std::atomic<int> counter{0};
+    const int n = counter++;
     dir_ = fs::temp_directory_path() /
-           ("envsync-store-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+           ("envsync-store-test-" + std::to_string(::getpid()) + "-" + std::to_string(n));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     path_ = dir_ / "state.db";
+    location_ = path_.string();
+    if (backend != "postgresql") return;
+    if (envsync::testing::ServerUri().empty()) {
+      if (const char* ci = std::getenv("CI"); ci != nullptr && std::string(ci) == "true") {
+        FAIL() << "ENVSYNC_TEST_PG is not set: run the suite through scripts/with-postgres";
+      }
+      GTEST_SKIP() << "no PostgreSQL server: run through scripts/with-postgres";
+    }
+    envsync::testing::Pg admin(envsync::testing::ServerUri());
+    ASSERT_TRUE(admin.ok()) << admin.error();
+    const std::string database =
+        "envsync_store_" + std::to_string(::getpid()) + "_" + std::to_string(n);
+    admin.Run("CREATE DATABASE " + database);
+    database_ = database;
+    location_ = envsync::testing::DatabaseUri(database_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    if (!database_.empty()) envsync::testing::DropPostgresDatabase(database_);
+    fs::remove_all(dir_);
+  }
 
-  // Opens the store at path_, or returns null after recording a failure.
+  // Opens the store at location_, or returns null after recording a failure.
   std::unique_ptr<StateStore> Open() {
-    auto store = OpenStateStore(path_.string());
+    auto store = OpenStateStore(location_);
     EXPECT_TRUE(store.ok()) << store.status().message();
     if (!store.ok()) return nullptr;
     return std::move(store).value();
@@ -326,17 +355,43 @@ class StateStoreTest : public ::testing::Test {
       const Status status = store.PutBase(table, base);
       ASSERT_TRUE(status.ok()) << status.message();
     }
-    ASSERT_TRUE(store.CommitBaseUpdate().ok());
+    const Status commit = store.CommitBaseUpdate();
+    ASSERT_TRUE(commit.ok()) << commit.message();
   }
 
   fs::path dir_;
-  fs::path path_;
+  fs::path path_;         // the SQLite file (SQLite backend)
+  std::string location_;  // what OpenStateStore takes: path_ or a PostgreSQL URI
+  std::string database_;  // the PostgreSQL database made for the test, "" on SQLite
+};
+
+// What only a SQLite file has: its user_version, migrations from version 1, its bytes.
+class SqliteStateStoreTest : public StoreTestBase {
+ protected:
+  void SetUp() override { SetUpBackend("sqlite"); }
+};
+
+// The backend-independent contract, run on SQLite and on PostgreSQL.
+class StateStoreTest : public StoreTestBase, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override { SetUpBackend(GetParam()); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, StateStoreTest, ::testing::Values("sqlite", "postgresql"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+// What only the PostgreSQL store has: concurrent claimers, the server's URI in messages.
+class PostgresStateStoreTest : public StoreTestBase {
+ protected:
+  void SetUp() override { SetUpBackend("postgresql"); }
 };
 
 // --- Opening and schema versions ---
 
 // A store opened on a missing file is created at the current schema version.
-TEST_F(StateStoreTest, NewStoreIsCreatedAtCurrentSchemaVersion) {
+TEST_F(SqliteStateStoreTest, NewStoreIsCreatedAtCurrentSchemaVersion) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->SchemaVersion(), kStateSchemaVersion);
@@ -346,7 +401,7 @@ TEST_F(StateStoreTest, NewStoreIsCreatedAtCurrentSchemaVersion) {
 }
 
 // Reopening a store keeps what was written and its version.
-TEST_F(StateStoreTest, ReopeningKeepsData) {
+TEST_P(StateStoreTest, ReopeningKeepsData) {
   {
     auto store = Open();
     ASSERT_NE(store, nullptr);
@@ -367,7 +422,7 @@ TEST_F(StateStoreTest, ReopeningKeepsData) {
 }
 
 // A version 1 file is migrated to the current version: old rows stay and the sync tables work.
-TEST_F(StateStoreTest, MigratesVersion1Forward) {
+TEST_F(SqliteStateStoreTest, MigratesVersion1Forward) {
   ExecSql(path_, std::string(kSchemaV1) + R"sql(
 PRAGMA user_version = 1;
 INSERT INTO identity_map VALUES ('cms_pages', 63, 8);
@@ -427,7 +482,7 @@ INSERT INTO changes VALUES ('c-v1', 0, 'modified', 'cms_pages:57',
 }
 
 // A store whose schema is newer than this envsync is refused, naming its path and version.
-TEST_F(StateStoreTest, NewerSchemaIsRefusedNamingPathAndVersion) {
+TEST_F(SqliteStateStoreTest, NewerSchemaIsRefusedNamingPathAndVersion) {
   ExecSql(path_, "CREATE TABLE future_things (x); PRAGMA user_version = 99;");
   auto store = OpenStateStore(path_.string());
   ASSERT_FALSE(store.ok());
@@ -439,7 +494,7 @@ TEST_F(StateStoreTest, NewerSchemaIsRefusedNamingPathAndVersion) {
 }
 
 // A refused newer store is left byte for byte as it was.
-TEST_F(StateStoreTest, RefusedNewerSchemaFileIsLeftUnchanged) {
+TEST_F(SqliteStateStoreTest, RefusedNewerSchemaFileIsLeftUnchanged) {
   ExecSql(path_, "CREATE TABLE future_things (x); PRAGMA user_version = 99;");
   const std::string before = ReadBytes(path_);
   ASSERT_FALSE(before.empty());
@@ -449,7 +504,7 @@ TEST_F(StateStoreTest, RefusedNewerSchemaFileIsLeftUnchanged) {
 }
 
 // A file that is not a database is refused as Unavailable naming the path, and left unchanged.
-TEST_F(StateStoreTest, GarbageFileIsUnavailableAndLeftUnchanged) {
+TEST_F(SqliteStateStoreTest, GarbageFileIsUnavailableAndLeftUnchanged) {
   std::string garbage;
   for (int i = 0; i < 200; ++i) garbage += "this is not a SQLite database\n";
   WriteBytes(path_, garbage);
@@ -464,7 +519,7 @@ TEST_F(StateStoreTest, GarbageFileIsUnavailableAndLeftUnchanged) {
 // --- Identity map ---
 
 // A pair added is loaded back.
-TEST_F(StateStoreTest, AddedIdentityIsLoaded) {
+TEST_P(StateStoreTest, AddedIdentityIsLoaded) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->AddIdentity(kPages, 63, 8).ok());
@@ -477,7 +532,7 @@ TEST_F(StateStoreTest, AddedIdentityIsLoaded) {
 }
 
 // A second pair for the same PROD ID replaces the first.
-TEST_F(StateStoreTest, SecondPairForSameProdIdReplacesFirst) {
+TEST_P(StateStoreTest, SecondPairForSameProdIdReplacesFirst) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->AddIdentity(kPages, 63, 8).ok());
@@ -488,7 +543,7 @@ TEST_F(StateStoreTest, SecondPairForSameProdIdReplacesFirst) {
 }
 
 // A second pair for the same TEST ID replaces the first.
-TEST_F(StateStoreTest, SecondPairForSameTestIdReplacesFirst) {
+TEST_P(StateStoreTest, SecondPairForSameTestIdReplacesFirst) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->AddIdentity(kPages, 63, 8).ok());
@@ -499,7 +554,7 @@ TEST_F(StateStoreTest, SecondPairForSameTestIdReplacesFirst) {
 }
 
 // RemoveIdentity forgets exactly the pair named.
-TEST_F(StateStoreTest, RemoveIdentityForgetsPair) {
+TEST_P(StateStoreTest, RemoveIdentityForgetsPair) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->AddIdentity(kPages, 63, 8).ok());
@@ -511,7 +566,7 @@ TEST_F(StateStoreTest, RemoveIdentityForgetsPair) {
 }
 
 // Removing a pair that is not there (or only half matches) is not an error and changes nothing.
-TEST_F(StateStoreTest, RemoveMissingIdentityIsNotAnError) {
+TEST_P(StateStoreTest, RemoveMissingIdentityIsNotAnError) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->AddIdentity(kPages, 63, 8).ok());
@@ -526,7 +581,7 @@ TEST_F(StateStoreTest, RemoveMissingIdentityIsNotAnError) {
 // --- Base ---
 
 // ScanDirectBase yields only the table's pairs with equal integer IDs, in ID order.
-TEST_F(StateStoreTest, ScanDirectBaseYieldsEqualIntegerIdsInOrder) {
+TEST_P(StateStoreTest, ScanDirectBaseYieldsEqualIntegerIdsInOrder) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   PutBases(*store, kPages,
@@ -540,7 +595,7 @@ TEST_F(StateStoreTest, ScanDirectBaseYieldsEqualIntegerIdsInOrder) {
 }
 
 // ScanDirectBase orders text IDs (system_settings keys) by their bytes.
-TEST_F(StateStoreTest, ScanDirectBaseYieldsEqualTextIdsInOrder) {
+TEST_P(StateStoreTest, ScanDirectBaseYieldsEqualTextIdsInOrder) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   PutBases(*store, kSettings,
@@ -558,7 +613,7 @@ TEST_F(StateStoreTest, ScanDirectBaseYieldsEqualTextIdsInOrder) {
 }
 
 // FindBase finds a mapped pair by both IDs and nothing under either ID alone.
-TEST_F(StateStoreTest, FindBaseFindsMappedPair) {
+TEST_P(StateStoreTest, FindBaseFindsMappedPair) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   const SyncBase mapped = Base(int64_t{63}, int64_t{55}, 77, {7, 8, 9});
@@ -578,7 +633,7 @@ TEST_F(StateStoreTest, FindBaseFindsMappedPair) {
 }
 
 // The record hash and field hashes come back bit for bit, high bit included.
-TEST_F(StateStoreTest, BaseHashesRoundTrip) {
+TEST_P(StateStoreTest, BaseHashesRoundTrip) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   const SyncBase base =
@@ -595,7 +650,7 @@ TEST_F(StateStoreTest, BaseHashesRoundTrip) {
 }
 
 // A base with no field hashes (a record with no compared field) can be stored and read back.
-TEST_F(StateStoreTest, BaseWithNoFieldHashesRoundTrips) {
+TEST_P(StateStoreTest, BaseWithNoFieldHashesRoundTrips) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   const SyncBase base = Base(int64_t{4}, int64_t{4}, 99, {});
@@ -610,7 +665,7 @@ TEST_F(StateStoreTest, BaseWithNoFieldHashesRoundTrips) {
 }
 
 // Putting a pair that has a base replaces that base.
-TEST_F(StateStoreTest, PutBaseReplacesExistingPair) {
+TEST_P(StateStoreTest, PutBaseReplacesExistingPair) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   PutBases(*store, kPages, {Base(int64_t{5}, int64_t{5}, 1, {1, 1})});
@@ -622,7 +677,7 @@ TEST_F(StateStoreTest, PutBaseReplacesExistingPair) {
 }
 
 // AbortBaseUpdate discards the writes of the update, and a later update still works.
-TEST_F(StateStoreTest, AbortBaseUpdateDiscardsWrites) {
+TEST_P(StateStoreTest, AbortBaseUpdateDiscardsWrites) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   PutBases(*store, kPages, {Base(int64_t{1}, int64_t{1}, 1, {1})});
@@ -639,7 +694,7 @@ TEST_F(StateStoreTest, AbortBaseUpdateDiscardsWrites) {
 }
 
 // DeleteBase removes one pair's base and leaves the others.
-TEST_F(StateStoreTest, DeleteBaseRemovesOnePair) {
+TEST_P(StateStoreTest, DeleteBaseRemovesOnePair) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   PutBases(*store, kPages,
@@ -655,7 +710,7 @@ TEST_F(StateStoreTest, DeleteBaseRemovesOnePair) {
 }
 
 // Base writes may run while a scan cursor is open; the cursor still finishes.
-TEST_F(StateStoreTest, PutBaseWhileScanCursorIsOpen) {
+TEST_P(StateStoreTest, PutBaseWhileScanCursorIsOpen) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   PutBases(*store, kPages,
@@ -678,10 +733,36 @@ TEST_F(StateStoreTest, PutBaseWhileScanCursorIsOpen) {
             (std::vector<std::string>{"int 1/int 1", "int 2/int 2", "int 7/int 7"}));
 }
 
+// A scan longer than one fetch yields every equal-ID pair in SQLite's order (integers by value,
+// negative ones first, then text by bytes); the last put of a pair in one update wins.
+TEST_P(StateStoreTest, LongScanYieldsEveryBaseInOrder) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  constexpr int kBases = 25000;
+  std::vector<SyncBase> bases;
+  for (int i = 0; i < kBases; ++i) {
+    const int64_t id = (int64_t{i} * 7919) % kBases - 100;  // a permutation, some negative
+    bases.push_back(Base(id, id, static_cast<uint64_t>(i), {static_cast<uint64_t>(i)}));
+  }
+  bases.push_back(Base(std::string("b"), std::string("b"), 1, {}));
+  bases.push_back(Base(std::string("B"), std::string("B"), 2, {}));
+  bases.push_back(Base(int64_t{5}, int64_t{5}, 999, {9}));
+  PutBases(*store, kPages, bases);
+  const std::vector<SyncBase> scanned = ScanAll(*store, kPages);
+  ASSERT_EQ(scanned.size(), static_cast<size_t>(kBases + 2));
+  for (size_t i = 1; i < scanned.size(); ++i) {
+    ASSERT_TRUE(CompareValues(scanned[i - 1].prod_id, scanned[i].prod_id) < 0)
+        << Show(scanned[i - 1].prod_id) << " before " << Show(scanned[i].prod_id);
+  }
+  EXPECT_EQ(Show(scanned.front().prod_id), "int -100");
+  EXPECT_EQ(Show(scanned[kBases].prod_id), "text 'B'");
+  EXPECT_EQ(scanned[105].hash, 999u);  // ID 5
+}
+
 // --- Comparisons ---
 
 // Every field of a comparison and of its changes comes back as saved.
-TEST_F(StateStoreTest, ComparisonRoundTripsEveryField) {
+TEST_P(StateStoreTest, ComparisonRoundTripsEveryField) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   const Comparison saved = FullComparison("c-1");
@@ -716,7 +797,7 @@ TEST_F(StateStoreTest, ComparisonRoundTripsEveryField) {
 }
 
 // Child-row JSON comes back as the text it was, keys in column order (as record.cc builds it).
-TEST_F(StateStoreTest, ChildRowJsonKeepsItsText) {
+TEST_P(StateStoreTest, ChildRowJsonKeepsItsText) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   Comparison saved = FullComparison("c-1");
@@ -730,7 +811,7 @@ TEST_F(StateStoreTest, ChildRowJsonKeepsItsText) {
 
 // Text that is not UTF-8 (a BLOB travelling as TEXT) does not break storing a comparison: the
 // shown value carries U+FFFD for the bytes JSON cannot hold (decision in docs/DESIGN.md).
-TEST_F(StateStoreTest, NonUtf8TextIsStoredForDisplay) {
+TEST_P(StateStoreTest, NonUtf8TextIsStoredForDisplay) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   Comparison saved = FullComparison("c-1");
@@ -748,7 +829,7 @@ TEST_F(StateStoreTest, NonUtf8TextIsStoredForDisplay) {
 }
 
 // Saving a comparison whose ID is taken is InvalidArgument and keeps the first one.
-TEST_F(StateStoreTest, SavingSameComparisonIdTwiceIsInvalidArgument) {
+TEST_P(StateStoreTest, SavingSameComparisonIdTwiceIsInvalidArgument) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->SaveComparison(FullComparison("c-1")).ok());
@@ -765,7 +846,7 @@ TEST_F(StateStoreTest, SavingSameComparisonIdTwiceIsInvalidArgument) {
 }
 
 // Loading an unknown comparison is NotFound naming the ID.
-TEST_F(StateStoreTest, LoadUnknownComparisonIsNotFound) {
+TEST_P(StateStoreTest, LoadUnknownComparisonIsNotFound) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   auto loaded = store->LoadComparison("no-such-comparison");
@@ -775,7 +856,7 @@ TEST_F(StateStoreTest, LoadUnknownComparisonIsNotFound) {
 }
 
 // ListComparisons lists every comparison, oldest first, with its counts per tab.
-TEST_F(StateStoreTest, ListComparisonsListsWithCounts) {
+TEST_P(StateStoreTest, ListComparisonsListsWithCounts) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   Comparison later = FullComparison("c-later");
@@ -874,7 +955,7 @@ void ExpectSameRunHead(const SyncRun& expected, const SyncRun& actual) {
 }
 
 // A sync comes back with its records (pre-images, hashes, bases, NULL sides) and files.
-TEST_F(StateStoreTest, SyncRoundTripsRecordsAndFiles) {
+TEST_P(StateStoreTest, SyncRoundTripsRecordsAndFiles) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   const SyncRun saved = FullSync("s-1");
@@ -896,7 +977,7 @@ TEST_F(StateStoreTest, SyncRoundTripsRecordsAndFiles) {
 }
 
 // Saving a sync again replaces its head, records and files.
-TEST_F(StateStoreTest, SavingSyncAgainReplacesRecords) {
+TEST_P(StateStoreTest, SavingSyncAgainReplacesRecords) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   SyncRun run = FullSync("s-1");
@@ -919,7 +1000,7 @@ TEST_F(StateStoreTest, SavingSyncAgainReplacesRecords) {
 }
 
 // ListSyncs returns every run, oldest first, without records or files.
-TEST_F(StateStoreTest, ListSyncsReturnsRunsWithoutRecords) {
+TEST_P(StateStoreTest, ListSyncsReturnsRunsWithoutRecords) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   SyncRun later = FullSync("s-later");
@@ -941,13 +1022,604 @@ TEST_F(StateStoreTest, ListSyncsReturnsRunsWithoutRecords) {
 }
 
 // Loading an unknown sync is NotFound naming the ID.
-TEST_F(StateStoreTest, LoadUnknownSyncIsNotFound) {
+TEST_P(StateStoreTest, LoadUnknownSyncIsNotFound) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   auto loaded = store->LoadSync("no-such-sync");
   ASSERT_FALSE(loaded.ok());
   EXPECT_TRUE(loaded.status().IsNotFound()) << loaded.status().message();
   EXPECT_NE(loaded.status().message().find("no-such-sync"), std::string::npos);
+}
+
+// UpdateSyncStatus changes the head of a sync and leaves its records and files.
+TEST_P(StateStoreTest, UpdateSyncStatusKeepsRecordsAndFiles) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  SyncRun run = FullSync("s-1");
+  ASSERT_TRUE(store->SaveSync(run).ok());
+  run.status = "failure";
+  run.finished_at = "2024-05-01T11:00:09Z";
+  run.applied = R"({"conflicts":0})";
+  run.error = "the target went away";
+  const Status status = store->UpdateSyncStatus(run);
+  ASSERT_TRUE(status.ok()) << status.message();
+  auto loaded = store->LoadSync("s-1");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ExpectSameRunHead(run, *loaded);
+  EXPECT_EQ(loaded->records.size(), run.records.size());
+  EXPECT_EQ(loaded->files.size(), run.files.size());
+}
+
+// IDs keep their type: integer 7 and text '7' are different pairs, and a real comes back real,
+// in a base and in a sync's records.
+TEST_P(StateStoreTest, IdsKeepTheirType) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  PutBases(
+      *store, kSettings,
+      {Base(std::string("7"), std::string("7"), 2, {2}), Base(int64_t{7}, int64_t{7}, 1, {1})});
+  // (Reals are kept apart: the PostgreSQL store sorts them after integers, see its schema.)
+  PutBases(*store, "reals", {Base(1.5, 1.5, 3, {3})});
+  auto integer = store->FindBase(kSettings, int64_t{7}, int64_t{7});
+  auto text = store->FindBase(kSettings, std::string("7"), std::string("7"));
+  auto real = store->FindBase("reals", 1.5, 1.5);
+  ASSERT_TRUE(integer.ok() && text.ok() && real.ok());
+  ASSERT_TRUE(integer->has_value() && text->has_value() && real->has_value());
+  EXPECT_EQ((*integer)->hash, 1u);
+  EXPECT_EQ((*text)->hash, 2u);
+  ExpectSameBase(Base(1.5, 1.5, 3, {3}), **real);
+  EXPECT_EQ(IdsOf(ScanAll(*store, kSettings)),
+            (std::vector<std::string>{"int 7/int 7", "text '7'/text '7'"}));
+  EXPECT_EQ(IdsOf(ScanAll(*store, "reals")),
+            std::vector<std::string>{"real 1.500000/real 1.500000"});
+  SyncRun run = FullSync("s-1");
+  run.records = {SyncRecord{kSettings, "update", std::string("7"), 1.5, int64_t{-7}, "{}", "{}",
+                            std::nullopt, Base(std::string("7"), 1.5, 4, {})}};
+  ASSERT_TRUE(store->SaveSync(run).ok());
+  auto loaded = store->LoadSync("s-1");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ASSERT_EQ(loaded->records.size(), 1u);
+  ExpectSameRecord(run.records[0], loaded->records[0]);
+}
+
+// --- Change pages ---
+
+// A comparison of `n` changes cycling through the tabs, modules and keys the filter tests use.
+Comparison ManyChanges(const std::string& id, int n) {
+  Comparison c = FullComparison(id);
+  c.changes.clear();
+  c.changes.reserve(static_cast<size_t>(n));
+  const Tab tabs[] = {Tab::kConflicts, Tab::kNew, Tab::kModified, Tab::kDeleted};
+  for (int i = 0; i < n; ++i) {
+    Change change = ModifiedPageChange();
+    change.tab = tabs[i % 4];
+    change.source_id = int64_t{i};
+    change.target_id = int64_t{i};
+    change.module = i % 3 == 0 ? "gallery" : "cms";
+    change.table = i % 3 == 0 ? "gallery_files" : kPages;
+    change.key = "Page-" + std::to_string(i);
+    c.changes.push_back(std::move(change));
+  }
+  return c;
+}
+
+// A page lists a tab's changes in comparison order; the filter matches record, key or module,
+// ignoring case; the total counts every match, not only the page.
+TEST_P(StateStoreTest, ChangePageFiltersAndPages) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->SaveComparison(ManyChanges("c-1", 40)).ok());
+  // The modified tab holds changes 2, 6, 10, …, 38.
+  auto page = store->LoadChangePage("c-1", Tab::kModified, "", 2, 3);
+  ASSERT_TRUE(page.ok()) << page.status().message();
+  EXPECT_EQ(page->total, 10);
+  ASSERT_EQ(page->changes.size(), 3u);
+  EXPECT_EQ(Show(page->changes[0].source_id), "int 10");
+  EXPECT_EQ(Show(page->changes[2].source_id), "int 18");
+  // By key, whatever the case: page-1x and page-3x of the modified tab.
+  page = store->LoadChangePage("c-1", Tab::kModified, "PAGE-1", 0, 100);
+  ASSERT_TRUE(page.ok()) << page.status().message();
+  EXPECT_EQ(page->total, 3);  // 10, 14, 18
+  // By module: every third change is gallery (6, 18, 30 on the modified tab).
+  page = store->LoadChangePage("c-1", Tab::kModified, "GaLLery", 0, 2);
+  ASSERT_TRUE(page.ok()) << page.status().message();
+  EXPECT_EQ(page->total, 3);
+  ASSERT_EQ(page->changes.size(), 2u);
+  EXPECT_EQ(Show(page->changes[0].source_id), "int 6");
+  EXPECT_EQ(Show(page->changes[1].source_id), "int 18");
+  // By record (`T:ID`).
+  page = store->LoadChangePage("c-1", Tab::kModified, "cms_pages:22", 0, 10);
+  ASSERT_TRUE(page.ok()) << page.status().message();
+  EXPECT_EQ(page->total, 1);
+  // No match, an offset past the end, an unknown comparison: empty pages.
+  EXPECT_EQ(store->LoadChangePage("c-1", Tab::kModified, "nothing-like-it", 0, 10)->total, 0);
+  page = store->LoadChangePage("c-1", Tab::kModified, "", 50, 10);
+  ASSERT_TRUE(page.ok()) << page.status().message();
+  EXPECT_EQ(page->total, 10);
+  EXPECT_TRUE(page->changes.empty());
+  EXPECT_EQ(store->LoadChangePage("c-none", Tab::kNew, "", 0, 10)->total, 0);
+}
+
+// LoadChangeRefs lists every change's record and tab in comparison order; the header carries
+// the counts of every tab.
+TEST_P(StateStoreTest, ChangeRefsAndHeader) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->SaveComparison(FullComparison("c-1")).ok());
+  auto refs = store->LoadChangeRefs("c-1");
+  ASSERT_TRUE(refs.ok()) << refs.status().message();
+  EXPECT_EQ(*refs, (std::vector<std::pair<std::string, Tab>>{
+                       {"cms_pages:55", Tab::kConflicts},
+                       {"system_settings:integrations.mobile_app.home", Tab::kNew},
+                       {"cms_pages:57", Tab::kModified},
+                       {"cms_pages:12", Tab::kDeleted}}));
+  auto header = store->LoadComparisonHeader("c-1");
+  ASSERT_TRUE(header.ok()) << header.status().message();
+  EXPECT_TRUE(header->first.changes.empty());
+  EXPECT_EQ(header->first.from, "TEST");
+  EXPECT_EQ(header->second.conflicts, 1);
+  EXPECT_EQ(header->second.new_records, 1);
+  EXPECT_EQ(header->second.modified, 1);
+  EXPECT_EQ(header->second.deleted, 1);
+  auto missing = store->LoadComparisonHeader("c-none");
+  EXPECT_TRUE(missing.status().IsNotFound()) << missing.status().message();
+  EXPECT_NE(missing.status().message().find("c-none"), std::string::npos);
+}
+
+// Many changes (a large review) are saved in one go and paged; ENVSYNC_STORE_TEST_CHANGES sets
+// how many (the default keeps the suite quick) and prints how long the save took.
+TEST_P(StateStoreTest, ManyChangesAreSavedAndPaged) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const char* count = std::getenv("ENVSYNC_STORE_TEST_CHANGES");
+  const int n = count != nullptr ? std::atoi(count) : 20000;
+  const Comparison c = ManyChanges("c-big", n);
+  const auto start = std::chrono::steady_clock::now();
+  const Status status = store->SaveComparison(c);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+  ASSERT_TRUE(status.ok()) << status.message();
+  if (count != nullptr)
+    std::fprintf(stderr, "SaveComparison(%d changes): %lld ms\n", n, static_cast<long long>(took));
+  auto page = store->LoadChangePage("c-big", Tab::kNew, "", n / 8, 2);
+  ASSERT_TRUE(page.ok()) << page.status().message();
+  EXPECT_EQ(page->total, n / 4);
+  ASSERT_EQ(page->changes.size(), 2u);
+  EXPECT_EQ(Show(page->changes[0].source_id), "int " + std::to_string(n / 8 * 4 + 1));
+  auto refs = store->LoadChangeRefs("c-big");
+  ASSERT_TRUE(refs.ok()) << refs.status().message();
+  EXPECT_EQ(refs->size(), static_cast<size_t>(n));
+}
+
+// --- Jobs ---
+
+Job MakeJob(const std::string& id, const std::string& state, const std::string& created_at,
+            const std::string& run_at = "", const std::string& kind = "sync") {
+  Job job;
+  job.id = id;
+  job.kind = kind;
+  job.state = state;
+  job.created_at = created_at;
+  job.run_at = run_at;
+  job.started_by = "alice";
+  job.request = R"({"comparison_id":"c-1"})";
+  return job;
+}
+
+void ExpectSameJob(const Job& expected, const Job& actual) {
+  SCOPED_TRACE("job " + expected.id);
+  EXPECT_EQ(actual.id, expected.id);
+  EXPECT_EQ(actual.kind, expected.kind);
+  EXPECT_EQ(actual.state, expected.state);
+  EXPECT_EQ(actual.created_at, expected.created_at);
+  EXPECT_EQ(actual.run_at, expected.run_at);
+  EXPECT_EQ(actual.started_at, expected.started_at);
+  EXPECT_EQ(actual.finished_at, expected.finished_at);
+  EXPECT_EQ(actual.started_by, expected.started_by);
+  EXPECT_EQ(actual.request, expected.request);
+  EXPECT_EQ(actual.result, expected.result);
+  EXPECT_EQ(actual.error, expected.error);
+  EXPECT_EQ(actual.runner, expected.runner);
+}
+
+// Every field of a job comes back; saving it again replaces it; jobs list oldest first.
+TEST_P(StateStoreTest, JobsRoundTripReplaceAndList) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Job later = MakeJob("j-later", "scheduled", "2024-05-02T00:00:00Z", "2024-05-03T00:00:00Z");
+  Job earlier = MakeJob("j-earlier", "queued", "2024-05-01T00:00:00Z");
+  ASSERT_TRUE(store->SaveJob(later).ok());
+  ASSERT_TRUE(store->SaveJob(earlier).ok());
+  earlier.state = "failed";
+  earlier.started_at = "2024-05-01T00:00:01Z";
+  earlier.finished_at = "2024-05-01T00:00:02Z";
+  earlier.result = R"({"status":"failure"})";
+  earlier.error = "PROD is down";
+  earlier.runner = "host-1:4242";
+  const Status saved = store->SaveJob(earlier);
+  ASSERT_TRUE(saved.ok()) << saved.message();
+  auto loaded = store->LoadJob("j-earlier");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ExpectSameJob(earlier, *loaded);
+  auto list = store->ListJobs();
+  ASSERT_TRUE(list.ok()) << list.status().message();
+  ASSERT_EQ(list->size(), 2u);
+  ExpectSameJob(earlier, (*list)[0]);
+  ExpectSameJob(later, (*list)[1]);
+  auto missing = store->LoadJob("j-none");
+  EXPECT_TRUE(missing.status().IsNotFound()) << missing.status().message();
+  EXPECT_NE(missing.status().message().find("j-none"), std::string::npos);
+}
+
+// SaveJobIf saves only while the stored state is one of those listed, and says whether it did.
+TEST_P(StateStoreTest, SaveJobIfSavesOnlyFromListedStates) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Job job = MakeJob("j-1", "queued", "2024-05-01T00:00:00Z");
+  ASSERT_TRUE(store->SaveJob(job).ok());
+  job.state = "cancelled";
+  auto saved = store->SaveJobIf(job, {"queued", "scheduled"});
+  ASSERT_TRUE(saved.ok()) << saved.status().message();
+  EXPECT_TRUE(*saved);
+  job.state = "running";
+  saved = store->SaveJobIf(job, {"queued", "scheduled"});
+  ASSERT_TRUE(saved.ok()) << saved.status().message();
+  EXPECT_FALSE(*saved);
+  saved = store->SaveJobIf(job, {});
+  ASSERT_TRUE(saved.ok()) << saved.status().message();
+  EXPECT_FALSE(*saved);
+  saved = store->SaveJobIf(MakeJob("j-none", "running", "x"), {"queued"});
+  ASSERT_TRUE(saved.ok()) << saved.status().message();
+  EXPECT_FALSE(*saved);
+  EXPECT_EQ(store->LoadJob("j-1")->state, "cancelled");
+}
+
+constexpr char kNow[] = "2024-06-01T10:00:00Z";
+
+// ClaimDueJob takes the oldest due job (queued, or scheduled and due), returns it as it was and
+// stores it as running since `now` for the runner; jobs not due, running or ended stay.
+TEST_P(StateStoreTest, ClaimDueJobTakesOldestDueJob) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Job running = MakeJob("j-running", "running", "2024-01-01T00:00:00Z");
+  running.runner = "other";
+  running.started_at = "2024-01-01T00:00:05Z";
+  const Job cancelled = MakeJob("j-cancelled", "cancelled", "2024-01-01T00:01:00Z");
+  const Job not_due =
+      MakeJob("j-not-due", "scheduled", "2024-01-01T00:02:00Z", "2024-06-01T12:00:00Z");
+  const Job queued = MakeJob("j-queued", "queued", "2024-01-01T00:03:00Z");
+  const Job due = MakeJob("j-due", "scheduled", "2024-01-01T00:04:00Z", "2024-06-01T09:00:00Z");
+  for (const Job& job : {running, cancelled, not_due, queued, due}) {
+    ASSERT_TRUE(store->SaveJob(job).ok());
+  }
+
+  auto claimed = store->ClaimDueJob("", kNow, "runner-1");
+  ASSERT_TRUE(claimed.ok()) << claimed.status().message();
+  ASSERT_TRUE(claimed->has_value());
+  ExpectSameJob(queued, **claimed);
+  Job stored = queued;
+  stored.state = "running";
+  stored.started_at = kNow;
+  stored.runner = "runner-1";
+  ExpectSameJob(stored, *store->LoadJob("j-queued"));
+
+  claimed = store->ClaimDueJob("", kNow, "runner-2");
+  ASSERT_TRUE(claimed.ok()) << claimed.status().message();
+  ASSERT_TRUE(claimed->has_value());
+  ExpectSameJob(due, **claimed);
+  EXPECT_EQ(store->LoadJob("j-due")->runner, "runner-2");
+
+  claimed = store->ClaimDueJob("", kNow, "runner-1");
+  ASSERT_TRUE(claimed.ok()) << claimed.status().message();
+  EXPECT_FALSE(claimed->has_value());
+  ExpectSameJob(running, *store->LoadJob("j-running"));
+  ExpectSameJob(cancelled, *store->LoadJob("j-cancelled"));
+  ExpectSameJob(not_due, *store->LoadJob("j-not-due"));
+
+  // At its run_at a scheduled job is due.
+  claimed = store->ClaimDueJob("", "2024-06-01T12:00:00Z", "runner-1");
+  ASSERT_TRUE(claimed.ok()) << claimed.status().message();
+  ASSERT_TRUE(claimed->has_value());
+  EXPECT_EQ((*claimed)->id, "j-not-due");
+  EXPECT_EQ((*claimed)->state, "scheduled");
+}
+
+// An empty store has nothing to claim.
+TEST_P(StateStoreTest, ClaimDueJobOnEmptyStoreIsNothing) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto claimed = store->ClaimDueJob("sync", kNow, "runner-1");
+  ASSERT_TRUE(claimed.ok()) << claimed.status().message();
+  EXPECT_FALSE(claimed->has_value());
+}
+
+// ClaimDueJob claims only jobs of `kind` unless it is ""; jobs as old as each other go by ID.
+TEST_P(StateStoreTest, ClaimDueJobHonoursKind) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->SaveJob(MakeJob("j-b", "queued", "2024-01-01T00:00:00Z", "", "compare")).ok());
+  ASSERT_TRUE(store->SaveJob(MakeJob("j-a", "queued", "2024-01-01T00:00:00Z", "", "compare")).ok());
+  ASSERT_TRUE(store->SaveJob(MakeJob("j-sync", "queued", "2024-01-02T00:00:00Z")).ok());
+  auto claimed = store->ClaimDueJob("other", kNow, "r");
+  ASSERT_TRUE(claimed.ok()) << claimed.status().message();
+  EXPECT_FALSE(claimed->has_value());
+  claimed = store->ClaimDueJob("sync", kNow, "r");
+  ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status().message();
+  EXPECT_EQ((*claimed)->id, "j-sync");
+  claimed = store->ClaimDueJob("", kNow, "r");
+  ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status().message();
+  EXPECT_EQ((*claimed)->id, "j-a");
+  claimed = store->ClaimDueJob("compare", kNow, "r");
+  ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status().message();
+  EXPECT_EQ((*claimed)->id, "j-b");
+  claimed = store->ClaimDueJob("", kNow, "r");
+  ASSERT_TRUE(claimed.ok()) << claimed.status().message();
+  EXPECT_FALSE(claimed->has_value());
+}
+
+// --- Messages ---
+
+Message MakeMessage(const std::string& user, const std::string& title) {
+  Message m;
+  m.user = user;
+  m.created_at = "2024-05-01T00:00:00Z";
+  m.title = title;
+  m.body = "body of " + title;
+  m.job_id = "j-1";
+  return m;
+}
+
+// Messages get increasing IDs and list newest first, per user or for everyone; a message is
+// marked read only for its own user.
+TEST_P(StateStoreTest, MessagesListNewestFirstAndMarkRead) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto first = store->AddMessage(MakeMessage("alice", "first"));
+  auto second = store->AddMessage(MakeMessage("bob", "second"));
+  Message read = MakeMessage("alice", "third");
+  read.read = true;
+  auto third = store->AddMessage(read);
+  ASSERT_TRUE(first.ok() && second.ok() && third.ok()) << first.status().message();
+  EXPECT_LT(*first, *second);
+  EXPECT_LT(*second, *third);
+
+  auto alice = store->ListMessages("alice");
+  ASSERT_TRUE(alice.ok()) << alice.status().message();
+  ASSERT_EQ(alice->size(), 2u);
+  EXPECT_EQ((*alice)[0].id, *third);
+  EXPECT_EQ((*alice)[0].title, "third");
+  EXPECT_TRUE((*alice)[0].read);
+  EXPECT_EQ((*alice)[1].id, *first);
+  EXPECT_EQ((*alice)[1].user, "alice");
+  EXPECT_EQ((*alice)[1].body, "body of first");
+  EXPECT_EQ((*alice)[1].job_id, "j-1");
+  EXPECT_EQ((*alice)[1].created_at, "2024-05-01T00:00:00Z");
+  EXPECT_FALSE((*alice)[1].read);
+  auto everyone = store->ListMessages("");
+  ASSERT_TRUE(everyone.ok());
+  ASSERT_EQ(everyone->size(), 3u);
+  EXPECT_EQ((*everyone)[1].user, "bob");
+
+  ASSERT_TRUE(store->MarkMessageRead(*first, "alice").ok());
+  EXPECT_TRUE(store->ListMessages("alice")->back().read);
+  const Status other = store->MarkMessageRead(*second, "alice");
+  EXPECT_TRUE(other.IsNotFound()) << other.message();
+  EXPECT_TRUE(store->MarkMessageRead(*third + 100, "alice").IsNotFound());
+  EXPECT_FALSE(store->ListMessages("bob")->front().read);
+}
+
+// --- Users, sessions, audit, selections ---
+
+// Users come back by e-mail, listed in e-mail order; saving one again replaces it.
+TEST_P(StateStoreTest, UsersRoundTripAndReplace) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const User bob{"bob@example.com", "viewer", "pbkdf2$1$b", "UTC", "2024-05-01T00:00:00Z"};
+  User alice{"alice@example.com", "admin", "pbkdf2$1$a", "Europe/Berlin", "2024-05-02T00:00:00Z"};
+  ASSERT_TRUE(store->SaveUser(bob).ok());
+  ASSERT_TRUE(store->SaveUser(alice).ok());
+  alice.role = "operator";
+  ASSERT_TRUE(store->SaveUser(alice).ok());
+  auto found = store->FindUser("alice@example.com");
+  ASSERT_TRUE(found.ok()) << found.status().message();
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->role, "operator");
+  EXPECT_EQ((*found)->password_hash, "pbkdf2$1$a");
+  EXPECT_EQ((*found)->time_zone, "Europe/Berlin");
+  EXPECT_EQ((*found)->created_at, "2024-05-02T00:00:00Z");
+  EXPECT_FALSE(store->FindUser("carol@example.com")->has_value());
+  auto list = store->ListUsers();
+  ASSERT_TRUE(list.ok()) << list.status().message();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].email, "alice@example.com");
+  EXPECT_EQ((*list)[1].email, "bob@example.com");
+}
+
+// Sessions are found by token hash and forgotten one by one, per user or when they ended.
+TEST_P(StateStoreTest, SessionsFindDeleteAndExpire) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->SaveUser({"alice@example.com", "admin", "h", "UTC", "t"}).ok());
+  ASSERT_TRUE(store->SaveUser({"bob@example.com", "viewer", "h", "UTC", "t"}).ok());
+  const Session a1{"hash-a1", "alice@example.com", "csrf-a1", "2024-05-01T00:00:00Z",
+                   "2024-05-02T00:00:00Z"};
+  const Session a2{"hash-a2", "alice@example.com", "csrf-a2", "2024-05-01T00:00:00Z",
+                   "2024-05-09T00:00:00Z"};
+  const Session b1{"hash-b1", "bob@example.com", "csrf-b1", "2024-05-01T00:00:00Z",
+                   "2024-05-09T00:00:00Z"};
+  const Session b2{"hash-b2", "bob@example.com", "csrf-b2", "2024-05-01T00:00:00Z",
+                   "2024-05-03T00:00:00Z"};
+  for (const Session& s : {a1, a2, b1, b2}) ASSERT_TRUE(store->SaveSession(s).ok());
+  auto found = store->FindSession("hash-a1");
+  ASSERT_TRUE(found.ok()) << found.status().message();
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->email, "alice@example.com");
+  EXPECT_EQ((*found)->csrf_token, "csrf-a1");
+  EXPECT_EQ((*found)->created_at, "2024-05-01T00:00:00Z");
+  EXPECT_EQ((*found)->expires_at, "2024-05-02T00:00:00Z");
+  ASSERT_TRUE(store->DeleteSession("hash-a1").ok());
+  EXPECT_FALSE(store->FindSession("hash-a1")->has_value());
+  ASSERT_TRUE(store->DeleteSessionsOf("alice@example.com").ok());
+  EXPECT_FALSE(store->FindSession("hash-a2")->has_value());
+  EXPECT_TRUE(store->FindSession("hash-b1")->has_value());
+  ASSERT_TRUE(store->DeleteExpiredSessions("2024-05-03T00:00:00Z").ok());
+  EXPECT_FALSE(store->FindSession("hash-b2")->has_value());
+  EXPECT_TRUE(store->FindSession("hash-b1")->has_value());
+  // A session needs its user.
+  EXPECT_FALSE(store->SaveSession({"hash-c", "carol@example.com", "c", "t", "t"}).ok());
+}
+
+// The audit log lists oldest first with increasing IDs; an empty detail is stored as {}.
+TEST_P(StateStoreTest, AuditListsOldestFirst) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store
+                  ->AddAudit({0, "2024-05-02T00:00:00Z", "alice", "sync.schedule", "c-1",
+                              R"({"records":["cms_pages:1"]})"})
+                  .ok());
+  ASSERT_TRUE(store->AddAudit({0, "2024-05-01T00:00:00Z", "bob", "login.failed", "bob", ""}).ok());
+  auto list = store->ListAudit();
+  ASSERT_TRUE(list.ok()) << list.status().message();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_LT((*list)[0].id, (*list)[1].id);
+  EXPECT_EQ((*list)[0].at, "2024-05-02T00:00:00Z");
+  EXPECT_EQ((*list)[0].user, "alice");
+  EXPECT_EQ((*list)[0].action, "sync.schedule");
+  EXPECT_EQ((*list)[0].target, "c-1");
+  EXPECT_EQ((*list)[0].detail, R"({"records":["cms_pages:1"]})");
+  EXPECT_EQ((*list)[1].detail, "{}");
+}
+
+// A comparison's selection is "" until saved, then the last one saved.
+TEST_P(StateStoreTest, SelectionsRoundTrip) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->SaveComparison(FullComparison("c-1")).ok());
+  auto none = store->LoadSelection("c-1");
+  ASSERT_TRUE(none.ok()) << none.status().message();
+  EXPECT_EQ(*none, "");
+  ASSERT_TRUE(store->SaveSelection("c-1", R"({"selected":["cms_pages:55"]})").ok());
+  ASSERT_TRUE(store->SaveSelection("c-1", R"({"selected":[]})").ok());
+  EXPECT_EQ(*store->LoadSelection("c-1"), R"({"selected":[]})");
+  EXPECT_EQ(*store->LoadSelection("c-2"), "");
+}
+
+// --- PostgreSQL only ---
+
+// The password in `uri` (postgresql://user:password@host/…), "" when there is none.
+std::string PasswordOf(const std::string& uri) {
+  const size_t scheme = uri.find("://");
+  const size_t at = uri.find('@');
+  const size_t colon = uri.find(':', scheme + 3);
+  if (scheme == std::string::npos || at == std::string::npos || colon > at) return "";
+  return uri.substr(colon + 1, at - colon - 1);
+}
+
+// Claimers on several connections at once (one store per thread) never claim the same job, and
+// together they claim every due job.
+TEST_F(PostgresStateStoreTest, ConcurrentClaimersNeverShareAJob) {
+  constexpr int kJobs = 200;
+  constexpr int kThreads = 4;
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < kJobs; ++i) {
+      const std::string id = "j-" + std::to_string(1000 + i);
+      ASSERT_TRUE(store->SaveJob(MakeJob(id, "queued", "2024-01-01T00:00:00Z")).ok());
+    }
+  }
+  std::vector<std::unique_ptr<StateStore>> stores;
+  for (int t = 0; t < kThreads; ++t) {
+    stores.push_back(Open());
+    ASSERT_NE(stores.back(), nullptr);
+  }
+  std::mutex mutex;
+  std::vector<std::pair<std::string, std::string>> claims;  // job, runner
+  std::vector<std::string> errors;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string runner = "runner-" + std::to_string(t);
+      while (true) {
+        auto claimed = stores[static_cast<size_t>(t)]->ClaimDueJob("", kNow, runner);
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!claimed.ok()) {
+          errors.push_back(claimed.status().message());
+          return;
+        }
+        if (!claimed->has_value()) return;
+        claims.emplace_back((*claimed)->id, runner);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(claims.size(), static_cast<size_t>(kJobs));
+  std::set<std::string> distinct;
+  for (const auto& [job, runner] : claims) distinct.insert(job);
+  EXPECT_EQ(distinct.size(), static_cast<size_t>(kJobs));
+  for (const auto& [job, runner] : claims) {
+    auto stored = stores[0]->LoadJob(job);
+    ASSERT_TRUE(stored.ok()) << stored.status().message();
+    EXPECT_EQ(stored->state, "running");
+    EXPECT_EQ(stored->runner, runner) << job;
+  }
+}
+
+// Stores opened at once on a fresh database all end up with one schema.
+TEST_F(PostgresStateStoreTest, StoresOpeningAFreshDatabaseAtOnceShareOneSchema) {
+  constexpr int kOpeners = 4;
+  std::vector<Status> results(kOpeners);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kOpeners; ++i) {
+    threads.emplace_back(
+        [&, i] { results[static_cast<size_t>(i)] = OpenStateStore(location_).status(); });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const Status& status : results) EXPECT_TRUE(status.ok()) << status.message();
+  envsync::testing::Pg pg(location_);
+  EXPECT_EQ(pg.Run("SELECT version FROM envsync_schema"),
+            std::to_string(kStateSchemaVersion) + "|\n");
+}
+
+// A database whose schema is newer than this envsync is refused as InvalidArgument naming the
+// server without its password and the version, and is left as it was.
+TEST_F(PostgresStateStoreTest, NewerSchemaIsRefusedNamingServerWithoutPassword) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->SaveJob(MakeJob("j-1", "queued", "2024-01-01T00:00:00Z")).ok());
+  }
+  envsync::testing::Pg pg(location_);
+  pg.Run("UPDATE envsync_schema SET version = 99");
+  auto store = OpenStateStore(location_);
+  ASSERT_FALSE(store.ok());
+  const std::string& message = store.status().message();
+  EXPECT_TRUE(store.status().IsInvalidArgument()) << message;
+  EXPECT_NE(message.find(RedactUri(location_)), std::string::npos) << message;
+  EXPECT_NE(message.find("99"), std::string::npos) << message;
+  const std::string password = PasswordOf(location_);
+  ASSERT_FALSE(password.empty()) << location_;
+  EXPECT_EQ(message.find(password), std::string::npos) << message;
+  EXPECT_EQ(pg.Run("SELECT version FROM envsync_schema"), "99|\n");
+  EXPECT_EQ(pg.Run("SELECT count(*) FROM jobs"), "1|\n");
+}
+
+// A wrong password is Unavailable naming the store, and the password is not in the message.
+TEST_F(PostgresStateStoreTest, WrongPasswordIsUnavailableWithoutEchoingIt) {
+  const std::string password = PasswordOf(location_);
+  ASSERT_FALSE(password.empty()) << location_;
+  std::string uri = location_;
+  const std::string wrong = "not-the-password-4711";
+  uri.replace(uri.find(":" + password + "@") + 1, password.size(), wrong);
+  auto store = OpenStateStore(uri);
+  ASSERT_FALSE(store.ok());
+  const std::string& message = store.status().message();
+  EXPECT_TRUE(store.status().IsUnavailable()) << message;
+  EXPECT_NE(message.find("state store"), std::string::npos) << message;
+  EXPECT_EQ(message.find(wrong), std::string::npos) << message;
+  EXPECT_EQ(message.find(password), std::string::npos) << message;
 }
 
 // --- json_codec ---

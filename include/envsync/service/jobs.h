@@ -45,10 +45,19 @@ struct JobHandlers {
   std::function<void(const store::Job&)> on_change;  // may be empty
   std::function<bool()> stop;                        // may be empty
   std::string kind;  // run only jobs of this kind ("compare" or "sync"); "" = all
+  // Where the state store is, for the work locks (see store::WorkLock); "" runs without them.
+  std::string state_location;
+  std::string runner;  // who claims the jobs (kept on each job)
+  // Takes the right to sync into a target environment (see Workspace::LockTarget), or gives
+  // null while another process holds it; may be empty (no target lock).
+  std::function<Result<std::shared_ptr<void>>(const std::string& target)> lock_target;
 };
 
-// Runs every job that is due (queued, or scheduled with its time come), oldest first. A sync
-// ends with a "Success: / FAILURE: Synchronization process" message for the user who asked for
+// Runs every job that is due (queued, or scheduled with its time come), oldest first, claiming
+// each with StateStore::ClaimDueJob so several processes sharing a store run each job once. With
+// a state location, each job runs under the store's job lock and a sync also under its target's
+// lock; a sync whose target another process holds goes back to waiting, and its user is told. A
+// sync ends with a "Success: / FAILURE: Synchronization process" message for the user who asked for
 // it (saying when it ran late), a comparison with "Comparison finished". A due sync that has to
 // wait for another one into the same environment is told so first. The job keeps how the mail
 // went. Returns the IDs of the jobs it ran.

@@ -39,12 +39,25 @@ class Workspace {
   const Manifest& manifest() const { return manifest_; }
 
   // Opens the state store and settles any sync a killed process left half-done (reporting each
-  // through `log`), so every caller sees the environments fully before or after each sync.
-  // With `lock`, the caller needs the work lock for itself (a sync or an undo) and is refused
-  // while another process holds it; without, interrupted syncs are settled only when no other
-  // process is running one.
+  // through `log`) when no other process is working on the store, so every caller sees the
+  // environments fully before or after each sync.
   Result<std::unique_ptr<store::StateStore>> OpenState(
-      const std::function<void(const std::string&)>& log, store::WorkLock* lock = nullptr) const;
+      const std::function<void(const std::string&)>& log) const;
+
+  // The right to write into one environment: the store's job lock (shared) and the target's
+  // lock (see store::WorkLock), held until destroyed.
+  struct TargetLock {
+    store::WorkLock job;
+    store::WorkLock target;
+  };
+  // Takes them without waiting, for a sync or an undo into `target`, and settles any sync into
+  // it that a killed process left half-done (only the holder of the target's lock may). Null
+  // while another process holds the target or the whole store (see TargetBusy).
+  Result<std::unique_ptr<TargetLock>> LockTarget(
+      store::StateStore& state, const std::string& target,
+      const std::function<void(const std::string&)>& log) const;
+  // Why LockTarget gave nothing, for the user.
+  static Status TargetBusy(const std::string& target);
 
   // Checks what a comparison would need (home, mode, environments, module names) without
   // opening anything. InvalidArgument naming the field at fault, written `<prefix><field>`
@@ -70,14 +83,14 @@ class Workspace {
                      const std::string& link_path) const;
 
   // Runs the jobs of `kind` ("compare" or "sync"; "" = both) that are due (queued, or
-  // scheduled with their time come), oldest first. For syncs the caller holds the work lock.
-  // `on_change` hears of each job as it starts and ends; `progress` of a comparison's progress;
-  // `stop` is asked between jobs.
+  // scheduled with their time come), oldest first, claimed for `runner` and under the work
+  // locks (see service::RunDueJobs). `on_change` hears of each job as it starts and ends;
+  // `progress` of a comparison's progress; `stop` is asked between jobs.
   Result<std::vector<std::string>> RunDueJobs(
       store::StateStore& state, const std::string& kind,
       const std::function<void(const store::Job&)>& on_change,
       const std::function<void(const std::string& job_id, const sync::CompareProgress&)>& progress,
-      const std::function<bool()>& stop) const;
+      const std::function<bool()>& stop, const std::string& runner) const;
 
  private:
   Workspace(Config config, Manifest manifest)

@@ -63,23 +63,35 @@ struct SyncRecord {
   std::optional<SyncBase> base_before;
 };
 
-// Held by the one process that may run a sync or undo, or settle an interrupted one, against a
-// state store: an exclusive lock on `<state>.lock`. The kernel releases it when the process
-// dies, so a killed sync never leaves it held.
+// Who may write through a state store, held as locks the operating system or the database
+// server releases when the holder dies, so a killed envsync never leaves one held:
+//  - the whole store, exclusively: settling interrupted syncs and jobs, an undo, a sync run from
+//    the CLI;
+//  - a job, shared: held while one job is claimed and run, so settling never takes a job that
+//    is still running for its worker to be "interrupted";
+//  - one target environment, exclusively: held by a sync into it.
+// With a SQLite store these are flock(2) locks on `<state>.lock` and `<state>.<target>.lock`;
+// with a PostgreSQL store they are session advisory locks on a connection the lock holds.
 class WorkLock {
  public:
-  WorkLock() = default;
+  WorkLock();
   WorkLock(const WorkLock&) = delete;
   WorkLock& operator=(const WorkLock&) = delete;
   ~WorkLock();
 
-  // Takes the lock without waiting. False when another process holds it; IoError when the
-  // lock file cannot be opened.
+  // Each takes its lock without waiting. False when another holder has it; IoError (a lock
+  // file) or Unavailable (the server) when it cannot be asked for. One WorkLock holds one lock.
   Result<bool> TryAcquire(const std::string& state_location);
-  bool held() const { return fd_ >= 0; }
+  Result<bool> TryAcquireJob(const std::string& state_location);
+  Result<bool> TryAcquireTarget(const std::string& state_location, const std::string& target);
+  bool held() const { return holder_ != nullptr; }
+  void Release();
+
+  struct Holder;
 
  private:
-  int fd_ = -1;
+  Result<bool> Take(const std::string& state_location, int kind, const std::string& target);
+  std::unique_ptr<Holder> holder_;
 };
 
 // One gallery file a sync put in place or moved away, with where it was staged and where
@@ -121,6 +133,7 @@ struct Job {
   std::string request;  // JSON: what to run
   std::string result;   // JSON: how it ended (a sync's outcome)
   std::string error;
+  std::string runner;  // the `envsync serve` process that claimed it ("" before)
 };
 
 // A message to a user, as the platform's Messages tab shows them.
@@ -231,6 +244,12 @@ class StateStore {
   // processes or threads never both move a job on (a cancel and the runner, say). True when it
   // was saved.
   virtual Result<bool> SaveJobIf(const Job& job, const std::vector<std::string>& states) = 0;
+  // Claims the oldest due job (queued, or scheduled with `run_at` <= `now`) of `kind` ("" = any)
+  // for `runner`: in one transaction it is stored as running since `now`. Two processes never
+  // claim the same job (PostgreSQL: FOR UPDATE SKIP LOCKED). Returns the job as it was before
+  // the claim, or nullopt when none is due.
+  virtual Result<std::optional<Job>> ClaimDueJob(const std::string& kind, const std::string& now,
+                                                 const std::string& runner) = 0;
   // NotFound naming the ID when there is no such job.
   virtual Result<Job> LoadJob(const std::string& id) = 0;
   // Every job, oldest first.
@@ -265,13 +284,14 @@ class StateStore {
   virtual Result<std::string> LoadSelection(const std::string& comparison_id) = 0;
 };
 
-// Opens (creating if needed) the state store at `location`, a SQLite path, and migrates its
-// schema forward. Unavailable naming the path when it cannot be opened or is corrupt;
+// Opens (creating if needed) the state store at `location`, a SQLite path or a PostgreSQL URI
+// (`postgresql://…`, whose database must exist), and migrates its schema forward. Unavailable
+// naming the path or the server (never a password) when it cannot be opened or is corrupt;
 // InvalidArgument when its schema is newer than this envsync knows.
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location);
 
 // The current version of the state store's schema.
-inline constexpr int kStateSchemaVersion = 5;
+inline constexpr int kStateSchemaVersion = 6;
 
 }  // namespace envsync::store
 

@@ -86,10 +86,12 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
 // Finishes or rolls back a sync that was interrupted (the process killed) between writing its
 // journal and finishing: when the target database committed, the files are put in place and
 // the base updated; otherwise the staged files are removed. `open` opens an environment by
-// name for writing. Returns the IDs of the syncs it settled.
+// name for writing. With `only_target`, only syncs into that environment are settled (the
+// caller holds its lock). Returns the IDs of the syncs it settled.
 Result<std::vector<std::string>> RecoverInterruptedSyncs(
     const Manifest& manifest, store::StateStore& state,
-    const std::function<Result<std::unique_ptr<store::Environment>>(const std::string&)>& open);
+    const std::function<Result<std::unique_ptr<store::Environment>>(const std::string&)>& open,
+    const std::string& only_target = "");
 
 }  // namespace envsync::sync
 

@@ -12,64 +12,14 @@
 #include <map>
 #include <set>
 
+#include "store/postgres/pg_connection.h"
+
 namespace envsync::store {
 namespace {
 
 // Type OIDs of the built-in types the platform's schema uses (pg_type.h).
 constexpr Oid kBool = 16, kInt8 = 20, kInt2 = 21, kInt4 = 23, kFloat4 = 700, kFloat8 = 701,
               kNumeric = 1700;
-
-std::string Quote(const std::string& identifier) {
-  std::string out = "\"";
-  for (char c : identifier) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
-// A PGresult freed when it goes out of scope.
-struct Result_ {
-  PGresult* r = nullptr;
-  explicit Result_(PGresult* result) : r(result) {}
-  Result_(const Result_&) = delete;
-  Result_& operator=(const Result_&) = delete;
-  Result_(Result_&& o) noexcept : r(o.r) { o.r = nullptr; }
-  Result_& operator=(Result_&& o) noexcept {
-    if (this != &o) {
-      if (r != nullptr) PQclear(r);
-      r = o.r;
-      o.r = nullptr;
-    }
-    return *this;
-  }
-  ~Result_() {
-    if (r != nullptr) PQclear(r);
-  }
-};
-
-// Parameters as libpq takes them: text, or null.
-struct Params {
-  std::vector<std::string> text;
-  std::vector<bool> null;
-  void Add(const Value& v) {
-    null.push_back(IsNull(v));
-    if (const auto* i = std::get_if<int64_t>(&v)) {
-      text.push_back(std::to_string(*i));
-    } else if (const auto* d = std::get_if<double>(&v)) {
-      text.push_back(fmt::format("{}", *d));
-    } else if (const auto* s = std::get_if<std::string>(&v)) {
-      text.push_back(*s);
-    } else {
-      text.emplace_back();
-    }
-  }
-  std::vector<const char*> Pointers() const {
-    std::vector<const char*> out;
-    for (size_t i = 0; i < text.size(); ++i) out.push_back(null[i] ? nullptr : text[i].c_str());
-    return out;
-  }
-};
 
 ValueView ViewOfField(PGresult* r, int row, int column) {
   ValueView v;
@@ -101,73 +51,12 @@ ValueView ViewOfField(PGresult* r, int row, int column) {
   }
 }
 
-class PgConnection {
- public:
-  ~PgConnection() {
-    if (conn_ != nullptr) PQfinish(conn_);
-  }
-  Status Open(const std::string& uri, const std::string& what) {
-    what_ = what;
-    conn_ = PQconnectdb(uri.c_str());
-    if (PQstatus(conn_) != CONNECTION_OK) {
-      std::string why = PQerrorMessage(conn_);
-      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-      return Status::Unavailable(fmt::format("{}: cannot connect: {}", what_, why));
-    }
-    return Exec("SET client_encoding = 'UTF8'; SET DateStyle = 'ISO'");
-  }
-
-  // Runs `sql` with `params`; the error names what was being done and the SQLSTATE.
-  Result<Result_> Query(const std::string& sql, const Params& params = {}) {
-    const std::vector<const char*> values = params.Pointers();
-    Result_ result(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                                values.data(), nullptr, nullptr, 0));
-    const ExecStatusType status = PQresultStatus(result.r);
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) return Error(result.r);
-    return result;
-  }
-
-  Status Exec(const std::string& sql) {
-    Result_ result(PQexec(conn_, sql.c_str()));
-    const ExecStatusType status = PQresultStatus(result.r);
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) return Error(result.r);
-    return Status::Ok();
-  }
-
-  Status Error(PGresult* r) const {
-    const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
-    std::string message = r != nullptr ? PQresultErrorMessage(r) : PQerrorMessage(conn_);
-    if (message.empty()) message = PQerrorMessage(conn_);
-    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
-    const std::string code = state != nullptr ? state : "";
-    if (PQstatus(conn_) == CONNECTION_BAD) {
-      return Status::Unavailable(
-          fmt::format("{}: the connection to the server was lost: {}", what_, message));
-    }
-    if (code == "55P03" || code == "40P01") {  // lock_not_available, deadlock_detected
-      return Status::Unavailable(fmt::format(
-          "{}: the database stayed locked (by the platform?) beyond the lock timeout; nothing was "
-          "written: try again later ({})",
-          what_, message));
-    }
-    return Status::Unavailable(fmt::format("{}: {}{}", what_, message,
-                                           code.empty() ? "" : " (SQLSTATE " + code + ")"));
-  }
-
-  bool InTransaction() const { return PQtransactionStatus(conn_) == PQTRANS_INTRANS; }
-  const std::string& what() const { return what_; }
-
- private:
-  PGconn* conn_ = nullptr;
-  std::string what_;
-};
-
 // Streams a query through a server-side cursor, `kBatch` rows per round trip, so a table is
 // never held whole in memory.
 class PgRowCursor : public RowCursor {
  public:
   static constexpr int kBatch = 10000;
-  PgRowCursor(PgConnection* conn, std::string cursor, size_t columns, Result_ first)
+  PgRowCursor(PgConnection* conn, std::string cursor, size_t columns, PgResult first)
       : conn_(conn), cursor_(std::move(cursor)), columns_(columns), batch_(std::move(first)) {
     streaming_ = !cursor_.empty();
   }
@@ -209,7 +98,7 @@ class PgRowCursor : public RowCursor {
   PgConnection* conn_;
   std::string cursor_;
   size_t columns_;
-  Result_ batch_;
+  PgResult batch_;
   bool streaming_ = false;
   bool fetched_ = false;
   int next_ = 0;
@@ -226,9 +115,7 @@ class PostgresEnvironment : public Environment {
         assets_(config.assets),
         access_(access) {}
 
-  Status Open() {
-    return conn_.Open(uri_, fmt::format("environment {} ({})", name_, location_));
-  }
+  Status Open() { return conn_.Open(uri_, fmt::format("environment {} ({})", name_, location_)); }
 
   const std::string& name() const override { return name_; }
   const std::string& location() const override { return location_; }
@@ -270,7 +157,8 @@ class PostgresEnvironment : public Environment {
       params.Add(request.filter->prefix);
       sql += " AND substr(" + Quote(request.filter->column) + ", 1, $1::int) = $2::text";
     }
-    for (const auto& [column, value] : request.equals) sql += Equals(request.table, column, value, &params);
+    for (const auto& [column, value] : request.equals)
+      sql += Equals(request.table, column, value, &params);
     if (!request.order_by.empty()) {
       sql += " ORDER BY ";
       for (size_t i = 0; i < request.order_by.size(); ++i) {
@@ -286,7 +174,7 @@ class PostgresEnvironment : public Environment {
       auto declared = conn_.Query("DECLARE " + cursor + " NO SCROLL CURSOR FOR " + sql, params);
       if (!declared.ok()) return declared.status().WithContext("table " + request.table);
       return std::unique_ptr<RowCursor>(
-          new PgRowCursor(&conn_, cursor, request.columns.size(), Result_(nullptr)));
+          new PgRowCursor(&conn_, cursor, request.columns.size(), PgResult(nullptr)));
     }
     auto rows = conn_.Query(sql, params);
     if (!rows.ok()) return rows.status().WithContext("table " + request.table);
@@ -325,19 +213,18 @@ class PostgresEnvironment : public Environment {
     }
     inserted_ids_.clear();
     // Row locks are taken as rows are written; lock_timeout bounds every wait for the platform.
-    ENVSYNC_RETURN_IF_ERROR(conn_.Exec(
-        fmt::format("BEGIN; SET LOCAL lock_timeout = '{}ms'; SET CONSTRAINTS ALL DEFERRED",
-                    kLockTimeoutMs)));
+    ENVSYNC_RETURN_IF_ERROR(conn_.Exec(fmt::format(
+        "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET CONSTRAINTS ALL DEFERRED", kLockTimeoutMs)));
     return Status::Ok();
   }
 
   Status Commit() override {
     // The platform's next insert must not collide with an ID this sync chose.
     for (const auto& [table, column] : inserted_ids_) {
-      auto moved = conn_.Query(fmt::format(
-          "SELECT setval(s::regclass, GREATEST((SELECT max({1}) FROM {0}), 1)) FROM "
-          "pg_get_serial_sequence($1, $2) AS s WHERE s IS NOT NULL",
-          Quote(table), Quote(column)),
+      auto moved = conn_.Query(
+          fmt::format("SELECT setval(s::regclass, GREATEST((SELECT max({1}) FROM {0}), 1)) FROM "
+                      "pg_get_serial_sequence($1, $2) AS s WHERE s IS NOT NULL",
+                      Quote(table), Quote(column)),
           [&] {
             Params p;
             p.Add(Quote(table));
@@ -388,10 +275,10 @@ class PostgresEnvironment : public Environment {
                           params.text.size(), CastFor(table, column));
     }
     params.Add(id);
-    auto done = conn_.Query(fmt::format("UPDATE {} SET {} WHERE {} = ${}{}", Quote(table), sets,
-                                        Quote(id_column), params.text.size(),
-                                        CastFor(table, id_column)),
-                            params);
+    auto done =
+        conn_.Query(fmt::format("UPDATE {} SET {} WHERE {} = ${}{}", Quote(table), sets,
+                                Quote(id_column), params.text.size(), CastFor(table, id_column)),
+                    params);
     if (!done.ok()) return done.status().WithContext("updating " + RecordRef(table, id));
     return Status::Ok();
   }
@@ -450,7 +337,8 @@ class PostgresEnvironment : public Environment {
                      Params* params) const {
     if (IsNull(value)) return " AND " + Quote(column) + " IS NULL";
     params->Add(value);
-    return fmt::format(" AND {} = ${}{}", Quote(column), params->text.size(), CastFor(table, column));
+    return fmt::format(" AND {} = ${}{}", Quote(column), params->text.size(),
+                       CastFor(table, column));
   }
 
   // A parameter's type, so text parameters compare with any column type.

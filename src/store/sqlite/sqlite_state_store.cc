@@ -1,7 +1,4 @@
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -9,6 +6,8 @@
 
 #include "envsync/store/json_codec.h"
 #include "envsync/store/state_store.h"
+#include "store/postgres/postgres_environment.h"
+#include "store/postgres/postgres_state_store.h"
 #include "store/sqlite/sqlite_db.h"
 
 namespace envsync::store {
@@ -160,6 +159,10 @@ ALTER TABLE changes ADD COLUMN record_key TEXT NOT NULL DEFAULT '';
 ALTER TABLE changes ADD COLUMN module TEXT NOT NULL DEFAULT '';
 UPDATE changes SET record_key = coalesce(json_extract(body, '$.key'), ''),
                    module = coalesce(json_extract(body, '$.module'), '');
+)sql",
+    // Jobs remember which `envsync serve` process claimed them.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN runner TEXT NOT NULL DEFAULT '';
 )sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -372,29 +375,25 @@ class SqliteStateStore : public StateStore {
 
   Status SaveJob(const Job& job) override {
     auto statement = writer_.Prepare(
-        "INSERT OR REPLACE INTO jobs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+        "INSERT OR REPLACE INTO jobs (id, kind, state, created_at, run_at, started_at, "
+        "finished_at, started_by, request, result, error, runner) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
     if (!statement.ok()) return statement.status();
-    const Value values[] = {job.id,      job.kind,       job.state,       job.created_at,
-                            job.run_at,  job.started_at, job.finished_at, job.started_by,
-                            job.request, job.result,     job.error};
-    for (int i = 0; i < 11; ++i) statement->Bind(i + 1, values[i]);
+    BindJob(*statement, job);
     return statement->Run();
   }
 
   Result<bool> SaveJobIf(const Job& job, const std::vector<std::string>& states) override {
     std::string in;
-    for (size_t i = 0; i < states.size(); ++i) in += fmt::format("{}?{}", i ? ", " : "", i + 12);
+    for (size_t i = 0; i < states.size(); ++i) in += fmt::format("{}?{}", i ? ", " : "", i + 13);
     auto statement = writer_.Prepare(fmt::format(
         "UPDATE jobs SET kind = ?2, state = ?3, created_at = ?4, run_at = ?5, started_at = ?6, "
-        "finished_at = ?7, started_by = ?8, request = ?9, result = ?10, error = ?11 "
+        "finished_at = ?7, started_by = ?8, request = ?9, result = ?10, error = ?11, runner = ?12 "
         "WHERE id = ?1 AND state IN ({})",
         in.empty() ? "NULL" : in));
     if (!statement.ok()) return statement.status();
-    const Value values[] = {job.id,      job.kind,       job.state,       job.created_at,
-                            job.run_at,  job.started_at, job.finished_at, job.started_by,
-                            job.request, job.result,     job.error};
-    for (int i = 0; i < 11; ++i) statement->Bind(i + 1, values[i]);
-    for (size_t i = 0; i < states.size(); ++i) statement->Bind(static_cast<int>(i) + 12, states[i]);
+    BindJob(*statement, job);
+    for (size_t i = 0; i < states.size(); ++i) statement->Bind(static_cast<int>(i) + 13, states[i]);
     ENVSYNC_RETURN_IF_ERROR(statement->Run());
     return sqlite3_changes(writer_.handle()) == 1;
   }
@@ -411,6 +410,19 @@ class SqliteStateStore : public StateStore {
     if (!statement.ok()) return statement.status();
     statement->Bind(1, email);
     return statement->Run();
+  }
+
+  Result<std::optional<Job>> ClaimDueJob(const std::string& kind, const std::string& now,
+                                         const std::string& runner) override {
+    // SQLite has one writer at a time: the immediate transaction is the row lock.
+    ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
+    auto claimed = ClaimInTransaction(kind, now, runner);
+    if (!claimed.ok()) {
+      (void)writer_.Exec("ROLLBACK");
+      return claimed;
+    }
+    ENVSYNC_RETURN_IF_ERROR(writer_.Exec("COMMIT"));
+    return claimed;
   }
 
   Result<Job> LoadJob(const std::string& id) override {
@@ -621,7 +633,8 @@ class SqliteStateStore : public StateStore {
   Result<std::pair<Comparison, TabCounts>> LoadComparisonHeader(const std::string& id) override {
     auto head = reader_.Prepare(
         "SELECT id, created_at, from_env, to_env, mode, modules, folders, forced, warnings, "
-        "records_compared, conflicts, new_records, modified, deleted FROM comparisons WHERE id = ?1");
+        "records_compared, conflicts, new_records, modified, deleted FROM comparisons WHERE id = "
+        "?1");
     if (!head.ok()) return head.status();
     head->Bind(1, id);
     Status status;
@@ -680,8 +693,8 @@ class SqliteStateStore : public StateStore {
     Status status;
     if (count->Step(&status)) page.total = std::get<int64_t>(count->Column(0));
     if (!status.ok()) return status.WithContext(reader_.what());
-    auto rows = reader_.Prepare(std::string("SELECT body ") + where +
-                                " ORDER BY seq LIMIT ?4 OFFSET ?5");
+    auto rows =
+        reader_.Prepare(std::string("SELECT body ") + where + " ORDER BY seq LIMIT ?4 OFFSET ?5");
     if (!rows.ok()) return rows.status();
     rows->Bind(1, id);
     rows->Bind(2, std::string(TabName(tab)));
@@ -773,23 +786,61 @@ class SqliteStateStore : public StateStore {
     return out;
   }
 
+  static constexpr const char* kJobColumns =
+      "id, kind, state, created_at, run_at, started_at, finished_at, started_by, request, result, "
+      "error, runner";
+
+  static void BindJob(SqliteStatement& statement, const Job& job) {
+    const Value values[] = {job.id,      job.kind,       job.state,       job.created_at,
+                            job.run_at,  job.started_at, job.finished_at, job.started_by,
+                            job.request, job.result,     job.error,       job.runner};
+    for (int i = 0; i < 12; ++i) statement.Bind(i + 1, values[i]);
+  }
+
+  static Job ReadJob(const SqliteStatement& row) {
+    Job j;
+    std::string* fields[] = {&j.id,      &j.kind,       &j.state,       &j.created_at,
+                             &j.run_at,  &j.started_at, &j.finished_at, &j.started_by,
+                             &j.request, &j.result,     &j.error,       &j.runner};
+    for (int i = 0; i < 12; ++i) *fields[i] = std::get<std::string>(row.Column(i));
+    return j;
+  }
+
+  Result<std::optional<Job>> ClaimInTransaction(const std::string& kind, const std::string& now,
+                                                const std::string& runner) {
+    auto due = writer_.Prepare(fmt::format(
+        "SELECT {} FROM jobs WHERE (state = 'queued' OR (state = 'scheduled' AND run_at <= ?1)) "
+        "AND (?2 = '' OR kind = ?2) ORDER BY created_at, id LIMIT 1",
+        kJobColumns));
+    if (!due.ok()) return due.status();
+    due->Bind(1, now);
+    due->Bind(2, kind);
+    Status status;
+    if (!due->Step(&status)) {
+      if (!status.ok()) return status.WithContext(writer_.what());
+      return std::optional<Job>();
+    }
+    Job job = ReadJob(*due);
+    due = Result<SqliteStatement>(SqliteStatement());
+    auto claim = writer_.Prepare(
+        "UPDATE jobs SET state = 'running', started_at = ?2, runner = ?3 WHERE id = ?1");
+    if (!claim.ok()) return claim.status();
+    claim->Bind(1, job.id);
+    claim->Bind(2, now);
+    claim->Bind(3, runner);
+    ENVSYNC_RETURN_IF_ERROR(claim->Run());
+    return std::optional<Job>(std::move(job));
+  }
+
   Result<std::vector<Job>> ReadJobs(const std::string& id, bool all) {
-    auto rows = reader_.Prepare(
-        "SELECT id, kind, state, created_at, run_at, started_at, finished_at, started_by, "
-        "request, result, error FROM jobs WHERE ?2 = 1 OR id = ?1 ORDER BY created_at, id");
+    auto rows = reader_.Prepare(fmt::format(
+        "SELECT {} FROM jobs WHERE ?2 = 1 OR id = ?1 ORDER BY created_at, id", kJobColumns));
     if (!rows.ok()) return rows.status();
     rows->Bind(1, id);
     rows->Bind(2, static_cast<int64_t>(all ? 1 : 0));
     std::vector<Job> out;
     Status status;
-    while (rows->Step(&status)) {
-      Job j;
-      std::string* fields[] = {&j.id,      &j.kind,       &j.state,       &j.created_at,
-                               &j.run_at,  &j.started_at, &j.finished_at, &j.started_by,
-                               &j.request, &j.result,     &j.error};
-      for (int i = 0; i < 11; ++i) *fields[i] = std::get<std::string>(rows->Column(i));
-      out.push_back(std::move(j));
-    }
+    while (rows->Step(&status)) out.push_back(ReadJob(*rows));
     if (!status.ok()) return status.WithContext(reader_.what());
     return out;
   }
@@ -994,30 +1045,8 @@ class SqliteStateStore : public StateStore {
 
 }  // namespace
 
-WorkLock::~WorkLock() {
-  if (fd_ >= 0) close(fd_);  // closing the descriptor releases the lock
-}
-
-Result<bool> WorkLock::TryAcquire(const std::string& state_location) {
-  if (fd_ >= 0) return true;
-  const std::string path = state_location + ".lock";
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return Status::IoError(fmt::format("cannot open lock file '{}': {}", path, strerror(errno)));
-  }
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    close(fd);
-    return false;
-  }
-  fd_ = fd;
-  return true;
-}
-
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location) {
-  if (location.rfind("postgres", 0) == 0) {
-    return Status::InvalidArgument(
-        fmt::format("state '{}': a PostgreSQL state store is not supported yet", location));
-  }
+  if (IsPostgresUri(location)) return OpenPostgresStateStore(location);
   auto store = std::make_unique<SqliteStateStore>(location);
   ENVSYNC_RETURN_IF_ERROR(store->Open());
   return std::unique_ptr<StateStore>(std::move(store));
