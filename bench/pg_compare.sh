@@ -7,7 +7,9 @@
 # It writes the demo with RECORDS extra CMS pages per side (default 1000000), edits 1% of TEST's
 # pages, loads both databases into PostgreSQL (COPY), records the base with a first compare on
 # each engine, then times RUNS (default 3) everyday compares of each, alternating with the
-# count(*) scan, with the peak resident memory of each compare.
+# count(*) scan, with the peak resident memory of each compare and the bytes it read from the
+# servers. `postgres` uses the servers' row digests (the remote-efficient compare);
+# `postgres-full` is the same pair read whole (ENVSYNC_REMOTE_DIGESTS=0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${1:-1000000}
@@ -50,14 +52,18 @@ EOT
 }
 config sqlite "$DIR/demo/prod.db" "$DIR/demo/test.db"
 config postgres "$SERVER/envsync_bench_prod" "$SERVER/envsync_bench_test"
+config postgres-full "$SERVER/envsync_bench_prod" "$SERVER/envsync_bench_test"
 
 seconds_since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$EPOCHREALTIME"; }
 
-# One compare: wall seconds and peak RSS in MiB.
+# One compare: wall seconds, peak RSS in MiB, and the bytes read from the database servers.
 measure() {
-  local start=$EPOCHREALTIME
-  /usr/bin/time -f "%M" -o "$DIR/rss" "$ENVSYNC" --config "$DIR/$1.toml" compare --from TEST --to PROD --json >"$DIR/out.json" 2>/dev/null
-  echo "$1 $(seconds_since "$start") s, peak $(( $(cat "$DIR/rss") / 1024 )) MiB"
+  local start=$EPOCHREALTIME digests=1
+  [ "$1" = postgres-full ] && digests=0
+  ENVSYNC_REMOTE_DIGESTS=$digests /usr/bin/time -f "%M" -o "$DIR/rss" "$ENVSYNC" --config "$DIR/$1.toml" compare --from TEST --to PROD --json >"$DIR/out.json" 2>"$DIR/err"
+  local bytes
+  bytes=$(sed -n 's/.*read \([0-9,]*\) bytes.*/\1/p' "$DIR/err" | tr -d ,)
+  echo "$1 $(seconds_since "$start") s, peak $(( $(cat "$DIR/rss") / 1024 )) MiB${bytes:+, read $bytes bytes}"
 }
 # The floor: both tables scanned by the servers themselves, at once.
 count_scan() {
@@ -71,10 +77,12 @@ count_scan() {
 echo "first compare (records the base):"
 measure sqlite
 measure postgres
+measure postgres-full
 echo "everyday compares, $RUNS runs each:"
 for _ in $(seq "$RUNS"); do
   measure sqlite
   measure postgres
+  measure postgres-full
   count_scan
 done
 python3 - "$DIR/out.json" <<'PY'

@@ -255,15 +255,16 @@ Result<Comparison> RunCompare(const service::Workspace& ws, const CompareFlags& 
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   };
   const bool tty = !quiet && isatty(STDERR_FILENO) == 1 && &err == &std::cerr;
-  if (tty) {
-    context.progress = [&](const sync::CompareProgress& p) {
-      if (p.done) return;
+  uint64_t bytes_read = 0;
+  context.progress = [&](const sync::CompareProgress& p) {
+    bytes_read = p.bytes_read;
+    if (tty && !p.done) {
       const double s = seconds_since();
       err << fmt::format("\rcomparing {}: {} records, {:.0f} records/s   ", p.table,
                          Thousands(p.records), s > 0 ? p.records / s : 0.0)
           << std::flush;
-    };
-  }
+    }
+  };
   auto comparison = ws.Compare(**state, flags.options, context, "--");
   if (tty) err << "\r" << std::string(70, ' ') << "\r";
   if (comparison.ok() && !quiet) {
@@ -272,9 +273,12 @@ Result<Comparison> RunCompare(const service::Workspace& ws, const CompareFlags& 
     Notify(ws, **state, service::ComparisonFinishedMessage(*comparison, CurrentUser()),
            "/comparisons/" + comparison->id, err);
     const double s = seconds_since();
-    err << fmt::format("compared {} records in {:.2f} s ({:.0f} records/s)\n",
+    err << fmt::format("compared {} records in {:.2f} s ({:.0f} records/s){}\n",
                        Thousands(comparison->records_compared), s,
-                       s > 0 ? comparison->records_compared / s : 0.0);
+                       s > 0 ? comparison->records_compared / s : 0.0,
+                       bytes_read > 0 ? fmt::format("; read {} bytes from the database servers",
+                                                    Thousands(static_cast<int64_t>(bytes_read)))
+                                      : "");
   }
   return comparison;
 }

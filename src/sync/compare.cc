@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <future>
 #include <map>
 #include <random>
 #include <set>
@@ -44,6 +46,25 @@ struct PendingPair {
   bool needs_key_lookup = false;
 };
 
+// The remote-efficient reading of one table, when both sides are database servers that digest
+// their rows (store::DigestRequest): which records must be read in full. Every other record
+// is unchanged on both sides since its base was recorded, so it is equal and its base current.
+struct DigestPlan {
+  std::vector<int64_t> source_ids;  // sorted
+  std::vector<int64_t> target_ids;
+  // The digests the servers gave of the rows in the buckets that differ, per side.
+  std::unordered_map<int64_t, uint64_t> source_digests;
+  std::unordered_map<int64_t, uint64_t> target_digests;
+  int64_t rows = 0;  // rows of the table on both sides
+  uint64_t mix = 0;  // folded into stored digests: the identity pairs the hashes depend on
+};
+
+// Remote digests are used unless ENVSYNC_REMOTE_DIGESTS=0 (to measure the full read).
+bool RemoteDigestsEnabled() {
+  const char* value = std::getenv("ENVSYNC_REMOTE_DIGESTS");
+  return value == nullptr || std::string(value) != "0";
+}
+
 // One comparison's work: selection, reading, classification, closure.
 class Comparer {
  public:
@@ -66,6 +87,10 @@ class Comparer {
   Status LoadKeyIndexes();
   Status CheckFolders();
   Status CompareTable(const TableSpec& table);
+  // The digest plan of `layout`'s table, or nullopt when it must be read whole (a side that
+  // does not digest, a table with files, a non-integer ID, ENVSYNC_REMOTE_DIGESTS=0).
+  Result<std::optional<DigestPlan>> PlanByDigests(const RecordLayout& layout);
+  uint64_t IdentityMix(const TableSpec& table) const;
   Status Visit(const RecordLayout& layout, const Pair& pair, std::vector<PendingPair>* pending);
   Status ListPending(const RecordLayout& layout, std::vector<PendingPair>& pending);
   // The target's ID for the source record's natural key, or NULL when the key is free there.
@@ -94,6 +119,7 @@ class Comparer {
   std::map<std::string, KeyIndex> target_keys_;
   std::map<std::string, RecordLayout> layouts_;
   std::map<std::string, std::vector<std::string>> columns_;  // table -> columns (source)
+  const DigestPlan* plan_ = nullptr;  // of the table being compared, when it has one
   int64_t records_read_ = 0;
   int64_t next_progress_ = kProgressEvery;
   // Per listed change with a source record (by index): what that record references.
@@ -243,7 +269,10 @@ Status Comparer::SelectModules() {
       for (const auto& [column, referenced_table] : table.json_references) {
         const TableSpec* assets = manifest_.FindTable(referenced_table);
         std::set<std::string> named_folders;
-        store::ScanRequest scan{table.name, {column}, {}, table.filter, {}};
+        store::ScanRequest scan;
+        scan.table = table.name;
+        scan.columns = {column};
+        scan.filter = table.filter;
         auto cursor = source_.Scan(scan);
         if (!cursor.ok()) return cursor.status();
         std::vector<Value> row;
@@ -279,7 +308,8 @@ Status Comparer::SelectModules() {
 
 void Comparer::Progress(const std::string& table, bool done) {
   if (!context_.progress) return;
-  context_.progress(CompareProgress{table, records_read_, done});
+  context_.progress(
+      CompareProgress{table, records_read_, done, source_.BytesRead() + target_.BytesRead()});
 }
 
 Status Comparer::CompareTable(const TableSpec& table) {
@@ -289,8 +319,16 @@ Status Comparer::CompareTable(const TableSpec& table) {
       layouts_.emplace(table.name, RecordLayout::Make(table, columns_[table.name], child_columns))
           .first->second;
 
-  const ReadContext source_context{&identities_, source_side_, &source_keys_, &folders_};
-  const ReadContext target_context{&identities_, target_side_, &target_keys_, &folders_};
+  auto plan = PlanByDigests(layout);
+  if (!plan.ok()) return plan.status();
+  plan_ = plan->has_value() ? &**plan : nullptr;
+  const int64_t read_before = records_read_;
+  ReadContext source_context{&identities_, source_side_, &source_keys_, &folders_};
+  ReadContext target_context{&identities_, target_side_, &target_keys_, &folders_};
+  if (plan_ != nullptr) {
+    source_context.only_ids = &plan_->source_ids;
+    target_context.only_ids = &plan_->target_ids;
+  }
   std::vector<PendingPair> pending;
   std::vector<Record> deferred_source;
   std::vector<Record> deferred_target;
@@ -412,8 +450,178 @@ Status Comparer::CompareTable(const TableSpec& table) {
     ENVSYNC_RETURN_IF_ERROR(Visit(layout, pair, &pending));
   }
   ENVSYNC_RETURN_IF_ERROR(ListPending(layout, pending));
+  // What the plan left unread was compared by its digests.
+  if (plan_ != nullptr) records_read_ = read_before + plan_->rows;
+  plan_ = nullptr;
   Progress(table.name, false);
   return Status::Ok();
+}
+
+uint64_t Comparer::IdentityMix(const TableSpec& table) const {
+  // A record's hash reads its references through the identity map, so stored digests hold
+  // only while the pairs of the referenced tables are the ones they were recorded with.
+  std::set<std::string> referenced;
+  for (const auto& [column, name] : table.references) referenced.insert(name);
+  for (const auto& [column, name] : table.json_references) referenced.insert(name);
+  for (const ChildSpec& child : table.children) {
+    for (const auto& [column, name] : child.references) referenced.insert(name);
+  }
+  std::string bytes = "envsync digests v1";
+  for (const std::string& name : referenced) {
+    bytes += "|" + name;
+    for (const auto& [prod, test] : identities_.Pairs(name)) {
+      bytes += fmt::format(",{}:{}", prod, test);
+    }
+  }
+  return HashBytes(bytes);
+}
+
+Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& layout) {
+  const TableSpec& table = *layout.table;
+  if (table.asset || !source_.ComputesDigests() || !target_.ComputesDigests() ||
+      !RemoteDigestsEnabled()) {
+    return std::optional<DigestPlan>();
+  }
+  for (const std::string& column : table.key) {
+    // A key naming another table's record hashes that record's key, which no digest covers.
+    if (table.ReferenceOf(column) != nullptr) return std::optional<DigestPlan>();
+  }
+  store::DigestRequest request;
+  request.table = table.name;
+  request.id = table.id;
+  request.columns = layout.columns;
+  request.filter = table.filter;
+  for (const ChildLayout& child : layout.children) {
+    request.children.push_back({child.spec->table, child.spec->parent, child.columns});
+  }
+  // Level 1: each server digests its buckets of IDs, both at once.
+  auto source_future =
+      std::async(std::launch::async, [&] { return source_.DigestBuckets(request); });
+  auto target_buckets = target_.DigestBuckets(request);
+  auto source_buckets = source_future.get();
+  for (const auto* buckets : {&source_buckets, &target_buckets}) {
+    if (!buckets->ok()) {
+      if (buckets->status().code() == Status::Code::kInvalidArgument) {
+        return std::optional<DigestPlan>();  // not an integer ID: read it whole
+      }
+      return buckets->status();
+    }
+  }
+  DigestPlan plan;
+  plan.mix = IdentityMix(table);
+  struct Tally {
+    int64_t rows = 0;
+    uint64_t digest = 0;
+    bool operator==(const Tally&) const = default;
+  };
+  std::map<int64_t, Tally> source_now, target_now, source_then, target_then;
+  for (const auto& b : *source_buckets) source_now[b.bucket] = {b.rows, b.digest};
+  for (const auto& b : *target_buckets) target_now[b.bucket] = {b.rows, b.digest};
+  for (const auto& b : *source_buckets) plan.rows += b.rows;
+  for (const auto& b : *target_buckets) plan.rows += b.rows;
+  // What the bases recorded, per bucket; a bucket with a base that recorded no digest (or an
+  // ID the identity map pairs elsewhere) is read.
+  const int bits = request.bucket_bits;
+  std::set<int64_t> dirty;
+  auto recorded = [&](const store::SyncBase& base, uint64_t* source, uint64_t* target) {
+    if (!base.prod_digest || !base.test_digest) return false;
+    const uint64_t prod = *base.prod_digest ^ plan.mix;
+    const uint64_t test = *base.test_digest ^ plan.mix;
+    *source = source_side_ == Side::kProd ? prod : test;
+    *target = source_side_ == Side::kProd ? test : prod;
+    return true;
+  };
+  {
+    auto cursor = state_.ScanDirectBase(table.name);
+    if (!cursor.ok()) return cursor.status();
+    store::SyncBase base;
+    while ((*cursor)->Next(&base)) {
+      const auto* id = std::get_if<int64_t>(&base.prod_id);
+      if (id == nullptr) return std::optional<DigestPlan>();
+      const int64_t bucket = *id >> bits;
+      uint64_t source = 0;
+      uint64_t target = 0;
+      if (!identities_.IsDirect(table.name, *id) || !recorded(base, &source, &target)) {
+        dirty.insert(bucket);
+        continue;
+      }
+      Tally& s = source_then[bucket];
+      ++s.rows;
+      s.digest ^= source;
+      Tally& t = target_then[bucket];
+      ++t.rows;
+      t.digest ^= target;
+    }
+    ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
+  }
+  auto differ = [&](std::map<int64_t, Tally>& now, std::map<int64_t, Tally>& then) {
+    for (const auto& [bucket, tally] : now) {
+      auto it = then.find(bucket);
+      if (it == then.end() || !(it->second == tally)) dirty.insert(bucket);
+    }
+    for (const auto& [bucket, tally] : then) {
+      if (!now.contains(bucket)) dirty.insert(bucket);
+    }
+  };
+  differ(source_now, source_then);
+  differ(target_now, target_then);
+  // Level 2: the digest of every row in those buckets, both sides at once.
+  const std::vector<int64_t> buckets(dirty.begin(), dirty.end());
+  auto source_rows_future =
+      std::async(std::launch::async, [&] { return source_.RowDigests(request, buckets); });
+  auto target_rows = target_.RowDigests(request, buckets);
+  auto source_rows = source_rows_future.get();
+  if (!source_rows.ok()) return source_rows.status();
+  if (!target_rows.ok()) return target_rows.status();
+  for (const auto& r : *source_rows) plan.source_digests[r.id] = r.digest;
+  for (const auto& r : *target_rows) plan.target_digests[r.id] = r.digest;
+  // A record is read when its digest differs from the one its base recorded (or it has none),
+  // or its base's record is gone from a side.
+  std::set<int64_t> source_ids;
+  std::set<int64_t> target_ids;
+  {
+    std::unordered_map<int64_t, std::pair<uint64_t, uint64_t>> then;
+    auto cursor = state_.ScanDirectBase(table.name);
+    if (!cursor.ok()) return cursor.status();
+    store::SyncBase base;
+    while ((*cursor)->Next(&base)) {
+      const int64_t id = std::get<int64_t>(base.prod_id);
+      if (!dirty.contains(id >> bits)) continue;
+      uint64_t source = 0;
+      uint64_t target = 0;
+      if (identities_.IsDirect(table.name, id) && recorded(base, &source, &target)) {
+        then[id] = {source, target};
+      }
+      if (!plan.source_digests.contains(id) || !plan.target_digests.contains(id)) {
+        source_ids.insert(id);  // a side lost it: its counterpart is read
+      }
+    }
+    ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
+    for (const auto& [id, digest] : plan.source_digests) {
+      auto it = then.find(id);
+      if (it == then.end() || it->second.first != digest) source_ids.insert(id);
+    }
+    for (const auto& [id, digest] : plan.target_digests) {
+      auto it = then.find(id);
+      if (it == then.end() || it->second.second != digest) target_ids.insert(id);
+    }
+  }
+  // Each record read brings its counterpart: the same ID, or its identity pair.
+  auto partner = [&](Side from, int64_t id) -> std::optional<int64_t> {
+    if (identities_.IsDirect(table.name, id)) return id;
+    return identities_.Counterpart(table.name, from, id);
+  };
+  std::vector<int64_t> more_target;
+  for (int64_t id : source_ids) {
+    if (auto other = partner(source_side_, id)) more_target.push_back(*other);
+  }
+  for (int64_t id : target_ids) {
+    if (auto other = partner(target_side_, id)) source_ids.insert(*other);
+  }
+  target_ids.insert(more_target.begin(), more_target.end());
+  plan.source_ids.assign(source_ids.begin(), source_ids.end());
+  plan.target_ids.assign(target_ids.begin(), target_ids.end());
+  return std::optional<DigestPlan>(std::move(plan));
 }
 
 Status Comparer::Visit(const RecordLayout& layout, const Pair& pair,
@@ -422,14 +630,30 @@ Status Comparer::Visit(const RecordLayout& layout, const Pair& pair,
                         (pair.target != nullptr && pair.target->in_scope);
   if (!in_scope) return Status::Ok();
   if (pair.source != nullptr && pair.target != nullptr && pair.source->hash == pair.target->hash) {
-    // Equal: this is the pair's last common state now.
+    // Equal: this is the pair's last common state now, with what the servers digested of it.
+    std::optional<uint64_t> prod_digest;
+    std::optional<uint64_t> test_digest;
+    if (plan_ != nullptr) {
+      const auto* source_id = std::get_if<int64_t>(&pair.source->id);
+      const auto* target_id = std::get_if<int64_t>(&pair.target->id);
+      auto s = source_id ? plan_->source_digests.find(*source_id) : plan_->source_digests.end();
+      auto t = target_id ? plan_->target_digests.find(*target_id) : plan_->target_digests.end();
+      if (s != plan_->source_digests.end() && t != plan_->target_digests.end()) {
+        prod_digest = (source_side_ == Side::kProd ? s->second : t->second) ^ plan_->mix;
+        test_digest = (source_side_ == Side::kProd ? t->second : s->second) ^ plan_->mix;
+      }
+    }
     if (pair.base == nullptr || pair.base->hash != pair.source->hash ||
-        pair.base->field_hashes != pair.source->field_hashes) {
+        pair.base->field_hashes != pair.source->field_hashes ||
+        (prod_digest &&
+         (pair.base->prod_digest != prod_digest || pair.base->test_digest != test_digest))) {
       store::SyncBase base;
       base.prod_id = source_side_ == Side::kProd ? pair.source->id : pair.target->id;
       base.test_id = source_side_ == Side::kProd ? pair.target->id : pair.source->id;
       base.hash = pair.source->hash;
       base.field_hashes = pair.source->field_hashes;
+      base.prod_digest = prod_digest;
+      base.test_digest = test_digest;
       return state_.PutBase(layout.table->name, base);
     }
     return Status::Ok();

@@ -82,6 +82,10 @@ Status TableReader::Start() {
   root.columns.insert(root.columns.end(), layout_.columns.begin(), layout_.columns.end());
   root.order_by = {table.id};
   root.filter = table.filter;
+  if (context_.only_ids != nullptr) {
+    root.only_ids = *context_.only_ids;
+    root.only_ids_column = table.id;
+  }
   auto cursor = env_.Scan(root);
   if (!cursor.ok()) return cursor.status();
   root_ = std::move(*cursor);
@@ -94,6 +98,10 @@ Status TableReader::Start() {
     request.order_by.insert(request.order_by.end(), child.spec->order.begin(),
                             child.spec->order.end());
     request.order_by.push_back(child.spec->id);
+    if (context_.only_ids != nullptr) {
+      request.only_ids = *context_.only_ids;
+      request.only_ids_column = child.spec->parent;
+    }
     auto child_cursor = env_.Scan(request);
     if (!child_cursor.ok()) return child_cursor.status();
     children_.push_back(std::move(*child_cursor));

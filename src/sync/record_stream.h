@@ -56,6 +56,8 @@ struct ReadContext {
   // Take a gallery file's bytes to be what its row records (its sha256 column) instead of
   // reading them: the record as it will be once a sync has put its staged files in place.
   bool recorded_file_bytes = false;
+  // Read only the records with these IDs (sorted), when set: the rest is known unchanged.
+  const std::vector<int64_t>* only_ids = nullptr;
 };
 
 // One record's raw data: its compared root columns (RecordLayout::columns order) and the

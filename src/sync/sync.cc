@@ -165,7 +165,7 @@ Result<std::map<std::string, KeyIndex>> LoadKeys(const Manifest& manifest,
 Result<json> ReadPreImage(store::Environment& env, const TableSpec& table, const Value& id) {
   auto columns = env.Columns(table.name);
   if (!columns.ok()) return columns.status();
-  store::ScanRequest request{table.name, *columns, {}, std::nullopt, {{table.id, id}}};
+  store::ScanRequest request{table.name, *columns, {}, std::nullopt, {{table.id, id}}, {}, ""};
   auto cursor = env.Scan(request);
   if (!cursor.ok()) return cursor.status();
   std::vector<Value> row;
@@ -179,7 +179,7 @@ Result<json> ReadPreImage(store::Environment& env, const TableSpec& table, const
     auto child_columns = env.Columns(child.table);
     if (!child_columns.ok()) return child_columns.status();
     store::ScanRequest child_request{
-        child.table, *child_columns, {child.id}, std::nullopt, {{child.parent, id}}};
+        child.table, *child_columns, {child.id}, std::nullopt, {{child.parent, id}}, {}, ""};
     auto child_cursor = env.Scan(child_request);
     if (!child_cursor.ok()) return child_cursor.status();
     json rows = json::array();
@@ -319,7 +319,7 @@ Status UpdateBaseAfterSync(store::Environment& source, store::Environment& targe
     // After a merge the target keeps its own changes to the fields the source did not change:
     // the source's content is the pair's common state, so those show as the target's edits.
     if (*found_s && *found_t && (s.hash == t.hash || record.action == "merge")) {
-      store::SyncBase base{record.prod_id, record.test_id, s.hash, s.field_hashes};
+      store::SyncBase base{record.prod_id, record.test_id, s.hash, s.field_hashes, {}, {}};
       status = state.PutBase(record.table, base);
       if (!status.ok()) break;
     }
@@ -702,7 +702,7 @@ Status Syncer::CheckDeletions() {
   for (const ModuleSpec& module : manifest_.modules()) {
     for (const TableSpec& table : module.tables) {
       for (const auto& [column, unused] : table.json_references) {
-        store::ScanRequest scan{table.name, {table.id, column}, {}, table.filter, {}};
+        store::ScanRequest scan{table.name, {table.id, column}, {}, table.filter, {}, {}, ""};
         auto cursor = target_.Scan(scan);
         if (!cursor.ok()) return cursor.status();
         std::vector<Value> row;
@@ -1274,8 +1274,11 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
       if (p.action == Action::kDelete) continue;
       const Value& source_id = p.change->source_id;
       store::SyncBase base{source_side_ == Side::kProd ? source_id : p.target_id,
-                           source_side_ == Side::kProd ? p.target_id : source_id, p.source_hash,
-                           p.source_fields};
+                           source_side_ == Side::kProd ? p.target_id : source_id,
+                           p.source_hash,
+                           p.source_fields,
+                           {},
+                           {}};
       Status put = state_.PutBase(p.change->table, base);
       if (!put.ok()) {
         state_.AbortBaseUpdate();

@@ -327,5 +327,84 @@ TEST_F(PostgresTest, KilledSyncIntoPostgresEndsBeforeOrAfter) {
   }
 }
 
+// The bytes a compare read from the database servers, from its summary line ("read N bytes").
+int64_t BytesRead(const CliRun& run) {
+  const size_t at = run.err.find("; read ");
+  if (at == std::string::npos) return -1;
+  int64_t n = 0;
+  for (size_t i = at + 7; i < run.err.size() && run.err[i] != ' '; ++i) {
+    if (std::isdigit(static_cast<unsigned char>(run.err[i]))) n = n * 10 + (run.err[i] - '0');
+  }
+  return n;
+}
+
+// Both sides on PostgreSQL: once a compare has recorded what the servers digest of each equal
+// record, the next one reads only the buckets and rows that changed since, and its answer is
+// the same as reading everything (ENVSYNC_REMOTE_DIGESTS=0) from the same state: edits on each
+// side, a child row, an insert, a delete, and the same edit made on both sides (whose base must
+// move, so a later one-sided edit is "modified", not a conflict).
+TEST_F(PostgresTest, DigestCompareReadsOnlyWhatChangedAndAgreesWithAFullRead) {
+  Build(Start::kPendingWork);
+  const std::string prod = CopyToPostgres(paths_.prod_db, "prod");
+  const std::string test = CopyToPostgres(paths_.test_db, "test");
+  // 3,000 more pages on each side, equal, so the pages outweigh what every compare reads anyway
+  // (the schema, the gallery, the listed records).
+  for (const std::string& uri : {prod, test}) {
+    Pg(uri).Run(
+        "INSERT INTO cms_pages (id, slug, title, body_html, status, updated_at) SELECT g, "
+        "'bulk-' || g, 'Bulk ' || g, repeat('Lorem ipsum ', 90), 'published', 'now' FROM "
+        "generate_series(1000, 3999) g");
+  }
+  const std::filesystem::path config = Config("digests", prod, test);
+  const std::filesystem::path state = dir_ / "digests-state.db";
+  const std::vector<std::string> compare = {"compare", "--from", "TEST", "--to", "PROD", "--json"};
+  auto full_read_from_here = [&](const std::string& name) {
+    const std::filesystem::path full = Config(name, prod, test, false, state);
+    setenv("ENVSYNC_REMOTE_DIGESTS", "0", 1);
+    CliRun run = Cli(full, compare);
+    unsetenv("ENVSYNC_REMOTE_DIGESTS");
+    return run;
+  };
+
+  CliRun whole = full_read_from_here("whole-1");
+  CliRun first = Cli(config, compare);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(Stable(first.Json()), Stable(whole.Json()));
+  CliRun second = Cli(config, compare);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(Stable(second.Json()), Stable(first.Json()));
+  EXPECT_GT(BytesRead(whole), 0) << whole.err;
+  EXPECT_LT(BytesRead(second), BytesRead(whole) / 10) << second.err << whole.err;
+
+  Pg(prod).Run("UPDATE cms_pages SET title = 'Returns (PROD)' WHERE id = 6");
+  Pg(test).Run("UPDATE slides SET caption = 'Beach time' WHERE id = 3");
+  Pg(test).Run("UPDATE menu_items SET label = 'Jobs' WHERE id = 7");
+  Pg(test).Run("INSERT INTO menus (id, code, name) VALUES (40, 'promo', 'Promo')");
+  Pg(test).Run("DELETE FROM content_blocks WHERE id = 1");
+  Pg(prod).Run("UPDATE cms_pages SET title = 'Same on both' WHERE id IN (7, 2500)");
+  Pg(test).Run("UPDATE cms_pages SET title = 'Same on both' WHERE id IN (7, 2500)");
+  Pg(test).Run("UPDATE cms_pages SET body_html = 'TEST only' WHERE id = 3100");
+  CliRun full = full_read_from_here("whole-2");
+  CliRun third = Cli(config, compare);
+  ASSERT_EQ(third.exit_code, 0) << third.err;
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  EXPECT_EQ(Stable(third.Json()), Stable(full.Json()));
+  EXPECT_NE(Stable(third.Json()), Stable(second.Json()));
+  EXPECT_LT(BytesRead(third), BytesRead(full) / 10) << third.err << full.err;
+
+  // Page 2500 is equal on both sides again: its base moved, so TEST's next edit is TEST's alone.
+  Pg(test).Run("UPDATE cms_pages SET title = 'TEST again' WHERE id = 2500");
+  full = full_read_from_here("whole-3");
+  CliRun fourth = Cli(config, compare);
+  ASSERT_EQ(fourth.exit_code, 0) << fourth.err;
+  EXPECT_EQ(Stable(fourth.Json()), Stable(full.Json()));
+  json page;
+  const json listed = fourth.Json();
+  for (const json& change : listed["changes"]) {
+    if (change["table"] == "cms_pages" && change["source_id"] == 2500) page = change;
+  }
+  EXPECT_EQ(page.is_object() ? page.value("tab", "") : "", "modified") << page.dump();
+}
+
 }  // namespace
 }  // namespace envsync::testing

@@ -649,6 +649,31 @@ TEST_P(StateStoreTest, BaseHashesRoundTrip) {
   ExpectSameBase(base, scanned[0]);
 }
 
+// The servers' digests a base keeps (any 64-bit value, or none) come back as stored, and a later
+// put replaces them.
+TEST_P(StateStoreTest, BaseDigestsRoundTripAndAreReplaced) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  SyncBase base = Base(int64_t{7}, int64_t{7}, 11, {1, 2});
+  base.prod_digest = 0xffffffffffffffffULL;
+  base.test_digest = 0x8000000000000000ULL;
+  SyncBase other = Base(int64_t{8}, int64_t{8}, 12, {3});
+  PutBases(*store, "cms_pages", {base, other});
+  std::vector<SyncBase> scanned = ScanAll(*store, "cms_pages");
+  ASSERT_EQ(scanned.size(), 2u);
+  EXPECT_EQ(scanned[0].prod_digest, base.prod_digest);
+  EXPECT_EQ(scanned[0].test_digest, base.test_digest);
+  EXPECT_FALSE(scanned[1].prod_digest.has_value());
+  EXPECT_FALSE(scanned[1].test_digest.has_value());
+  base.prod_digest.reset();
+  base.test_digest = 42;
+  PutBases(*store, "cms_pages", {base});
+  auto found = store->FindBase("cms_pages", int64_t{7}, int64_t{7});
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_FALSE((*found)->prod_digest.has_value());
+  EXPECT_EQ((*found)->test_digest, std::optional<uint64_t>(42));
+}
+
 // A base with no field hashes (a record with no compared field) can be stored and read back.
 TEST_P(StateStoreTest, BaseWithNoFieldHashesRoundTrips) {
   auto store = Open();

@@ -38,6 +38,38 @@ struct ScanRequest {
   std::vector<std::string> order_by;  // ascending; the adapter orders by them exactly
   std::optional<RowFilter> filter;
   std::vector<std::pair<std::string, Value>> equals;  // only rows where column IS value
+  // Only rows whose `only_ids_column` is one of `only_ids` (integers), when set.
+  std::optional<std::vector<int64_t>> only_ids;
+  std::string only_ids_column;
+};
+
+// What a database server digests for the remote-efficient comparison: the rows of `table` (its
+// integer `id` and compared `columns`, with the `filter`), each with its child rows folded in.
+// A row's digest is a 64-bit hash the server computes from the row's text; a bucket is the IDs
+// with the same `id >> bucket_bits`.
+struct DigestRequest {
+  struct Child {
+    std::string table;
+    std::string parent;
+    std::vector<std::string> columns;
+  };
+  std::string table;
+  std::string id;
+  std::vector<std::string> columns;
+  std::optional<RowFilter> filter;
+  std::vector<Child> children;
+  int bucket_bits = 10;
+};
+
+struct DigestBucket {
+  int64_t bucket = 0;
+  int64_t rows = 0;
+  uint64_t digest = 0;  // XOR of the rows' digests
+};
+
+struct RowDigest {
+  int64_t id = 0;
+  uint64_t digest = 0;
 };
 
 // Where one gallery file's bytes are found, with its digest: the file's SHA-256 in lowercase
@@ -92,6 +124,24 @@ class Environment {
 
   // Streams the rows of `request` in its order.
   virtual Result<std::unique_ptr<RowCursor>> Scan(const ScanRequest& request) = 0;
+
+  // Whether the database computes row digests itself (DigestBuckets, RowDigests): a server
+  // does, so a comparison reads only the rows that differ.
+  virtual bool ComputesDigests() const { return false; }
+  // Per bucket of IDs, in bucket order: how many rows and the XOR of their digests.
+  // InvalidArgument when the table's ID is not an integer.
+  virtual Result<std::vector<DigestBucket>> DigestBuckets(const DigestRequest& request) {
+    return Status::InvalidArgument("row digests are not computed by " + request.table +
+                                   "'s database");
+  }
+  // The digest of every row in `buckets` (sorted), in ID order.
+  virtual Result<std::vector<RowDigest>> RowDigests(const DigestRequest& request,
+                                                    const std::vector<int64_t>& buckets) {
+    (void)buckets;
+    return DigestBuckets(request).status();
+  }
+  // Bytes of rows received from a database server so far (0 for a file).
+  virtual uint64_t BytesRead() const { return 0; }
 
   // The `id_column` values of the rows of `table` whose columns equal the given values.
   virtual Result<std::vector<Value>> FindIds(

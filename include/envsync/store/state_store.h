@@ -23,6 +23,11 @@ struct SyncBase {
   Value test_id;
   uint64_t hash = 0;
   std::vector<uint64_t> field_hashes;
+  // What each side's database server computed of the record then (see DigestRequest), mixed
+  // with the identity pairs the record's hash depends on; absent when the side is not a server
+  // or the base was written by a sync.
+  std::optional<uint64_t> prod_digest;
+  std::optional<uint64_t> test_digest;
 };
 
 // Streams base entries in ID order.
@@ -291,7 +296,7 @@ class StateStore {
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location);
 
 // The current version of the state store's schema.
-inline constexpr int kStateSchemaVersion = 6;
+inline constexpr int kStateSchemaVersion = 7;
 
 }  // namespace envsync::store
 

@@ -26,6 +26,7 @@ struct CompareProgress {
   std::string table;
   int64_t records = 0;
   bool done = false;
+  uint64_t bytes_read = 0;  // row bytes received from database servers (both sides) so far
 };
 
 // What a comparison needs from its surroundings, injected so tests control time and IDs.

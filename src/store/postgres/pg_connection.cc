@@ -79,6 +79,12 @@ Result<PgResult> PgConnection::Query(const std::string& sql, const Params& param
                                values.data(), nullptr, nullptr, 0));
   const ExecStatusType status = PQresultStatus(result.r);
   if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) return Error(result.r);
+  const int rows = PQntuples(result.r);
+  const int columns = PQnfields(result.r);
+  for (int i = 0; i < rows; ++i) {
+    for (int j = 0; j < columns; ++j)
+      bytes_read_ += static_cast<uint64_t>(PQgetlength(result.r, i, j));
+  }
   return result;
 }
 

@@ -57,11 +57,14 @@ class PgConnection {
   Status Error(PGresult* r) const;
 
   bool InTransaction() const { return PQtransactionStatus(conn_) == PQTRANS_INTRANS; }
+  // Bytes of row values received so far.
+  uint64_t bytes_read() const { return bytes_read_; }
   const std::string& what() const { return what_; }
 
  private:
   PGconn* conn_ = nullptr;
   std::string what_;
+  uint64_t bytes_read_ = 0;
 };
 
 }  // namespace envsync::store

@@ -159,6 +159,11 @@ class PostgresEnvironment : public Environment {
     }
     for (const auto& [column, value] : request.equals)
       sql += Equals(request.table, column, value, &params);
+    if (request.only_ids) {
+      params.Add(IntegerArray(*request.only_ids));
+      sql += fmt::format(" AND {} = ANY(${}::bigint[])", Quote(request.only_ids_column),
+                         params.text.size());
+    }
     if (!request.order_by.empty()) {
       sql += " ORDER BY ";
       for (size_t i = 0; i < request.order_by.size(); ++i) {
@@ -181,6 +186,52 @@ class PostgresEnvironment : public Environment {
     return std::unique_ptr<RowCursor>(
         new PgRowCursor(&conn_, "", request.columns.size(), std::move(*rows)));
   }
+
+  bool ComputesDigests() const override { return true; }
+
+  Result<std::vector<DigestBucket>> DigestBuckets(const DigestRequest& request) override {
+    Params params;
+    auto rows_sql = DigestRows(request, &params);
+    if (!rows_sql.ok()) return rows_sql.status();
+    auto rows = conn_.Query(
+        fmt::format("SELECT id >> {} AS b, count(*), bit_xor(d) FROM ({}) x GROUP BY b ORDER BY b",
+                    request.bucket_bits, *rows_sql),
+        params);
+    if (!rows.ok()) return rows.status().WithContext("digesting " + request.table);
+    std::vector<DigestBucket> out(static_cast<size_t>(rows->rows()));
+    for (int i = 0; i < rows->rows(); ++i) {
+      out[i].bucket = rows->Integer(i, 0);
+      out[i].rows = rows->Integer(i, 1);
+      out[i].digest = static_cast<uint64_t>(rows->Integer(i, 2));
+    }
+    return out;
+  }
+
+  Result<std::vector<RowDigest>> RowDigests(const DigestRequest& request,
+                                            const std::vector<int64_t>& buckets) override {
+    std::vector<RowDigest> out;
+    if (buckets.empty()) return out;
+    Params params;
+    auto rows_sql = DigestRows(request, &params);
+    if (!rows_sql.ok()) return rows_sql.status();
+    params.Add(IntegerArray(buckets));
+    // One index range scan per bucket.
+    auto rows = conn_.Query(
+        fmt::format(
+            "SELECT x.id, x.d FROM unnest(${0}::bigint[]) AS b(n) CROSS JOIN LATERAL "
+            "({1} AND t.{2} >= (b.n << {3}) AND t.{2} < ((b.n + 1) << {3})) x ORDER BY x.id",
+            params.text.size(), *rows_sql, Quote(request.id), request.bucket_bits),
+        params);
+    if (!rows.ok()) return rows.status().WithContext("digesting " + request.table);
+    out.resize(static_cast<size_t>(rows->rows()));
+    for (int i = 0; i < rows->rows(); ++i) {
+      out[i].id = rows->Integer(i, 0);
+      out[i].digest = static_cast<uint64_t>(rows->Integer(i, 1));
+    }
+    return out;
+  }
+
+  uint64_t BytesRead() const override { return conn_.bytes_read(); }
 
   Result<std::vector<Value>> FindIds(
       const std::string& table, const std::string& id_column,
@@ -327,6 +378,52 @@ class PostgresEnvironment : public Environment {
     }
     return nullptr;
   }
+  // `SELECT id, d FROM table t WHERE …`: each row's ID and digest, a 64-bit hash of the text of
+  // its compared columns XORed with those of its child rows. Ends in a WHERE clause, so more
+  // conditions can follow.
+  Result<std::string> DigestRows(const DigestRequest& request, Params* params) {
+    ENVSYNC_RETURN_IF_ERROR(LoadColumns());
+    const ColumnInfo* id = Find(request.table, request.id);
+    if (id == nullptr ||
+        (id->type != "bigint" && id->type != "integer" && id->type != "smallint")) {
+      return Status::InvalidArgument(
+          fmt::format("{}.{} is not an integer: no row digests", request.table, request.id));
+    }
+    auto row_text = [](const std::string& alias, const std::string& first,
+                       const std::vector<std::string>& columns) {
+      std::string out = "hashtextextended(ROW(" + alias + "." + Quote(first);
+      for (const std::string& c : columns) out += ", " + alias + "." + Quote(c);
+      return out + ")::text, 0)";
+    };
+    std::string digest = row_text("t", request.id, request.columns);
+    for (size_t i = 0; i < request.children.size(); ++i) {
+      const DigestRequest::Child& child = request.children[i];
+      const std::string alias = fmt::format("c{}", i);
+      digest += fmt::format(" # coalesce((SELECT bit_xor({}) FROM {} {} WHERE {}.{} = t.{}), 0)",
+                            row_text(alias, child.parent, child.columns), Quote(child.table), alias,
+                            alias, Quote(child.parent), Quote(request.id));
+    }
+    std::string sql = fmt::format("SELECT t.{} AS id, {} AS d FROM {} t WHERE true",
+                                  Quote(request.id), digest, Quote(request.table));
+    if (request.filter) {
+      params->Add(static_cast<int64_t>(request.filter->prefix.size()));
+      params->Add(request.filter->prefix);
+      sql +=
+          fmt::format(" AND substr(t.{}, 1, ${}::int) = ${}::text", Quote(request.filter->column),
+                      params->text.size() - 1, params->text.size());
+    }
+    return sql;
+  }
+
+  static std::string IntegerArray(const std::vector<int64_t>& values) {
+    std::string out = "{";
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (i > 0) out += ',';
+      out += std::to_string(values[i]);
+    }
+    return out + "}";
+  }
+
   bool IsText(const std::string& table, const std::string& column) const {
     const ColumnInfo* c = Find(table, column);
     return c != nullptr && (c->type == "text" || c->type == "character varying");

@@ -187,6 +187,11 @@ CREATE TABLE selections (
   body          text NOT NULL
 );
 )sql",
+    // A base remembers the digest each side's server computed of the record.
+    R"sql(
+ALTER TABLE sync_base ADD COLUMN prod_digest bigint;
+ALTER TABLE sync_base ADD COLUMN test_digest bigint;
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kFirstVersion + kMigrationCount - 1 == kStateSchemaVersion);
@@ -333,13 +338,18 @@ std::string PairKey(const std::string& table, const SyncBase& base) {
 }
 
 constexpr const char* kBaseColumns =
-    "prod_kind, prod_int, prod_text, test_kind, test_int, test_text, hash, field_hashes";
+    "prod_kind, prod_int, prod_text, test_kind, test_int, test_text, hash, field_hashes, "
+    "prod_digest, test_digest";
 
 void ReadBase(const PgResult& rows, int row, SyncBase* base) {
   base->prod_id = ReadId(rows, row, 0);
   base->test_id = ReadId(rows, row, 3);
   base->hash = ToUnsigned(rows.Integer(row, 6));
   base->field_hashes = FromBytea(rows.Text(row, 7));
+  base->prod_digest.reset();
+  base->test_digest.reset();
+  if (!rows.IsNull(row, 8)) base->prod_digest = ToUnsigned(rows.Integer(row, 8));
+  if (!rows.IsNull(row, 9)) base->test_digest = ToUnsigned(rows.Integer(row, 9));
 }
 
 // "($1, $2), ($3, $4)" for `rows` rows of `width` parameters.
@@ -975,16 +985,19 @@ class PostgresStateStore : public StateStore {
     Status status = InsertBatched(
         writer_,
         "INSERT INTO sync_base (table_name, prod_kind, prod_int, prod_text, test_kind, test_int, "
-        "test_text, hash, field_hashes) VALUES",
+        "test_text, hash, field_hashes, prod_digest, test_digest) VALUES",
         "ON CONFLICT (table_name, prod_kind, prod_int, prod_text, test_kind, test_int, test_text) "
-        "DO UPDATE SET hash = excluded.hash, field_hashes = excluded.field_hashes",
-        9, pending_.size(), [&](size_t i, Params* params) {
+        "DO UPDATE SET hash = excluded.hash, field_hashes = excluded.field_hashes, "
+        "prod_digest = excluded.prod_digest, test_digest = excluded.test_digest",
+        11, pending_.size(), [&](size_t i, Params* params) {
           const auto& [table, base] = pending_[i];
           params->Add(table);
           AddId(params, base.prod_id);
           AddId(params, base.test_id);
           params->Add(ToSigned(base.hash));
           params->Add(ToBytea(base.field_hashes));
+          params->Add(base.prod_digest ? Value(ToSigned(*base.prod_digest)) : Value());
+          params->Add(base.test_digest ? Value(ToSigned(*base.test_digest)) : Value());
         });
     pending_.clear();
     pending_index_.clear();

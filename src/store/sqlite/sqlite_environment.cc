@@ -105,6 +105,11 @@ class SqliteEnvironment : public Environment {
     for (size_t i = 0; i < request.equals.size(); ++i) {
       sql += fmt::format(" AND {} IS ?{}", QuoteIdentifier(request.equals[i].first), i + 3);
     }
+    const int ids_param = static_cast<int>(request.equals.size()) + 3;
+    if (request.only_ids) {
+      sql += fmt::format(" AND {} IN (SELECT value FROM json_each(?{}))",
+                         QuoteIdentifier(request.only_ids_column), ids_param);
+    }
     if (!request.order_by.empty()) {
       sql += " ORDER BY ";
       for (size_t i = 0; i < request.order_by.size(); ++i) {
@@ -131,6 +136,13 @@ class SqliteEnvironment : public Environment {
     }
     for (size_t i = 0; i < request.equals.size(); ++i) {
       bound.Bind(static_cast<int>(i + 3), request.equals[i].second);
+    }
+    if (request.only_ids) {
+      std::string list = "[";
+      for (size_t i = 0; i < request.only_ids->size(); ++i) {
+        list += (i > 0 ? "," : "") + std::to_string((*request.only_ids)[i]);
+      }
+      bound.Bind(ids_param, list + "]");
     }
     return std::unique_ptr<RowCursor>(
         new SqliteRowCursor(std::move(owned), statement, &db_, request.columns.size()));

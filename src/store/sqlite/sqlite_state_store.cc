@@ -164,6 +164,12 @@ UPDATE changes SET record_key = coalesce(json_extract(body, '$.key'), ''),
     R"sql(
 ALTER TABLE jobs ADD COLUMN runner TEXT NOT NULL DEFAULT '';
 )sql",
+    // A base remembers the digest each side's server computed of the record (PostgreSQL
+    // environments), so a comparison skips what did not change without reading it.
+    R"sql(
+ALTER TABLE sync_base ADD COLUMN prod_digest INTEGER;
+ALTER TABLE sync_base ADD COLUMN test_digest INTEGER;
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
@@ -187,6 +193,16 @@ void ReadBase(const SqliteStatement& statement, SyncBase* base) {
   const void* data = statement.ColumnBlob(3, &size);
   base->field_hashes.resize(static_cast<size_t>(size) / sizeof(uint64_t));
   if (size > 0) std::memcpy(base->field_hashes.data(), data, base->field_hashes.size() * 8);
+  base->prod_digest.reset();
+  base->test_digest.reset();
+  if (auto d = statement.Column(4); !IsNull(d))
+    base->prod_digest = ToUnsigned(std::get<int64_t>(d));
+  if (auto d = statement.Column(5); !IsNull(d))
+    base->test_digest = ToUnsigned(std::get<int64_t>(d));
+}
+
+Value DigestValue(const std::optional<uint64_t>& digest) {
+  return digest ? Value(ToSigned(*digest)) : Value();
 }
 
 class SqliteBaseCursor : public BaseCursor {
@@ -263,7 +279,7 @@ class SqliteStateStore : public StateStore {
 
   Result<std::unique_ptr<BaseCursor>> ScanDirectBase(const std::string& table) override {
     auto statement = reader_.Prepare(
-        "SELECT prod_id, test_id, hash, field_hashes FROM sync_base "
+        "SELECT prod_id, test_id, hash, field_hashes, prod_digest, test_digest FROM sync_base "
         "WHERE table_name = ?1 AND prod_id = test_id ORDER BY prod_id");
     if (!statement.ok()) return statement.status();
     statement->Bind(1, table);
@@ -273,7 +289,7 @@ class SqliteStateStore : public StateStore {
   Result<std::optional<SyncBase>> FindBase(const std::string& table, const Value& prod_id,
                                            const Value& test_id) override {
     auto statement = reader_.Prepare(
-        "SELECT prod_id, test_id, hash, field_hashes FROM sync_base "
+        "SELECT prod_id, test_id, hash, field_hashes, prod_digest, test_digest FROM sync_base "
         "WHERE table_name = ?1 AND prod_id = ?2 AND test_id = ?3");
     if (!statement.ok()) return statement.status();
     statement->Bind(1, table);
@@ -590,7 +606,9 @@ class SqliteStateStore : public StateStore {
 
   Status BeginBaseUpdate() override {
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
-    auto put = writer_.Prepare("INSERT OR REPLACE INTO sync_base VALUES (?1, ?2, ?3, ?4, ?5)");
+    auto put = writer_.Prepare(
+        "INSERT OR REPLACE INTO sync_base (table_name, prod_id, test_id, hash, field_hashes, "
+        "prod_digest, test_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     if (!put.ok()) {
       AbortBaseUpdate();
       return put.status();
@@ -605,6 +623,8 @@ class SqliteStateStore : public StateStore {
     put_.Bind(3, base.test_id);
     put_.Bind(4, ToSigned(base.hash));
     put_.BindBlob(5, base.field_hashes.data(), base.field_hashes.size() * sizeof(uint64_t));
+    put_.Bind(6, DigestValue(base.prod_digest));
+    put_.Bind(7, DigestValue(base.test_digest));
     Status status = put_.Run();
     put_.Reset();
     return status;
