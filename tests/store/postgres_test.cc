@@ -394,15 +394,25 @@ TEST_F(PostgresTest, DigestCompareReadsOnlyWhatChangedAndAgreesWithAFullRead) {
 
   // Page 2500 is equal on both sides again: its base moved, so TEST's next edit is TEST's alone.
   Pg(test).Run("UPDATE cms_pages SET title = 'TEST again' WHERE id = 2500");
+  // Two rows of one bucket swap a value: each row's digest changes, and so does the bucket's.
+  Pg(prod).Run(
+      "UPDATE cms_pages SET title = CASE id WHEN 1200 THEN 'Bulk 1201' ELSE 'Bulk 1200' END "
+      "WHERE id IN (1200, 1201)");
   full = full_read_from_here("whole-3");
   CliRun fourth = Cli(config, compare);
   ASSERT_EQ(fourth.exit_code, 0) << fourth.err;
   EXPECT_EQ(Stable(fourth.Json()), Stable(full.Json()));
   json page;
+  int swapped = 0;
   const json listed = fourth.Json();
   for (const json& change : listed["changes"]) {
     if (change["table"] == "cms_pages" && change["source_id"] == 2500) page = change;
+    if (change["table"] == "cms_pages" &&
+        (change["target_id"] == 1200 || change["target_id"] == 1201)) {
+      ++swapped;
+    }
   }
+  EXPECT_EQ(swapped, 2) << fourth.out;
   EXPECT_EQ(page.is_object() ? page.value("tab", "") : "", "modified") << page.dump();
 }
 

@@ -306,8 +306,8 @@ Value ReadId(const PgResult& rows, int row, int column) {
 
 // A sync record's ID as its tagged text (see the schema).
 Value TaggedId(const Value& id) {
-  if (const auto* i = std::get_if<int64_t>(&id)) return "i" + std::to_string(*i);
-  if (const auto* d = std::get_if<double>(&id)) return "r" + RealText(*d);
+  if (const auto* i = std::get_if<int64_t>(&id)) return fmt::format("i{}", *i);
+  if (const auto* d = std::get_if<double>(&id)) return fmt::format("r{}", RealText(*d));
   if (const auto* s = std::get_if<std::string>(&id)) return "t" + *s;
   return Value();
 }

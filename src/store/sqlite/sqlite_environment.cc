@@ -140,7 +140,8 @@ class SqliteEnvironment : public Environment {
     if (request.only_ids) {
       std::string list = "[";
       for (size_t i = 0; i < request.only_ids->size(); ++i) {
-        list += (i > 0 ? "," : "") + std::to_string((*request.only_ids)[i]);
+        if (i > 0) list += ',';
+        list += std::to_string((*request.only_ids)[i]);
       }
       bound.Bind(ids_param, list + "]");
     }
