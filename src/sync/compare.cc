@@ -494,43 +494,17 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
   for (const ChildLayout& child : layout.children) {
     request.children.push_back({child.spec->table, child.spec->parent, child.columns});
   }
-  // Level 1: each server digests its buckets of IDs, both at once.
-  auto source_future =
-      std::async(std::launch::async, [&] { return source_.DigestBuckets(request); });
-  auto target_buckets = target_.DigestBuckets(request);
-  auto source_buckets = source_future.get();
-  for (const auto* buckets : {&source_buckets, &target_buckets}) {
-    if (!buckets->ok()) {
-      if (buckets->status().code() == Status::Code::kInvalidArgument) {
-        return std::optional<DigestPlan>();  // not an integer ID: read it whole
-      }
-      return buckets->status();
-    }
-  }
   DigestPlan plan;
   plan.mix = IdentityMix(table);
-  struct Tally {
-    int64_t rows = 0;
-    uint64_t digest = 0;
-    bool operator==(const Tally&) const = default;
+  // What the bases recorded: each direct pair's digests on both sides (in ID order). A pair
+  // without them (unequal, synced since, or paired through the identity map) is left out, so
+  // its bucket differs and the descent reaches it.
+  struct Recorded {
+    int64_t id;
+    uint64_t source;
+    uint64_t target;
   };
-  std::map<int64_t, Tally> source_now, target_now, source_then, target_then;
-  for (const auto& b : *source_buckets) source_now[b.bucket] = {b.rows, b.digest};
-  for (const auto& b : *target_buckets) target_now[b.bucket] = {b.rows, b.digest};
-  for (const auto& b : *source_buckets) plan.rows += b.rows;
-  for (const auto& b : *target_buckets) plan.rows += b.rows;
-  // What the bases recorded, per bucket; a bucket with a base that recorded no digest (or an
-  // ID the identity map pairs elsewhere) is read.
-  const int bits = request.bucket_bits;
-  std::set<int64_t> dirty;
-  auto recorded = [&](const store::SyncBase& base, uint64_t* source, uint64_t* target) {
-    if (!base.prod_digest || !base.test_digest) return false;
-    const uint64_t prod = *base.prod_digest ^ plan.mix;
-    const uint64_t test = *base.test_digest ^ plan.mix;
-    *source = source_side_ == Side::kProd ? prod : test;
-    *target = source_side_ == Side::kProd ? test : prod;
-    return true;
-  };
+  std::vector<Recorded> recorded;
   {
     auto cursor = state_.ScanDirectBase(table.name);
     if (!cursor.ok()) return cursor.status();
@@ -538,87 +512,95 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
     while ((*cursor)->Next(&base)) {
       const auto* id = std::get_if<int64_t>(&base.prod_id);
       if (id == nullptr) return std::optional<DigestPlan>();
-      const int64_t bucket = *id >> bits;
-      uint64_t source = 0;
-      uint64_t target = 0;
-      if (!identities_.IsDirect(table.name, *id) || !recorded(base, &source, &target)) {
-        dirty.insert(bucket);
+      if (!base.prod_digest || !base.test_digest || !identities_.IsDirect(table.name, *id)) {
         continue;
       }
-      Tally& s = source_then[bucket];
-      ++s.rows;
-      s.digest ^= source;
-      Tally& t = target_then[bucket];
-      ++t.rows;
-      t.digest ^= target;
+      const uint64_t prod = *base.prod_digest ^ plan.mix;
+      const uint64_t test = *base.test_digest ^ plan.mix;
+      recorded.push_back(Recorded{*id, source_side_ == Side::kProd ? prod : test,
+                                  source_side_ == Side::kProd ? test : prod});
     }
     ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
   }
-  auto differ = [&](std::map<int64_t, Tally>& now, std::map<int64_t, Tally>& then) {
-    for (const auto& [bucket, tally] : now) {
-      auto it = then.find(bucket);
-      if (it == then.end() || !(it->second == tally)) dirty.insert(bucket);
-    }
-    for (const auto& [bucket, tally] : then) {
-      if (!now.contains(bucket)) dirty.insert(bucket);
-    }
+  struct Tally {
+    int64_t rows = 0;
+    uint64_t digest = 0;
+    bool operator==(const Tally&) const = default;
   };
-  differ(source_now, source_then);
-  differ(target_now, target_then);
-  // Level 2: the digest of every row in those buckets, both sides at once.
-  const std::vector<int64_t> buckets(dirty.begin(), dirty.end());
-  auto source_rows_future =
-      std::async(std::launch::async, [&] { return source_.RowDigests(request, buckets); });
-  auto target_rows = target_.RowDigests(request, buckets);
-  auto source_rows = source_rows_future.get();
-  if (!source_rows.ok()) return source_rows.status();
-  if (!target_rows.ok()) return target_rows.status();
-  for (const auto& r : *source_rows) plan.source_digests[r.id] = r.digest;
-  for (const auto& r : *target_rows) plan.target_digests[r.id] = r.digest;
-  // A record is read when its digest differs from the one its base recorded (or it has none),
-  // or its base's record is gone from a side.
-  std::set<int64_t> source_ids;
-  std::set<int64_t> target_ids;
-  {
-    std::unordered_map<int64_t, std::pair<uint64_t, uint64_t>> then;
-    auto cursor = state_.ScanDirectBase(table.name);
-    if (!cursor.ok()) return cursor.status();
-    store::SyncBase base;
-    while ((*cursor)->Next(&base)) {
-      const int64_t id = std::get<int64_t>(base.prod_id);
-      if (!dirty.contains(id >> bits)) continue;
-      uint64_t source = 0;
-      uint64_t target = 0;
-      if (identities_.IsDirect(table.name, id) && recorded(base, &source, &target)) {
-        then[id] = {source, target};
-      }
-      if (!plan.source_digests.contains(id) || !plan.target_digests.contains(id)) {
-        source_ids.insert(id);  // a side lost it: its counterpart is read
+  // The descent: buckets of 32 IDs over the whole table (one small row per 32 records), then
+  // single rows inside the buckets that differ. Each level asks both servers at once and makes
+  // each server hash the rows it covers, so a third, coarser level would hash the table twice.
+  constexpr int kLevels[] = {5, 0};
+  std::vector<int64_t> within;
+  int within_bits = 0;
+  std::set<int64_t> dirty_ids;
+  for (const int bits : kLevels) {
+    const std::vector<int64_t>* inside = bits == kLevels[0] ? nullptr : &within;
+    auto source_future = std::async(std::launch::async, [&] {
+      return source_.DigestBuckets(request, bits, within_bits, inside);
+    });
+    auto target_now = target_.DigestBuckets(request, bits, within_bits, inside);
+    auto source_now = source_future.get();
+    for (const auto* now : {&source_now, &target_now}) {
+      if (!now->ok()) {
+        if (now->status().code() == Status::Code::kInvalidArgument) {
+          return std::optional<DigestPlan>();  // not an integer ID: read it whole
+        }
+        return now->status();
       }
     }
-    ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
-    for (const auto& [id, digest] : plan.source_digests) {
-      auto it = then.find(id);
-      if (it == then.end() || it->second.first != digest) source_ids.insert(id);
+    if (bits == kLevels[0]) {
+      for (const auto* now : {&source_now, &target_now}) {
+        for (const auto& b : **now) plan.rows += b.rows;
+      }
     }
-    for (const auto& [id, digest] : plan.target_digests) {
-      auto it = then.find(id);
-      if (it == then.end() || it->second.second != digest) target_ids.insert(id);
+    std::map<int64_t, std::pair<Tally, Tally>> now;  // bucket -> (source, target)
+    for (const auto& b : *source_now) now[b.bucket].first = {b.rows, b.digest};
+    for (const auto& b : *target_now) now[b.bucket].second = {b.rows, b.digest};
+    std::map<int64_t, std::pair<Tally, Tally>> then;
+    const std::set<int64_t> inside_set(within.begin(), within.end());
+    for (const Recorded& r : recorded) {
+      if (inside != nullptr && !inside_set.contains(r.id >> within_bits)) continue;
+      auto& [source, target] = then[r.id >> bits];
+      ++source.rows;
+      source.digest ^= r.source;
+      ++target.rows;
+      target.digest ^= r.target;
     }
+    std::vector<int64_t> dirty;
+    for (const auto& [bucket, tallies] : now) {
+      auto it = then.find(bucket);
+      if (it == then.end() || !(it->second == tallies)) dirty.push_back(bucket);
+    }
+    for (const auto& [bucket, tallies] : then) {
+      if (!now.contains(bucket)) dirty.push_back(bucket);
+    }
+    std::sort(dirty.begin(), dirty.end());
+    if (bits == 0) {
+      // Single rows: the digests of these are what a base written now keeps.
+      for (const auto& b : *source_now) plan.source_digests[b.bucket] = b.digest;
+      for (const auto& b : *target_now) plan.target_digests[b.bucket] = b.digest;
+      dirty_ids.insert(dirty.begin(), dirty.end());
+    }
+    within = std::move(dirty);
+    within_bits = bits;
+    if (within.empty()) break;
   }
   // Each record read brings its counterpart: the same ID, or its identity pair.
-  auto partner = [&](Side from, int64_t id) -> std::optional<int64_t> {
-    if (identities_.IsDirect(table.name, id)) return id;
-    return identities_.Counterpart(table.name, from, id);
-  };
-  std::vector<int64_t> more_target;
-  for (int64_t id : source_ids) {
-    if (auto other = partner(source_side_, id)) more_target.push_back(*other);
+  std::set<int64_t> source_ids;
+  std::set<int64_t> target_ids;
+  for (int64_t id : dirty_ids) {
+    source_ids.insert(id);
+    target_ids.insert(id);
+    if (!identities_.IsDirect(table.name, id)) {
+      if (auto other = identities_.Counterpart(table.name, source_side_, id)) {
+        target_ids.insert(*other);
+      }
+      if (auto other = identities_.Counterpart(table.name, target_side_, id)) {
+        source_ids.insert(*other);
+      }
+    }
   }
-  for (int64_t id : target_ids) {
-    if (auto other = partner(target_side_, id)) source_ids.insert(*other);
-  }
-  target_ids.insert(more_target.begin(), more_target.end());
   plan.source_ids.assign(source_ids.begin(), source_ids.end());
   plan.target_ids.assign(target_ids.begin(), target_ids.end());
   return std::optional<DigestPlan>(std::move(plan));

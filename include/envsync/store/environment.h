@@ -45,8 +45,8 @@ struct ScanRequest {
 
 // What a database server digests for the remote-efficient comparison: the rows of `table` (its
 // integer `id` and compared `columns`, with the `filter`), each with its child rows folded in.
-// A row's digest is a 64-bit hash the server computes from the row's text; a bucket is the IDs
-// with the same `id >> bucket_bits`.
+// A row's digest is a 64-bit hash the server computes of the row; a bucket of `bits` is the IDs
+// with the same `id >> bits` (bits 0: one row).
 struct DigestRequest {
   struct Child {
     std::string table;
@@ -58,18 +58,12 @@ struct DigestRequest {
   std::vector<std::string> columns;
   std::optional<RowFilter> filter;
   std::vector<Child> children;
-  int bucket_bits = 10;
 };
 
 struct DigestBucket {
   int64_t bucket = 0;
   int64_t rows = 0;
   uint64_t digest = 0;  // XOR of the rows' digests
-};
-
-struct RowDigest {
-  int64_t id = 0;
-  uint64_t digest = 0;
 };
 
 // Where one gallery file's bytes are found, with its digest: the file's SHA-256 in lowercase
@@ -125,20 +119,18 @@ class Environment {
   // Streams the rows of `request` in its order.
   virtual Result<std::unique_ptr<RowCursor>> Scan(const ScanRequest& request) = 0;
 
-  // Whether the database computes row digests itself (DigestBuckets, RowDigests): a server
-  // does, so a comparison reads only the rows that differ.
+  // Whether the database computes row digests itself (DigestBuckets): a server does, so a
+  // comparison reads only the rows that differ.
   virtual bool ComputesDigests() const { return false; }
-  // Per bucket of IDs, in bucket order: how many rows and the XOR of their digests.
-  // InvalidArgument when the table's ID is not an integer.
-  virtual Result<std::vector<DigestBucket>> DigestBuckets(const DigestRequest& request) {
+  // Per bucket of `bits`, in bucket order: how many rows and the XOR of their digests; over the
+  // whole table, or with `within` only inside those (sorted) buckets of `within_bits`.
+  // InvalidArgument when the table's ID is not an integer or the database does not digest.
+  virtual Result<std::vector<DigestBucket>> DigestBuckets(const DigestRequest& request, int bits,
+                                                          int within_bits,
+                                                          const std::vector<int64_t>* within) {
+    (void)bits, (void)within_bits, (void)within;
     return Status::InvalidArgument("row digests are not computed by " + request.table +
                                    "'s database");
-  }
-  // The digest of every row in `buckets` (sorted), in ID order.
-  virtual Result<std::vector<RowDigest>> RowDigests(const DigestRequest& request,
-                                                    const std::vector<int64_t>& buckets) {
-    (void)buckets;
-    return DigestBuckets(request).status();
   }
   // Bytes of rows received from a database server so far (0 for a file).
   virtual uint64_t BytesRead() const { return 0; }

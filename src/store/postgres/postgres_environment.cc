@@ -189,44 +189,40 @@ class PostgresEnvironment : public Environment {
 
   bool ComputesDigests() const override { return true; }
 
-  Result<std::vector<DigestBucket>> DigestBuckets(const DigestRequest& request) override {
+  Result<std::vector<DigestBucket>> DigestBuckets(const DigestRequest& request, int bits,
+                                                  int within_bits,
+                                                  const std::vector<int64_t>* within) override {
+    std::vector<DigestBucket> out;
+    if (within != nullptr && within->empty()) return out;
     Params params;
     auto rows_sql = DigestRows(request, &params);
     if (!rows_sql.ok()) return rows_sql.status();
-    auto rows = conn_.Query(
-        fmt::format("SELECT id >> {} AS b, count(*), bit_xor(d) FROM ({}) x GROUP BY b ORDER BY b",
-                    request.bucket_bits, *rows_sql),
-        params);
+    std::string sql;
+    if (within == nullptr) {
+      sql = fmt::format(
+          "SELECT id >> {0} AS b, count(*), bit_xor(d) FROM ({1}) x GROUP BY b ORDER BY b", bits,
+          *rows_sql);
+    } else {
+      // Every ID the buckets can hold, looked up through the primary key (a range join per
+      // bucket is planned as a scan per bucket).
+      std::vector<int64_t> ids;
+      const int64_t width = int64_t{1} << within_bits;
+      for (int64_t bucket : *within) {
+        for (int64_t i = 0; i < width; ++i) ids.push_back(bucket * width + i);
+      }
+      params.Add(IntegerArray(ids));
+      sql = fmt::format(
+          "SELECT id >> {0} AS b, count(*), bit_xor(d) FROM ({1} AND t.{2} = ANY(${3}::bigint[])) "
+          "x GROUP BY b ORDER BY b",
+          bits, *rows_sql, Quote(request.id), params.text.size());
+    }
+    auto rows = conn_.Query(sql, params);
     if (!rows.ok()) return rows.status().WithContext("digesting " + request.table);
-    std::vector<DigestBucket> out(static_cast<size_t>(rows->rows()));
+    out.resize(static_cast<size_t>(rows->rows()));
     for (int i = 0; i < rows->rows(); ++i) {
       out[i].bucket = rows->Integer(i, 0);
       out[i].rows = rows->Integer(i, 1);
       out[i].digest = static_cast<uint64_t>(rows->Integer(i, 2));
-    }
-    return out;
-  }
-
-  Result<std::vector<RowDigest>> RowDigests(const DigestRequest& request,
-                                            const std::vector<int64_t>& buckets) override {
-    std::vector<RowDigest> out;
-    if (buckets.empty()) return out;
-    Params params;
-    auto rows_sql = DigestRows(request, &params);
-    if (!rows_sql.ok()) return rows_sql.status();
-    params.Add(IntegerArray(buckets));
-    // One index range scan per bucket.
-    auto rows = conn_.Query(
-        fmt::format(
-            "SELECT x.id, x.d FROM unnest(${0}::bigint[]) AS b(n) CROSS JOIN LATERAL "
-            "({1} AND t.{2} >= (b.n << {3}) AND t.{2} < ((b.n + 1) << {3})) x ORDER BY x.id",
-            params.text.size(), *rows_sql, Quote(request.id), request.bucket_bits),
-        params);
-    if (!rows.ok()) return rows.status().WithContext("digesting " + request.table);
-    out.resize(static_cast<size_t>(rows->rows()));
-    for (int i = 0; i < rows->rows(); ++i) {
-      out[i].id = rows->Integer(i, 0);
-      out[i].digest = static_cast<uint64_t>(rows->Integer(i, 1));
     }
     return out;
   }
