@@ -56,6 +56,9 @@ struct DigestPlan {
   std::unordered_map<int64_t, uint64_t> source_digests;
   std::unordered_map<int64_t, uint64_t> target_digests;
   int64_t rows = 0;  // rows of the table on both sides
+  // Most records are read anyway (a first compare): the table is read whole, not by ID, and
+  // the digests are only recorded.
+  bool read_all = false;
   uint64_t mix = 0;  // folded into stored digests: the identity pairs the hashes depend on
 };
 
@@ -326,8 +329,10 @@ Status Comparer::CompareTable(const TableSpec& table) {
   ReadContext source_context{&identities_, source_side_, &source_keys_, &folders_};
   ReadContext target_context{&identities_, target_side_, &target_keys_, &folders_};
   if (plan_ != nullptr) {
-    source_context.only_ids = &plan_->source_ids;
-    target_context.only_ids = &plan_->target_ids;
+    if (!plan_->read_all) {
+      source_context.only_ids = &plan_->source_ids;
+      target_context.only_ids = &plan_->target_ids;
+    }
   }
   std::vector<PendingPair> pending;
   std::vector<Record> deferred_source;
@@ -535,7 +540,10 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
   int within_bits = 0;
   std::set<int64_t> dirty_ids;
   for (const int bits : kLevels) {
-    const std::vector<int64_t>* inside = bits == kLevels[0] ? nullptr : &within;
+    // Past an eighth of the table the rows are digested in one pass, not looked up by ID.
+    const bool most = bits != kLevels[0] && plan.rows > 0 &&
+                      static_cast<int64_t>(within.size() << within_bits) > plan.rows / 8;
+    const std::vector<int64_t>* inside = bits == kLevels[0] || most ? nullptr : &within;
     auto source_future = std::async(std::launch::async, [&] {
       return source_.DigestBuckets(request, bits, within_bits, inside);
     });
@@ -558,7 +566,8 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
     for (const auto& b : *source_now) now[b.bucket].first = {b.rows, b.digest};
     for (const auto& b : *target_now) now[b.bucket].second = {b.rows, b.digest};
     std::map<int64_t, std::pair<Tally, Tally>> then;
-    const std::set<int64_t> inside_set(within.begin(), within.end());
+    std::set<int64_t> inside_set;
+    if (inside != nullptr) inside_set.insert(within.begin(), within.end());
     for (const Recorded& r : recorded) {
       if (inside != nullptr && !inside_set.contains(r.id >> within_bits)) continue;
       auto& [source, target] = then[r.id >> bits];
@@ -601,6 +610,7 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
       }
     }
   }
+  plan.read_all = static_cast<int64_t>(source_ids.size() + target_ids.size()) > plan.rows / 4;
   plan.source_ids.assign(source_ids.begin(), source_ids.end());
   plan.target_ids.assign(target_ids.begin(), target_ids.end());
   return std::optional<DigestPlan>(std::move(plan));
