@@ -158,12 +158,15 @@ class SyncTest : public DemoEnvironments {
     full.insert(full.end(), args.begin(), args.end());
     full.push_back("--json");
     if (ServerUri().empty()) return RunCli(full);
-    // Both sides on PostgreSQL, and PROD on PostgreSQL with TEST on SQLite.
-    PostgresMirror both = MirrorOnPostgres(/*test_on_postgres=*/true);
-    PostgresMirror mixed = MirrorOnPostgres(/*test_on_postgres=*/false);
+    // Both sides on PostgreSQL, and each mix: PROD (the target) on PostgreSQL with TEST on
+    // SQLite, and TEST (the source) on PostgreSQL with PROD on SQLite.
+    PostgresMirror both = MirrorOnPostgres(/*prod_on_postgres=*/true, /*test_on_postgres=*/true);
+    PostgresMirror prod_pg = MirrorOnPostgres(true, false);
+    PostgresMirror test_pg = MirrorOnPostgres(false, true);
     CliRun run = RunCli(full);
     CheckMirror(both, args, comparison_id, run);
-    CheckMirror(mixed, args, comparison_id, run);
+    CheckMirror(prod_pg, args, comparison_id, run);
+    CheckMirror(test_pg, args, comparison_id, run);
     return run;
   }
 
@@ -172,15 +175,24 @@ class SyncTest : public DemoEnvironments {
     std::string mix;
     fs::path config;
     fs::path prod_assets;
-    std::string prod_uri;
+    std::string prod_uri;  // a PostgreSQL URI, or the SQLite file's path
+    bool prod_on_postgres = true;
   };
 
-  PostgresMirror MirrorOnPostgres(bool test_on_postgres) {
+  PostgresMirror MirrorOnPostgres(bool prod_on_postgres, bool test_on_postgres) {
     static int counter = 0;
     PostgresMirror m;
     m.prefix = "envsync_s" + std::to_string(getpid()) + "_" + std::to_string(counter++);
-    m.mix = test_on_postgres ? "PostgreSQL/PostgreSQL" : "PROD on PostgreSQL, TEST on SQLite";
-    m.prod_uri = CopySqliteToPostgres(paths_.prod_db, m.prefix + "_prod");
+    m.mix = prod_on_postgres && test_on_postgres ? "PostgreSQL/PostgreSQL"
+            : prod_on_postgres                   ? "PROD on PostgreSQL, TEST on SQLite"
+                                                 : "TEST on PostgreSQL, PROD on SQLite";
+    m.prod_on_postgres = prod_on_postgres;
+    if (prod_on_postgres) {
+      m.prod_uri = CopySqliteToPostgres(paths_.prod_db, m.prefix + "_prod");
+    } else {
+      m.prod_uri = (dir_ / (m.prefix + "-prod.db")).string();
+      fs::copy_file(paths_.prod_db, m.prod_uri);
+    }
     std::string test_uri = (dir_ / (m.prefix + "-test.db")).string();
     if (test_on_postgres) {
       test_uri = CopySqliteToPostgres(paths_.test_db, m.prefix + "_test");
@@ -222,19 +234,19 @@ class SyncTest : public DemoEnvironments {
     return out;
   }
 
-  std::string SqliteProdRows() {
+  static std::string SqliteProdRows(const fs::path& prod_db) {
     return CanonicalProd([&](const std::string& table) {
       std::vector<std::string> lines;
       std::string columns;
-      std::string dump = Dump(paths_.prod_db, "SELECT name FROM pragma_table_info('" + table +
-                                                  "') WHERE name <> 'updated_at' ORDER BY cid");
+      std::string dump = Dump(prod_db, "SELECT name FROM pragma_table_info('" + table +
+                                           "') WHERE name <> 'updated_at' ORDER BY cid");
       for (size_t at = 0; at < dump.size();) {
         const size_t end = dump.find('\n', at);
         const std::string name = json::parse(dump.substr(at + 2, end - at - 2)).get<std::string>();
         columns += (columns.empty() ? "" : ", ") + name;
         at = end + 1;
       }
-      std::string all = Dump(paths_.prod_db, "SELECT " + columns + " FROM " + table);
+      std::string all = Dump(prod_db, "SELECT " + columns + " FROM " + table);
       for (size_t at = 0; at < all.size();) {
         const size_t end = all.find('\n', at);
         lines.push_back(all.substr(at, end - at));
@@ -294,7 +306,8 @@ class SyncTest : public DemoEnvironments {
         j->erase("timings");
       }
       EXPECT_EQ(b, a) << "the sync ended otherwise on " << m.mix;
-      EXPECT_EQ(PostgresProdRows(m.prod_uri), SqliteProdRows())
+      EXPECT_EQ(m.prod_on_postgres ? PostgresProdRows(m.prod_uri) : SqliteProdRows(m.prod_uri),
+                SqliteProdRows(paths_.prod_db))
           << "the sync left PROD otherwise on " << m.mix;
       EXPECT_EQ(AssetTree(m.prod_assets / "gallery", false),
                 AssetTree(paths_.prod_assets / "gallery", false));
