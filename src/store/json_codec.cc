@@ -97,14 +97,57 @@ Value ValueFromJson(const nlohmann::json& j) {
   return j.dump();
 }
 
+namespace {
+
+json ForcedArray(const std::vector<ForcedModule>& forced) {
+  json out = json::array();
+  for (const ForcedModule& f : forced) {
+    out.push_back({{"module", f.module}, {"required_by", f.required_by}, {"folders", f.folders}});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string ForcedToJson(const std::vector<ForcedModule>& forced) {
+  return ForcedArray(forced).dump();
+}
+
+std::string WarningsToJson(const std::vector<Warning>& warnings) {
+  json out = json::array();
+  for (const Warning& w : warnings) {
+    out.push_back({{"environment", w.environment}, {"record", w.record}, {"message", w.message}});
+  }
+  return out.dump();
+}
+
+Status ComparisonListsFromJson(const std::string& modules, const std::string& folders,
+                               const std::string& forced, const std::string& warnings,
+                               const std::string& what, Comparison* c) {
+  try {
+    c->modules = json::parse(modules).get<std::vector<std::string>>();
+    c->folders = json::parse(folders).get<std::vector<std::string>>();
+    for (const json& f : json::parse(forced)) {
+      c->forced.push_back(ForcedModule{f.at("module").get<std::string>(),
+                                       f.at("required_by").get<std::string>(),
+                                       f.at("folders").get<std::vector<std::string>>()});
+    }
+    for (const json& w : json::parse(warnings)) {
+      c->warnings.push_back(Warning{w.at("environment").get<std::string>(),
+                                    w.at("record").get<std::string>(),
+                                    w.at("message").get<std::string>()});
+    }
+  } catch (const std::exception& e) {
+    return Status::Unavailable(
+        fmt::format("{}: comparison '{}' is malformed: {}", what, c->id, e.what()));
+  }
+  return Status::Ok();
+}
+
 std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> only_tab,
                              int indent) {
   const TabCounts counts = comparison.Counts();
-  json forced = json::array();
-  for (const ForcedModule& f : comparison.forced) {
-    forced.push_back(
-        {{"module", f.module}, {"required_by", f.required_by}, {"folders", f.folders}});
-  }
+  json forced = ForcedArray(comparison.forced);
   json changes = json::array();
   for (const Change& change : comparison.changes) {
     if (only_tab && change.tab != *only_tab) continue;

@@ -122,15 +122,22 @@ class ServerTest : public DemoEnvironments {
 
   // Starts `envsync serve` on a free port and waits until it answers.
   void StartServer(const std::vector<std::pair<std::string, std::string>>& env = {}) {
-    port_ = FreePort();
-    server_.Start({ENVSYNC_BINARY, "--config", paths_.config.string(), "serve", "--listen",
-                   "127.0.0.1:" + std::to_string(port_), "--poll", "1"},
-                  dir_ / "serve.err", env);
+    StartServe(&server_, &port_, "serve.err", env);
+  }
+
+  // Starts one `envsync serve` as `child` on a free port (kept in `port`), its stderr in
+  // `err_name` in the test's folder, and waits until it answers.
+  void StartServe(Child* child, int* port, const std::string& err_name,
+                  const std::vector<std::pair<std::string, std::string>>& env) {
+    *port = FreePort();
+    child->Start({ENVSYNC_BINARY, "--config", paths_.config.string(), "serve", "--listen",
+                  "127.0.0.1:" + std::to_string(*port), "--poll", "1"},
+                 dir_ / err_name, env);
     for (int i = 0; i < 200; ++i) {
-      if (Accepts(port_)) return;
+      if (Accepts(*port)) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    FAIL() << "envsync serve did not start: " << ReadBytes(dir_ / "serve.err");
+    FAIL() << "envsync serve did not start: " << ReadBytes(dir_ / err_name);
   }
 
   Api LoggedIn(const std::string& email) {
@@ -618,15 +625,7 @@ class SharedStoreTest : public ServerTest {
 
   // Starts the second server on its own port.
   void StartSecond(const std::vector<std::pair<std::string, std::string>>& env = {}) {
-    second_port_ = FreePort();
-    second_.Start({ENVSYNC_BINARY, "--config", paths_.config.string(), "serve", "--listen",
-                   "127.0.0.1:" + std::to_string(second_port_), "--poll", "1"},
-                  dir_ / "serve2.err", env);
-    for (int i = 0; i < 200; ++i) {
-      if (Accepts(second_port_)) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    FAIL() << "the second envsync serve did not start: " << ReadBytes(dir_ / "serve2.err");
+    StartServe(&second_, &second_port_, "serve2.err", env);
   }
 
   Api LoggedInSecond() {

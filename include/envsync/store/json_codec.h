@@ -20,6 +20,15 @@ std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> on
 std::string ChangeToJson(const Change& change);
 Result<Change> ChangeFromJson(const std::string& text);
 
+// A comparison's forced modules and warnings as the state store keeps them (JSON arrays).
+std::string ForcedToJson(const std::vector<ForcedModule>& forced);
+std::string WarningsToJson(const std::vector<Warning>& warnings);
+// Reads the modules, folders, forced modules and warnings the state store keeps (JSON text)
+// into `comparison`. Unavailable, naming `what` and the comparison, when one is malformed.
+Status ComparisonListsFromJson(const std::string& modules, const std::string& folders,
+                               const std::string& forced, const std::string& warnings,
+                               const std::string& what, Comparison* comparison);
+
 // A column value as JSON (null, number or string), and back.
 nlohmann::json ValueToJson(const Value& value);
 Value ValueFromJson(const nlohmann::json& json);

@@ -631,23 +631,9 @@ class PostgresStateStore : public StateStore {
     c.from = head->Text(0, 2);
     c.to = head->Text(0, 3);
     c.mode = ParseMode(head->Text(0, 4)).value_or(Mode::kAll);
-    try {
-      c.modules = json::parse(head->Text(0, 5)).get<std::vector<std::string>>();
-      c.folders = json::parse(head->Text(0, 6)).get<std::vector<std::string>>();
-      for (const json& f : json::parse(head->Text(0, 7))) {
-        c.forced.push_back(ForcedModule{f.at("module").get<std::string>(),
-                                        f.at("required_by").get<std::string>(),
-                                        f.at("folders").get<std::vector<std::string>>()});
-      }
-      for (const json& w : json::parse(head->Text(0, 8))) {
-        c.warnings.push_back(Warning{w.at("environment").get<std::string>(),
-                                     w.at("record").get<std::string>(),
-                                     w.at("message").get<std::string>()});
-      }
-    } catch (const std::exception& e) {
-      return Status::Unavailable(
-          fmt::format("{}: comparison '{}' is malformed: {}", reader_.conn.what(), id, e.what()));
-    }
+    ENVSYNC_RETURN_IF_ERROR(ComparisonListsFromJson(head->Text(0, 5), head->Text(0, 6),
+                                                    head->Text(0, 7), head->Text(0, 8),
+                                                    reader_.conn.what(), &c));
     c.records_compared = head->Integer(0, 9);
     TabCounts counts;
     counts.conflicts = head->Integer(0, 10);
@@ -1126,25 +1112,15 @@ class PostgresStateStore : public StateStore {
 
   Status InsertComparison(const Comparison& c) {
     const TabCounts counts = c.Counts();
-    json forced = json::array();
-    for (const ForcedModule& f : c.forced) {
-      forced.push_back(
-          {{"module", f.module}, {"required_by", f.required_by}, {"folders", f.folders}});
-    }
-    json warnings = json::array();
-    for (const Warning& w : c.warnings) {
-      warnings.push_back(
-          {{"environment", w.environment}, {"record", w.record}, {"message", w.message}});
-    }
     auto head = writer_.Query(
         "INSERT INTO comparisons (id, created_at, from_env, to_env, mode, modules, folders, "
         "forced, warnings, records_compared, conflicts, new_records, modified, deleted) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
         "ON CONFLICT (id) DO NOTHING",
         Bind({c.id, c.created_at, c.from, c.to, std::string(ModeName(c.mode)),
-              json(c.modules).dump(), json(c.folders).dump(), forced.dump(), warnings.dump(),
-              c.records_compared, counts.conflicts, counts.new_records, counts.modified,
-              counts.deleted}));
+              json(c.modules).dump(), json(c.folders).dump(), ForcedToJson(c.forced),
+              WarningsToJson(c.warnings), c.records_compared, counts.conflicts, counts.new_records,
+              counts.modified, counts.deleted}));
     if (!head.ok()) {
       return Status::InvalidArgument(
           fmt::format("cannot store comparison '{}': {}", c.id, head.status().message()));

@@ -668,25 +668,10 @@ class SqliteStateStore : public StateStore {
     c.from = std::get<std::string>(head->Column(2));
     c.to = std::get<std::string>(head->Column(3));
     c.mode = ParseMode(std::get<std::string>(head->Column(4))).value_or(Mode::kAll);
-    try {
-      c.modules =
-          json::parse(std::get<std::string>(head->Column(5))).get<std::vector<std::string>>();
-      c.folders =
-          json::parse(std::get<std::string>(head->Column(6))).get<std::vector<std::string>>();
-      for (const json& f : json::parse(std::get<std::string>(head->Column(7)))) {
-        c.forced.push_back(ForcedModule{f.at("module").get<std::string>(),
-                                        f.at("required_by").get<std::string>(),
-                                        f.at("folders").get<std::vector<std::string>>()});
-      }
-      for (const json& w : json::parse(std::get<std::string>(head->Column(8)))) {
-        c.warnings.push_back(Warning{w.at("environment").get<std::string>(),
-                                     w.at("record").get<std::string>(),
-                                     w.at("message").get<std::string>()});
-      }
-    } catch (const std::exception& e) {
-      return Status::Unavailable(
-          fmt::format("{}: comparison '{}' is malformed: {}", reader_.what(), id, e.what()));
-    }
+    ENVSYNC_RETURN_IF_ERROR(ComparisonListsFromJson(
+        std::get<std::string>(head->Column(5)), std::get<std::string>(head->Column(6)),
+        std::get<std::string>(head->Column(7)), std::get<std::string>(head->Column(8)),
+        reader_.what(), &c));
     c.records_compared = std::get<int64_t>(head->Column(9));
     TabCounts counts;
     counts.conflicts = std::get<int64_t>(head->Column(10));
@@ -1003,16 +988,6 @@ class SqliteStateStore : public StateStore {
 
   Status InsertComparison(const Comparison& c) {
     const TabCounts counts = c.Counts();
-    json forced = json::array();
-    for (const ForcedModule& f : c.forced) {
-      forced.push_back(
-          {{"module", f.module}, {"required_by", f.required_by}, {"folders", f.folders}});
-    }
-    json warnings = json::array();
-    for (const Warning& w : c.warnings) {
-      warnings.push_back(
-          {{"environment", w.environment}, {"record", w.record}, {"message", w.message}});
-    }
     auto head = writer_.Prepare(
         "INSERT INTO comparisons VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
         "?14)");
@@ -1024,8 +999,8 @@ class SqliteStateStore : public StateStore {
                             std::string(ModeName(c.mode)),
                             json(c.modules).dump(),
                             json(c.folders).dump(),
-                            forced.dump(),
-                            warnings.dump(),
+                            ForcedToJson(c.forced),
+                            WarningsToJson(c.warnings),
                             c.records_compared,
                             counts.conflicts,
                             counts.new_records,
