@@ -670,7 +670,7 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     std::string to;
     sync::SyncRequest request{sync_id_arg, select, deselect, resolve, test_import, CurrentUser()};
     if (sync_cmd->parsed()) {
-      auto comparison = (*state)->LoadComparison(sync_id_arg);
+      auto comparison = (*state)->LoadComparisonHeader(sync_id_arg);
       if (!comparison.ok()) return Fail(err, comparison.status());
       if (!at.empty()) {
         // A time without a zone is read in the user's own zone, when the user has one.
@@ -702,8 +702,8 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
         }
         return kExitOk;
       }
-      from = comparison->from;
-      to = comparison->to;
+      from = comparison->first.from;
+      to = comparison->first.to;
     } else {
       auto run = (*state)->LoadSync(undo_id);
       if (!run.ok()) return Fail(err, run.status());

@@ -191,16 +191,6 @@ Status NoteWaitingAll(store::StateStore& state, const std::string& now, const st
   return Status::Ok();
 }
 
-// The target environment of a sync job among listed comparisons ("" when unknown).
-std::string TargetOf(const store::Job& job, const std::vector<store::ComparisonSummary>& all) {
-  auto request = SyncRequestFromJson(job.request);
-  if (!request.ok()) return "";
-  for (const auto& c : all) {
-    if (c.id == request->comparison_id) return c.to;
-  }
-  return "";
-}
-
 }  // namespace
 
 Result<std::vector<std::string>> RecoverInterruptedJobs(
@@ -279,18 +269,12 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
   // Syncs due together run one after the other; each one that waits for an earlier one into the
   // same environment is told so before it waits.
   const std::string first_look = h.now();
-  std::vector<store::ComparisonSummary> comparisons;
   std::map<std::string, std::string> first_into;  // environment -> the job that goes first
   for (store::Job& job : *jobs) {
     if (job.kind != "sync" || !Due(job, first_look) || (!h.kind.empty() && h.kind != "sync")) {
       continue;
     }
-    if (comparisons.empty()) {
-      auto listed = state.ListComparisons();
-      if (!listed.ok()) return listed.status();
-      comparisons = std::move(*listed);
-    }
-    const std::string target = TargetOf(job, comparisons);
+    const std::string target = TargetOf(state, job);
     auto [it, first] = first_into.emplace(target, job.id);
     if (!first) {
       ENVSYNC_RETURN_IF_ERROR(NoteWaiting(
@@ -308,12 +292,12 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
       auto held = job_lock.TryAcquireJob(h.state_location);
       if (!held.ok()) return held.status();
       if (!*held) {
-        // Another envsync holds the whole store (a sync or an undo from the CLI, or settling):
+        // Another envsync holds the whole store while it settles what a stopped process left:
         // due syncs wait, and their users are told.
         if (h.kind.empty() || h.kind == "sync") {
           ENVSYNC_RETURN_IF_ERROR(NoteWaitingAll(state, h.now(),
-                                                 "another envsync process is running a sync or "
-                                                 "an undo against these environments"));
+                                                 "another envsync process is settling work a "
+                                                 "stopped process left in the state store"));
         }
         break;
       }

@@ -251,12 +251,19 @@ struct Selection {
   std::set<std::string> deselect;
   std::map<std::string, std::string> resolve;
 
-  static Selection Load(store::StateStore& state, const std::string& comparison_id) {
+  // The saved selection (empty when none was saved). A store that cannot be read, or a saved
+  // selection that is not JSON, is an error: answering with the defaults would let the next
+  // save or sync silently drop the reviewer's choices.
+  static Result<Selection> Load(store::StateStore& state, const std::string& comparison_id) {
     Selection s;
     auto saved = state.LoadSelection(comparison_id);
-    if (!saved.ok() || saved->empty()) return s;
+    if (!saved.ok()) return saved.status();
+    if (saved->empty()) return s;
     json j = json::parse(*saved, nullptr, false);
-    if (!j.is_object()) return s;
+    if (!j.is_object()) {
+      return Status::Unavailable(
+          fmt::format("the saved selection of comparison {} is not a JSON object", comparison_id));
+    }
     auto strings = [&](const char* key, std::set<std::string>* out) {
       auto it = j.find(key);
       if (it == j.end() || !it->is_array()) return;
@@ -967,7 +974,9 @@ class Service {
     if (!header.ok()) return SendError(res, FromStatus(header.status()));
     auto changes = state.LoadChangePage(header->first.id, *tab, filter, offset, limit);
     if (!changes.ok()) return SendError(res, FromStatus(changes.status()));
-    const Selection selection = Selection::Load(state, header->first.id);
+    const auto loaded = Selection::Load(state, header->first.id);
+    if (!loaded.ok()) return SendError(res, FromStatus(loaded.status()));
+    const Selection& selection = *loaded;
     json page = json::parse(store::ComparisonToJson(header->first, std::nullopt, -1));
     const TabCounts& counts = header->second;
     page["counts"] = {{"conflicts", counts.conflicts},
@@ -1046,7 +1055,9 @@ class Service {
       }
     }
     std::lock_guard<std::mutex> guard(selection_mutex_);
-    Selection selection = replace ? Selection() : Selection::Load(state, id);
+    auto loaded = replace ? Result<Selection>(Selection()) : Selection::Load(state, id);
+    if (!loaded.ok()) return SendError(res, FromStatus(loaded.status()));
+    Selection& selection = *loaded;
     for (const auto& ref : select) selection.Choose(ref, true);
     for (const auto& ref : deselect) selection.Choose(ref, false);
     for (const auto& [ref, how] : resolve.items()) {
@@ -1088,7 +1099,9 @@ class Service {
     auto page = state.LoadChangePage(id, *tab, filter, 0, INT64_MAX / 2);
     if (!page.ok()) return SendError(res, FromStatus(page.status()));
     std::lock_guard<std::mutex> guard(selection_mutex_);
-    Selection selection = Selection::Load(state, id);
+    auto loaded = Selection::Load(state, id);
+    if (!loaded.ok()) return SendError(res, FromStatus(loaded.status()));
+    Selection& selection = *loaded;
     for (const Change& change : page->changes) selection.Choose(change.Ref(), selected);
     Status saved = state.SaveSelection(id, selection.ToJson().dump());
     if (!saved.ok()) return SendError(res, FromStatus(saved));
@@ -1167,14 +1180,16 @@ class Service {
           res, {400, "bad_request", fmt::format("time_zone '{}' is not a tz database zone", zone),
                 "time_zone"});
     }
-    auto comparison = state.LoadComparison(request.comparison_id);
+    auto comparison = state.LoadComparisonHeader(request.comparison_id);  // it exists
     if (!comparison.ok()) {
       ApiError e = FromStatus(comparison.status());
       if (e.http == 404) e = {400, "bad_request", comparison.status().message(), "comparison_id"};
       return SendError(res, e);
     }
     // The saved selection, then what the body adds.
-    const Selection selection = Selection::Load(state, request.comparison_id);
+    const auto loaded = Selection::Load(state, request.comparison_id);
+    if (!loaded.ok()) return SendError(res, FromStatus(loaded.status()));
+    const Selection& selection = *loaded;
     request.select.assign(selection.select.begin(), selection.select.end());
     request.deselect.assign(selection.deselect.begin(), selection.deselect.end());
     for (const auto& [ref, how] : selection.resolve) request.resolve.push_back(ref + "=" + how);
@@ -1387,17 +1402,18 @@ Status RunJobsOnce(const Workspace& workspace) {
   auto state = workspace.OpenState([](const std::string& line) { spdlog::info("{}", line); });
   if (!state.ok()) return state.status();
   {
+    // Jobs left running are settled only while nobody else works on the store; otherwise their
+    // process is alive, or settles them itself.
     store::WorkLock lock;
     auto acquired = lock.TryAcquire(workspace.config().state);
     if (!acquired.ok()) return acquired.status();
-    if (!*acquired) {
-      return Status::Unavailable("another envsync is running a sync or an undo: try again later");
+    if (*acquired) {
+      auto jobs = RecoverInterruptedJobs(**state, Now(),
+                                         [&](const store::Message& m, const std::string& link) {
+                                           return workspace.Notify(**state, m, link);
+                                         });
+      if (!jobs.ok()) return jobs.status();
     }
-    auto jobs = RecoverInterruptedJobs(**state, Now(),
-                                       [&](const store::Message& m, const std::string& link) {
-                                         return workspace.Notify(**state, m, link);
-                                       });
-    if (!jobs.ok()) return jobs.status();
   }  // the jobs below take the store's job lock, which this one excludes
   auto ran = workspace.RunDueJobs(**state, "", LogJob, nullptr, nullptr, RunnerName());
   return ran.ok() ? Status::Ok() : ran.status();

@@ -124,8 +124,7 @@ bool VerifyPassword(std::string_view password, const std::string& stored) {
 }
 
 Status AddUser(store::StateStore& state, const std::string& email, const std::string& role,
-               const std::string& password, const std::string& time_zone,
-               const std::string& now) {
+               const std::string& password, const std::string& time_zone, const std::string& now) {
   if (!IsMailAddress(email)) {
     return Status::InvalidArgument(
         fmt::format("'{}' is not an e-mail address: users are named by theirs", email));

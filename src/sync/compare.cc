@@ -328,11 +328,9 @@ Status Comparer::CompareTable(const TableSpec& table) {
   const int64_t read_before = records_read_;
   ReadContext source_context{&identities_, source_side_, &source_keys_, &folders_};
   ReadContext target_context{&identities_, target_side_, &target_keys_, &folders_};
-  if (plan_ != nullptr) {
-    if (!plan_->read_all) {
-      source_context.only_ids = &plan_->source_ids;
-      target_context.only_ids = &plan_->target_ids;
-    }
+  if (plan_ != nullptr && !plan_->read_all) {
+    source_context.only_ids = &plan_->source_ids;
+    target_context.only_ids = &plan_->target_ids;
   }
   std::vector<PendingPair> pending;
   std::vector<Record> deferred_source;

@@ -1,11 +1,11 @@
 // Users and access: password hashes, the login rate limit, `envsync user add`, `--as`, and the
 // audit log, against a real state store.
 #include "envsync/service/users.h"
-#include "envsync/service/jobs.h"
 
 #include <iostream>
 #include <sstream>
 
+#include "envsync/service/jobs.h"
 #include "envsync/store/state_store.h"
 #include "tests/sync/compare_test_support.h"
 
@@ -68,9 +68,9 @@ class UsersTest : public DemoEnvironments {
 // `user add` reads the password from stdin and stores only its hash; bad input names the
 // thing at fault and stores nothing.
 TEST_F(UsersTest, UserAddStoresAHashAndRefusesBadInput) {
-  CliRun added = Cli({"user", "add", "olga@shop.example", "--role", "operator", "--time-zone",
-                      "Europe/Berlin"},
-                     "s3cret-enough\n");
+  CliRun added = Cli(
+      {"user", "add", "olga@shop.example", "--role", "operator", "--time-zone", "Europe/Berlin"},
+      "s3cret-enough\n");
   ASSERT_EQ(added.exit_code, 0) << added.err;
   auto state = store::OpenStateStore(paths_.state.string());
   ASSERT_TRUE(state.ok());
@@ -87,7 +87,9 @@ TEST_F(UsersTest, UserAddStoresAHashAndRefusesBadInput) {
     std::string named;
   };
   for (const Bad& bad : std::vector<Bad>{
-           {{"user", "add", "not-an-address", "--role", "viewer"}, "long-enough\n", "not-an-address"},
+           {{"user", "add", "not-an-address", "--role", "viewer"},
+            "long-enough\n",
+            "not-an-address"},
            {{"user", "add", "x@shop.example", "--role", "root"}, "long-enough\n", "'root'"},
            {{"user", "add", "x@shop.example", "--role", "viewer"}, "short\n", "too short"},
            {{"user", "add", "x@shop.example", "--role", "viewer"}, "", "no password"},
@@ -105,8 +107,8 @@ TEST_F(UsersTest, UserAddStoresAHashAndRefusesBadInput) {
 
 // `--as` names who acts: the messages and the audit log carry that user, with the records.
 TEST_F(UsersTest, AsNamesTheUserInMessagesAndTheAuditLog) {
-  CliRun compared = Cli({"--as", "olga@shop.example", "compare", "--from", "TEST", "--to", "PROD",
-                         "--json"});
+  CliRun compared =
+      Cli({"--as", "olga@shop.example", "compare", "--from", "TEST", "--to", "PROD", "--json"});
   ASSERT_EQ(compared.exit_code, 0) << compared.err;
   const std::string id = compared.Json()["comparison_id"];
   CliRun synced = Cli({"--as", "olga@shop.example", "sync", id, "--deselect", "cms_pages:2",

@@ -70,11 +70,11 @@ struct SyncRecord {
 
 // Who may write through a state store, held as locks the operating system or the database
 // server releases when the holder dies, so a killed envsync never leaves one held:
-//  - the whole store, exclusively: settling interrupted syncs and jobs, an undo, a sync run from
-//    the CLI;
-//  - a job, shared: held while one job is claimed and run, so settling never takes a job that
-//    is still running for its worker to be "interrupted";
-//  - one target environment, exclusively: held by a sync into it.
+//  - the whole store, exclusively: only to settle interrupted syncs and jobs;
+//  - a job, shared: held while one job is claimed and run, and by every sync or undo, so
+//    settling never takes work that is still running for work a killed process left;
+//  - one target environment, exclusively: held by every sync or undo into it (see
+//    service::Workspace::LockTarget).
 // With a SQLite store these are flock(2) locks on `<state>.lock` and `<state>.<target>.lock`;
 // with a PostgreSQL store they are session advisory locks on a connection the lock holds.
 class WorkLock {
