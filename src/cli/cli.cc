@@ -33,6 +33,7 @@
 #include "envsync/store/state_store.h"
 #include "envsync/sync/compare.h"
 #include "envsync/sync/sync.h"
+#include "envsync/sync/tracking.h"
 
 namespace envsync::cli {
 namespace {
@@ -279,6 +280,13 @@ Result<Comparison> RunCompare(const service::Workspace& ws, const CompareFlags& 
                        bytes_read > 0 ? fmt::format("; read {} bytes from the database servers",
                                                     Thousands(static_cast<int64_t>(bytes_read)))
                                       : "");
+    if (!comparison->tracked_tables.empty()) {
+      std::string tables;
+      for (const std::string& t : comparison->tracked_tables) {
+        tables += (tables.empty() ? "" : ", ") + t;
+      }
+      err << fmt::format("read through the change logs (envsync track): {}\n", tables);
+    }
   }
   return comparison;
 }
@@ -362,6 +370,92 @@ int DemoInit(const std::string& dir, int64_t records, const std::string& admin, 
 }
 
 }  // namespace
+
+// `envsync track enable|disable|status|prune ENV`.
+static int Track(const service::Workspace& ws, const std::vector<CLI::App*>& subs,
+                 const std::string& name, bool json, std::ostream& out, std::ostream& err) {
+  const EnvironmentConfig* environment = ws.config().Find(name);
+  if (environment == nullptr) {
+    return Fail(err, Status::InvalidArgument(fmt::format(
+                         "ENV '{}' is not an environment of {}: use PROD or TEST", name,
+                         ws.config().source_name)));
+  }
+  if (subs[0]->parsed()) {
+    auto tables = sync::EnableTracking(ws.manifest(), *environment, sync::DefaultSyncContext().now());
+    if (!tables.ok()) return Fail(err, tables.status());
+    if (json) {
+      out << nlohmann::json{{"environment", name}, {"enabled", true}, {"tables", *tables}}.dump(2)
+          << "\n";
+    } else {
+      std::string list;
+      for (const std::string& table : *tables) list += (list.empty() ? "" : ", ") + table;
+      out << fmt::format(
+          "Change tracking is on in {}: triggers log every write to {}. The next comparison "
+          "reads these tables whole once; later ones read only what the log lists.\n",
+          name, list);
+    }
+    return kExitOk;
+  }
+  if (subs[1]->parsed()) {
+    Status disabled = sync::DisableTracking(*environment);
+    if (!disabled.ok()) return Fail(err, disabled);
+    if (json) {
+      out << nlohmann::json{{"environment", name}, {"enabled", false}}.dump(2) << "\n";
+    } else {
+      out << fmt::format("Change tracking is off in {}: its triggers and log are gone.\n", name);
+    }
+    return kExitOk;
+  }
+  auto state = ws.OpenState([&](const std::string& line) { Log(err, line); });
+  if (!state.ok()) return Fail(err, state.status());
+  if (subs[3]->parsed()) {
+    auto pruned = sync::PruneTracking(*environment, **state);
+    if (!pruned.ok()) return Fail(err, pruned.status());
+    if (json) {
+      out << nlohmann::json{{"environment", name}, {"pruned", *pruned}}.dump(2) << "\n";
+    } else {
+      out << fmt::format("Pruned {} log entries from {}.\n", Thousands(*pruned), name);
+    }
+    return kExitOk;
+  }
+  auto report = sync::ReportTracking(*environment, **state);
+  if (!report.ok()) return Fail(err, report.status());
+  if (json) {
+    nlohmann::json body{{"environment", name}, {"enabled", report->state.has_value()}};
+    if (report->state) {
+      body["epoch"] = report->state->epoch;
+      body["enabled_at"] = report->state->enabled_at;
+      body["tables"] = report->state->tables;
+      body["broken"] = report->state->broken;
+      body["log_rows"] = report->state->log_rows;
+      body["position"] = report->state->position;
+      body["marked_tables"] = report->marked_tables;
+    }
+    out << body.dump(2) << "\n";
+    return kExitOk;
+  }
+  if (!report->state) {
+    out << fmt::format("Change tracking is off in {} (envsync track enable {}).\n", name, name);
+    return kExitOk;
+  }
+  std::string tables;
+  for (const std::string& table : report->state->tables) {
+    const bool marked = std::find(report->marked_tables.begin(), report->marked_tables.end(),
+                                  table) != report->marked_tables.end();
+    tables += fmt::format("{}{}{}", tables.empty() ? "" : ", ", table,
+                          marked ? "" : " (not compared since enabled)");
+  }
+  out << fmt::format("Change tracking is on in {} since {} (epoch {}).\nTables: {}\n", name,
+                     report->state->enabled_at, report->state->epoch, tables);
+  for (const std::string& table : report->state->broken) {
+    out << fmt::format("BROKEN: {} lost some of its triggers; it is read whole until `envsync "
+                       "track enable {}` runs again.\n",
+                       table, name);
+  }
+  out << fmt::format("Log: {} entries, position {}.\n", Thousands(report->state->log_rows),
+                     report->state->position);
+  return kExitOk;
+}
 
 static int RunCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
@@ -483,6 +577,25 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
   bool audit_json = false;
   CLI::App* audit_cmd = app.add_subcommand("audit", "who did what, to which records, when");
   audit_cmd->add_flag("--json", audit_json, "print as JSON");
+
+  CLI::App* track_cmd = app.add_subcommand(
+      "track", "opt-in change tracking: triggers log what the platform writes, so a comparison "
+               "reads only what changed");
+  track_cmd->require_subcommand(1);
+  std::string track_env;
+  bool track_json = false;
+  std::vector<CLI::App*> track_subs;
+  for (const auto& [name, help] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"enable", "install the change log and its triggers in ENV (a new epoch)"},
+           {"disable", "remove the change log and its triggers from ENV, leaving nothing behind"},
+           {"status", "show whether ENV is tracked, its log and what the comparisons have read"},
+           {"prune", "delete the log entries every comparison has read"}}) {
+    CLI::App* sub = track_cmd->add_subcommand(name, help);
+    sub->add_option("ENV", track_env, "the environment: PROD or TEST")->required();
+    sub->add_flag("--json", track_json, "print as JSON");
+    track_subs.push_back(sub);
+  }
 
   CLI::App* demo_cmd = app.add_subcommand("demo", "demo environments");
   demo_cmd->require_subcommand(1);
@@ -623,6 +736,8 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     }
     return kExitOk;
   }
+
+  if (track_cmd->parsed()) return Track(**ws, track_subs, track_env, track_json, out, err);
 
   if (compare->parsed()) {
     auto comparison = RunCompare(**ws, compare_flags, /*quiet=*/false, err);

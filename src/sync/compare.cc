@@ -60,7 +60,15 @@ struct DigestPlan {
   // the digests are only recorded.
   bool read_all = false;
   uint64_t mix = 0;  // folded into stored digests: the identity pairs the hashes depend on
+  // Made from the change logs (envsync track), not from the servers' digests: no digests.
+  bool tracked = false;
 };
+
+// Change tracking is used unless ENVSYNC_TRACKING=0 (to measure a full read).
+bool TrackingEnabled() {
+  const char* value = std::getenv("ENVSYNC_TRACKING");
+  return value == nullptr || std::string(value) != "0";
+}
 
 // Remote digests are used unless ENVSYNC_REMOTE_DIGESTS=0 (to measure the full read).
 bool RemoteDigestsEnabled() {
@@ -94,6 +102,15 @@ class Comparer {
   // does not digest, a table with files, a non-integer ID, ENVSYNC_REMOTE_DIGESTS=0).
   Result<std::optional<DigestPlan>> PlanByDigests(const RecordLayout& layout);
   uint64_t IdentityMix(const TableSpec& table) const;
+  // Change tracking: whether both environments log `table`'s records and the table can be
+  // compared from the logs (integer IDs, no files, no folders, a key of its own).
+  bool Trackable(const TableSpec& table) const;
+  // What the table's mark and both change logs say must be read, or nullopt when the table
+  // must be read whole (no mark, a new epoch, a log that went back, another mix).
+  Result<std::optional<DigestPlan>> PlanByTracking(const RecordLayout& layout);
+  uint64_t TrackingMix(const RecordLayout& layout) const;
+  // IDs to read on each side for `ids` (each record brings its counterpart).
+  void ExpandToPairs(const std::string& table, const std::set<int64_t>& ids, DigestPlan* plan);
   Status Visit(const RecordLayout& layout, const Pair& pair, std::vector<PendingPair>* pending);
   Status ListPending(const RecordLayout& layout, std::vector<PendingPair>& pending);
   // The target's ID for the source record's natural key, or NULL when the key is free there.
@@ -123,6 +140,14 @@ class Comparer {
   std::map<std::string, RecordLayout> layouts_;
   std::map<std::string, std::vector<std::string>> columns_;  // table -> columns (source)
   const DigestPlan* plan_ = nullptr;  // of the table being compared, when it has one
+  // Both sides' change logs, read in the snapshots; nullopt where tracking is off.
+  std::optional<store::TrackingState> source_tracking_;
+  std::optional<store::TrackingState> target_tracking_;
+  // The IDs of the pairs found unequal in the table being compared, when it is Trackable.
+  bool collect_unequal_ = false;
+  std::set<int64_t> unequal_source_;
+  std::set<int64_t> unequal_target_;
+  std::vector<store::TrackingMark> marks_;  // saved once the base update has committed
   int64_t records_read_ = 0;
   int64_t next_progress_ = kProgressEvery;
   // Per listed change with a source record (by index): what that record references.
@@ -140,6 +165,23 @@ Result<Comparison> Comparer::Run() {
   ENVSYNC_RETURN_IF_ERROR(CheckSchemas());
   ENVSYNC_RETURN_IF_ERROR(source_.BeginSnapshot());
   ENVSYNC_RETURN_IF_ERROR(target_.BeginSnapshot());
+  if (TrackingEnabled()) {
+    for (auto [env, tracking] : {std::pair{&source_, &source_tracking_},
+                                 std::pair{&target_, &target_tracking_}}) {
+      auto state = env->ReadTracking();
+      if (!state.ok()) return state.status();
+      *tracking = std::move(*state);
+      if (!*tracking) continue;
+      for (const std::string& table : (*tracking)->broken) {
+        comparison_.warnings.push_back(Warning{
+            env->name(), table,
+            fmt::format("change tracking of {} on {} is broken: some of its triggers are gone "
+                        "(a schema migration?), so it is read whole; run `envsync track "
+                        "enable {}` again",
+                        table, env->name(), env->name())});
+      }
+    }
+  }
   ENVSYNC_RETURN_IF_ERROR(LoadKeyIndexes());
   ENVSYNC_RETURN_IF_ERROR(CheckFolders());
   ENVSYNC_RETURN_IF_ERROR(SelectModules());
@@ -162,6 +204,11 @@ Result<Comparison> Comparer::Run() {
     return status;
   }
   ENVSYNC_RETURN_IF_ERROR(state_.CommitBaseUpdate());
+  // A mark is written only after the bases it vouches for: a crash in between leaves the older
+  // mark, which makes the next comparison read more, never less.
+  for (const store::TrackingMark& mark : marks_) {
+    ENVSYNC_RETURN_IF_ERROR(state_.SaveTrackingMark(mark));
+  }
   (void)source_.EndSnapshot();
   (void)target_.EndSnapshot();
 
@@ -322,9 +369,15 @@ Status Comparer::CompareTable(const TableSpec& table) {
       layouts_.emplace(table.name, RecordLayout::Make(table, columns_[table.name], child_columns))
           .first->second;
 
-  auto plan = PlanByDigests(layout);
+  collect_unequal_ = Trackable(table);
+  unequal_source_.clear();
+  unequal_target_.clear();
+  auto plan = collect_unequal_ ? PlanByTracking(layout) : std::optional<DigestPlan>();
+  if (!plan.ok()) return plan.status();
+  if (!plan->has_value()) plan = PlanByDigests(layout);
   if (!plan.ok()) return plan.status();
   plan_ = plan->has_value() ? &**plan : nullptr;
+  if (plan_ != nullptr && plan_->tracked) comparison_.tracked_tables.push_back(table.name);
   const int64_t read_before = records_read_;
   ReadContext source_context{&identities_, source_side_, &source_keys_, &folders_};
   ReadContext target_context{&identities_, target_side_, &target_keys_, &folders_};
@@ -340,7 +393,16 @@ Status Comparer::CompareTable(const TableSpec& table) {
     TableReader target_reader(target_, layout, target_context);
     ENVSYNC_RETURN_IF_ERROR(source_reader.Start());
     ENVSYNC_RETURN_IF_ERROR(target_reader.Start());
-    auto base_cursor = state_.ScanDirectBase(table.name);
+    // Only the bases of the records read, when a plan leaves most of them unread.
+    std::vector<int64_t> read_ids;
+    if (source_context.only_ids != nullptr) {
+      std::set_union(plan_->source_ids.begin(), plan_->source_ids.end(),
+                     plan_->target_ids.begin(), plan_->target_ids.end(),
+                     std::back_inserter(read_ids));
+    }
+    auto base_cursor = source_context.only_ids != nullptr
+                           ? state_.ScanDirectBase(table.name, read_ids)
+                           : state_.ScanDirectBase(table.name);
     if (!base_cursor.ok()) return base_cursor.status();
     // One thread per side; this thread merges the two ID-ordered streams with the base.
     PrefetchingReader source(&source_reader);
@@ -454,8 +516,29 @@ Status Comparer::CompareTable(const TableSpec& table) {
   }
   ENVSYNC_RETURN_IF_ERROR(ListPending(layout, pending));
   // What the plan left unread was compared by its digests.
-  if (plan_ != nullptr) records_read_ = read_before + plan_->rows;
+  if (plan_ != nullptr && !plan_->tracked) records_read_ = read_before + plan_->rows;
   plan_ = nullptr;
+  if (collect_unequal_ && source_tracking_ && target_tracking_) {
+    const store::TrackingState& prod =
+        source_side_ == Side::kProd ? *source_tracking_ : *target_tracking_;
+    const store::TrackingState& test =
+        source_side_ == Side::kProd ? *target_tracking_ : *source_tracking_;
+    const std::set<int64_t>& prod_unequal =
+        source_side_ == Side::kProd ? unequal_source_ : unequal_target_;
+    const std::set<int64_t>& test_unequal =
+        source_side_ == Side::kProd ? unequal_target_ : unequal_source_;
+    store::TrackingMark mark;
+    mark.table = table.name;
+    mark.prod_epoch = prod.epoch;
+    mark.prod_position = prod.position;
+    mark.test_epoch = test.epoch;
+    mark.test_position = test.position;
+    mark.mix = TrackingMix(layout);
+    mark.unequal_prod.assign(prod_unequal.begin(), prod_unequal.end());
+    mark.unequal_test.assign(test_unequal.begin(), test_unequal.end());
+    marks_.push_back(std::move(mark));
+  }
+  collect_unequal_ = false;
   Progress(table.name, false);
   return Status::Ok();
 }
@@ -593,24 +676,94 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
     within_bits = bits;
     if (within.empty()) break;
   }
+  ExpandToPairs(table.name, dirty_ids, &plan);
+  plan.read_all =
+      static_cast<int64_t>(plan.source_ids.size() + plan.target_ids.size()) > plan.rows / 4;
+  return std::optional<DigestPlan>(std::move(plan));
+}
+
+void Comparer::ExpandToPairs(const std::string& table, const std::set<int64_t>& ids,
+                             DigestPlan* plan) {
   // Each record read brings its counterpart: the same ID, or its identity pair.
   std::set<int64_t> source_ids;
   std::set<int64_t> target_ids;
-  for (int64_t id : dirty_ids) {
+  for (int64_t id : ids) {
     source_ids.insert(id);
     target_ids.insert(id);
-    if (!identities_.IsDirect(table.name, id)) {
-      if (auto other = identities_.Counterpart(table.name, source_side_, id)) {
+    if (!identities_.IsDirect(table, id)) {
+      if (auto other = identities_.Counterpart(table, source_side_, id)) {
         target_ids.insert(*other);
       }
-      if (auto other = identities_.Counterpart(table.name, target_side_, id)) {
+      if (auto other = identities_.Counterpart(table, target_side_, id)) {
         source_ids.insert(*other);
       }
     }
   }
-  plan.read_all = static_cast<int64_t>(source_ids.size() + target_ids.size()) > plan.rows / 4;
-  plan.source_ids.assign(source_ids.begin(), source_ids.end());
-  plan.target_ids.assign(target_ids.begin(), target_ids.end());
+  plan->source_ids.assign(source_ids.begin(), source_ids.end());
+  plan->target_ids.assign(target_ids.begin(), target_ids.end());
+}
+
+bool Comparer::Trackable(const TableSpec& table) const {
+  if (!source_tracking_ || !target_tracking_) return false;
+  if (table.asset || !table.folder_path.empty() || !table.folder.empty()) return false;
+  for (const std::string& column : table.key) {
+    // A key naming another table's record hashes that record's key, which no log of this
+    // table sees change.
+    if (table.ReferenceOf(column) != nullptr) return false;
+  }
+  for (const auto* state : {&*source_tracking_, &*target_tracking_}) {
+    if (std::find(state->tables.begin(), state->tables.end(), table.name) == state->tables.end()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+uint64_t Comparer::TrackingMix(const RecordLayout& layout) const {
+  // What a record's hash depends on besides its rows: the columns compared, the row filter,
+  // and the identity pairs of the tables it references and of its own table.
+  const TableSpec& table = *layout.table;
+  std::string bytes = fmt::format("envsync tracking v1|{}|{:x}", table.name, IdentityMix(table));
+  for (const std::string& column : layout.columns) bytes += "|c:" + column;
+  for (const ChildLayout& child : layout.children) {
+    bytes += "|child:" + child.spec->table;
+    for (const std::string& column : child.columns) bytes += "," + column;
+  }
+  if (table.filter) bytes += "|filter:" + table.filter->column + "=" + table.filter->prefix;
+  for (const auto& [prod, test] : identities_.Pairs(table.name)) {
+    bytes += fmt::format("|{}:{}", prod, test);
+  }
+  return HashBytes(bytes);
+}
+
+Result<std::optional<DigestPlan>> Comparer::PlanByTracking(const RecordLayout& layout) {
+  const TableSpec& table = *layout.table;
+  auto mark = state_.LoadTrackingMark(table.name);
+  if (!mark.ok()) return mark.status();
+  if (!*mark) return std::optional<DigestPlan>();
+  const store::TrackingState& prod =
+      source_side_ == Side::kProd ? *source_tracking_ : *target_tracking_;
+  const store::TrackingState& test =
+      source_side_ == Side::kProd ? *target_tracking_ : *source_tracking_;
+  if ((*mark)->prod_epoch != prod.epoch || (*mark)->test_epoch != test.epoch ||
+      (*mark)->mix != TrackingMix(layout)) {
+    return std::optional<DigestPlan>();
+  }
+  store::Environment& prod_env = source_side_ == Side::kProd ? source_ : target_;
+  store::Environment& test_env = source_side_ == Side::kProd ? target_ : source_;
+  auto prod_changed = prod_env.ChangedSince(table.name, (*mark)->prod_position);
+  if (!prod_changed.ok()) return prod_changed.status();
+  auto test_changed = test_env.ChangedSince(table.name, (*mark)->test_position);
+  if (!test_changed.ok()) return test_changed.status();
+  if (!*prod_changed || !*test_changed) return std::optional<DigestPlan>();
+  // Every record is read under its own ID on its own side, and brings its counterpart.
+  std::set<int64_t> ids((*mark)->unequal_prod.begin(), (*mark)->unequal_prod.end());
+  ids.insert((*mark)->unequal_test.begin(), (*mark)->unequal_test.end());
+  ids.insert((*prod_changed)->begin(), (*prod_changed)->end());
+  ids.insert((*test_changed)->begin(), (*test_changed)->end());
+  DigestPlan plan;
+  plan.tracked = true;
+  ExpandToPairs(table.name, ids, &plan);
   return std::optional<DigestPlan>(std::move(plan));
 }
 
@@ -623,7 +776,7 @@ Status Comparer::Visit(const RecordLayout& layout, const Pair& pair,
     // Equal: this is the pair's last common state now, with what the servers digested of it.
     std::optional<uint64_t> prod_digest;
     std::optional<uint64_t> test_digest;
-    if (plan_ != nullptr) {
+    if (plan_ != nullptr && !plan_->tracked) {
       const auto* source_id = std::get_if<int64_t>(&pair.source->id);
       const auto* target_id = std::get_if<int64_t>(&pair.target->id);
       auto s = source_id ? plan_->source_digests.find(*source_id) : plan_->source_digests.end();
@@ -647,6 +800,15 @@ Status Comparer::Visit(const RecordLayout& layout, const Pair& pair,
       return state_.PutBase(layout.table->name, base);
     }
     return Status::Ok();
+  }
+  if (collect_unequal_) {
+    // Not equal: the next comparison from the change logs reads this pair again.
+    if (const auto* id = pair.source ? std::get_if<int64_t>(&pair.source->id) : nullptr) {
+      unequal_source_.insert(*id);
+    }
+    if (const auto* id = pair.target ? std::get_if<int64_t>(&pair.target->id) : nullptr) {
+      unequal_target_.insert(*id);
+    }
   }
   PendingPair entry;
   if (pair.source != nullptr && pair.target == nullptr && pair.base == nullptr) {

@@ -106,6 +106,9 @@ struct Comparison {
   int64_t records_compared = 0;
   std::vector<Change> changes;
   std::vector<Warning> warnings;
+  // Tables read through both environments' change logs (envsync track): only the records the
+  // logs list and those unequal last time were read. Reported by the run; not stored.
+  std::vector<std::string> tracked_tables;
 
   TabCounts Counts() const;
 };

@@ -66,6 +66,34 @@ struct DigestBucket {
   uint64_t digest = 0;  // XOR of the rows' digests
 };
 
+// Change tracking (`envsync track enable ENV`): triggers in the environment's own database log
+// the ID of every record the platform's writes touch, so a comparison reads only what changed
+// since the last one. A record is logged under its root table: a child row (a slide) logs
+// its parent (the slider).
+struct TrackedTable {
+  struct Child {
+    std::string table;
+    std::string parent;  // the column pointing at the root row
+  };
+  std::string table;
+  std::string id;  // an INTEGER column
+  std::vector<Child> children;
+};
+
+// Where an environment's change log stands, read inside a snapshot. `epoch` is new each time
+// tracking is enabled; `position` is opaque (SQLite: the log's last sequence number;
+// PostgreSQL: the snapshot, pg_current_snapshot()) and goes back to ChangedSince.
+struct TrackingState {
+  std::string epoch;
+  std::string position;
+  std::string enabled_at;
+  std::vector<std::string> tables;  // root tables whose triggers are all in place
+  // Tables enabled once whose triggers are gone (a platform migration dropped them): their
+  // log is incomplete, so they are read whole until tracking is enabled again.
+  std::vector<std::string> broken;
+  int64_t log_rows = 0;
+};
+
 // Where one gallery file's bytes are found, with its digest: the file's SHA-256 in lowercase
 // hex, or an explanation why it could not be read.
 struct AssetDigest {
@@ -132,6 +160,37 @@ class Environment {
     return Status::InvalidArgument("row digests are not computed by " + request.table +
                                    "'s database");
   }
+  // The change log's state, or nullopt when tracking is not enabled. Inside a snapshot it
+  // reads that snapshot.
+  virtual Result<std::optional<TrackingState>> ReadTracking() { return std::optional<TrackingState>(); }
+  // The sorted, distinct IDs of `table` logged after `position` (from an earlier
+  // TrackingState of the same epoch), as this snapshot sees them; nullopt when the position
+  // cannot be used (the log went back, e.g. a restored backup): the table is read whole.
+  virtual Result<std::optional<std::vector<int64_t>>> ChangedSince(const std::string& table,
+                                                                   const std::string& position) {
+    (void)table, (void)position;
+    return std::optional<std::vector<int64_t>>();
+  }
+  // Installs the change log and its triggers on `tables` (a new epoch), replacing any earlier
+  // ones, in one transaction; a table whose ID column is not an integer is left out. Returns
+  // the tables tracked. Needs Access::kReadWrite.
+  virtual Result<std::vector<std::string>> EnableTracking(const std::vector<TrackedTable>& tables,
+                                                          const std::string& epoch,
+                                                          const std::string& now) {
+    (void)tables, (void)epoch, (void)now;
+    return Status::Unavailable(location() + ": change tracking is not supported here");
+  }
+  // Removes the triggers and the log, leaving nothing behind. Needs Access::kReadWrite.
+  virtual Status DisableTracking() {
+    return Status::Unavailable(location() + ": change tracking is not supported here");
+  }
+  // Deletes the log entries that every one of `needed` (positions still to be read from, of
+  // this epoch) has passed. Returns how many were deleted. Needs Access::kReadWrite.
+  virtual Result<int64_t> PruneTracking(const std::vector<std::string>& needed) {
+    (void)needed;
+    return Status::Unavailable(location() + ": change tracking is not supported here");
+  }
+
   // Bytes of rows received from a database server so far (0 for a file).
   virtual uint64_t BytesRead() const { return 0; }
 

@@ -30,6 +30,22 @@ struct SyncBase {
   std::optional<uint64_t> test_digest;
 };
 
+// What the last comparison of one table saw of both environments' change logs (TrackingState):
+// with their `epoch` and `position`, every record of the table was either equal on both sides
+// and is current in its base, or one of the `unequal_*` IDs. A later comparison then reads only
+// those and what the logs list since, as long as `mix` (the table's columns, filter and the
+// identity pairs its hashes depend on) is unchanged.
+struct TrackingMark {
+  std::string table;
+  std::string prod_epoch;
+  std::string prod_position;
+  std::string test_epoch;
+  std::string test_position;
+  uint64_t mix = 0;
+  std::vector<int64_t> unequal_prod;  // sorted
+  std::vector<int64_t> unequal_test;  // sorted
+};
+
 // Streams base entries in ID order.
 class BaseCursor {
  public:
@@ -203,9 +219,18 @@ class StateStore {
   // The base entries of `table` whose PROD and TEST IDs are equal, ordered by that ID in
   // SQLite's order (see CompareValues).
   virtual Result<std::unique_ptr<BaseCursor>> ScanDirectBase(const std::string& table) = 0;
+  // The same, only for the pairs whose ID is one of `ids` (sorted).
+  virtual Result<std::unique_ptr<BaseCursor>> ScanDirectBase(const std::string& table,
+                                                             const std::vector<int64_t>& ids) = 0;
   // The base of one pair, or nullopt when there is none.
   virtual Result<std::optional<SyncBase>> FindBase(const std::string& table, const Value& prod_id,
                                                    const Value& test_id) = 0;
+
+  // Change tracking: the mark of `table`, or nullopt; saving one replaces it. Marks are
+  // written after the base update they describe has committed.
+  virtual Result<std::optional<TrackingMark>> LoadTrackingMark(const std::string& table) = 0;
+  virtual Status SaveTrackingMark(const TrackingMark& mark) = 0;
+  virtual Result<std::vector<TrackingMark>> ListTrackingMarks() = 0;
 
   // Base writes go into one transaction: Begin, Put any number, then Commit (or Abort).
   virtual Status BeginBaseUpdate() = 0;
@@ -296,7 +321,7 @@ class StateStore {
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location);
 
 // The current version of the state store's schema.
-inline constexpr int kStateSchemaVersion = 7;
+inline constexpr int kStateSchemaVersion = 8;
 
 }  // namespace envsync::store
 

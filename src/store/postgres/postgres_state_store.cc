@@ -192,6 +192,20 @@ CREATE TABLE selections (
 ALTER TABLE sync_base ADD COLUMN prod_digest bigint;
 ALTER TABLE sync_base ADD COLUMN test_digest bigint;
 )sql",
+    // Change tracking: per table, where both environments' change logs stood at the last
+    // comparison, and the IDs that were not equal then (bytea, 8 bytes each).
+    R"sql(
+CREATE TABLE tracking_marks (
+  table_name    text COLLATE "C" PRIMARY KEY,
+  prod_epoch    text NOT NULL,
+  prod_position text NOT NULL,
+  test_epoch    text NOT NULL,
+  test_position text NOT NULL,
+  mix           bigint NOT NULL,
+  unequal_prod  bytea NOT NULL,
+  unequal_test  bytea NOT NULL
+);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kFirstVersion + kMigrationCount - 1 == kStateSchemaVersion);
@@ -352,6 +366,52 @@ void ReadBase(const PgResult& rows, int row, SyncBase* base) {
   if (!rows.IsNull(row, 9)) base->test_digest = ToUnsigned(rows.Integer(row, 9));
 }
 
+// IDs as the bytea of their bits (see ToBytea), and back.
+std::string IdsToBytea(const std::vector<int64_t>& ids) {
+  std::vector<uint64_t> bits(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) bits[i] = ToUnsigned(ids[i]);
+  return ToBytea(bits);
+}
+std::vector<int64_t> IdsFromBytea(const std::string& text) {
+  const std::vector<uint64_t> bits = FromBytea(text);
+  std::vector<int64_t> ids(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) ids[i] = ToSigned(bits[i]);
+  return ids;
+}
+
+constexpr const char* kMarkColumns =
+    "table_name, prod_epoch, prod_position, test_epoch, test_position, mix, unequal_prod, "
+    "unequal_test";
+
+TrackingMark ReadMark(const PgResult& rows, int row) {
+  TrackingMark mark;
+  mark.table = rows.Text(row, 0);
+  mark.prod_epoch = rows.Text(row, 1);
+  mark.prod_position = rows.Text(row, 2);
+  mark.test_epoch = rows.Text(row, 3);
+  mark.test_position = rows.Text(row, 4);
+  mark.mix = ToUnsigned(rows.Integer(row, 5));
+  mark.unequal_prod = IdsFromBytea(rows.Text(row, 6));
+  mark.unequal_test = IdsFromBytea(rows.Text(row, 7));
+  return mark;
+}
+
+// Base entries already read, handed out as a cursor.
+class ListBaseCursor : public BaseCursor {
+ public:
+  explicit ListBaseCursor(std::vector<SyncBase> bases) : bases_(std::move(bases)) {}
+  bool Next(SyncBase* base) override {
+    if (next_ >= bases_.size()) return false;
+    *base = std::move(bases_[next_++]);
+    return true;
+  }
+  Status status() const override { return Status::Ok(); }
+
+ private:
+  std::vector<SyncBase> bases_;
+  size_t next_ = 0;
+};
+
 // "($1, $2), ($3, $4)" for `rows` rows of `width` parameters.
 std::string Placeholders(size_t rows, int width) {
   std::string out;
@@ -502,6 +562,57 @@ class PostgresStateStore : public StateStore {
                    Bind({table}))
             .status());
     return std::unique_ptr<BaseCursor>(std::move(cursor));
+  }
+
+  Result<std::unique_ptr<BaseCursor>> ScanDirectBase(const std::string& table,
+                                                     const std::vector<int64_t>& ids) override {
+    std::string list = "{";
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (i > 0) list += ',';
+      list += std::to_string(ids[i]);
+    }
+    list += "}";
+    auto rows = Read(fmt::format("SELECT {} FROM sync_base WHERE table_name = $1 AND "
+                                 "prod_kind = 1 AND test_kind = 1 AND prod_int = test_int AND "
+                                 "prod_int = ANY($2::bigint[]) ORDER BY prod_int",
+                                 kBaseColumns),
+                     Bind({table, list}));
+    if (!rows.ok()) return rows.status();
+    std::vector<SyncBase> bases(static_cast<size_t>(rows->rows()));
+    for (int i = 0; i < rows->rows(); ++i) ReadBase(*rows, i, &bases[static_cast<size_t>(i)]);
+    return std::unique_ptr<BaseCursor>(new ListBaseCursor(std::move(bases)));
+  }
+
+  Result<std::optional<TrackingMark>> LoadTrackingMark(const std::string& table) override {
+    auto rows = Read(fmt::format("SELECT {} FROM tracking_marks WHERE table_name = $1",
+                                 kMarkColumns),
+                     Bind({table}));
+    if (!rows.ok()) return rows.status();
+    if (rows->rows() == 0) return std::optional<TrackingMark>();
+    return std::optional<TrackingMark>(ReadMark(*rows, 0));
+  }
+
+  Result<std::vector<TrackingMark>> ListTrackingMarks() override {
+    auto rows =
+        Read(fmt::format("SELECT {} FROM tracking_marks ORDER BY table_name", kMarkColumns));
+    if (!rows.ok()) return rows.status();
+    std::vector<TrackingMark> marks;
+    for (int i = 0; i < rows->rows(); ++i) marks.push_back(ReadMark(*rows, i));
+    return marks;
+  }
+
+  Status SaveTrackingMark(const TrackingMark& mark) override {
+    return writer_
+        .Query(fmt::format("INSERT INTO tracking_marks ({}) VALUES ($1, $2, $3, $4, $5, $6, "
+                           "$7::bytea, $8::bytea) ON CONFLICT (table_name) DO UPDATE SET "
+                           "prod_epoch = $2, prod_position = $3, test_epoch = $4, "
+                           "test_position = $5, mix = $6, unequal_prod = $7::bytea, "
+                           "unequal_test = $8::bytea",
+                           kMarkColumns),
+               Bind({mark.table, mark.prod_epoch, mark.prod_position, mark.test_epoch,
+                     mark.test_position, ToSigned(mark.mix), IdsToBytea(mark.unequal_prod),
+                     IdsToBytea(mark.unequal_test)}))
+        .status();
   }
 
   Result<std::optional<SyncBase>> FindBase(const std::string& table, const Value& prod_id,

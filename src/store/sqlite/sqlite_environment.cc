@@ -1,5 +1,8 @@
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 
@@ -255,6 +258,177 @@ class SqliteEnvironment : public Environment {
     return Status::Ok();
   }
 
+  Result<std::optional<TrackingState>> ReadTracking() override {
+    ScopedStatement exists(db_);
+    ENVSYNC_RETURN_IF_ERROR(exists.Prepare(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'envsync_tracking'"));
+    Status status;
+    if (!exists->Step(&status)) return status.WithContext(db_.what());
+    if (std::get<int64_t>(exists->Column(0)) == 0) return std::optional<TrackingState>();
+    TrackingState state;
+    {
+      ScopedStatement head(db_);
+      ENVSYNC_RETURN_IF_ERROR(head.Prepare(
+          "SELECT epoch, enabled_at, (SELECT count(*) FROM envsync_change_log), "
+          "(SELECT coalesce(max(seq), 0) FROM envsync_change_log) "
+          "FROM envsync_tracking"));
+      if (!head->Step(&status)) {
+        return Status::Unavailable(
+            fmt::format("{}: the change tracking table envsync_tracking is empty or unreadable: "
+                        "run `envsync track enable {}` again ({})",
+                        db_.what(), name_, status.message()));
+      }
+      state.epoch = RenderText(head->Column(0));
+      state.enabled_at = RenderText(head->Column(1));
+      state.log_rows = std::get<int64_t>(head->Column(2));
+      state.position = std::to_string(std::get<int64_t>(head->Column(3)));
+    }
+    // A table is tracked while every one of its triggers is in place.
+    ScopedStatement triggers(db_);
+    ENVSYNC_RETURN_IF_ERROR(triggers.Prepare(
+        "SELECT t.root_table, count(m.name) = count(*) FROM envsync_tracking_triggers t "
+        "LEFT JOIN sqlite_master m ON m.type = 'trigger' AND m.name = t.trigger_name "
+        "GROUP BY t.root_table ORDER BY t.root_table"));
+    while (triggers->Step(&status)) {
+      const std::string table = RenderText(triggers->Column(0));
+      (std::get<int64_t>(triggers->Column(1)) != 0 ? state.tables : state.broken).push_back(table);
+    }
+    if (!status.ok()) return status.WithContext(db_.what() + ": reading change tracking");
+    return std::optional<TrackingState>(std::move(state));
+  }
+
+  Result<std::optional<std::vector<int64_t>>> ChangedSince(const std::string& table,
+                                                           const std::string& position) override {
+    char* end = nullptr;
+    const long long since = std::strtoll(position.c_str(), &end, 10);
+    if (position.empty() || *end != '\0' || since < 0) return std::optional<std::vector<int64_t>>();
+    ScopedStatement last(db_);
+    ENVSYNC_RETURN_IF_ERROR(last.Prepare(
+        "SELECT coalesce(max(seq), 0), (SELECT pruned_upto FROM envsync_tracking) "
+        "FROM envsync_change_log"));
+    Status status;
+    if (!last->Step(&status)) return status.WithContext(db_.what());
+    // A log behind the position is not the one the position was taken from (a restored
+    // backup); one pruned past it has lost entries the position still needs.
+    if (std::get<int64_t>(last->Column(0)) < since || IsNull(last->Column(1)) ||
+        std::get<int64_t>(last->Column(1)) > since) {
+      return std::optional<std::vector<int64_t>>();
+    }
+    ScopedStatement changed(db_);
+    ENVSYNC_RETURN_IF_ERROR(
+        changed.Prepare("SELECT DISTINCT row_id FROM envsync_change_log WHERE seq > ?1 AND "
+                        "table_name = ?2 ORDER BY row_id"));
+    changed->Bind(1, static_cast<int64_t>(since));
+    changed->Bind(2, table);
+    std::vector<int64_t> ids;
+    while (changed->Step(&status)) {
+      const Value id = changed->Column(0);
+      // Not an integer: a row ID the log cannot stand for, so the table is read whole.
+      if (!std::holds_alternative<int64_t>(id)) return std::optional<std::vector<int64_t>>();
+      ids.push_back(std::get<int64_t>(id));
+    }
+    if (!status.ok()) return status.WithContext(db_.what() + ": reading the change log");
+    return std::optional<std::vector<int64_t>>(std::move(ids));
+  }
+
+  Result<std::vector<std::string>> EnableTracking(const std::vector<TrackedTable>& tables,
+                                                  const std::string& epoch,
+                                                  const std::string& now) override {
+    std::vector<std::string> tracked;
+    for (const TrackedTable& table : tables) {
+      auto integer = IsIntegerColumn(table.table, table.id);
+      if (!integer.ok()) return integer.status();
+      if (*integer) tracked.push_back(table.table);
+    }
+    ENVSYNC_RETURN_IF_ERROR(BeginWrite());
+    Status status = DropTracking();
+    if (status.ok()) {
+      status = db_.Exec(
+          "CREATE TABLE envsync_tracking (epoch TEXT NOT NULL, enabled_at TEXT NOT NULL, "
+          "  pruned_upto INTEGER NOT NULL);"
+          "CREATE TABLE envsync_tracking_triggers (root_table TEXT NOT NULL, "
+          "  trigger_name TEXT PRIMARY KEY);"
+          "CREATE TABLE envsync_change_log (seq INTEGER PRIMARY KEY, "
+          "  table_name TEXT NOT NULL, row_id INTEGER)");
+    }
+    if (status.ok()) {
+      ScopedStatement head(db_);
+      status = head.Prepare("INSERT INTO envsync_tracking VALUES (?1, ?2, 0)");
+      if (status.ok()) {
+        head->Bind(1, epoch);
+        head->Bind(2, now);
+        status = head->Run();
+      }
+    }
+    for (const TrackedTable& table : tables) {
+      if (!status.ok()) break;
+      if (std::find(tracked.begin(), tracked.end(), table.table) == tracked.end()) continue;
+      status = InstallTriggers(table.table, table.table, table.id);
+      for (const TrackedTable::Child& child : table.children) {
+        if (!status.ok()) break;
+        status = InstallTriggers(table.table, child.table, child.parent);
+      }
+    }
+    if (!status.ok()) {
+      Rollback();
+      return status.WithContext(db_.what() + ": enabling change tracking");
+    }
+    ENVSYNC_RETURN_IF_ERROR(Commit());
+    return tracked;
+  }
+
+  Status DisableTracking() override {
+    ENVSYNC_RETURN_IF_ERROR(BeginWrite());
+    Status status = DropTracking();
+    if (!status.ok()) {
+      Rollback();
+      return status.WithContext(db_.what() + ": disabling change tracking");
+    }
+    return Commit();
+  }
+
+  Result<int64_t> PruneTracking(const std::vector<std::string>& needed) override {
+    if (needed.empty()) return int64_t{0};
+    long long upto = -1;
+    for (const std::string& position : needed) {
+      char* end = nullptr;
+      const long long value = std::strtoll(position.c_str(), &end, 10);
+      if (position.empty() || *end != '\0' || value < 0) {
+        return Status::InvalidArgument(db_.what() + ": not a change log position: " + position);
+      }
+      if (upto < 0 || value < upto) upto = value;
+    }
+    ENVSYNC_RETURN_IF_ERROR(BeginWrite());
+    ScopedStatement prune(db_);
+    // The last entry stays: new entries number on from it, so positions only grow.
+    Status status = prune.Prepare(
+        "DELETE FROM envsync_change_log WHERE seq <= ?1 AND "
+        "seq < (SELECT max(seq) FROM envsync_change_log)");
+    if (status.ok()) {
+      prune->Bind(1, static_cast<int64_t>(upto));
+      status = prune->Run();
+    }
+    if (!status.ok()) {
+      Rollback();
+      return status.WithContext(db_.what() + ": pruning the change log");
+    }
+    const int64_t deleted = sqlite3_changes(db_.handle());
+    if (status.ok() && deleted > 0) {
+      ScopedStatement mark(db_);
+      status = mark.Prepare("UPDATE envsync_tracking SET pruned_upto = max(pruned_upto, ?1)");
+      if (status.ok()) {
+        mark->Bind(1, static_cast<int64_t>(upto));
+        status = mark->Run();
+      }
+    }
+    if (!status.ok()) {
+      Rollback();
+      return status.WithContext(db_.what() + ": pruning the change log");
+    }
+    ENVSYNC_RETURN_IF_ERROR(Commit());
+    return deleted;
+  }
+
  private:
   // The columns of `table` in schema order, or only those declared NOT NULL.
   Result<std::vector<std::string>> ColumnNames(const std::string& table, bool not_null_only) {
@@ -269,6 +443,83 @@ class SqliteEnvironment : public Environment {
     while (info->Step(&status)) columns.push_back(std::get<std::string>(info->Column(0)));
     if (!status.ok()) return status.WithContext(db_.what() + ": reading table " + table);
     return columns;
+  }
+
+  // Whether `column` of `table` is declared with an integer type (SQLite's INT affinity).
+  Result<bool> IsIntegerColumn(const std::string& table, const std::string& column) {
+    ScopedStatement info(db_);
+    ENVSYNC_RETURN_IF_ERROR(info.Prepare(
+        "SELECT instr(upper(type), 'INT') > 0 FROM pragma_table_info(?1) WHERE name = ?2"));
+    info->Bind(1, table);
+    info->Bind(2, column);
+    Status status;
+    if (!info->Step(&status)) {
+      if (!status.ok()) return status.WithContext(db_.what() + ": reading table " + table);
+      return Status::InvalidArgument(
+          fmt::format("{}: table {} has no column {}", db_.what(), table, column));
+    }
+    return std::get<int64_t>(info->Column(0)) != 0;
+  }
+
+  static std::string RenderText(const Value& value) {
+    const auto* text = std::get_if<std::string>(&value);
+    return text != nullptr ? *text : RenderValue(value);
+  }
+
+  static std::string QuoteLiteral(const std::string& text) {
+    std::string out = "'";
+    for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
+    return out + "'";
+  }
+
+  // The three triggers that log `root`'s record for each write to `table` (the root itself, or
+  // one of its child tables, whose `column` names the root row).
+  Status InstallTriggers(const std::string& root, const std::string& table,
+                         const std::string& column) {
+    const std::string log =
+        "INSERT INTO envsync_change_log (table_name, row_id) VALUES (" + QuoteLiteral(root) + ", ";
+    const std::string c = QuoteIdentifier(column);
+    const struct {
+      const char* event;
+      std::string body;
+    } kinds[] = {
+        {"INSERT", log + "NEW." + c + ");"},
+        {"UPDATE", log + "OLD." + c + "); INSERT INTO envsync_change_log (table_name, row_id) "
+                                      "SELECT " + QuoteLiteral(root) + ", NEW." + c +
+                       " WHERE NEW." + c + " IS NOT OLD." + c + ";"},
+        {"DELETE", log + "OLD." + c + ");"},
+    };
+    for (const auto& kind : kinds) {
+      std::string name = "envsync_track_" + table + "_" + kind.event;
+      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      ENVSYNC_RETURN_IF_ERROR(db_.Exec(fmt::format("CREATE TRIGGER {} AFTER {} ON {} BEGIN {} END",
+                                                   QuoteIdentifier(name), kind.event,
+                                                   QuoteIdentifier(table), kind.body)));
+      ENVSYNC_RETURN_IF_ERROR(db_.Exec(fmt::format(
+          "INSERT INTO envsync_tracking_triggers VALUES ({}, {})", QuoteLiteral(root),
+          QuoteLiteral(name))));
+    }
+    return Status::Ok();
+  }
+
+  // Drops every trigger and table of change tracking, inside the caller's write transaction.
+  Status DropTracking() {
+    std::vector<std::string> names;
+    {
+      ScopedStatement triggers(db_);
+      ENVSYNC_RETURN_IF_ERROR(triggers.Prepare(
+          "SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
+          "substr(name, 1, 14) = 'envsync_track_'"));
+      Status status;
+      while (triggers->Step(&status)) names.push_back(RenderText(triggers->Column(0)));
+      ENVSYNC_RETURN_IF_ERROR(status);
+    }
+    for (const std::string& name : names) {
+      ENVSYNC_RETURN_IF_ERROR(db_.Exec("DROP TRIGGER IF EXISTS " + QuoteIdentifier(name)));
+    }
+    return db_.Exec(
+        "DROP TABLE IF EXISTS envsync_change_log; DROP TABLE IF EXISTS envsync_tracking_triggers; "
+        "DROP TABLE IF EXISTS envsync_tracking");
   }
 
   static constexpr int kBusyWaitMs = 5000;

@@ -170,6 +170,20 @@ ALTER TABLE jobs ADD COLUMN runner TEXT NOT NULL DEFAULT '';
 ALTER TABLE sync_base ADD COLUMN prod_digest INTEGER;
 ALTER TABLE sync_base ADD COLUMN test_digest INTEGER;
 )sql",
+    // Change tracking: per table, where both environments' change logs stood at the last
+    // comparison, and the IDs that were not equal then.
+    R"sql(
+CREATE TABLE tracking_marks (
+  table_name    TEXT PRIMARY KEY,
+  prod_epoch    TEXT NOT NULL,
+  prod_position TEXT NOT NULL,
+  test_epoch    TEXT NOT NULL,
+  test_position TEXT NOT NULL,
+  mix           INTEGER NOT NULL,
+  unequal_prod  BLOB NOT NULL,
+  unequal_test  BLOB NOT NULL
+);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
@@ -199,6 +213,41 @@ void ReadBase(const SqliteStatement& statement, SyncBase* base) {
     base->prod_digest = ToUnsigned(std::get<int64_t>(d));
   if (auto d = statement.Column(5); !IsNull(d))
     base->test_digest = ToUnsigned(std::get<int64_t>(d));
+}
+
+std::string IdList(const std::vector<int64_t>& ids) {
+  std::string list = "[";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) list += ',';
+    list += std::to_string(ids[i]);
+  }
+  return list + "]";
+}
+
+std::vector<int64_t> IdsOfBlob(const SqliteStatement& statement, int column) {
+  int size = 0;
+  const void* data = statement.ColumnBlob(column, &size);
+  std::vector<int64_t> ids(static_cast<size_t>(size) / sizeof(int64_t));
+  if (!ids.empty()) std::memcpy(ids.data(), data, ids.size() * sizeof(int64_t));
+  return ids;
+}
+
+TrackingMark ReadMark(const SqliteStatement& statement) {
+  TrackingMark mark;
+  auto text = [&](int i) {
+    const Value v = statement.Column(i);
+    return std::holds_alternative<std::string>(v) ? std::get<std::string>(v) : std::string();
+  };
+  mark.table = text(0);
+  mark.prod_epoch = text(1);
+  mark.prod_position = text(2);
+  mark.test_epoch = text(3);
+  mark.test_position = text(4);
+  const Value mix = statement.Column(5);
+  mark.mix = std::holds_alternative<int64_t>(mix) ? ToUnsigned(std::get<int64_t>(mix)) : 0;
+  mark.unequal_prod = IdsOfBlob(statement, 6);
+  mark.unequal_test = IdsOfBlob(statement, 7);
+  return mark;
 }
 
 Value DigestValue(const std::optional<uint64_t>& digest) {
@@ -284,6 +333,60 @@ class SqliteStateStore : public StateStore {
     if (!statement.ok()) return statement.status();
     statement->Bind(1, table);
     return std::unique_ptr<BaseCursor>(new SqliteBaseCursor(std::move(*statement)));
+  }
+
+  Result<std::unique_ptr<BaseCursor>> ScanDirectBase(const std::string& table,
+                                                     const std::vector<int64_t>& ids) override {
+    auto statement = reader_.Prepare(
+        "SELECT prod_id, test_id, hash, field_hashes, prod_digest, test_digest FROM sync_base "
+        "WHERE table_name = ?1 AND prod_id IN (SELECT value FROM json_each(?2)) AND "
+        "prod_id = test_id ORDER BY prod_id");
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, table);
+    statement->Bind(2, IdList(ids));
+    return std::unique_ptr<BaseCursor>(new SqliteBaseCursor(std::move(*statement)));
+  }
+
+  Result<std::optional<TrackingMark>> LoadTrackingMark(const std::string& table) override {
+    auto statement = reader_.Prepare(
+        "SELECT table_name, prod_epoch, prod_position, test_epoch, test_position, mix, "
+        "unequal_prod, unequal_test FROM tracking_marks WHERE table_name = ?1");
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, table);
+    Status status;
+    if (!statement->Step(&status)) {
+      if (!status.ok()) return status.WithContext(reader_.what());
+      return std::optional<TrackingMark>();
+    }
+    return std::optional<TrackingMark>(ReadMark(*statement));
+  }
+
+  Result<std::vector<TrackingMark>> ListTrackingMarks() override {
+    auto statement = reader_.Prepare(
+        "SELECT table_name, prod_epoch, prod_position, test_epoch, test_position, mix, "
+        "unequal_prod, unequal_test FROM tracking_marks ORDER BY table_name");
+    if (!statement.ok()) return statement.status();
+    std::vector<TrackingMark> marks;
+    Status status;
+    while (statement->Step(&status)) marks.push_back(ReadMark(*statement));
+    if (!status.ok()) return status.WithContext(reader_.what());
+    return marks;
+  }
+
+  Status SaveTrackingMark(const TrackingMark& mark) override {
+    auto statement = writer_.Prepare(
+        "INSERT OR REPLACE INTO tracking_marks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, mark.table);
+    statement->Bind(2, mark.prod_epoch);
+    statement->Bind(3, mark.prod_position);
+    statement->Bind(4, mark.test_epoch);
+    statement->Bind(5, mark.test_position);
+    statement->Bind(6, ToSigned(mark.mix));
+    statement->BindBlob(7, mark.unequal_prod.data(), mark.unequal_prod.size() * sizeof(int64_t));
+    statement->BindBlob(8, mark.unequal_test.data(), mark.unequal_test.size() * sizeof(int64_t));
+    return statement->Run().WithContext(writer_.what() + ": saving the tracking mark of " +
+                                        mark.table);
   }
 
   Result<std::optional<SyncBase>> FindBase(const std::string& table, const Value& prod_id,
