@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <libpq-fe.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
@@ -344,7 +346,263 @@ class PostgresEnvironment : public Environment {
     return Status::Ok();
   }
 
+  // Change tracking on PostgreSQL: statement-level triggers with transition tables append the
+  // touched IDs to envsync_change_log, each with the writing transaction's ID (xid8). A
+  // position is the comparison's snapshot (pg_current_snapshot()); what changed since is what
+  // that snapshot did not see: transactions commit out of ID order, so no counter would do.
+  Result<std::optional<TrackingState>> ReadTracking() override {
+    auto exists = conn_.Query("SELECT to_regclass('envsync_tracking') IS NOT NULL");
+    if (!exists.ok()) return exists.status();
+    if (exists->Text(0, 0) != "t") return std::optional<TrackingState>();
+    auto head = conn_.Query(
+        "SELECT epoch, enabled_at, (SELECT count(*) FROM envsync_change_log), "
+        "pg_current_snapshot()::text FROM envsync_tracking");
+    if (!head.ok()) return head.status().WithContext("reading change tracking");
+    if (head->rows() != 1) {
+      return Status::Unavailable(fmt::format(
+          "{}: the change tracking table envsync_tracking is empty: run `envsync track enable "
+          "{}` again",
+          conn_.what(), name_));
+    }
+    TrackingState state;
+    state.epoch = head->Text(0, 0);
+    state.enabled_at = head->Text(0, 1);
+    state.log_rows = head->Integer(0, 2);
+    state.position = head->Text(0, 3);
+    // A table is tracked while every one of its triggers is in place and enabled.
+    auto triggers = conn_.Query(
+        "SELECT t.root_table, bool_and(EXISTS (SELECT 1 FROM pg_trigger g WHERE "
+        "g.tgname = t.trigger_name AND g.tgrelid = to_regclass(quote_ident(t.on_table)) AND "
+        "g.tgenabled <> 'D')) FROM envsync_tracking_triggers t GROUP BY t.root_table "
+        "ORDER BY t.root_table");
+    if (!triggers.ok()) return triggers.status().WithContext("reading change tracking");
+    for (int i = 0; i < triggers->rows(); ++i) {
+      (triggers->Text(i, 1) == "t" ? state.tables : state.broken).push_back(triggers->Text(i, 0));
+    }
+    return std::optional<TrackingState>(std::move(state));
+  }
+
+  Result<std::optional<std::vector<int64_t>>> ChangedSince(const std::string& table,
+                                                           const std::string& position) override {
+    if (!IsSnapshotText(position)) return std::optional<std::vector<int64_t>>();
+    // A snapshot older than what was pruned, or newer than now (a restored backup), cannot say
+    // what changed since.
+    auto usable = conn_.Query(
+        "SELECT pg_snapshot_xmin($1::pg_snapshot) >= pruned_before AND "
+        "pg_snapshot_xmax($1::pg_snapshot) <= pg_snapshot_xmax(pg_current_snapshot()) "
+        "FROM envsync_tracking",
+        [&] {
+          Params p;
+          p.Add(position);
+          return p;
+        }());
+    if (!usable.ok()) return usable.status().WithContext("reading the change log");
+    if (usable->rows() != 1 || usable->Text(0, 0) != "t") {
+      return std::optional<std::vector<int64_t>>();
+    }
+    auto rows = conn_.Query(
+        "SELECT DISTINCT row_id FROM envsync_change_log WHERE table_name = $1 AND "
+        "xid >= pg_snapshot_xmin($2::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, "
+        "$2::pg_snapshot) ORDER BY row_id NULLS FIRST",
+        [&] {
+          Params p;
+          p.Add(table);
+          p.Add(position);
+          return p;
+        }());
+    if (!rows.ok()) return rows.status().WithContext("reading the change log");
+    std::vector<int64_t> ids;
+    ids.reserve(static_cast<size_t>(rows->rows()));
+    for (int i = 0; i < rows->rows(); ++i) {
+      // NULL: the table was truncated; it is read whole.
+      if (rows->IsNull(i, 0)) return std::optional<std::vector<int64_t>>();
+      ids.push_back(rows->Integer(i, 0));
+    }
+    return std::optional<std::vector<int64_t>>(std::move(ids));
+  }
+
+  Result<std::vector<std::string>> EnableTracking(const std::vector<TrackedTable>& tables,
+                                                  const std::string& epoch,
+                                                  const std::string& now) override {
+    if (access_ != Access::kReadWrite) {
+      return Status::Internal(conn_.what() + ": opened read-only, cannot write");
+    }
+    ENVSYNC_RETURN_IF_ERROR(LoadColumns());
+    std::vector<std::string> tracked;
+    for (const TrackedTable& table : tables) {
+      const ColumnInfo* id = Find(table.table, table.id);
+      if (id == nullptr) {
+        return Status::InvalidArgument(
+            fmt::format("{}: table {} has no column {}", conn_.what(), table.table, table.id));
+      }
+      if (id->type == "bigint" || id->type == "integer" || id->type == "smallint") {
+        tracked.push_back(table.table);
+      }
+    }
+    // The cascading drops' notices are not for the user.
+    ENVSYNC_RETURN_IF_ERROR(conn_.Exec("BEGIN; SET LOCAL client_min_messages = warning"));
+    Status status = DropTracking();
+    if (status.ok()) {
+      status = conn_.Exec(
+          "CREATE TABLE envsync_tracking (epoch text NOT NULL, enabled_at text NOT NULL, "
+          "  pruned_before xid8 NOT NULL DEFAULT '0');"
+          "CREATE TABLE envsync_tracking_triggers (root_table text NOT NULL, "
+          "  on_table text NOT NULL, trigger_name text NOT NULL, function_name text NOT NULL);"
+          "CREATE TABLE envsync_change_log (xid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
+          "  table_name text NOT NULL, row_id bigint);"
+          "CREATE INDEX envsync_change_log_by_xid ON envsync_change_log (xid)");
+    }
+    if (status.ok()) {
+      status = conn_
+                   .Query("INSERT INTO envsync_tracking (epoch, enabled_at) VALUES ($1, $2)",
+                          [&] {
+                            Params p;
+                            p.Add(epoch);
+                            p.Add(now);
+                            return p;
+                          }())
+                   .status();
+    }
+    for (const TrackedTable& table : tables) {
+      if (!status.ok()) break;
+      if (std::find(tracked.begin(), tracked.end(), table.table) == tracked.end()) continue;
+      status = InstallTriggers(table.table, table.table, table.id);
+      for (const TrackedTable::Child& child : table.children) {
+        if (!status.ok()) break;
+        status = InstallTriggers(table.table, child.table, child.parent);
+      }
+    }
+    if (!status.ok()) {
+      (void)conn_.Exec("ROLLBACK");
+      return status.WithContext("enabling change tracking");
+    }
+    ENVSYNC_RETURN_IF_ERROR(conn_.Exec("COMMIT"));
+    return tracked;
+  }
+
+  Status DisableTracking() override {
+    if (access_ != Access::kReadWrite) {
+      return Status::Internal(conn_.what() + ": opened read-only, cannot write");
+    }
+    // The cascading drops' notices are not for the user.
+    ENVSYNC_RETURN_IF_ERROR(conn_.Exec("BEGIN; SET LOCAL client_min_messages = warning"));
+    Status status = DropTracking();
+    if (!status.ok()) {
+      (void)conn_.Exec("ROLLBACK");
+      return status.WithContext("disabling change tracking");
+    }
+    return conn_.Exec("COMMIT");
+  }
+
+  Result<int64_t> PruneTracking(const std::vector<std::string>& needed) override {
+    if (needed.empty()) return int64_t{0};
+    std::string list = "{";
+    for (const std::string& position : needed) {
+      if (!IsSnapshotText(position)) {
+        return Status::InvalidArgument(conn_.what() + ": not a change log position: " + position);
+      }
+      if (list.size() > 1) list += ',';
+      list += '"';
+      list += position;
+      list += '"';
+    }
+    list += '}';
+    // An entry older than the oldest snapshot's xmin is visible in every one of them: read.
+    auto pruned = conn_.Query(
+        "WITH upto AS (SELECT min(pg_snapshot_xmin(s::pg_snapshot)) AS x FROM "
+        "unnest($1::text[]) AS s), gone AS (DELETE FROM envsync_change_log WHERE xid < "
+        "(SELECT x FROM upto) RETURNING 1), moved AS (UPDATE envsync_tracking SET "
+        "pruned_before = greatest(pruned_before, (SELECT x FROM upto)) RETURNING 1) "
+        "SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM moved)",
+        [&] {
+          Params p;
+          p.Add(list);
+          return p;
+        }());
+    if (!pruned.ok()) return pruned.status().WithContext("pruning the change log");
+    return pruned->Integer(0, 0);
+  }
+
  private:
+  // "xmin:xmax:xip,…" as pg_current_snapshot() writes it.
+  static bool IsSnapshotText(const std::string& text) {
+    int colons = 0;
+    for (char c : text) {
+      if (c == ':') {
+        ++colons;
+      } else if (!(c >= '0' && c <= '9') && !(c == ',' && colons == 2)) {
+        return false;
+      }
+    }
+    return colons == 2 && text.front() != ':';
+  }
+
+  static std::string Literal(const std::string& text) {
+    std::string out = "'";
+    for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
+    return out + "'";
+  }
+
+  // The triggers that log `root`'s record for each write to `table` (the root itself, or one of
+  // its child tables, whose `column` names the root row): one statement-level trigger per
+  // event, reading the statement's transition tables.
+  Status InstallTriggers(const std::string& root, const std::string& table,
+                         const std::string& column) {
+    const std::string c = Quote(column);
+    const std::string log =
+        "INSERT INTO envsync_change_log (table_name, row_id) SELECT DISTINCT " + Literal(root) +
+        ", x.id FROM (";
+    const struct {
+      const char* event;
+      const char* referencing;
+      std::string rows;
+    } kinds[] = {
+        {"insert", "REFERENCING NEW TABLE AS envsync_new",
+         "SELECT " + c + " AS id FROM envsync_new"},
+        {"update", "REFERENCING OLD TABLE AS envsync_old NEW TABLE AS envsync_new",
+         "SELECT " + c + " AS id FROM envsync_old UNION ALL SELECT " + c + " FROM envsync_new"},
+        {"delete", "REFERENCING OLD TABLE AS envsync_old",
+         "SELECT " + c + " AS id FROM envsync_old"},
+        {"truncate", "", ""},
+    };
+    for (const auto& kind : kinds) {
+      std::string name = "envsync_track_" + table + "_" + kind.event;
+      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      const std::string body =
+          kind.rows.empty()
+              ? "INSERT INTO envsync_change_log (table_name, row_id) VALUES (" + Literal(root) +
+                    ", NULL);"
+              : log + kind.rows + ") AS x WHERE x.id IS NOT NULL;";
+      std::string event = kind.event;
+      for (char& ch : event) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      ENVSYNC_RETURN_IF_ERROR(conn_.Exec(fmt::format(
+          "CREATE FUNCTION {0}() RETURNS trigger LANGUAGE plpgsql AS $envsync$ BEGIN {1} "
+          "RETURN NULL; END $envsync$; "
+          "CREATE TRIGGER {0} AFTER {2} ON {3} {4} FOR EACH STATEMENT EXECUTE FUNCTION {0}(); "
+          "INSERT INTO envsync_tracking_triggers VALUES ({5}, {6}, {7}, {7})",
+          Quote(name), body, event, Quote(table), kind.referencing, Literal(root),
+          Literal(table), Literal(name))));
+    }
+    return Status::Ok();
+  }
+
+  // Drops every trigger, function and table of change tracking, inside the caller's
+  // transaction.
+  Status DropTracking() {
+    auto functions = conn_.Query(
+        "SELECT p.proname FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace "
+        "AND starts_with(p.proname, 'envsync_track_')");
+    if (!functions.ok()) return functions.status();
+    for (int i = 0; i < functions->rows(); ++i) {
+      // CASCADE drops the function's triggers with it.
+      ENVSYNC_RETURN_IF_ERROR(
+          conn_.Exec("DROP FUNCTION IF EXISTS " + Quote(functions->Text(i, 0)) + "() CASCADE"));
+    }
+    return conn_.Exec(
+        "DROP TABLE IF EXISTS envsync_change_log; DROP TABLE IF EXISTS "
+        "envsync_tracking_triggers; DROP TABLE IF EXISTS envsync_tracking");
+  }
+
   struct ColumnInfo {
     std::string name;
     std::string type;  // information_schema data_type
