@@ -472,29 +472,33 @@ class SqliteEnvironment : public Environment {
     return out + "'";
   }
 
-  // The three triggers that log `root`'s record for each write to `table` (the root itself, or
+  // The triggers that log `root`'s record for each write to `table` (the root itself, or
   // one of its child tables, whose `column` names the root row).
   Status InstallTriggers(const std::string& root, const std::string& table,
                          const std::string& column) {
     const std::string log =
         "INSERT INTO envsync_change_log (table_name, row_id) VALUES (" + QuoteLiteral(root) + ", ";
     const std::string c = QuoteIdentifier(column);
+    // An ID changed by an UPDATE logs the new one too, from a trigger of its own that fires
+    // only then: the common UPDATE pays for one log row.
     const struct {
-      const char* event;
+      const char* suffix;
+      std::string event;
       std::string body;
     } kinds[] = {
-        {"INSERT", log + "NEW." + c + ");"},
-        {"UPDATE", log + "OLD." + c + "); INSERT INTO envsync_change_log (table_name, row_id) "
-                                      "SELECT " + QuoteLiteral(root) + ", NEW." + c +
-                       " WHERE NEW." + c + " IS NOT OLD." + c + ";"},
-        {"DELETE", log + "OLD." + c + ");"},
+        {"insert", "INSERT", log + "NEW." + c + ");"},
+        {"update", "UPDATE", log + "OLD." + c + ");"},
+        {"update_id", "UPDATE OF " + c, log + "NEW." + c + ");"},
+        {"delete", "DELETE", log + "OLD." + c + ");"},
     };
     for (const auto& kind : kinds) {
-      std::string name = "envsync_track_" + table + "_" + kind.event;
+      std::string name = "envsync_track_" + table + "_" + kind.suffix;
       for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      ENVSYNC_RETURN_IF_ERROR(db_.Exec(fmt::format("CREATE TRIGGER {} AFTER {} ON {} BEGIN {} END",
-                                                   QuoteIdentifier(name), kind.event,
-                                                   QuoteIdentifier(table), kind.body)));
+      const std::string when =
+          std::string(kind.suffix) == "update_id" ? " WHEN NEW." + c + " IS NOT OLD." + c : "";
+      ENVSYNC_RETURN_IF_ERROR(db_.Exec(
+          fmt::format("CREATE TRIGGER {} AFTER {} ON {} FOR EACH ROW{} BEGIN {} END",
+                      QuoteIdentifier(name), kind.event, QuoteIdentifier(table), when, kind.body)));
       ENVSYNC_RETURN_IF_ERROR(db_.Exec(fmt::format(
           "INSERT INTO envsync_tracking_triggers VALUES ({}, {})", QuoteLiteral(root),
           QuoteLiteral(name))));
