@@ -172,8 +172,10 @@ Result<Comparison> Workspace::Compare(store::StateStore& state, const CompareOpt
 Result<sync::SyncOutcome> Workspace::Sync(store::StateStore& state,
                                           const sync::SyncRequest& request) const {
   ENVSYNC_RETURN_IF_ERROR(CheckHome(config_));
-  auto comparison = state.LoadComparison(request.comparison_id);
-  if (!comparison.ok()) return comparison.status();
+  // Only the environments here: the sync itself loads the changes.
+  auto header = state.LoadComparisonHeader(request.comparison_id);
+  if (!header.ok()) return header.status();
+  const Comparison* comparison = &header->first;
   auto source = OpenNamed(config_, comparison->from, "source", store::Access::kReadOnly);
   if (!source.ok()) return source.status();
   auto target = OpenNamed(config_, comparison->to, "target", store::Access::kReadWrite);

@@ -90,6 +90,7 @@ class ScopedStatement {
     return Status::Ok();
   }
   SqliteStatement* operator->() { return statement_; }
+  SqliteStatement& operator*() { return *statement_; }
 
  private:
   SqliteDb& db_;

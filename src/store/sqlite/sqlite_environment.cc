@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include "envsync/store/environment.h"
@@ -430,8 +431,12 @@ class SqliteEnvironment : public Environment {
   }
 
  private:
-  // The columns of `table` in schema order, or only those declared NOT NULL.
+  // The columns of `table` in schema order, or only those declared NOT NULL. Read once per
+  // table: pragma_table_info prepares a statement of its own on every call, which a sync
+  // reading a pre-image per record would pay 100,000 times.
   Result<std::vector<std::string>> ColumnNames(const std::string& table, bool not_null_only) {
+    auto cached = column_names_.find({table, not_null_only});
+    if (cached != column_names_.end()) return cached->second;
     ScopedStatement info(db_);
     ENVSYNC_RETURN_IF_ERROR(
         info.Prepare("SELECT name FROM pragma_table_info(?1) WHERE NOT ?2 OR \"notnull\" "
@@ -442,6 +447,7 @@ class SqliteEnvironment : public Environment {
     Status status;
     while (info->Step(&status)) columns.push_back(std::get<std::string>(info->Column(0)));
     if (!status.ok()) return status.WithContext(db_.what() + ": reading table " + table);
+    column_names_[{table, not_null_only}] = columns;
     return columns;
   }
 
@@ -533,6 +539,7 @@ class SqliteEnvironment : public Environment {
   AssetFolder assets_;
   Access access_;
   SqliteDb db_;
+  std::map<std::pair<std::string, bool>, std::vector<std::string>> column_names_;
 };
 
 }  // namespace

@@ -391,10 +391,11 @@ class SqliteStateStore : public StateStore {
 
   Result<std::optional<SyncBase>> FindBase(const std::string& table, const Value& prod_id,
                                            const Value& test_id) override {
-    auto statement = reader_.Prepare(
+    // Prepared once: a sync looks up the base of every record it writes.
+    ScopedStatement statement(reader_);
+    ENVSYNC_RETURN_IF_ERROR(statement.Prepare(
         "SELECT prod_id, test_id, hash, field_hashes, prod_digest, test_digest FROM sync_base "
-        "WHERE table_name = ?1 AND prod_id = ?2 AND test_id = ?3");
-    if (!statement.ok()) return statement.status();
+        "WHERE table_name = ?1 AND prod_id = ?2 AND test_id = ?3"));
     statement->Bind(1, table);
     statement->Bind(2, prod_id);
     statement->Bind(3, test_id);
