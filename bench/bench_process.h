@@ -20,15 +20,17 @@ struct Sample {
   int exit_code = 0;  // 128 when killed by a signal
 };
 
-// Runs `argv` with stdout into `stdout_path` ("" = /dev/null) and stderr to /dev/null.
-inline Sample RunProcess(const std::vector<std::string>& argv, const std::string& stdout_path) {
+// Runs `argv` with stdout into `stdout_path` and stderr into `stderr_path` ("" = /dev/null).
+inline Sample RunProcess(const std::vector<std::string>& argv, const std::string& stdout_path,
+                         const std::string& stderr_path = "") {
   std::fflush(stdout);  // the child must not print what the parent had buffered
   const auto start = std::chrono::steady_clock::now();
   const pid_t pid = fork();
   if (pid == 0) {
     const std::string out = stdout_path.empty() ? "/dev/null" : stdout_path;
     if (!freopen(out.c_str(), "w", stdout)) _exit(126);
-    if (!freopen("/dev/null", "w", stderr)) _exit(126);
+    const std::string err = stderr_path.empty() ? "/dev/null" : stderr_path;
+    if (!freopen(err.c_str(), "w", stderr)) _exit(126);
     std::vector<char*> args;
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

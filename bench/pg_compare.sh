@@ -9,7 +9,9 @@
 # each engine, then times RUNS (default 3) everyday compares of each, alternating with the
 # count(*) scan, with the peak resident memory of each compare and the bytes it read from the
 # servers. `postgres` uses the servers' row digests (the remote-efficient compare);
-# `postgres-full` is the same pair read whole (ENVSYNC_REMOTE_DIGESTS=0).
+# `postgres-full` is the same pair read whole (ENVSYNC_REMOTE_DIGESTS=0); `postgres-tracked`
+# reads both databases' change logs (envsync track) and only what they and the last compare
+# name. Then it times the triggers' cost on TEST's writes, tracking off against on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${1:-1000000}
@@ -53,14 +55,19 @@ EOT
 config sqlite "$DIR/demo/prod.db" "$DIR/demo/test.db"
 config postgres "$SERVER/envsync_bench_prod" "$SERVER/envsync_bench_test"
 config postgres-full "$SERVER/envsync_bench_prod" "$SERVER/envsync_bench_test"
+config postgres-tracked "$SERVER/envsync_bench_prod" "$SERVER/envsync_bench_test"
+# Change tracking (envsync track) on both databases; only `postgres-tracked` reads the logs.
+"$ENVSYNC" --config "$DIR/postgres-tracked.toml" track enable PROD >/dev/null
+"$ENVSYNC" --config "$DIR/postgres-tracked.toml" track enable TEST >/dev/null
 
 seconds_since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$EPOCHREALTIME"; }
 
 # One compare: wall seconds, peak RSS in MiB, and the bytes read from the database servers.
 measure() {
-  local start=$EPOCHREALTIME digests=1
+  local start=$EPOCHREALTIME digests=1 tracking=0
   [ "$1" = postgres-full ] && digests=0
-  ENVSYNC_REMOTE_DIGESTS=$digests /usr/bin/time -f "%M" -o "$DIR/rss" "$ENVSYNC" --config "$DIR/$1.toml" compare --from TEST --to PROD --json >"$DIR/out.json" 2>"$DIR/err"
+  [ "$1" = postgres-tracked ] && tracking=1
+  ENVSYNC_TRACKING=$tracking ENVSYNC_REMOTE_DIGESTS=$digests /usr/bin/time -f "%M" -o "$DIR/rss" "$ENVSYNC" --config "$DIR/$1.toml" compare --from TEST --to PROD --json >"$DIR/out.json" 2>"$DIR/err"
   local bytes
   bytes=$(sed -n 's/.*read \([0-9,]*\) bytes.*/\1/p' "$DIR/err" | tr -d ,)
   echo "$1 $(seconds_since "$start") s, peak $(( $(cat "$DIR/rss") / 1024 )) MiB${bytes:+, read $bytes bytes}"
@@ -78,12 +85,30 @@ echo "first compare (records the base):"
 measure sqlite
 measure postgres
 measure postgres-full
+measure postgres-tracked
 echo "everyday compares, $RUNS runs each:"
 for _ in $(seq "$RUNS"); do
   measure sqlite
   measure postgres
   measure postgres-full
+  measure postgres-tracked
   count_scan
+done
+# The triggers' cost on the platform's writes: the same statement on TEST with tracking on and
+# off, alternately, each rolled back so the pair stays as it is.
+WRITES=$((RECORDS / 10 > 100000 ? 100000 : (RECORDS / 10 < 1000 ? 1000 : RECORDS / 10)))
+write_seconds() {  # write_seconds SQL
+  psql -qAt "$SERVER/envsync_bench_test" -c "BEGIN" -c "\\timing on" -c "$1" -c "ROLLBACK" |
+    sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | head -1
+}
+echo "the platform's writes on TEST, $WRITES rows per statement (ms, tracking off / on):"
+for _ in $(seq "$RUNS"); do
+  for state in disable enable; do
+    "$ENVSYNC" --config "$DIR/postgres-tracked.toml" track $state TEST >/dev/null
+    echo "  $state: UPDATE $(write_seconds "UPDATE cms_pages SET title = title || '.' WHERE id > 1000 AND id <= 1000 + $WRITES")" \
+      "INSERT $(write_seconds "INSERT INTO cms_pages (id, slug, title, body_html, status, updated_by, updated_at) SELECT id + 100000000, slug || '-copy', title, body_html, status, updated_by, updated_at FROM cms_pages WHERE id > 1000 AND id <= 1000 + $WRITES")" \
+      "DELETE $(write_seconds "DELETE FROM cms_pages WHERE id > 1000 AND id <= 1000 + $WRITES AND id NOT IN (SELECT cms_page_id FROM menu_items WHERE cms_page_id IS NOT NULL)")"
+  done
 done
 python3 - "$DIR/out.json" <<'PY'
 import json, sys

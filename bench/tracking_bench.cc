@@ -1,6 +1,6 @@
 // Measures change tracking (`envsync track`) on a demo pair:
-//  - the re-compare after K edits on TEST, with both environments tracked and a comparison
-//    already marked (the target: <= 20 ms + 10 us x K at 1,000,000 records), next to the
+//  - the re-compare after K edits on TEST, with both environments tracked, the pair in sync (PROD a
+//    copy of TEST) and a comparison already marked (the target: <= 20 ms + 10 us x K at 1,000,000 records), next to the
 //    same compare reading everything (ENVSYNC_TRACKING=0);
 //  - the overhead the triggers add to the platform's own writes (UPDATE, INSERT and DELETE of M
 //    rows in one transaction each), tracking on against off, alternately.
@@ -109,9 +109,24 @@ int main(int argc, char** argv) {
   const fs::path demo = root / "demo";
   const fs::path pristine = root / "pristine";
   const std::string config = (demo / "envsync.toml").string();
-  auto run = [&](std::vector<std::string> args, const std::string& out = "") {
+  auto run = [&](std::vector<std::string> args, const std::string& out = "",
+                 const std::string& err = "") {
     args.insert(args.begin(), {envsync, "--config", config});
-    return RunProcess(args, out);
+    return RunProcess(args, out, err);
+  };
+  // The compare's own time, as the CLI reports it ("compared N records in S s"): the process
+  // around it (loading 45 shared libraries, opening the state) is the rest of the wall time.
+  const std::string err_path = (root / "compare.err").string();
+  auto inner_seconds = [&] {
+    std::ifstream in(err_path);
+    std::string line;
+    while (std::getline(in, line)) {
+      const size_t at = line.find(" records in ");
+      if (line.rfind("compared ", 0) == 0 && at != std::string::npos) {
+        return std::atof(line.c_str() + at + 12);
+      }
+    }
+    return -1.0;
   };
 
   if (!fs::exists(pristine / "state.db")) {
@@ -123,6 +138,11 @@ int main(int argc, char** argv) {
                      "")
                   .exit_code == 0,
           "demo init failed");
+    // The pair as right after a sync: PROD a copy of TEST, so every difference the compares
+    // find is one of the K edits.
+    Copy(demo / "test.db", demo / "prod.db");
+    fs::remove_all(demo / "prod-assets");
+    fs::copy(demo / "test-assets", demo / "prod-assets", fs::copy_options::recursive);
     for (const char* env : {"PROD", "TEST"}) {
       Check(run({"track", "enable", env}).exit_code == 0, "track enable failed");
     }
@@ -140,8 +160,8 @@ int main(int argc, char** argv) {
       "\nre-compare after K edits on TEST, {} records per side, {} run(s) each; wall time in "
       "seconds\n",
       records, runs);
-  fmt::print("{:>8}  {:>12} {:>8} {:>8}  {:>10}  {:>12}  {:>8}\n", "K", "tracked med", "min",
-             "max", "target", "full read", "met");
+  fmt::print("{:>8}  {:>12} {:>8} {:>8}  {:>12}  {:>10}  {:>12}  {:>8}\n", "K", "tracked med",
+             "min", "max", "in-process", "target", "full read", "met");
   for (const int64_t k : edits) {
     Copy(pristine / "test.db", demo / "test.db");
     if (k > 0) {
@@ -153,12 +173,14 @@ int main(int argc, char** argv) {
                        step, k));
     }
     std::vector<double> tracked;
+    std::vector<double> inner;
     std::vector<double> full;
     for (int r = 0; r < runs; ++r) {
       Copy(pristine / "state.db", demo / "state.db");
-      const Sample t = run({"compare", "--from", "TEST", "--to", "PROD"});
+      const Sample t = run({"compare", "--from", "TEST", "--to", "PROD"}, "", err_path);
       Check(t.exit_code == 0, "a tracked compare failed");
       tracked.push_back(t.seconds);
+      inner.push_back(inner_seconds());
       Copy(pristine / "state.db", demo / "state.db");
       setenv("ENVSYNC_TRACKING", "0", 1);
       const Sample f = run({"compare", "--from", "TEST", "--to", "PROD"});
@@ -167,10 +189,13 @@ int main(int argc, char** argv) {
       full.push_back(f.seconds);
     }
     const double target = 0.020 + 10e-6 * static_cast<double>(k);
-    fmt::print("{:>8}  {:>12.3f} {:>8.3f} {:>8.3f}  {:>10.3f}  {:>12.3f}  {:>8}\n", k,
+    fmt::print("{:>8}  {:>12.3f} {:>8.3f} {:>8.3f}  {:>12.3f}  {:>10.3f}  {:>12.3f}  {:>8}\n", k,
                Median(tracked), *std::min_element(tracked.begin(), tracked.end()),
-               *std::max_element(tracked.begin(), tracked.end()), target, Median(full),
-               Median(tracked) <= target ? "yes" : "no");
+               *std::max_element(tracked.begin(), tracked.end()), Median(inner), target,
+               Median(full),
+               Median(tracked) <= target  ? "yes"
+               : Median(inner) <= target ? "in-process"
+                                         : "no");
   }
   Copy(pristine / "test.db", demo / "test.db");
   Copy(pristine / "state.db", demo / "state.db");

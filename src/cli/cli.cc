@@ -274,7 +274,7 @@ Result<Comparison> RunCompare(const service::Workspace& ws, const CompareFlags& 
     Notify(ws, **state, service::ComparisonFinishedMessage(*comparison, CurrentUser()),
            "/comparisons/" + comparison->id, err);
     const double s = seconds_since();
-    err << fmt::format("compared {} records in {:.2f} s ({:.0f} records/s){}\n",
+    err << fmt::format("compared {} records in {:.3f} s ({:.0f} records/s){}\n",
                        Thousands(comparison->records_compared), s,
                        s > 0 ? comparison->records_compared / s : 0.0,
                        bytes_read > 0 ? fmt::format("; read {} bytes from the database servers",

@@ -50,27 +50,9 @@ std::optional<Resolution> ParseResolution(std::string_view name) {
   return std::nullopt;
 }
 
-bool IsUtf8(const std::string& text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    const size_t n = c < 0x80           ? 1
-                     : (c >> 5) == 0x6  ? 2
-                     : (c >> 4) == 0xE  ? 3
-                     : (c >> 3) == 0x1E ? 4
-                                        : 0;
-    if (n == 0 || i + n > text.size()) return false;
-    for (size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(text[i + k]) >> 6) != 0x2) return false;
-    }
-    i += n;
-  }
-  return true;
-}
-
 // Pre-images must restore every byte: text that JSON cannot hold is kept as {"hex": "…"}.
 json ToJson(const Value& value) {
-  if (const auto* text = std::get_if<std::string>(&value); text != nullptr && !IsUtf8(*text)) {
+  if (const auto* text = std::get_if<std::string>(&value); text != nullptr && !IsValidUtf8(*text)) {
     std::string hex;
     for (const unsigned char c : *text) hex += fmt::format("{:02x}", c);
     return json{{"hex", hex}};

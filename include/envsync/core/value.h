@@ -37,6 +37,10 @@ std::strong_ordering CompareValues(const Value& a, const Value& b);
 // The value as a user reads it: NULL, 42, 1.5, or the text itself.
 std::string RenderValue(const Value& v);
 
+// Whether `text` is well-formed UTF-8: no overlong forms, surrogates or code points past
+// U+10FFFF (what JSON text may carry as is).
+bool IsValidUtf8(std::string_view text);
+
 // A record's root-row ID as used on the command line: `cms_pages:57`,
 // `system_settings:integrations.mobile_app.home`.
 std::string RecordRef(const std::string& table, const Value& id);

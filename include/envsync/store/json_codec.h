@@ -18,6 +18,9 @@ std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> on
 
 // One change as JSON text, and back (the state store keeps changes this way).
 std::string ChangeToJson(const Change& change);
+// The same through nlohmann::json objects, which ChangeToJson writes directly: tests hold the
+// two to the same text.
+std::string ChangeToJsonForTest(const Change& change);
 Result<Change> ChangeFromJson(const std::string& text);
 
 // A comparison's forced modules and warnings as the state store keeps them (JSON arrays).

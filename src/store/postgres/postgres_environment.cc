@@ -347,7 +347,8 @@ class PostgresEnvironment : public Environment {
   }
 
   // Change tracking on PostgreSQL: statement-level triggers with transition tables append the
-  // touched IDs to envsync_change_log, each with the writing transaction's ID (xid8). A
+  // touched IDs to envsync_change_log, each with the writing transaction's ID (an xid8, kept
+  // as bigint so that a BRIN index can serve it). A
   // position is the comparison's snapshot (pg_current_snapshot()); what changed since is what
   // that snapshot did not see: transactions commit out of ID order, so no counter would do.
   Result<std::optional<TrackingState>> ReadTracking() override {
@@ -402,8 +403,8 @@ class PostgresEnvironment : public Environment {
     }
     auto rows = conn_.Query(
         "SELECT DISTINCT row_id FROM envsync_change_log WHERE table_name = $1 AND "
-        "xid >= pg_snapshot_xmin($2::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, "
-        "$2::pg_snapshot) ORDER BY row_id NULLS FIRST",
+        "xid >= pg_snapshot_xmin($2::pg_snapshot)::text::bigint AND NOT "
+        "pg_visible_in_snapshot(xid::text::xid8, $2::pg_snapshot) ORDER BY row_id NULLS FIRST",
         [&] {
           Params p;
           p.Add(table);
@@ -448,9 +449,11 @@ class PostgresEnvironment : public Environment {
           "  pruned_before xid8 NOT NULL DEFAULT '0');"
           "CREATE TABLE envsync_tracking_triggers (root_table text NOT NULL, "
           "  on_table text NOT NULL, trigger_name text NOT NULL, function_name text NOT NULL);"
-          "CREATE TABLE envsync_change_log (xid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
+          "CREATE TABLE envsync_change_log (xid bigint NOT NULL DEFAULT "
+          "  pg_current_xact_id()::text::bigint, "
           "  table_name text NOT NULL, row_id bigint);"
-          "CREATE INDEX envsync_change_log_by_xid ON envsync_change_log (xid)");
+          // Entries arrive in about xid order: a BRIN index costs the writes next to nothing.
+          "CREATE INDEX envsync_change_log_by_xid ON envsync_change_log USING brin (xid)");
     }
     if (status.ok()) {
       status = conn_
@@ -511,7 +514,7 @@ class PostgresEnvironment : public Environment {
     auto pruned = conn_.Query(
         "WITH upto AS (SELECT min(pg_snapshot_xmin(s::pg_snapshot)) AS x FROM "
         "unnest($1::text[]) AS s), gone AS (DELETE FROM envsync_change_log WHERE xid < "
-        "(SELECT x FROM upto) RETURNING 1), moved AS (UPDATE envsync_tracking SET "
+        "(SELECT x FROM upto)::text::bigint RETURNING 1), moved AS (UPDATE envsync_tracking SET "
         "pruned_before = greatest(pruned_before, (SELECT x FROM upto)) RETURNING 1) "
         "SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM moved)",
         [&] {
@@ -545,42 +548,43 @@ class PostgresEnvironment : public Environment {
 
   // The triggers that log `root`'s record for each write to `table` (the root itself, or one of
   // its child tables, whose `column` names the root row): one statement-level trigger per
-  // event, reading the statement's transition tables.
+  // event, reading the statement's new or old rows, and a row-level one that logs the old
+  // value when an UPDATE changes `column` itself (rare, and filtered by its WHEN in C).
   Status InstallTriggers(const std::string& root, const std::string& table,
                          const std::string& column) {
     const std::string c = Quote(column);
     const std::string log =
-        "INSERT INTO envsync_change_log (table_name, row_id) SELECT DISTINCT " + Literal(root) +
-        ", x.id FROM (";
+        "INSERT INTO envsync_change_log (table_name, row_id) SELECT " + Literal(root) + ", ";
     const struct {
-      const char* event;
-      const char* referencing;
-      std::string rows;
+      const char* suffix;
+      std::string event;
+      std::string level;
+      std::string body;
     } kinds[] = {
-        {"insert", "REFERENCING NEW TABLE AS envsync_new",
-         "SELECT " + c + " AS id FROM envsync_new"},
-        {"update", "REFERENCING OLD TABLE AS envsync_old NEW TABLE AS envsync_new",
-         "SELECT " + c + " AS id FROM envsync_old UNION ALL SELECT " + c + " FROM envsync_new"},
-        {"delete", "REFERENCING OLD TABLE AS envsync_old",
-         "SELECT " + c + " AS id FROM envsync_old"},
-        {"truncate", "", ""},
+        {"insert", "INSERT", "REFERENCING NEW TABLE AS envsync_rows FOR EACH STATEMENT",
+         log + c + " FROM envsync_rows WHERE " + c + " IS NOT NULL;"},
+        {"update", "UPDATE", "REFERENCING NEW TABLE AS envsync_rows FOR EACH STATEMENT",
+         log + c + " FROM envsync_rows WHERE " + c + " IS NOT NULL;"},
+        {"update_id", "UPDATE OF " + c,
+         "FOR EACH ROW WHEN (OLD." + c + " IS DISTINCT FROM NEW." + c + ")",
+         "INSERT INTO envsync_change_log (table_name, row_id) VALUES (" + Literal(root) +
+             ", OLD." + c + ");"},
+        {"delete", "DELETE", "REFERENCING OLD TABLE AS envsync_rows FOR EACH STATEMENT",
+         log + c + " FROM envsync_rows WHERE " + c + " IS NOT NULL;"},
+        // NULL: the whole table, read whole by the next comparison.
+        {"truncate", "TRUNCATE", "FOR EACH STATEMENT",
+         "INSERT INTO envsync_change_log (table_name, row_id) VALUES (" + Literal(root) +
+             ", NULL);"},
     };
     for (const auto& kind : kinds) {
-      std::string name = "envsync_track_" + table + "_" + kind.event;
+      std::string name = "envsync_track_" + table + "_" + kind.suffix;
       for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      const std::string body =
-          kind.rows.empty()
-              ? "INSERT INTO envsync_change_log (table_name, row_id) VALUES (" + Literal(root) +
-                    ", NULL);"
-              : log + kind.rows + ") AS x WHERE x.id IS NOT NULL;";
-      std::string event = kind.event;
-      for (char& ch : event) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
       ENVSYNC_RETURN_IF_ERROR(conn_.Exec(fmt::format(
           "CREATE FUNCTION {0}() RETURNS trigger LANGUAGE plpgsql AS $envsync$ BEGIN {1} "
           "RETURN NULL; END $envsync$; "
-          "CREATE TRIGGER {0} AFTER {2} ON {3} {4} FOR EACH STATEMENT EXECUTE FUNCTION {0}(); "
+          "CREATE TRIGGER {0} AFTER {2} ON {3} {4} EXECUTE FUNCTION {0}(); "
           "INSERT INTO envsync_tracking_triggers VALUES ({5}, {6}, {7}, {7})",
-          Quote(name), body, event, Quote(table), kind.referencing, Literal(root),
+          Quote(name), kind.body, kind.event, Quote(table), kind.level, Literal(root),
           Literal(table), Literal(name))));
     }
     return Status::Ok();
