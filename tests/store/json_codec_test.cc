@@ -1,0 +1,94 @@
+// The stored form of a change: ChangeToJson writes it straight into a string, and must give the
+// very text that building it through nlohmann::json gives (ChangeToJsonForTest), for every kind
+// of value: escapes and control characters, multi-byte UTF-8, text that is not UTF-8, JSON
+// field values, reals, NULLs, hashes and empty lists. And ChangeFromJson reads it back.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "envsync/store/json_codec.h"
+
+namespace envsync::store {
+namespace {
+
+Change Sample(const std::string& text) {
+  Change c;
+  c.tab = Tab::kConflicts;
+  c.module = "cms_pages";
+  c.table = "cms_pages";
+  c.source_id = int64_t{42};
+  c.target_id = Value();
+  c.key = text;
+  c.selected = true;
+  c.conflict = Conflict::kBothModified;
+  c.mergeable = true;
+  c.reason = Reason::kNone;
+  c.required_by = {"menus:1", text};
+  FieldDiff plain;
+  plain.field = "title";
+  plain.source = text;
+  plain.target = std::string("plain");
+  plain.base = text;
+  plain.base_known = true;
+  FieldDiff real;
+  real.field = "price";
+  real.source = 1.0;
+  real.target = 0.1;
+  real.base = int64_t{-7};
+  real.base_known = false;
+  FieldDiff children;
+  children.field = "slides";
+  children.json = true;
+  children.source = std::string(R"([{"position":1,"caption":"a\"b"}])");
+  children.target = std::string("not json {");
+  children.base = Value();
+  children.base_known = true;
+  c.fields = {plain, real, children};
+  c.source_hash = 0x0123456789abcdefULL;
+  c.target_hash = std::nullopt;
+  return c;
+}
+
+TEST(ChangeJsonTest, WritesWhatNlohmannWritesForEveryKindOfText) {
+  const std::vector<std::string> texts = {
+      "",
+      "plain text",
+      "quote \" backslash \\ slash /",
+      std::string("controls \b\f\n\r\t \x01 \x1f \x7f end"),
+      "UTF-8: caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+      "not UTF-8: \xff\xfe and a lone \xc3",
+      "overlong \xc0\xaf and a surrogate \xed\xa0\x80",
+      std::string("NUL \0 inside", 12),
+  };
+  for (const std::string& text : texts) {
+    const Change change = Sample(text);
+    EXPECT_EQ(ChangeToJson(change), ChangeToJsonForTest(change)) << text;
+  }
+  // Random bytes, with a seed so a failure can be replayed.
+  std::mt19937 random(20261201);
+  for (int i = 0; i < 2000; ++i) {
+    std::string text(static_cast<size_t>(random() % 40), '\0');
+    for (char& ch : text) ch = static_cast<char>(random() % 256);
+    const Change change = Sample(text);
+    ASSERT_EQ(ChangeToJson(change), ChangeToJsonForTest(change)) << "case " << i;
+  }
+}
+
+TEST(ChangeJsonTest, ReadsBackWhatItWrote) {
+  Change change = Sample("caf\xc3\xa9 \"quoted\"\n");
+  change.target_hash = 7;
+  auto back = ChangeFromJson(ChangeToJson(change));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->key, change.key);
+  EXPECT_EQ(back->required_by, change.required_by);
+  EXPECT_EQ(back->source_hash, change.source_hash);
+  EXPECT_EQ(back->target_hash, change.target_hash);
+  ASSERT_EQ(back->fields.size(), 3u);
+  EXPECT_EQ(back->fields[0].source, change.fields[0].source);
+  EXPECT_EQ(back->fields[1].source, change.fields[1].source);
+  EXPECT_EQ(back->fields[1].base_known, false);
+  EXPECT_TRUE(back->fields[2].json);
+}
+
+}  // namespace
+}  // namespace envsync::store
