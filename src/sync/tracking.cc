@@ -38,7 +38,7 @@ std::vector<store::TrackedTable> TrackableTables(const Manifest& manifest) {
       if (key_names_a_record) continue;
       store::TrackedTable tracked{table.name, table.id, {}};
       for (const ChildSpec& child : table.children) {
-        tracked.children.push_back({child.table, child.parent});
+        tracked.children.push_back({child.table, child.parent, child.id});
       }
       tables.push_back(std::move(tracked));
     }

@@ -416,5 +416,126 @@ TEST_F(PostgresTest, DigestCompareReadsOnlyWhatChangedAndAgreesWithAFullRead) {
   EXPECT_EQ(page.is_object() ? page.value("tab", "") : "", "modified") << page.dump();
 }
 
+// Change tracking with both sides on PostgreSQL: after one compare has marked where both logs
+// stood, every compare reads only what the logs list and what was unequal, and gives what a full
+// read of the same state gives: edits on each side and to child rows, an insert, a delete, an ID
+// changed by an UPDATE, and a write that was still uncommitted while a compare ran (PostgreSQL
+// commits out of transaction-ID order: the next compare must see it). A TRUNCATE and a disabled
+// trigger make the table read whole; `track disable` leaves nothing behind.
+TEST_F(PostgresTest, TrackedCompareReadsTheLogsAndAgreesWithAFullRead) {
+  Build(Start::kPendingWork);
+  const std::string prod = CopyToPostgres(paths_.prod_db, "prod");
+  const std::string test = CopyToPostgres(paths_.test_db, "test");
+  for (const std::string& uri : {prod, test}) {
+    Pg(uri).Run(
+        "INSERT INTO cms_pages (id, slug, title, body_html, status, updated_at) SELECT g, "
+        "'bulk-' || g, 'Bulk ' || g, repeat('Lorem ipsum ', 20), 'published', 'now' FROM "
+        "generate_series(1000, 2999) g");
+  }
+  const std::filesystem::path config = Config("tracked", prod, test);
+  const std::filesystem::path state = dir_ / "tracked-state.db";
+  for (const char* env : {"PROD", "TEST"}) {
+    CliRun enabled = Cli(config, {"track", "enable", env});
+    ASSERT_EQ(enabled.exit_code, 0) << enabled.err;
+    EXPECT_NE(enabled.out.find("cms_pages, sliders, menus, content_blocks"), std::string::npos)
+        << enabled.out;
+  }
+  const std::vector<std::string> compare = {"compare", "--from", "TEST", "--to", "PROD", "--json"};
+  int fulls = 0;
+  auto full_read_from_here = [&] {
+    const std::filesystem::path full =
+        Config("full-" + std::to_string(++fulls), prod, test, false, state);
+    setenv("ENVSYNC_TRACKING", "0", 1);
+    setenv("ENVSYNC_REMOTE_DIGESTS", "0", 1);
+    CliRun run = Cli(full, compare);
+    unsetenv("ENVSYNC_REMOTE_DIGESTS");
+    unsetenv("ENVSYNC_TRACKING");
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    return run;
+  };
+  // What a compare lists, without what differs with how much was read (and the warnings only
+  // a compare with tracking gives, checked on their own).
+  auto listed = [](const CliRun& run) {
+    json j = Stable(run.Json());
+    j.erase("records_compared");
+    j.erase("warnings");
+    return j;
+  };
+  const std::string via_logs = "read through the change logs (envsync track): cms_pages";
+
+  CliRun first = Cli(config, compare);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.err.find(via_logs), std::string::npos) << "the first compare reads whole";
+
+  Pg(prod).Run("UPDATE cms_pages SET title = 'Returns (PROD)' WHERE id = 6");
+  Pg(test).Run("UPDATE slides SET caption = 'Beach time' WHERE id = 3");
+  Pg(test).Run("UPDATE menu_items SET label = 'Jobs' WHERE id = 7");
+  Pg(test).Run("INSERT INTO menus (id, code, name) VALUES (40, 'promo', 'Promo')");
+  Pg(test).Run("DELETE FROM content_blocks WHERE id = 1");
+  Pg(test).Run("UPDATE cms_pages SET id = 5000 WHERE id = 2100");
+  Pg(prod).Run("UPDATE cms_pages SET title = 'Same on both' WHERE id = 2500");
+  Pg(test).Run("UPDATE cms_pages SET title = 'Same on both' WHERE id = 2500");
+  // A write that commits only after the next compare has taken its snapshot.
+  Pg late(test);
+  late.Run("BEGIN");
+  late.Run("UPDATE cms_pages SET title = 'Committed late' WHERE id = 2700");
+  CliRun full = full_read_from_here();
+  CliRun second = Cli(config, compare);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_NE(second.err.find(via_logs), std::string::npos) << second.err;
+  EXPECT_EQ(listed(second), listed(full));
+  EXPECT_LT(second.Json()["records_compared"].get<int64_t>(),
+            full.Json()["records_compared"].get<int64_t>() / 10);
+  late.Run("COMMIT");
+
+  full = full_read_from_here();
+  CliRun third = Cli(config, compare);
+  ASSERT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_NE(third.err.find(via_logs), std::string::npos) << third.err;
+  EXPECT_EQ(listed(third), listed(full));
+  bool late_listed = false;
+  const json third_json = third.Json();
+  for (const json& change : third_json["changes"]) {
+    if (change["table"] == "cms_pages" && change["source_id"] == 2700) late_listed = true;
+  }
+  EXPECT_TRUE(late_listed) << third.out;
+
+  // A TRUNCATE logs the whole table; a disabled trigger breaks its table's log.
+  Pg(test).Run("TRUNCATE content_blocks");
+  Pg(prod).Run("ALTER TABLE menus DISABLE TRIGGER envsync_track_menus_update");
+  Pg(prod).Run("UPDATE menus SET name = 'Unlogged' WHERE id = 1");
+  full = full_read_from_here();
+  CliRun fourth = Cli(config, compare);
+  ASSERT_EQ(fourth.exit_code, 0) << fourth.err;
+  EXPECT_EQ(listed(fourth), listed(full));
+  bool warned = false;
+  const json fourth_json = fourth.Json();
+  for (const json& warning : fourth_json["warnings"]) {
+    if (warning["message"].get<std::string>().find("change tracking of menus on PROD is broken") !=
+        std::string::npos) {
+      warned = true;
+    }
+  }
+  EXPECT_TRUE(warned) << fourth.out;
+  CliRun status = Cli(config, {"track", "status", "PROD", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_EQ(status.Json()["broken"], json::array({"menus"})) << status.out;
+
+  // Disabling leaves nothing behind.
+  for (const char* env : {"PROD", "TEST"}) {
+    CliRun disabled = Cli(config, {"track", "disable", env});
+    ASSERT_EQ(disabled.exit_code, 0) << disabled.err;
+  }
+  for (const std::string& uri : {prod, test}) {
+    EXPECT_EQ(Pg(uri).Run("SELECT (SELECT count(*) FROM pg_class WHERE relname LIKE 'envsync%') + "
+                          "(SELECT count(*) FROM pg_proc WHERE proname LIKE 'envsync%') + "
+                          "(SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'envsync%')"),
+              "0|\n");
+  }
+  CliRun after = Cli(config, compare);
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(after.err.find(via_logs), std::string::npos) << after.err;
+}
+
 }  // namespace
 }  // namespace envsync::testing

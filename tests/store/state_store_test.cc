@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -516,6 +517,28 @@ TEST_F(SqliteStateStoreTest, GarbageFileIsUnavailableAndLeftUnchanged) {
   EXPECT_EQ(FirstDifference(ReadBytes(path_), garbage), -1);
 }
 
+// A store migrated from version 1 keeps tracking marks like a new one.
+TEST_F(SqliteStateStoreTest, MigratedStoreKeepsTrackingMarks) {
+  ExecSql(path_, std::string(kSchemaV1) + "PRAGMA user_version = 1;");
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  TrackingMark mark;
+  mark.table = kPages;
+  mark.prod_epoch = "t-a";
+  mark.prod_position = "3";
+  mark.test_epoch = "t-b";
+  mark.test_position = "4";
+  mark.mix = 0x8000000000000001ULL;
+  mark.unequal_prod = {7};
+  ASSERT_TRUE(store->SaveTrackingMark(mark).ok());
+  auto loaded = store->LoadTrackingMark(kPages);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ASSERT_TRUE(loaded->has_value());
+  EXPECT_EQ((*loaded)->mix, mark.mix);
+  EXPECT_EQ((*loaded)->unequal_prod, std::vector<int64_t>{7});
+  EXPECT_TRUE((*loaded)->unequal_test.empty());
+}
+
 // --- Identity map ---
 
 // A pair added is loaded back.
@@ -782,6 +805,206 @@ TEST_P(StateStoreTest, LongScanYieldsEveryBaseInOrder) {
   EXPECT_EQ(Show(scanned.front().prod_id), "int -100");
   EXPECT_EQ(Show(scanned[kBases].prod_id), "text 'B'");
   EXPECT_EQ(scanned[105].hash, 999u);  // ID 5
+}
+
+// --- Change tracking marks ---
+
+TrackingMark Mark(const std::string& table, std::vector<int64_t> unequal_prod,
+                  std::vector<int64_t> unequal_test) {
+  TrackingMark mark;
+  mark.table = table;
+  mark.prod_epoch = "t-prod0001";
+  mark.prod_position = "42";
+  mark.test_epoch = "t-test0002";
+  mark.test_position = "7";
+  mark.mix = 0x0123456789abcdefULL;
+  mark.unequal_prod = std::move(unequal_prod);
+  mark.unequal_test = std::move(unequal_test);
+  return mark;
+}
+
+void ExpectSameMark(const TrackingMark& expected, const TrackingMark& actual) {
+  SCOPED_TRACE("mark of " + expected.table);
+  EXPECT_EQ(actual.table, expected.table);
+  EXPECT_EQ(actual.prod_epoch, expected.prod_epoch);
+  EXPECT_EQ(actual.prod_position, expected.prod_position);
+  EXPECT_EQ(actual.test_epoch, expected.test_epoch);
+  EXPECT_EQ(actual.test_position, expected.test_position);
+  EXPECT_EQ(actual.mix, expected.mix);
+  EXPECT_EQ(actual.unequal_prod, expected.unequal_prod);
+  EXPECT_EQ(actual.unequal_test, expected.unequal_test);
+}
+
+// A table without a mark has none, and nothing is listed.
+TEST_P(StateStoreTest, MissingTrackingMarkIsNothing) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto mark = store->LoadTrackingMark(kPages);
+  ASSERT_TRUE(mark.ok()) << mark.status().message();
+  EXPECT_FALSE(mark->has_value());
+  auto marks = store->ListTrackingMarks();
+  ASSERT_TRUE(marks.ok()) << marks.status().message();
+  EXPECT_TRUE(marks->empty());
+}
+
+// A saved mark comes back field for field: epochs, positions, a mix with its high bit set, and
+// unequal IDs anywhere in the 64-bit range.
+TEST_P(StateStoreTest, TrackingMarkRoundTripsEveryField) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  TrackingMark mark = Mark(kPages,
+                           {std::numeric_limits<int64_t>::min(), -1, 0, 1, 63, 1LL << 40,
+                            std::numeric_limits<int64_t>::max()},
+                           {2, 55, 256, 65536});
+  mark.mix = 0xfedcba9876543210ULL;
+  mark.prod_position = "784:790:785,787";  // positions are opaque: a PostgreSQL snapshot's text
+  mark.test_position = "0";
+  ASSERT_TRUE(store->SaveTrackingMark(mark).ok());
+  auto loaded = store->LoadTrackingMark(kPages);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ASSERT_TRUE(loaded->has_value());
+  ExpectSameMark(mark, **loaded);
+}
+
+// Empty unequal sets (every record equal) round-trip as empty, not as an error or NULL.
+TEST_P(StateStoreTest, TrackingMarkWithNothingUnequalRoundTrips) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const TrackingMark mark = Mark("sliders", {}, {});
+  const Status saved = store->SaveTrackingMark(mark);
+  ASSERT_TRUE(saved.ok()) << saved.message();
+  auto loaded = store->LoadTrackingMark("sliders");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ASSERT_TRUE(loaded->has_value());
+  ExpectSameMark(mark, **loaded);
+  // One side empty, the other not.
+  const TrackingMark one_sided = Mark("menus", {}, {3});
+  ASSERT_TRUE(store->SaveTrackingMark(one_sided).ok());
+  auto menus = store->LoadTrackingMark("menus");
+  ASSERT_TRUE(menus.ok() && menus->has_value());
+  ExpectSameMark(one_sided, **menus);
+}
+
+// Saving a mark for a table again replaces the earlier one whole (a shorter unequal set too).
+TEST_P(StateStoreTest, SavingTrackingMarkAgainReplacesIt) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->SaveTrackingMark(Mark(kPages, {1, 2, 3, 4, 5}, {6, 7, 8})).ok());
+  TrackingMark newer = Mark(kPages, {9}, {});
+  newer.prod_epoch = "t-prod0003";
+  newer.prod_position = "43";
+  newer.test_position = "8";
+  newer.mix = 1;
+  ASSERT_TRUE(store->SaveTrackingMark(newer).ok());
+  auto loaded = store->LoadTrackingMark(kPages);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ASSERT_TRUE(loaded->has_value());
+  ExpectSameMark(newer, **loaded);
+  auto marks = store->ListTrackingMarks();
+  ASSERT_TRUE(marks.ok()) << marks.status().message();
+  EXPECT_EQ(marks->size(), 1u);
+}
+
+// ListTrackingMarks lists every table's mark, ordered by table name, each with its own data.
+TEST_P(StateStoreTest, ListTrackingMarksListsEveryTableInOrder) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const std::vector<TrackingMark> saved = {Mark("sliders", {4}, {}), Mark(kPages, {1}, {2}),
+                                           Mark("menus", {}, {3}), Mark("content_blocks", {}, {})};
+  for (const TrackingMark& mark : saved) ASSERT_TRUE(store->SaveTrackingMark(mark).ok());
+  auto marks = store->ListTrackingMarks();
+  ASSERT_TRUE(marks.ok()) << marks.status().message();
+  ASSERT_EQ(marks->size(), 4u);
+  std::vector<std::string> tables;
+  for (const TrackingMark& mark : *marks) tables.push_back(mark.table);
+  EXPECT_EQ(tables, (std::vector<std::string>{"cms_pages", "content_blocks", "menus", "sliders"}));
+  for (const TrackingMark& expected : saved) {
+    auto it = std::find_if(marks->begin(), marks->end(),
+                           [&](const TrackingMark& m) { return m.table == expected.table; });
+    ASSERT_NE(it, marks->end());
+    ExpectSameMark(expected, *it);
+  }
+}
+
+// Many unequal IDs (a large backlog of unsynchronized records) come back complete and in order.
+TEST_P(StateStoreTest, TrackingMarkKeepsManyUnequalIds) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  std::vector<int64_t> prod;
+  std::vector<int64_t> test;
+  for (int64_t i = 0; i < 50000; ++i) {
+    prod.push_back(i * 3 + 1);
+    if (i % 2 == 0) test.push_back(i * 7);
+  }
+  const TrackingMark mark = Mark(kPages, prod, test);
+  ASSERT_TRUE(store->SaveTrackingMark(mark).ok());
+  auto loaded = store->LoadTrackingMark(kPages);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ASSERT_TRUE(loaded->has_value());
+  ExpectSameMark(mark, **loaded);
+}
+
+// Marks survive reopening the store.
+TEST_P(StateStoreTest, TrackingMarksSurviveReopening) {
+  const TrackingMark mark = Mark("menus", {5, 8}, {13});
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->SaveTrackingMark(mark).ok());
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto loaded = store->LoadTrackingMark("menus");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ASSERT_TRUE(loaded->has_value());
+  ExpectSameMark(mark, **loaded);
+}
+
+// A mark saved while a base update is open is kept by itself (marks are saved after the base
+// update commits; they do not ride on it) and a base update's abort does not take it away.
+TEST_P(StateStoreTest, TrackingMarkIsIndependentOfTheBaseUpdate) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->SaveTrackingMark(Mark(kPages, {1}, {1})).ok());
+  ASSERT_TRUE(store->BeginBaseUpdate().ok());
+  ASSERT_TRUE(store->PutBase(kPages, Base(int64_t{1}, int64_t{1}, 1, {1})).ok());
+  store->AbortBaseUpdate();
+  auto loaded = store->LoadTrackingMark(kPages);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ASSERT_TRUE(loaded->has_value());
+  EXPECT_EQ((*loaded)->unequal_prod, std::vector<int64_t>{1});
+  EXPECT_TRUE(ScanAll(*store, kPages).empty());
+}
+
+// ScanDirectBase by IDs yields only the direct pairs of the table whose ID is listed, in ID order.
+TEST_P(StateStoreTest, ScanDirectBaseByIdsYieldsOnlyListedDirectPairs) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  PutBases(*store, kPages,
+           {Base(int64_t{30}, int64_t{30}, 1, {1}), Base(int64_t{2}, int64_t{2}, 2, {2}),
+            Base(int64_t{63}, int64_t{55}, 3, {3}), Base(int64_t{100}, int64_t{100}, 4, {4}),
+            Base(int64_t{9}, int64_t{9}, 5, {5}), Base(int64_t{-4}, int64_t{-4}, 6, {6})});
+  PutBases(*store, "gallery_files", {Base(int64_t{9}, int64_t{9}, 7, {7})});
+  auto scan = [&](const std::vector<int64_t>& ids) {
+    std::vector<SyncBase> out;
+    auto cursor = store->ScanDirectBase(kPages, ids);
+    EXPECT_TRUE(cursor.ok()) << cursor.status().message();
+    if (!cursor.ok()) return out;
+    SyncBase base;
+    while ((*cursor)->Next(&base)) out.push_back(base);
+    EXPECT_TRUE((*cursor)->status().ok()) << (*cursor)->status().message();
+    return out;
+  };
+  const std::vector<SyncBase> found = scan({-4, 9, 30, 55, 63, 101});
+  EXPECT_EQ(IdsOf(found),
+            (std::vector<std::string>{"int -4/int -4", "int 9/int 9", "int 30/int 30"}));
+  ASSERT_EQ(found.size(), 3u);
+  ExpectSameBase(Base(int64_t{9}, int64_t{9}, 5, {5}), found[1]);
+  EXPECT_TRUE(scan({}).empty());
+  std::vector<int64_t> many;
+  for (int64_t i = 0; i < 5000; ++i) many.push_back(i);
+  EXPECT_EQ(IdsOf(scan(many)), (std::vector<std::string>{"int 2/int 2", "int 9/int 9",
+                                                         "int 30/int 30", "int 100/int 100"}));
 }
 
 // --- Comparisons ---

@@ -74,6 +74,7 @@ struct TrackedTable {
   struct Child {
     std::string table;
     std::string parent;  // the column pointing at the root row
+    std::string id;      // the child row's own ID column
   };
   std::string table;
   std::string id;  // an INTEGER column

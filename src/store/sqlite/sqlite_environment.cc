@@ -271,8 +271,8 @@ class SqliteEnvironment : public Environment {
       ScopedStatement head(db_);
       ENVSYNC_RETURN_IF_ERROR(head.Prepare(
           "SELECT epoch, enabled_at, (SELECT count(*) FROM envsync_change_log), "
-          "(SELECT coalesce(max(seq), 0) FROM envsync_change_log) "
-          "FROM envsync_tracking"));
+          "coalesce((SELECT seq || ':' || nonce FROM envsync_change_log ORDER BY seq DESC "
+          "LIMIT 1), '0:0') FROM envsync_tracking"));
       if (!head->Step(&status)) {
         return Status::Unavailable(
             fmt::format("{}: the change tracking table envsync_tracking is empty or unreadable: "
@@ -282,7 +282,7 @@ class SqliteEnvironment : public Environment {
       state.epoch = RenderText(head->Column(0));
       state.enabled_at = RenderText(head->Column(1));
       state.log_rows = std::get<int64_t>(head->Column(2));
-      state.position = std::to_string(std::get<int64_t>(head->Column(3)));
+      state.position = RenderText(head->Column(3));
     }
     // A table is tracked while every one of its triggers is in place.
     ScopedStatement triggers(db_);
@@ -300,19 +300,23 @@ class SqliteEnvironment : public Environment {
 
   Result<std::optional<std::vector<int64_t>>> ChangedSince(const std::string& table,
                                                            const std::string& position) override {
-    char* end = nullptr;
-    const long long since = std::strtoll(position.c_str(), &end, 10);
-    if (position.empty() || *end != '\0' || since < 0) return std::optional<std::vector<int64_t>>();
+    int64_t since = 0;
+    int64_t nonce = 0;
+    if (!ParsePosition(position, &since, &nonce)) return std::optional<std::vector<int64_t>>();
     ScopedStatement last(db_);
     ENVSYNC_RETURN_IF_ERROR(last.Prepare(
-        "SELECT coalesce(max(seq), 0), (SELECT pruned_upto FROM envsync_tracking) "
-        "FROM envsync_change_log"));
+        "SELECT coalesce(max(seq), 0), (SELECT pruned_upto FROM envsync_tracking), "
+        "(SELECT nonce FROM envsync_change_log WHERE seq = ?1) FROM envsync_change_log"));
+    last->Bind(1, since);
     Status status;
     if (!last->Step(&status)) return status.WithContext(db_.what());
-    // A log behind the position is not the one the position was taken from (a restored
-    // backup); one pruned past it has lost entries the position still needs.
+    // A log behind the position, or whose entry there is another one, is not the log the
+    // position was taken from (a restored backup, written to since); one pruned past it has
+    // lost entries the position still needs.
+    const Value found_nonce = last->Column(2);
     if (std::get<int64_t>(last->Column(0)) < since || IsNull(last->Column(1)) ||
-        std::get<int64_t>(last->Column(1)) > since) {
+        std::get<int64_t>(last->Column(1)) > since ||
+        (since > 0 && (IsNull(found_nonce) || found_nonce != Value(nonce)))) {
       return std::optional<std::vector<int64_t>>();
     }
     ScopedStatement changed(db_);
@@ -349,8 +353,10 @@ class SqliteEnvironment : public Environment {
           "  pruned_upto INTEGER NOT NULL);"
           "CREATE TABLE envsync_tracking_triggers (root_table TEXT NOT NULL, "
           "  trigger_name TEXT PRIMARY KEY);"
+          // Each entry's random nonce makes a position name one entry of one log.
           "CREATE TABLE envsync_change_log (seq INTEGER PRIMARY KEY, "
-          "  table_name TEXT NOT NULL, row_id INTEGER)");
+          "  table_name TEXT NOT NULL, row_id INTEGER, nonce INTEGER NOT NULL DEFAULT "
+          "  (random()))");
     }
     if (status.ok()) {
       ScopedStatement head(db_);
@@ -364,10 +370,10 @@ class SqliteEnvironment : public Environment {
     for (const TrackedTable& table : tables) {
       if (!status.ok()) break;
       if (std::find(tracked.begin(), tracked.end(), table.table) == tracked.end()) continue;
-      status = InstallTriggers(table.table, table.table, table.id);
+      status = InstallTriggers(table.table, table.table, table.id, table.id);
       for (const TrackedTable::Child& child : table.children) {
         if (!status.ok()) break;
-        status = InstallTriggers(table.table, child.table, child.parent);
+        status = InstallTriggers(table.table, child.table, child.parent, child.id);
       }
     }
     if (!status.ok()) {
@@ -390,23 +396,24 @@ class SqliteEnvironment : public Environment {
 
   Result<int64_t> PruneTracking(const std::vector<std::string>& needed) override {
     if (needed.empty()) return int64_t{0};
-    long long upto = -1;
+    int64_t upto = -1;
     for (const std::string& position : needed) {
-      char* end = nullptr;
-      const long long value = std::strtoll(position.c_str(), &end, 10);
-      if (position.empty() || *end != '\0' || value < 0) {
+      int64_t value = 0;
+      int64_t nonce = 0;
+      if (!ParsePosition(position, &value, &nonce)) {
         return Status::InvalidArgument(db_.what() + ": not a change log position: " + position);
       }
       if (upto < 0 || value < upto) upto = value;
     }
     ENVSYNC_RETURN_IF_ERROR(BeginWrite());
     ScopedStatement prune(db_);
-    // The last entry stays: new entries number on from it, so positions only grow.
+    // The entry at each position stays (a later compare checks its nonce), and so does the
+    // last one: new entries number on from it, so positions only grow.
     Status status = prune.Prepare(
-        "DELETE FROM envsync_change_log WHERE seq <= ?1 AND "
+        "DELETE FROM envsync_change_log WHERE seq < ?1 AND "
         "seq < (SELECT max(seq) FROM envsync_change_log)");
     if (status.ok()) {
-      prune->Bind(1, static_cast<int64_t>(upto));
+      prune->Bind(1, upto);
       status = prune->Run();
     }
     if (!status.ok()) {
@@ -418,7 +425,7 @@ class SqliteEnvironment : public Environment {
       ScopedStatement mark(db_);
       status = mark.Prepare("UPDATE envsync_tracking SET pruned_upto = max(pruned_upto, ?1)");
       if (status.ok()) {
-        mark->Bind(1, static_cast<int64_t>(upto));
+        mark->Bind(1, upto);
         status = mark->Run();
       }
     }
@@ -478,33 +485,113 @@ class SqliteEnvironment : public Environment {
     return out + "'";
   }
 
-  // The triggers that log `root`'s record for each write to `table` (the root itself, or
-  // one of its child tables, whose `column` names the root row).
+  // "seq:nonce", as ReadTracking writes a position.
+  static bool ParsePosition(const std::string& position, int64_t* seq, int64_t* nonce) {
+    const size_t colon = position.find(':');
+    if (colon == std::string::npos) return false;
+    char* end = nullptr;
+    const std::string first = position.substr(0, colon);
+    const std::string second = position.substr(colon + 1);
+    *seq = std::strtoll(first.c_str(), &end, 10);
+    if (first.empty() || *end != '\0' || *seq < 0) return false;
+    *nonce = std::strtoll(second.c_str(), &end, 10);
+    return !second.empty() && *end == '\0';
+  }
+
+  // The column lists of `table`'s unique indexes (expression indexes left out: no trigger can
+  // name their values).
+  Result<std::vector<std::vector<std::string>>> UniqueKeys(const std::string& table) {
+    std::vector<std::string> indexes;
+    {
+      ScopedStatement list(db_);
+      ENVSYNC_RETURN_IF_ERROR(
+          list.Prepare("SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 1"));
+      list->Bind(1, table);
+      Status status;
+      while (list->Step(&status)) indexes.push_back(RenderText(list->Column(0)));
+      ENVSYNC_RETURN_IF_ERROR(status);
+    }
+    std::vector<std::vector<std::string>> keys;
+    for (const std::string& index : indexes) {
+      ScopedStatement info(db_);
+      ENVSYNC_RETURN_IF_ERROR(
+          info.Prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno"));
+      info->Bind(1, index);
+      std::vector<std::string> columns;
+      bool expression = false;
+      Status status;
+      while (info->Step(&status)) {
+        const Value name = info->Column(0);
+        if (IsNull(name)) expression = true;
+        columns.push_back(RenderText(name));
+      }
+      ENVSYNC_RETURN_IF_ERROR(status);
+      if (!expression && !columns.empty()) keys.push_back(std::move(columns));
+    }
+    return keys;
+  }
+
+  // The triggers that log `root`'s record for each write to `table` (the root itself, or one of
+  // its child tables, whose `column` names the root row; `id` is the table's own ID):
+  //  - after INSERT, UPDATE and DELETE, the row's record (an UPDATE that changes `column` logs
+  //    the new value too, from a trigger that fires only then);
+  //  - before INSERT and before an UPDATE of a unique key, the record of any other row holding
+  //    that key: INSERT OR REPLACE and UPDATE OR REPLACE delete such a row without firing delete
+  //    triggers (unless recursive_triggers is on). A child row's own ID counts as such a key.
   Status InstallTriggers(const std::string& root, const std::string& table,
-                         const std::string& column) {
+                         const std::string& column, const std::string& id) {
+    auto unique = UniqueKeys(table);
+    if (!unique.ok()) return unique.status();
+    std::vector<std::vector<std::string>> keys = *unique;
+    if (table != root) keys.push_back({id});
     const std::string log =
         "INSERT INTO envsync_change_log (table_name, row_id) VALUES (" + QuoteLiteral(root) + ", ";
     const std::string c = QuoteIdentifier(column);
-    // An ID changed by an UPDATE logs the new one too, from a trigger of its own that fires
-    // only then: the common UPDATE pays for one log row.
-    const struct {
-      const char* suffix;
-      std::string event;
+    const std::string i = QuoteIdentifier(id);
+    struct Trigger {
+      std::string suffix;
+      std::string when;  // AFTER INSERT, BEFORE UPDATE OF …
+      std::string condition;
       std::string body;
-    } kinds[] = {
-        {"insert", "INSERT", log + "NEW." + c + ");"},
-        {"update", "UPDATE", log + "OLD." + c + ");"},
-        {"update_id", "UPDATE OF " + c, log + "NEW." + c + ");"},
-        {"delete", "DELETE", log + "OLD." + c + ");"},
     };
-    for (const auto& kind : kinds) {
-      std::string name = "envsync_track_" + table + "_" + kind.suffix;
+    std::vector<Trigger> triggers = {
+        {"insert", "AFTER INSERT", "", log + "NEW." + c + ");"},
+        {"update", "AFTER UPDATE", "", log + "OLD." + c + ");"},
+        {"update_id", "AFTER UPDATE OF " + c, " WHEN NEW." + c + " IS NOT OLD." + c,
+         log + "NEW." + c + ");"},
+        {"delete", "AFTER DELETE", "", log + "OLD." + c + ");"},
+    };
+    // Whoever holds a key the written row takes: found by the key, logged by its record.
+    auto holders = [&](const std::vector<std::string>& key, const char* self) {
+      std::string where;
+      for (const std::string& k : key) {
+        where += (where.empty() ? "" : " AND ") + QuoteIdentifier(k) + " = NEW." + QuoteIdentifier(k);
+      }
+      // Not the written row itself (for an INSERT, the row its own ID replaces is another).
+      const bool own_id = key.size() == 1 && key[0] == id;
+      if (!(own_id && std::string(self) == "NEW")) {
+        where += " AND " + i + " IS NOT " + self + "." + i;
+      }
+      return "INSERT INTO envsync_change_log (table_name, row_id) SELECT " + QuoteLiteral(root) +
+             ", " + c + " FROM " + QuoteIdentifier(table) + " WHERE " + where + ";";
+    };
+    std::string before_insert;
+    for (size_t k = 0; k < keys.size(); ++k) {
+      before_insert += holders(keys[k], "NEW");
+      std::string columns;
+      for (const std::string& name : keys[k]) {
+        columns += (columns.empty() ? "" : ", ") + QuoteIdentifier(name);
+      }
+      triggers.push_back({"replace_update_" + std::to_string(k), "BEFORE UPDATE OF " + columns, "",
+                          holders(keys[k], "OLD")});
+    }
+    if (!keys.empty()) triggers.push_back({"replace_insert", "BEFORE INSERT", "", before_insert});
+    for (const Trigger& trigger : triggers) {
+      std::string name = "envsync_track_" + table + "_" + trigger.suffix;
       for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      const std::string when =
-          std::string(kind.suffix) == "update_id" ? " WHEN NEW." + c + " IS NOT OLD." + c : "";
-      ENVSYNC_RETURN_IF_ERROR(db_.Exec(
-          fmt::format("CREATE TRIGGER {} AFTER {} ON {} FOR EACH ROW{} BEGIN {} END",
-                      QuoteIdentifier(name), kind.event, QuoteIdentifier(table), when, kind.body)));
+      ENVSYNC_RETURN_IF_ERROR(db_.Exec(fmt::format(
+          "CREATE TRIGGER {} {} ON {} FOR EACH ROW{} BEGIN {} END", QuoteIdentifier(name),
+          trigger.when, QuoteIdentifier(table), trigger.condition, trigger.body)));
       ENVSYNC_RETURN_IF_ERROR(db_.Exec(fmt::format(
           "INSERT INTO envsync_tracking_triggers VALUES ({}, {})", QuoteLiteral(root),
           QuoteLiteral(name))));
