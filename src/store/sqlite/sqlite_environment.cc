@@ -61,7 +61,10 @@ class SqliteEnvironment : public Environment {
                                      fmt::format("environment {} ({})", name_, location_)));
     if (access_ == Access::kReadWrite)
       ENVSYNC_RETURN_IF_ERROR(db_.Exec("PRAGMA foreign_keys = ON"));
-    return db_.Exec("PRAGMA cache_size = -16384");
+    // A small page cache: a compare reads each page once (a scan, or a lookup by ID), so a big
+    // one only costs a fresh allocation, and a page fault, per page read (20,000-page pair,
+    // 1,000 changed records read by ID: 0.06 s with 1 MiB, 0.095 s with 16 MiB).
+    return db_.Exec("PRAGMA cache_size = -1024");
   }
 
   const std::string& name() const override { return name_; }
