@@ -253,16 +253,28 @@ struct ImageEvidence {
   int after = 0;
 };
 
+// A record's after-image is journaled as a digest of its JSON text ("xxh3:…"): recovery only
+// asks whether the record shows it now, and keeping the text doubled what a sync writes into
+// the state store. (Pre-images stay whole: undo writes them back. A journal written before the
+// digest holds the text, which compares as text.)
+std::string AfterImageDigest(const std::string& image) {
+  return fmt::format("xxh3:{:016x}", HashBytes(image));
+}
+bool ShowsAfterImage(const std::string& current, const std::string& after_image) {
+  if (after_image.rfind("xxh3:", 0) == 0) return AfterImageDigest(current) == after_image;
+  return current == after_image;
+}
+
 Result<ImageEvidence> CompareImages(const Manifest& manifest, store::Environment& target,
                                     const store::SyncRun& run) {
   ImageEvidence evidence;
   for (const store::SyncRecord& record : run.records) {
-    if (record.pre_image == record.after_image) continue;
+    if (ShowsAfterImage(record.pre_image, record.after_image)) continue;
     auto now = ReadPreImage(target, *manifest.FindTable(record.table), record.target_id);
     if (!now.ok()) return now.status();
     const std::string current = now->is_null() ? "" : now->dump();
     if (current == record.pre_image) ++evidence.pre;
-    if (current == record.after_image) ++evidence.after;
+    if (ShowsAfterImage(current, record.after_image)) ++evidence.after;
   }
   return evidence;
 }
@@ -1222,7 +1234,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
     if (record.action == "delete") continue;
     auto image = ReadPreImage(target_, *manifest_.FindTable(record.table), record.target_id);
     if (!image.ok()) return Fail(outcome, image.status().message(), false);
-    record.after_image = image->is_null() ? "" : image->dump();
+    record.after_image = image->is_null() ? "" : AfterImageDigest(image->dump());
     // Files are put in place only after the commit: hash the rows as they will be then.
     const ReadContext context{&after, target_side_, &target_keys_, nullptr, true};
     TableReader reader(target_, layouts_.at(record.table), context);

@@ -79,7 +79,9 @@ struct SyncRecord {
   Value test_id;
   Value target_id;
   std::string pre_image;
-  std::string after_image;  // the same for the record as the sync left it; "" when deleted
+  // What the record is as the sync left it: "xxh3:" and the hex XXH3 of that JSON text (older
+  // journals: the text itself); "" when deleted.
+  std::string after_image;
   std::optional<uint64_t> after_hash;
   std::optional<SyncBase> base_before;
 };

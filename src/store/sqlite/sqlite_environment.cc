@@ -59,8 +59,11 @@ class SqliteEnvironment : public Environment {
   Status Open() {
     ENVSYNC_RETURN_IF_ERROR(db_.Open(location_, /*read_only=*/access_ == Access::kReadOnly,
                                      fmt::format("environment {} ({})", name_, location_)));
-    if (access_ == Access::kReadWrite)
-      ENVSYNC_RETURN_IF_ERROR(db_.Exec("PRAGMA foreign_keys = ON"));
+    if (access_ == Access::kReadWrite) {
+      // A sync's target keeps the pages its transaction changes in the cache: a small one
+      // spills them into the file mid-transaction, syncing the journal each time.
+      return db_.Exec("PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536");
+    }
     // A small page cache: a compare reads each page once (a scan, or a lookup by ID), so a big
     // one only costs a fresh allocation, and a page fault, per page read (20,000-page pair,
     // 1,000 changed records read by ID: 0.06 s with 1 MiB, 0.095 s with 16 MiB).
