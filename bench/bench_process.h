@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -45,6 +46,12 @@ inline Sample RunProcess(const std::vector<std::string>& argv, const std::string
   sample.peak_kib = usage.ru_maxrss;
   sample.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
   return sample;
+}
+
+// The median of `v` (the mean of the middle two for an even count).
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 }  // namespace envsync::bench

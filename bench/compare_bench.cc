@@ -54,6 +54,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
+using envsync::bench::Median;
 using envsync::bench::RunProcess;
 using envsync::bench::Sample;
 
@@ -64,11 +65,6 @@ constexpr int64_t kBenchEditor = 3;  // TEST's content editor, a user the demo a
 // Issue 7's targets for the everyday compare.
 constexpr double kTargetSqldiffRatio = 0.5;
 constexpr long kTargetPeakMib = 256;
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
 
 // Percentages of N: modified, new, deleted.
 struct Mix {

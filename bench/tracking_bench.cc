@@ -1,7 +1,7 @@
 // Measures change tracking (`envsync track`) on a demo pair:
 //  - the re-compare after K edits on TEST, with both environments tracked, the pair in sync (PROD a
-//    copy of TEST) and a comparison already marked (the target: <= 20 ms + 10 us x K at 1,000,000 records), next to the
-//    same compare reading everything (ENVSYNC_TRACKING=0);
+//    copy of TEST) and a comparison already marked (the target: <= 20 ms + 10 us x K at
+//    1,000,000 records), next to the same compare reading everything (ENVSYNC_TRACKING=0);
 //  - the overhead the triggers add to the platform's own writes (UPDATE, INSERT and DELETE of M
 //    rows in one transaction each), tracking on against off, alternately.
 // Each compare is its own `envsync` process; the writes run here through SQLite.
@@ -24,13 +24,9 @@
 namespace {
 
 namespace fs = std::filesystem;
+using envsync::bench::Median;
 using envsync::bench::RunProcess;
 using envsync::bench::Sample;
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
 
 void Check(bool ok, const std::string& what) {
   if (!ok) {
@@ -193,7 +189,7 @@ int main(int argc, char** argv) {
                Median(tracked), *std::min_element(tracked.begin(), tracked.end()),
                *std::max_element(tracked.begin(), tracked.end()), Median(inner), target,
                Median(full),
-               Median(tracked) <= target  ? "yes"
+               Median(tracked) <= target ? "yes"
                : Median(inner) <= target ? "in-process"
                                          : "no");
   }
@@ -214,9 +210,9 @@ int main(int argc, char** argv) {
         (demo / "prod-assets").string(), scratch.string(), (demo / "test-assets").string());
   }
   auto track = [&](const char* verb) {
-    Check(RunProcess({envsync, "--config", scratch_config, "track", verb, "TEST"}, "").exit_code ==
-              0,
-          std::string("track ") + verb + " failed");
+    Check(
+        RunProcess({envsync, "--config", scratch_config, "track", verb, "TEST"}, "").exit_code == 0,
+        std::string("track ") + verb + " failed");
   };
   const int64_t base = MaxPageId(scratch) + 1000;
   const std::string insert = fmt::format(
@@ -227,9 +223,9 @@ int main(int argc, char** argv) {
   const std::string update = fmt::format(
       "BEGIN; UPDATE cms_pages SET title = title || '.' WHERE id BETWEEN {0} AND {1}; COMMIT;",
       base + 1001, base + 1000 + writes);
-  const std::string remove = fmt::format(
-      "BEGIN; DELETE FROM cms_pages WHERE id BETWEEN {0} AND {1}; COMMIT;", base + 1001,
-      base + 1000 + writes);
+  const std::string remove =
+      fmt::format("BEGIN; DELETE FROM cms_pages WHERE id BETWEEN {0} AND {1}; COMMIT;", base + 1001,
+                  base + 1000 + writes);
   std::vector<double> off[3];
   std::vector<double> on[3];
   for (int r = 0; r < runs; ++r) {

@@ -376,12 +376,13 @@ static int Track(const service::Workspace& ws, const std::vector<CLI::App*>& sub
                  const std::string& name, bool json, std::ostream& out, std::ostream& err) {
   const EnvironmentConfig* environment = ws.config().Find(name);
   if (environment == nullptr) {
-    return Fail(err, Status::InvalidArgument(fmt::format(
-                         "ENV '{}' is not an environment of {}: use PROD or TEST", name,
-                         ws.config().source_name)));
+    return Fail(err, Status::InvalidArgument(
+                         fmt::format("ENV '{}' is not an environment of {}: use PROD or TEST", name,
+                                     ws.config().source_name)));
   }
   if (subs[0]->parsed()) {
-    auto tables = sync::EnableTracking(ws.manifest(), *environment, sync::DefaultSyncContext().now());
+    auto tables =
+        sync::EnableTracking(ws.manifest(), *environment, sync::DefaultSyncContext().now());
     if (!tables.ok()) return Fail(err, tables.status());
     if (json) {
       out << nlohmann::json{{"environment", name}, {"enabled", true}, {"tables", *tables}}.dump(2)
@@ -448,9 +449,10 @@ static int Track(const service::Workspace& ws, const std::vector<CLI::App*>& sub
   out << fmt::format("Change tracking is on in {} since {} (epoch {}).\nTables: {}\n", name,
                      report->state->enabled_at, report->state->epoch, tables);
   for (const std::string& table : report->state->broken) {
-    out << fmt::format("BROKEN: {} lost some of its triggers; it is read whole until `envsync "
-                       "track enable {}` runs again.\n",
-                       table, name);
+    out << fmt::format(
+        "BROKEN: {} lost some of its triggers; it is read whole until `envsync "
+        "track enable {}` runs again.\n",
+        table, name);
   }
   out << fmt::format("Log: {} entries, position {}.\n", Thousands(report->state->log_rows),
                      report->state->position);
@@ -579,14 +581,14 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
   audit_cmd->add_flag("--json", audit_json, "print as JSON");
 
   CLI::App* track_cmd = app.add_subcommand(
-      "track", "opt-in change tracking: triggers log what the platform writes, so a comparison "
-               "reads only what changed");
+      "track",
+      "opt-in change tracking: triggers log what the platform writes, so a comparison "
+      "reads only what changed");
   track_cmd->require_subcommand(1);
   std::string track_env;
   bool track_json = false;
   std::vector<CLI::App*> track_subs;
-  for (const auto& [name, help] :
-       std::vector<std::pair<std::string, std::string>>{
+  for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
            {"enable", "install the change log and its triggers in ENV (a new epoch)"},
            {"disable", "remove the change log and its triggers from ENV, leaving nothing behind"},
            {"status", "show whether ENV is tracked, its log and what the comparisons have read"},

@@ -921,7 +921,6 @@ Status ApplyPendingWorkImpl(const DemoOptions& options) {
 // ---------------------------------------------------------------------------------------
 // Configuration.
 
-
 // Returns `text` as a TOML basic string, quotes included: TOML basic strings take JSON's
 // escapes, and JsonQuote also escapes DEL, which TOML requires.
 std::string TomlString(std::string_view text) { return JsonQuote(text); }

@@ -166,8 +166,8 @@ Result<Comparison> Comparer::Run() {
   ENVSYNC_RETURN_IF_ERROR(source_.BeginSnapshot());
   ENVSYNC_RETURN_IF_ERROR(target_.BeginSnapshot());
   if (TrackingEnabled()) {
-    for (auto [env, tracking] : {std::pair{&source_, &source_tracking_},
-                                 std::pair{&target_, &target_tracking_}}) {
+    for (auto [env, tracking] :
+         {std::pair{&source_, &source_tracking_}, std::pair{&target_, &target_tracking_}}) {
       auto state = env->ReadTracking();
       if (!state.ok()) return state.status();
       *tracking = std::move(*state);
@@ -396,9 +396,8 @@ Status Comparer::CompareTable(const TableSpec& table) {
     // Only the bases of the records read, when a plan leaves most of them unread.
     std::vector<int64_t> read_ids;
     if (source_context.only_ids != nullptr) {
-      std::set_union(plan_->source_ids.begin(), plan_->source_ids.end(),
-                     plan_->target_ids.begin(), plan_->target_ids.end(),
-                     std::back_inserter(read_ids));
+      std::set_union(plan_->source_ids.begin(), plan_->source_ids.end(), plan_->target_ids.begin(),
+                     plan_->target_ids.end(), std::back_inserter(read_ids));
     }
     auto base_cursor = source_context.only_ids != nullptr
                            ? state_.ScanDirectBase(table.name, read_ids)

@@ -2,11 +2,11 @@
 // very text that building it through nlohmann::json gives (ChangeToJsonForTest), for every kind
 // of value: escapes and control characters, multi-byte UTF-8, text that is not UTF-8, JSON
 // field values, reals, NULLs, hashes and empty lists. And ChangeFromJson reads it back.
+#include "envsync/store/json_codec.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
-
-#include "envsync/store/json_codec.h"
 
 namespace envsync::store {
 namespace {

@@ -163,7 +163,9 @@ class Environment {
   }
   // The change log's state, or nullopt when tracking is not enabled. Inside a snapshot it
   // reads that snapshot.
-  virtual Result<std::optional<TrackingState>> ReadTracking() { return std::optional<TrackingState>(); }
+  virtual Result<std::optional<TrackingState>> ReadTracking() {
+    return std::optional<TrackingState>();
+  }
   // The sorted, distinct IDs of `table` logged after `position` (from an earlier
   // TrackingState of the same epoch), as this snapshot sees them; nullopt when the position
   // cannot be used (the log went back, e.g. a restored backup): the table is read whole.

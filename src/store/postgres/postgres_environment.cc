@@ -567,8 +567,8 @@ class PostgresEnvironment : public Environment {
          log + c + " FROM envsync_rows WHERE " + c + " IS NOT NULL;"},
         {"update_id", "UPDATE OF " + c,
          "FOR EACH ROW WHEN (OLD." + c + " IS DISTINCT FROM NEW." + c + ")",
-         "INSERT INTO envsync_change_log (table_name, row_id) VALUES (" + Literal(root) +
-             ", OLD." + c + ");"},
+         "INSERT INTO envsync_change_log (table_name, row_id) VALUES (" + Literal(root) + ", OLD." +
+             c + ");"},
         {"delete", "DELETE", "REFERENCING OLD TABLE AS envsync_rows FOR EACH STATEMENT",
          log + c + " FROM envsync_rows WHERE " + c + " IS NOT NULL;"},
         // NULL: the whole table, read whole by the next comparison.

@@ -584,9 +584,9 @@ class PostgresStateStore : public StateStore {
   }
 
   Result<std::optional<TrackingMark>> LoadTrackingMark(const std::string& table) override {
-    auto rows = Read(fmt::format("SELECT {} FROM tracking_marks WHERE table_name = $1",
-                                 kMarkColumns),
-                     Bind({table}));
+    auto rows =
+        Read(fmt::format("SELECT {} FROM tracking_marks WHERE table_name = $1", kMarkColumns),
+             Bind({table}));
     if (!rows.ok()) return rows.status();
     if (rows->rows() == 0) return std::optional<TrackingMark>();
     return std::optional<TrackingMark>(ReadMark(*rows, 0));

@@ -571,7 +571,8 @@ class SqliteEnvironment : public Environment {
     auto holders = [&](const std::vector<std::string>& key, const char* self) {
       std::string where;
       for (const std::string& k : key) {
-        where += (where.empty() ? "" : " AND ") + QuoteIdentifier(k) + " = NEW." + QuoteIdentifier(k);
+        where +=
+            (where.empty() ? "" : " AND ") + QuoteIdentifier(k) + " = NEW." + QuoteIdentifier(k);
       }
       // Not the written row itself (for an INSERT, the row its own ID replaces is another).
       const bool own_id = key.size() == 1 && key[0] == id;
@@ -598,9 +599,9 @@ class SqliteEnvironment : public Environment {
       ENVSYNC_RETURN_IF_ERROR(db_.Exec(fmt::format(
           "CREATE TRIGGER {} {} ON {} FOR EACH ROW{} BEGIN {} END", QuoteIdentifier(name),
           trigger.when, QuoteIdentifier(table), trigger.condition, trigger.body)));
-      ENVSYNC_RETURN_IF_ERROR(db_.Exec(fmt::format(
-          "INSERT INTO envsync_tracking_triggers VALUES ({}, {})", QuoteLiteral(root),
-          QuoteLiteral(name))));
+      ENVSYNC_RETURN_IF_ERROR(
+          db_.Exec(fmt::format("INSERT INTO envsync_tracking_triggers VALUES ({}, {})",
+                               QuoteLiteral(root), QuoteLiteral(name))));
     }
     return Status::Ok();
   }
@@ -610,9 +611,9 @@ class SqliteEnvironment : public Environment {
     std::vector<std::string> names;
     {
       ScopedStatement triggers(db_);
-      ENVSYNC_RETURN_IF_ERROR(triggers.Prepare(
-          "SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
-          "substr(name, 1, 14) = 'envsync_track_'"));
+      ENVSYNC_RETURN_IF_ERROR(
+          triggers.Prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
+                           "substr(name, 1, 14) = 'envsync_track_'"));
       Status status;
       while (triggers->Step(&status)) names.push_back(RenderText(triggers->Column(0)));
       ENVSYNC_RETURN_IF_ERROR(status);
