@@ -15,6 +15,7 @@
 
 #include "envsync/core/classification.h"
 #include "envsync/core/record.h"
+#include "envsync/sync/tracking.h"
 #include "sync/ids.h"
 #include "sync/record_stream.h"
 
@@ -109,6 +110,15 @@ class Comparer {
   // must be read whole (no mark, a new epoch, a log that went back, another mix).
   Result<std::optional<DigestPlan>> PlanByTracking(const RecordLayout& layout);
   uint64_t TrackingMix(const RecordLayout& layout) const;
+  // Of a pair of per-side things (the source's first), PROD's and TEST's.
+  template <typename T>
+  T& ProdOf(T& of_source, T& of_target) const {
+    return source_side_ == Side::kProd ? of_source : of_target;
+  }
+  template <typename T>
+  T& TestOf(T& of_source, T& of_target) const {
+    return source_side_ == Side::kProd ? of_target : of_source;
+  }
   // IDs to read on each side for `ids` (each record brings its counterpart).
   void ExpandToPairs(const std::string& table, const std::set<int64_t>& ids, DigestPlan* plan);
   Status Visit(const RecordLayout& layout, const Pair& pair, std::vector<PendingPair>* pending);
@@ -517,15 +527,11 @@ Status Comparer::CompareTable(const TableSpec& table) {
   // What the plan left unread was compared by its digests.
   if (plan_ != nullptr && !plan_->tracked) records_read_ = read_before + plan_->rows;
   plan_ = nullptr;
-  if (collect_unequal_ && source_tracking_ && target_tracking_) {
-    const store::TrackingState& prod =
-        source_side_ == Side::kProd ? *source_tracking_ : *target_tracking_;
-    const store::TrackingState& test =
-        source_side_ == Side::kProd ? *target_tracking_ : *source_tracking_;
-    const std::set<int64_t>& prod_unequal =
-        source_side_ == Side::kProd ? unequal_source_ : unequal_target_;
-    const std::set<int64_t>& test_unequal =
-        source_side_ == Side::kProd ? unequal_target_ : unequal_source_;
+  if (collect_unequal_) {
+    const store::TrackingState& prod = *ProdOf(source_tracking_, target_tracking_);
+    const store::TrackingState& test = *TestOf(source_tracking_, target_tracking_);
+    const std::set<int64_t>& prod_unequal = ProdOf(unequal_source_, unequal_target_);
+    const std::set<int64_t>& test_unequal = TestOf(unequal_source_, unequal_target_);
     store::TrackingMark mark;
     mark.table = table.name;
     mark.prod_epoch = prod.epoch;
@@ -703,13 +709,7 @@ void Comparer::ExpandToPairs(const std::string& table, const std::set<int64_t>& 
 }
 
 bool Comparer::Trackable(const TableSpec& table) const {
-  if (!source_tracking_ || !target_tracking_) return false;
-  if (table.asset || !table.folder_path.empty() || !table.folder.empty()) return false;
-  for (const std::string& column : table.key) {
-    // A key naming another table's record hashes that record's key, which no log of this
-    // table sees change.
-    if (table.ReferenceOf(column) != nullptr) return false;
-  }
+  if (!source_tracking_ || !target_tracking_ || !IsTrackable(table)) return false;
   for (const auto* state : {&*source_tracking_, &*target_tracking_}) {
     if (std::find(state->tables.begin(), state->tables.end(), table.name) == state->tables.end()) {
       return false;
@@ -740,16 +740,14 @@ Result<std::optional<DigestPlan>> Comparer::PlanByTracking(const RecordLayout& l
   auto mark = state_.LoadTrackingMark(table.name);
   if (!mark.ok()) return mark.status();
   if (!*mark) return std::optional<DigestPlan>();
-  const store::TrackingState& prod =
-      source_side_ == Side::kProd ? *source_tracking_ : *target_tracking_;
-  const store::TrackingState& test =
-      source_side_ == Side::kProd ? *target_tracking_ : *source_tracking_;
+  const store::TrackingState& prod = *ProdOf(source_tracking_, target_tracking_);
+  const store::TrackingState& test = *TestOf(source_tracking_, target_tracking_);
   if ((*mark)->prod_epoch != prod.epoch || (*mark)->test_epoch != test.epoch ||
       (*mark)->mix != TrackingMix(layout)) {
     return std::optional<DigestPlan>();
   }
-  store::Environment& prod_env = source_side_ == Side::kProd ? source_ : target_;
-  store::Environment& test_env = source_side_ == Side::kProd ? target_ : source_;
+  store::Environment& prod_env = ProdOf(source_, target_);
+  store::Environment& test_env = TestOf(source_, target_);
   auto prod_changed = prod_env.ChangedSince(table.name, (*mark)->prod_position);
   if (!prod_changed.ok()) return prod_changed.status();
   auto test_changed = test_env.ChangedSince(table.name, (*mark)->test_position);

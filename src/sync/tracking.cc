@@ -9,33 +9,28 @@
 namespace envsync::sync {
 namespace {
 
-Result<std::unique_ptr<store::Environment>> Open(const EnvironmentConfig& environment,
-                                                 store::Access access) {
-  return store::OpenEnvironment(environment, access);
-}
-
-bool IsProd(const EnvironmentConfig& environment) { return environment.name == "PROD"; }
-
 // The mark's position of this environment, when the mark is of its epoch.
 std::optional<std::string> PositionIn(const store::TrackingMark& mark,
                                       const EnvironmentConfig& environment,
                                       const std::string& epoch) {
-  const std::string& mark_epoch = IsProd(environment) ? mark.prod_epoch : mark.test_epoch;
-  if (mark_epoch != epoch) return std::nullopt;
-  return IsProd(environment) ? mark.prod_position : mark.test_position;
+  const bool prod = SideOf(environment.name) == Side::kProd;
+  if ((prod ? mark.prod_epoch : mark.test_epoch) != epoch) return std::nullopt;
+  return prod ? mark.prod_position : mark.test_position;
 }
 
 }  // namespace
+
+bool IsTrackable(const TableSpec& table) {
+  if (table.asset || !table.folder_path.empty() || !table.folder.empty()) return false;
+  return std::none_of(table.key.begin(), table.key.end(),
+                      [&](const std::string& column) { return table.ReferenceOf(column); });
+}
 
 std::vector<store::TrackedTable> TrackableTables(const Manifest& manifest) {
   std::vector<store::TrackedTable> tables;
   for (const ModuleSpec& module : manifest.modules()) {
     for (const TableSpec& table : module.tables) {
-      if (table.asset || !table.folder_path.empty() || !table.folder.empty()) continue;
-      const bool key_names_a_record =
-          std::any_of(table.key.begin(), table.key.end(),
-                      [&](const std::string& column) { return table.ReferenceOf(column); });
-      if (key_names_a_record) continue;
+      if (!IsTrackable(table)) continue;
       store::TrackedTable tracked{table.name, table.id, {}};
       for (const ChildSpec& child : table.children) {
         tracked.children.push_back({child.table, child.parent, child.id});
@@ -49,20 +44,20 @@ std::vector<store::TrackedTable> TrackableTables(const Manifest& manifest) {
 Result<std::vector<std::string>> EnableTracking(const Manifest& manifest,
                                                 const EnvironmentConfig& environment,
                                                 const std::string& now) {
-  auto env = Open(environment, store::Access::kReadWrite);
+  auto env = store::OpenEnvironment(environment, store::Access::kReadWrite);
   if (!env.ok()) return env.status();
   return (*env)->EnableTracking(TrackableTables(manifest), RandomId("t-"), now);
 }
 
 Status DisableTracking(const EnvironmentConfig& environment) {
-  auto env = Open(environment, store::Access::kReadWrite);
+  auto env = store::OpenEnvironment(environment, store::Access::kReadWrite);
   if (!env.ok()) return env.status();
   return (*env)->DisableTracking();
 }
 
 Result<TrackingReport> ReportTracking(const EnvironmentConfig& environment,
                                       store::StateStore& state) {
-  auto env = Open(environment, store::Access::kReadOnly);
+  auto env = store::OpenEnvironment(environment, store::Access::kReadOnly);
   if (!env.ok()) return env.status();
   TrackingReport report;
   report.environment = environment.name;
@@ -97,7 +92,7 @@ Result<int64_t> PruneTracking(const EnvironmentConfig& environment, store::State
     }
   }
   if (report->needed.empty()) return int64_t{0};
-  auto env = Open(environment, store::Access::kReadWrite);
+  auto env = store::OpenEnvironment(environment, store::Access::kReadWrite);
   if (!env.ok()) return env.status();
   return (*env)->PruneTracking(report->needed);
 }

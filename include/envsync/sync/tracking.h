@@ -19,9 +19,11 @@ namespace envsync::sync {
 // the last one (see store::TrackingState and store::TrackingMark). Off by default; disabling it
 // removes every trigger and table it added.
 
-// The tables tracking covers in `manifest`: every root table with its child tables, except
-// gallery tables (their bytes are files, which no trigger sees) and tables whose natural key
-// names another table's record.
+// Whether a log of `table` can stand for its records: not a gallery table (their bytes are
+// files, which no trigger sees), and no natural key naming another table's record (whose key
+// can change without this table's rows changing).
+bool IsTrackable(const TableSpec& table);
+// The tables tracking covers in `manifest`: every IsTrackable root table with its child tables.
 std::vector<store::TrackedTable> TrackableTables(const Manifest& manifest);
 
 // Where one environment's tracking stands, and what the state store's marks say of it.
