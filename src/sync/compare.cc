@@ -31,9 +31,10 @@ std::string Join(const std::vector<std::string>& items) {
 }
 
 // Both sides of one pair being classified.
+// Visit may move the records out of a pair it keeps for listing.
 struct Pair {
-  const Record* source = nullptr;
-  const Record* target = nullptr;
+  Record* source = nullptr;
+  Record* target = nullptr;
   const store::SyncBase* base = nullptr;
 };
 
@@ -394,6 +395,7 @@ Status Comparer::CompareTable(const TableSpec& table) {
   if (plan_ != nullptr && !plan_->read_all) {
     source_context.only_ids = &plan_->source_ids;
     target_context.only_ids = &plan_->target_ids;
+    source_context.full_records = target_context.full_records = true;
   }
   std::vector<PendingPair> pending;
   std::vector<Record> deferred_source;
@@ -487,7 +489,7 @@ Status Comparer::CompareTable(const TableSpec& table) {
     const Value& test = source_side_ == Side::kProd ? target_id : source_id;
     return state_.FindBase(table.name, prod, test);
   };
-  for (const Record& record : deferred_source) {
+  for (Record& record : deferred_source) {
     Pair pair;
     pair.source = &record;
     std::optional<store::SyncBase> base;
@@ -823,8 +825,8 @@ Status Comparer::Visit(const RecordLayout& layout, const Pair& pair,
     entry.classification = Classify(state, request_.mode);
     if (!entry.classification.listed) return Status::Ok();
   }
-  if (pair.source != nullptr) entry.source = *pair.source;
-  if (pair.target != nullptr) entry.target = *pair.target;
+  if (pair.source != nullptr) entry.source = std::move(*pair.source);
+  if (pair.target != nullptr) entry.target = std::move(*pair.target);
   if (pair.base != nullptr) entry.base = *pair.base;
   pending->push_back(std::move(entry));
   return Status::Ok();
@@ -838,20 +840,62 @@ Result<Value> Comparer::KeyOnTargetElsewhere(const RecordLayout& layout, const R
 }
 
 Status Comparer::ListPending(const RecordLayout& layout, std::vector<PendingPair>& pending) {
-  const ReadContext source_context{&identities_, source_side_, &source_keys_, &folders_};
-  const ReadContext target_context{&identities_, target_side_, &target_keys_, &folders_};
+  if (pending.empty()) return Status::Ok();
+  // Read both sides in full, from the same snapshots the light records came from. The merge
+  // found the pairs in ascending ID order: those are read by one ordered scan per side (with
+  // the IDs as its list), the few that come out of order (pairs matched through the identity
+  // map) one by one.
+  std::vector<int64_t> stream_ids[2];
+  std::vector<uint8_t> streamed[2];
+  for (int side = 0; side < 2; ++side) streamed[side].assign(pending.size(), 0);
+  for (size_t i = 0; i < pending.size(); ++i) {
+    int side = 0;
+    for (const std::optional<Record>* light : {&pending[i].source, &pending[i].target}) {
+      // A record read in full already (a plan's read of a few IDs) is not read again.
+      const bool needed = light->has_value() && !(*light)->full;
+      const auto* id = needed ? std::get_if<int64_t>(&(*light)->id) : nullptr;
+      if (id != nullptr && (stream_ids[side].empty() || *id > stream_ids[side].back())) {
+        stream_ids[side].push_back(*id);
+        streamed[side][i] = 1;
+      }
+      ++side;
+    }
+  }
+  ReadContext source_context{&identities_, source_side_, &source_keys_, &folders_};
+  ReadContext target_context{&identities_, target_side_, &target_keys_, &folders_};
   TableReader source_reader(source_, layout, source_context);
   TableReader target_reader(target_, layout, target_context);
+  source_context.only_ids = &stream_ids[0];
+  target_context.only_ids = &stream_ids[1];
+  TableReader source_stream(source_, layout, source_context);
+  TableReader target_stream(target_, layout, target_context);
+  if (!stream_ids[0].empty()) ENVSYNC_RETURN_IF_ERROR(source_stream.Start());
+  if (!stream_ids[1].empty()) ENVSYNC_RETURN_IF_ERROR(target_stream.Start());
   Record source;
   Record target;
-  for (PendingPair& entry : pending) {
-    // Read both sides in full, from the same snapshots the light records came from.
-    for (auto [light, reader, full] : {std::tuple{&entry.source, &source_reader, &source},
-                                       std::tuple{&entry.target, &target_reader, &target}}) {
+  for (size_t i = 0; i < pending.size(); ++i) {
+    PendingPair& entry = pending[i];
+    int side = 0;
+    for (auto [light, reader, stream, full] :
+         {std::tuple{&entry.source, &source_reader, &source_stream, &source},
+          std::tuple{&entry.target, &target_reader, &target_stream, &target}}) {
+      const bool from_stream = streamed[side++][i] != 0;
       if (!light->has_value()) continue;
-      auto found = reader->Fetch((*light)->id, full);
-      if (!found.ok()) return found.status();
-      if (!*found || full->hash != (*light)->hash) {
+      if ((*light)->full) {
+        *full = std::move(**light);
+        continue;
+      }
+      bool found = false;
+      if (from_stream) {
+        found = stream->NextFull(full);
+        if (!found) ENVSYNC_RETURN_IF_ERROR(stream->status());
+        found = found && CompareValues(full->id, (*light)->id) == 0;
+      } else {
+        auto fetched = reader->Fetch((*light)->id, full);
+        if (!fetched.ok()) return fetched.status();
+        found = *fetched;
+      }
+      if (!found || full->hash != (*light)->hash) {
         return Status::Internal(fmt::format("{} changed while it was being compared",
                                             RecordRef(layout.table->name, (*light)->id)));
       }

@@ -190,7 +190,61 @@ std::string TableReader::FileDigest(const Value& id, const ValueView* columns, b
   return found.sha256;
 }
 
+bool TableReader::ReadChildren(const Value& id, std::vector<std::vector<ChildRow>>* rows) {
+  // Child rows arrive ordered by parent; rows of parents that are not read are skipped.
+  for (size_t i = 0; i < children_.size(); ++i) {
+    child_bytes_[i].clear();
+    while (!child_done_[i]) {
+      const auto order = CompareValues(ToValue(child_row_[i][0]), id);
+      if (order > 0) break;
+      if (order == 0) {
+        const ValueView* row = child_row_[i].data() + 1;
+        if (rows != nullptr) {
+          ChildRow& kept = (*rows)[i].emplace_back();
+          for (size_t c = 1; c < child_row_[i].size(); ++c) kept.push_back(ToValue(row[c - 1]));
+        } else {
+          AppendChildRow(layout_.children[i], *context_.identities, context_.side, row,
+                         &child_bytes_[i]);
+        }
+      }
+      if (!children_[i]->NextView(&child_row_[i])) {
+        child_done_[i] = true;
+        if (!children_[i]->status().ok()) {
+          status_ = children_[i]->status();
+          return false;
+        }
+      }
+    }
+  }
+  return true;
+}
+
+bool TableReader::NextFull(Record* record) {
+  if (!root_->NextView(&row_)) {
+    status_ = root_->status();
+    return false;
+  }
+  Value id = ToValue(row_[0]);
+  std::vector<std::vector<ChildRow>> children(children_.size());
+  if (!ReadChildren(id, &children)) return false;
+  const ValueView* views = row_.data() + 1;
+  std::vector<std::string> key_parts(layout_.key_columns.size());
+  for (size_t k = 0; k < layout_.key_columns.size(); ++k) {
+    KeyPart(layout_.key_columns[k], id, views, &key_parts[k]);
+  }
+  const std::string digest = layout_.table->asset ? FileDigest(id, views, /*report=*/false) : "";
+  std::vector<Value> columns;
+  columns.reserve(row_.size() - 1);
+  for (size_t c = 1; c < row_.size(); ++c) columns.push_back(ToValue(row_[c]));
+  const bool in_scope = Included(views);
+  BuildRecord(layout_, *context_.identities, context_.side, std::move(id), std::move(columns),
+              children, digest, key_parts, record);
+  record->in_scope = in_scope;
+  return true;
+}
+
 bool TableReader::Next(Record* record) {
+  if (context_.full_records) return NextFull(record);
   while (true) {
     if (!root_->NextView(&row_)) {
       status_ = root_->status();
@@ -198,25 +252,7 @@ bool TableReader::Next(Record* record) {
     }
     Value id = ToValue(row_[0]);
     const ValueView* columns = row_.data() + 1;
-    // Child rows arrive ordered by parent; rows of parents that are not read are skipped.
-    for (size_t i = 0; i < children_.size(); ++i) {
-      child_bytes_[i].clear();
-      while (!child_done_[i]) {
-        const auto order = CompareValues(ToValue(child_row_[i][0]), id);
-        if (order > 0) break;
-        if (order == 0) {
-          AppendChildRow(layout_.children[i], *context_.identities, context_.side,
-                         child_row_[i].data() + 1, &child_bytes_[i]);
-        }
-        if (!children_[i]->NextView(&child_row_[i])) {
-          child_done_[i] = true;
-          if (!children_[i]->status().ok()) {
-            status_ = children_[i]->status();
-            return false;
-          }
-        }
-      }
-    }
+    if (!ReadChildren(id, nullptr)) return false;
     record->in_scope = Included(columns);
 
     key_bytes_.clear();

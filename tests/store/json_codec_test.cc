@@ -72,6 +72,23 @@ TEST(ChangeJsonTest, WritesWhatNlohmannWritesForEveryKindOfText) {
     const Change change = Sample(text);
     ASSERT_EQ(ChangeToJson(change), ChangeToJsonForTest(change)) << "case " << i;
   }
+  // Long runs of plain ASCII (the eight-bytes-at-a-time paths of the writer and of the UTF-8
+  // check) broken, at random places, by what must be escaped, multi-byte UTF-8 or bad bytes.
+  const std::vector<std::string> breaks = {"\"",   "\\",       "\n",           "\x01", "\x1f",
+                                           "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xff", "\xc3"};
+  for (int i = 0; i < 2000; ++i) {
+    std::string text;
+    const size_t length = random() % 200;
+    while (text.size() < length) {
+      if (random() % 32 == 0) {
+        text += breaks[random() % breaks.size()];
+      } else {
+        text.push_back(static_cast<char>(' ' + random() % 95));
+      }
+    }
+    const Change change = Sample(text);
+    ASSERT_EQ(ChangeToJson(change), ChangeToJsonForTest(change)) << "ASCII case " << i;
+  }
 }
 
 TEST(ChangeJsonTest, ReadsBackWhatItWrote) {
