@@ -180,117 +180,104 @@ std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> on
   return Dump(out, indent);
 }
 
-namespace {
+// Whether any of the 8 bytes at `p` is below 0x20, '"' or '\\' (may also flag some words
+// without one; never misses one).
+bool JsonWriter::NeedsEscape(const char* p) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHigh = 0x8080808080808080ULL;
+  uint64_t word;
+  std::memcpy(&word, p, sizeof word);
+  const uint64_t quote = word ^ (kOnes * '"');
+  const uint64_t backslash = word ^ (kOnes * '\\');
+  const uint64_t below = (word - kOnes * 0x20) & ~word;
+  const uint64_t is_quote = (quote - kOnes) & ~quote;
+  const uint64_t is_backslash = (backslash - kOnes) & ~backslash;
+  return ((below | is_quote | is_backslash) & kHigh) != 0;
+}
 
-// The stored form of a change, written straight into one string: a comparison stores every
-// change it lists, and building an nlohmann object per change cost more than the compare's
-// reads at 20,000 changes. The text is what Dump(ChangeObject(change, true)) writes; what this
-// writer does not handle itself (JSON field values, reals, text that is not UTF-8) it hands to
-// nlohmann, so the two cannot drift apart.
-class ChangeWriter {
- public:
-  explicit ChangeWriter(std::string* out) : out_(*out) {}
+void JsonWriter::Key(std::string_view key) {
+  out_ += first_ ? '{' : ',';
+  first_ = false;
+  String(key);
+  out_ += ':';
+}
 
-  void Key(std::string_view key) {
-    out_ += first_ ? "{\"" : ",\"";
-    first_ = false;
-    out_ += key;
-    out_ += "\":";
+void JsonWriter::String(std::string_view text) {
+  if (!IsValidUtf8(text)) {
+    out_ += Dump(json(std::string(text)));
+    return;
   }
-  // Whether any of the 8 bytes at `p` is below 0x20, '"' or '\\' (may also flag some words
-  // without one; never misses one).
-  static bool NeedsEscape(const char* p) {
-    constexpr uint64_t kOnes = 0x0101010101010101ULL;
-    constexpr uint64_t kHigh = 0x8080808080808080ULL;
-    uint64_t word;
-    std::memcpy(&word, p, sizeof word);
-    const uint64_t quote = word ^ (kOnes * '"');
-    const uint64_t backslash = word ^ (kOnes * '\\');
-    const uint64_t below = (word - kOnes * 0x20) & ~word;
-    const uint64_t is_quote = (quote - kOnes) & ~quote;
-    const uint64_t is_backslash = (backslash - kOnes) & ~backslash;
-    return ((below | is_quote | is_backslash) & kHigh) != 0;
-  }
-  void String(std::string_view text) {
-    if (!IsValidUtf8(text)) {
-      out_ += Dump(json(std::string(text)));
-      return;
-    }
-    out_ += '"';
-    size_t plain = 0;
-    for (size_t i = 0; i < text.size(); ++i) {
-      // Eight bytes at a time while none is a control character, '"' or '\\' (a word test
-      // with no false negatives: a flagged word is looked at byte by byte).
-      while (text.size() - i >= 8 && !NeedsEscape(text.data() + i)) i += 8;
-      if (i >= text.size()) break;
-      const auto c = static_cast<unsigned char>(text[i]);
-      if (c >= 0x20 && c != '"' && c != '\\') continue;
-      out_.append(text.data() + plain, i - plain);
-      plain = i + 1;
-      switch (c) {
-        case '"':
-          out_ += "\\\"";
-          break;
-        case '\\':
-          out_ += "\\\\";
-          break;
-        case '\b':
-          out_ += "\\b";
-          break;
-        case '\f':
-          out_ += "\\f";
-          break;
-        case '\n':
-          out_ += "\\n";
-          break;
-        case '\r':
-          out_ += "\\r";
-          break;
-        case '\t':
-          out_ += "\\t";
-          break;
-        default:
-          out_ += fmt::format("\\u{:04x}", c);
-      }
-    }
-    out_.append(text.data() + plain, text.size() - plain);
-    out_ += '"';
-  }
-  void Null() { out_ += "null"; }
-  void Bool(bool b) { out_ += b ? "true" : "false"; }
-  void Integer(int64_t i) { out_ += std::to_string(i); }
-  void Name(std::string_view name) { name.empty() ? Null() : String(name); }
-  void Field(const Value& value, bool is_json = false) {
-    if (IsNull(value)) {
-      Null();
-    } else if (const auto* i = std::get_if<int64_t>(&value)) {
-      Integer(*i);
-    } else if (const auto* text = std::get_if<std::string>(&value); text && !is_json) {
-      String(*text);
-    } else {
-      out_ += Dump(FieldValue(value, is_json));
+  out_ += '"';
+  size_t plain = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    // Eight bytes at a time while none is a control character, '"' or '\\'.
+    while (text.size() - i >= 8 && !NeedsEscape(text.data() + i)) i += 8;
+    if (i >= text.size()) break;
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out_.append(text.data() + plain, i - plain);
+    plain = i + 1;
+    switch (c) {
+      case '"':
+        out_ += "\\\"";
+        break;
+      case '\\':
+        out_ += "\\\\";
+        break;
+      case '\b':
+        out_ += "\\b";
+        break;
+      case '\f':
+        out_ += "\\f";
+        break;
+      case '\n':
+        out_ += "\\n";
+        break;
+      case '\r':
+        out_ += "\\r";
+        break;
+      case '\t':
+        out_ += "\\t";
+        break;
+      default:
+        out_ += fmt::format("\\u{:04x}", c);
     }
   }
-  void Hash(const std::optional<uint64_t>& hash) {
-    if (hash) {
-      out_ += fmt::format("\"{:016x}\"", *hash);
-    } else {
-      Null();
-    }
+  out_.append(text.data() + plain, text.size() - plain);
+  out_ += '"';
+}
+
+void JsonWriter::Null() { out_ += "null"; }
+void JsonWriter::Bool(bool b) { out_ += b ? "true" : "false"; }
+void JsonWriter::Integer(int64_t i) { out_ += std::to_string(i); }
+void JsonWriter::Name(std::string_view name) { name.empty() ? Null() : String(name); }
+
+void JsonWriter::Field(const Value& value, bool is_json) {
+  if (IsNull(value)) {
+    Null();
+  } else if (const auto* i = std::get_if<int64_t>(&value)) {
+    Integer(*i);
+  } else if (const auto* text = std::get_if<std::string>(&value); text && !is_json) {
+    String(*text);
+  } else {
+    out_ += Dump(FieldValue(value, is_json));
   }
-  void End() { out_ += first_ ? "{}" : "}"; }
+}
 
- private:
-  std::string& out_;
-  bool first_ = true;
-};
+void JsonWriter::Hash(const std::optional<uint64_t>& hash) {
+  if (hash) {
+    out_ += fmt::format("\"{:016x}\"", *hash);
+  } else {
+    Null();
+  }
+}
 
-}  // namespace
+void JsonWriter::End() { out_ += first_ ? "{}" : "}"; }
 
 std::string ChangeToJson(const Change& c) {
   std::string out;
   out.reserve(256);
-  ChangeWriter w(&out);
+  JsonWriter w(&out);
   w.Key("tab");
   w.String(TabName(c.tab));
   w.Key("module");
@@ -323,7 +310,7 @@ std::string ChangeToJson(const Change& c) {
   for (size_t i = 0; i < c.fields.size(); ++i) {
     const FieldDiff& f = c.fields[i];
     if (i > 0) out += ',';
-    ChangeWriter field(&out);
+    JsonWriter field(&out);
     field.Key("field");
     field.String(f.field);
     field.Key("source");

@@ -17,6 +17,7 @@
 #include "envsync/core/record.h"
 #include "envsync/store/json_codec.h"
 #include "sync/ids.h"
+#include "sync/images.h"
 #include "sync/record_stream.h"
 
 namespace envsync::sync {
@@ -48,28 +49,6 @@ std::optional<Resolution> ParseResolution(std::string_view name) {
   if (name == "link") return Resolution::kLink;
   if (name == "merge") return Resolution::kMerge;
   return std::nullopt;
-}
-
-// Pre-images must restore every byte: text that JSON cannot hold is kept as {"hex": "…"}.
-json ToJson(const Value& value) {
-  if (const auto* text = std::get_if<std::string>(&value); text != nullptr && !IsValidUtf8(*text)) {
-    std::string hex;
-    for (const unsigned char c : *text) hex += fmt::format("{:02x}", c);
-    return json{{"hex", hex}};
-  }
-  return store::ValueToJson(value);
-}
-
-Value FromJson(const json& j) {
-  if (j.is_object() && j.contains("hex")) {
-    const std::string hex = j["hex"].get<std::string>();
-    std::string bytes;
-    for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-      bytes.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
-    }
-    return bytes;
-  }
-  return store::ValueFromJson(j);
 }
 
 // Fault injection for the crash tests: with ENVSYNC_CRASH_AT=<point> in its environment the
@@ -144,41 +123,10 @@ Result<std::map<std::string, KeyIndex>> LoadKeys(const Manifest& manifest,
 }
 
 // All columns of one row of `table` (and of its child rows), as JSON: a record's pre-image.
-Result<json> ReadPreImage(store::Environment& env, const TableSpec& table, const Value& id) {
-  auto columns = env.Columns(table.name);
-  if (!columns.ok()) return columns.status();
-  store::ScanRequest request{table.name, *columns, {}, std::nullopt, {{table.id, id}}, {}, ""};
-  auto cursor = env.Scan(request);
-  if (!cursor.ok()) return cursor.status();
-  std::vector<Value> row;
-  if (!(*cursor)->Next(&row)) {
-    if (!(*cursor)->status().ok()) return (*cursor)->status();
-    return json();
-  }
-  json image = {{"row", json::object()}, {"children", json::object()}};
-  for (size_t i = 0; i < columns->size(); ++i) image["row"][(*columns)[i]] = ToJson(row[i]);
-  for (const ChildSpec& child : table.children) {
-    auto child_columns = env.Columns(child.table);
-    if (!child_columns.ok()) return child_columns.status();
-    store::ScanRequest child_request{
-        child.table, *child_columns, {child.id}, std::nullopt, {{child.parent, id}}, {}, ""};
-    auto child_cursor = env.Scan(child_request);
-    if (!child_cursor.ok()) return child_cursor.status();
-    json rows = json::array();
-    while ((*child_cursor)->Next(&row)) {
-      json r = json::object();
-      for (size_t i = 0; i < child_columns->size(); ++i) r[(*child_columns)[i]] = ToJson(row[i]);
-      rows.push_back(std::move(r));
-    }
-    if (!(*child_cursor)->status().ok()) return (*child_cursor)->status();
-    image["children"][child.table] = std::move(rows);
-  }
-  return image;
-}
-
 std::vector<std::pair<std::string, Value>> RowValues(const json& row) {
   std::vector<std::pair<std::string, Value>> values;
-  for (auto it = row.begin(); it != row.end(); ++it) values.emplace_back(it.key(), FromJson(*it));
+  for (auto it = row.begin(); it != row.end(); ++it)
+    values.emplace_back(it.key(), ImageValueFromJson(*it));
   return values;
 }
 
@@ -270,9 +218,9 @@ Result<ImageEvidence> CompareImages(const Manifest& manifest, store::Environment
   ImageEvidence evidence;
   for (const store::SyncRecord& record : run.records) {
     if (ShowsAfterImage(record.pre_image, record.after_image)) continue;
-    auto now = ReadPreImage(target, *manifest.FindTable(record.table), record.target_id);
+    auto now = ReadImageText(target, *manifest.FindTable(record.table), record.target_id);
     if (!now.ok()) return now.status();
-    const std::string current = now->is_null() ? "" : now->dump();
+    const std::string& current = *now;
     if (current == record.pre_image) ++evidence.pre;
     if (ShowsAfterImage(current, record.after_image)) ++evidence.after;
   }
@@ -910,9 +858,9 @@ Status Syncer::WriteRecord(Planned& p, store::SyncRecord* record) {
   const TableSpec& table = *p.layout->table;
   const Change& c = *p.change;
   if (!IsNull(p.target_id)) {
-    auto image = ReadPreImage(target_, table, p.target_id);
+    auto image = ReadImageText(target_, table, p.target_id);
     if (!image.ok()) return image.status();
-    if (!image->is_null()) record->pre_image = image->dump();
+    record->pre_image = std::move(*image);
   }
   if (p.action == Action::kDelete) return DeleteRecord(target_, table, p.target_id);
 
@@ -1069,9 +1017,9 @@ Status Syncer::Apply() {
     store::SyncFile file;
     if (!run_.records.back().pre_image.empty()) {
       const json image = json::parse(run_.records.back().pre_image);
-      const Value folder_id = FromJson(image["row"][table.asset->folder]);
+      const Value folder_id = ImageValueFromJson(image["row"][table.asset->folder]);
       auto folder = target_keys_[*table.ReferenceOf(table.asset->folder)].key_of.find(folder_id);
-      const std::string old_file = RenderValue(FromJson(image["row"][table.asset->file]));
+      const std::string old_file = RenderValue(ImageValueFromJson(image["row"][table.asset->file]));
       // A name that could leave the gallery is never touched.
       const std::string old_path =
           folder != target_keys_[*table.ReferenceOf(table.asset->folder)].key_of.end()
@@ -1232,9 +1180,9 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
     auto base = state_.FindBase(record.table, prod, test);
     if (base.ok()) record.base_before = *base;
     if (record.action == "delete") continue;
-    auto image = ReadPreImage(target_, *manifest_.FindTable(record.table), record.target_id);
+    auto image = ReadImageText(target_, *manifest_.FindTable(record.table), record.target_id);
     if (!image.ok()) return Fail(outcome, image.status().message(), false);
-    record.after_image = image->is_null() ? "" : AfterImageDigest(image->dump());
+    record.after_image = image->empty() ? "" : AfterImageDigest(*image);
     // Files are put in place only after the commit: hash the rows as they will be then.
     const ReadContext context{&after, target_side_, &target_keys_, nullptr, true};
     TableReader reader(target_, layouts_.at(record.table), context);

@@ -1,9 +1,11 @@
 #ifndef ENVSYNC_STORE_JSON_CODEC_H_
 #define ENVSYNC_STORE_JSON_CODEC_H_
 
+#include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "envsync/core/comparison.h"
 #include "envsync/core/status.h"
@@ -31,6 +33,35 @@ std::string WarningsToJson(const std::vector<Warning>& warnings);
 Status ComparisonListsFromJson(const std::string& modules, const std::string& folders,
                                const std::string& forced, const std::string& warnings,
                                const std::string& what, Comparison* comparison);
+
+// JSON text written straight into a string, exactly as nlohmann::json::dump() writes the same
+// values (one line; strings escaped as it escapes them), without building nlohmann objects:
+// for what is written once per record (stored changes, a sync's pre-images). What it does not
+// write itself (reals, text that is not UTF-8, JSON field values) it hands to nlohmann, so the
+// two cannot drift apart. One writer per object: Key opens it, End closes it.
+class JsonWriter {
+ public:
+  explicit JsonWriter(std::string* out) : out_(*out) {}
+  // `{"key":` for the first key, `,"key":` after.
+  void Key(std::string_view key);
+  void String(std::string_view text);
+  void Null();
+  void Bool(bool b);
+  void Integer(int64_t i);
+  // A name, or null when empty.
+  void Name(std::string_view name);
+  // A column value; `is_json` text is embedded as the JSON it holds.
+  void Field(const Value& value, bool is_json = false);
+  // A hash as 16 hex digits in a string, or null.
+  void Hash(const std::optional<uint64_t>& hash);
+  // Closes the object (`{}` when it had no key).
+  void End();
+
+ private:
+  static bool NeedsEscape(const char* p);
+  std::string& out_;
+  bool first_ = true;
+};
 
 // A column value as JSON (null, number or string), and back.
 nlohmann::json ValueToJson(const Value& value);

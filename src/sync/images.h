@@ -1,0 +1,33 @@
+#ifndef ENVSYNC_SYNC_IMAGES_H_
+#define ENVSYNC_SYNC_IMAGES_H_
+
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+#include "envsync/core/manifest.h"
+#include "envsync/core/status.h"
+#include "envsync/core/value.h"
+#include "envsync/store/environment.h"
+
+namespace envsync::sync {
+
+// A record's image as a sync journals it: every column of its root row and of its child rows
+// (by child ID), as {"children": {table: [row, …]}, "row": {column: value}}, keys in name order.
+// Text that is not UTF-8 is kept as {"hex": "…"}, so undo restores every byte. The journal keeps
+// a record's pre-image as this text and its after-image as a digest of it; recovery reads the
+// record again and compares texts.
+
+// The image's text, or "" when the record is not there. Written directly (a sync writes two
+// per record), and byte for byte what nlohmann writes for ReadImage (tests hold the two to the
+// same text).
+Result<std::string> ReadImageText(store::Environment& env, const TableSpec& table, const Value& id);
+// The image as JSON (null when the record is not there): the reference for ReadImageText.
+Result<nlohmann::json> ReadImage(store::Environment& env, const TableSpec& table, const Value& id);
+
+// One value of an image, and back.
+nlohmann::json ImageValueToJson(const Value& value);
+Value ImageValueFromJson(const nlohmann::json& json);
+
+}  // namespace envsync::sync
+
+#endif  // ENVSYNC_SYNC_IMAGES_H_
