@@ -123,6 +123,7 @@ const void* SqliteStatement::ColumnBlob(int index, int* size) const {
 }
 
 SqliteDb::~SqliteDb() {
+  by_address_.clear();
   cache_.clear();
   sqlite3_close_v2(db_);
 }
@@ -134,6 +135,7 @@ Result<SqliteStatement*> SqliteDb::Borrow(const std::string& sql, SqliteStatemen
     if (!statement.ok()) return statement.status();
     auto cached = std::make_unique<Cached>();
     cached->statement = std::move(*statement);
+    by_address_[&cached->statement] = cached.get();
     it = cache_.emplace(sql, std::move(cached)).first;
   }
   if (it->second->out) {
@@ -148,12 +150,8 @@ Result<SqliteStatement*> SqliteDb::Borrow(const std::string& sql, SqliteStatemen
 
 void SqliteDb::Release(SqliteStatement* statement) {
   statement->Reset();
-  for (auto& [sql, cached] : cache_) {
-    if (&cached->statement == statement) {
-      cached->out = false;
-      return;
-    }
-  }
+  auto it = by_address_.find(statement);
+  if (it != by_address_.end()) it->second->out = false;
 }
 
 Status SqliteDb::Open(const std::string& path, bool read_only, const std::string& what) {

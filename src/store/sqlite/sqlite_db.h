@@ -71,6 +71,8 @@ class SqliteDb {
   sqlite3* db_ = nullptr;
   std::string what_;
   std::unordered_map<std::string, std::unique_ptr<Cached>> cache_;
+  // The cached statements by address, for Release (a sync hands back ~10 statements a record).
+  std::unordered_map<const SqliteStatement*, Cached*> by_address_;
 };
 
 // A statement borrowed from a connection's cache for one use, handed back (and reset) when
