@@ -219,7 +219,7 @@ bool TableReader::ReadChildren(const Value& id, std::vector<std::vector<ChildRow
   return true;
 }
 
-bool TableReader::NextFull(Record* record) {
+bool TableReader::NextFull(Record* record, RawRecord* raw) {
   if (!root_->NextView(&row_)) {
     status_ = root_->status();
     return false;
@@ -237,6 +237,11 @@ bool TableReader::NextFull(Record* record) {
   columns.reserve(row_.size() - 1);
   for (size_t c = 1; c < row_.size(); ++c) columns.push_back(ToValue(row_[c]));
   const bool in_scope = Included(views);
+  if (raw != nullptr) {
+    raw->id = id;
+    raw->columns = columns;
+    raw->children = children;
+  }
   BuildRecord(layout_, *context_.identities, context_.side, std::move(id), std::move(columns),
               children, digest, key_parts, record);
   record->in_scope = in_scope;

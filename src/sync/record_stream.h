@@ -85,8 +85,9 @@ class TableReader {
   bool Next(Record* record);
   // The next record in full, as Fetch reads it, or false at the end or on failure: with
   // `only_ids`, one ordered scan reads many records at the cost of one b-tree walk instead of
-  // one descent (and, on a server, one round trip) per record.
-  bool NextFull(Record* record);
+  // one descent (and, on a server, one round trip) per record. The raw data goes into `raw`
+  // when given, as Fetch gives it.
+  bool NextFull(Record* record, RawRecord* raw = nullptr);
   // Reads the record with `id` in full (values, key, references), and its raw data into `raw`
   // when given. False when it is not there.
   Result<bool> Fetch(const Value& id, Record* record, RawRecord* raw = nullptr);

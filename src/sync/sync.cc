@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -554,32 +555,71 @@ Status Syncer::Plan(const SyncRequest& request) {
 }
 
 Status Syncer::CheckDrift(std::vector<std::string>* drifted) {
-  const ReadContext source_context{&identities_, source_side_, &source_keys_, nullptr};
-  const ReadContext target_context{&identities_, target_side_, &target_keys_, nullptr};
-  for (Planned& p : plan_) {
-    const Change& c = *p.change;
-    TableReader source_reader(source_, *p.layout, source_context);
-    TableReader target_reader(target_, *p.layout, target_context);
-    Record record;
-    bool moved = false;
-    if (!IsNull(c.source_id)) {
-      auto found = source_reader.Fetch(c.source_id, &record, &p.source);
-      if (!found.ok()) return found.status();
-      moved = !*found || record.hash != c.source_hash;
-      p.source_hash = record.hash;
-      p.source_fields = record.field_hashes;
-    }
-    const Value& target_id = IsNull(c.target_id) ? p.target_id : c.target_id;
-    if (!moved && !IsNull(target_id)) {
-      auto found = target_reader.Fetch(target_id, &record);
-      if (!found.ok()) return found.status();
-      if (IsNull(c.target_id)) {
-        moved = *found;  // a record appeared where the comparison saw none
-      } else {
-        moved = !*found || record.hash != c.target_hash;
+  // Per table and side, the records with integer IDs are read by one ordered scan over their
+  // IDs (a point read each cost a b-tree descent and a statement); the others by ID.
+  std::map<const RecordLayout*, std::vector<size_t>> by_table;
+  for (size_t i = 0; i < plan_.size(); ++i) by_table[plan_[i].layout].push_back(i);
+  std::vector<uint8_t> moved(plan_.size(), 0);
+  for (const auto& [layout, indices] : by_table) {
+    for (const bool source_side : {true, false}) {
+      store::Environment& env = source_side ? source_ : target_;
+      const ReadContext context{&identities_, source_side ? source_side_ : target_side_,
+                                source_side ? &source_keys_ : &target_keys_, nullptr};
+      // What one record read tells: whether it moved; the source's raw data and hashes.
+      auto check = [&](size_t i, const Record* record, const RawRecord* raw) {
+        Planned& p = plan_[i];
+        const Change& c = *p.change;
+        if (source_side) {
+          moved[i] |= record == nullptr || record->hash != c.source_hash;
+          p.source_hash = record != nullptr ? record->hash : 0;
+          p.source_fields = record != nullptr ? record->field_hashes : std::vector<uint64_t>();
+          if (raw != nullptr) p.source = *raw;
+        } else if (IsNull(c.target_id)) {
+          moved[i] |= record != nullptr;  // a record appeared where the comparison saw none
+        } else {
+          moved[i] |= record == nullptr || record->hash != c.target_hash;
+        }
+      };
+      std::vector<std::pair<int64_t, size_t>> streamed;
+      TableReader points(env, *layout, context);
+      Record record;
+      RawRecord raw;
+      for (const size_t i : indices) {
+        const Change& c = *plan_[i].change;
+        const Value& id =
+            source_side ? c.source_id : (IsNull(c.target_id) ? plan_[i].target_id : c.target_id);
+        if (IsNull(id)) continue;
+        if (const auto* number = std::get_if<int64_t>(&id)) {
+          streamed.emplace_back(*number, i);
+          continue;
+        }
+        auto found = points.Fetch(id, &record, source_side ? &raw : nullptr);
+        if (!found.ok()) return found.status();
+        check(i, *found ? &record : nullptr, *found && source_side ? &raw : nullptr);
+      }
+      if (streamed.empty()) continue;
+      std::sort(streamed.begin(), streamed.end());
+      std::vector<int64_t> ids;
+      for (const auto& [id, i] : streamed) {
+        if (ids.empty() || ids.back() != id) ids.push_back(id);
+      }
+      ReadContext stream_context = context;
+      stream_context.only_ids = &ids;
+      TableReader stream(env, *layout, stream_context);
+      ENVSYNC_RETURN_IF_ERROR(stream.Start());
+      bool have = stream.NextFull(&record, source_side ? &raw : nullptr);
+      for (const auto& [id, i] : streamed) {
+        while (have && std::get<int64_t>(record.id) < id) {
+          have = stream.NextFull(&record, source_side ? &raw : nullptr);
+        }
+        if (!have) ENVSYNC_RETURN_IF_ERROR(stream.status());
+        const bool found = have && std::get<int64_t>(record.id) == id;
+        check(i, found ? &record : nullptr, found && source_side ? &raw : nullptr);
       }
     }
-    if (moved) drifted->push_back(c.Ref());
+  }
+  for (size_t i = 0; i < plan_.size(); ++i) {
+    if (moved[i]) drifted->push_back(plan_[i].change->Ref());
   }
   return Status::Ok();
 }
