@@ -49,6 +49,21 @@ void WriteRow(const std::vector<std::string>& columns, const std::vector<size_t>
   object.End();
 }
 
+// The record's root row with every column (their names into `columns`); false when the record
+// is not there.
+Result<bool> ReadRootRow(store::Environment& env, const TableSpec& table, const Value& id,
+                         std::vector<std::string>* columns, std::vector<Value>* row) {
+  auto names = env.Columns(table.name);
+  if (!names.ok()) return names.status();
+  *columns = std::move(*names);
+  store::ScanRequest request{table.name, *columns, {}, std::nullopt, {{table.id, id}}, {}, ""};
+  auto cursor = env.Scan(request);
+  if (!cursor.ok()) return cursor.status();
+  if ((*cursor)->Next(row)) return true;
+  if (!(*cursor)->status().ok()) return (*cursor)->status();
+  return false;
+}
+
 }  // namespace
 
 json ImageValueToJson(const Value& value) {
@@ -71,19 +86,14 @@ Value ImageValueFromJson(const json& j) {
 }
 
 Result<json> ReadImage(store::Environment& env, const TableSpec& table, const Value& id) {
-  auto columns = env.Columns(table.name);
-  if (!columns.ok()) return columns.status();
-  store::ScanRequest request{table.name, *columns, {}, std::nullopt, {{table.id, id}}, {}, ""};
-  auto cursor = env.Scan(request);
-  if (!cursor.ok()) return cursor.status();
+  std::vector<std::string> columns;
   std::vector<Value> row;
-  if (!(*cursor)->Next(&row)) {
-    if (!(*cursor)->status().ok()) return (*cursor)->status();
-    return json();
-  }
+  auto found = ReadRootRow(env, table, id, &columns, &row);
+  if (!found.ok()) return found.status();
+  if (!*found) return json();
   json image = {{"row", json::object()}, {"children", json::object()}};
-  for (size_t i = 0; i < columns->size(); ++i) {
-    image["row"][(*columns)[i]] = ImageValueToJson(row[i]);
+  for (size_t i = 0; i < columns.size(); ++i) {
+    image["row"][columns[i]] = ImageValueToJson(row[i]);
   }
   for (const ChildSpec& child : table.children) {
     auto child_columns = env.Columns(child.table);
@@ -108,18 +118,12 @@ Result<json> ReadImage(store::Environment& env, const TableSpec& table, const Va
 
 Result<std::string> ReadImageText(store::Environment& env, const TableSpec& table,
                                   const Value& id) {
-  auto columns = env.Columns(table.name);
-  if (!columns.ok()) return columns.status();
-  store::ScanRequest request{table.name, *columns, {}, std::nullopt, {{table.id, id}}, {}, ""};
-  auto cursor = env.Scan(request);
-  if (!cursor.ok()) return cursor.status();
+  std::vector<std::string> columns;
+  std::vector<Value> root;
+  auto found = ReadRootRow(env, table, id, &columns, &root);
+  if (!found.ok()) return found.status();
+  if (!*found) return std::string();
   std::vector<Value> row;
-  if (!(*cursor)->Next(&row)) {
-    if (!(*cursor)->status().ok()) return (*cursor)->status();
-    return std::string();
-  }
-  std::vector<Value> root = std::move(row);
-  cursor->reset();  // the point read's statement goes back to the cache for the child reads
   std::string out;
   out.reserve(2048);
   // {"children": …, "row": …}: the keys in name order, as nlohmann writes them.
@@ -153,7 +157,7 @@ Result<std::string> ReadImageText(store::Environment& env, const TableSpec& tabl
     by_table.End();
   }
   image.Key("row");
-  WriteRow(*columns, ByName(*columns), root, &out);
+  WriteRow(columns, ByName(columns), root, &out);
   image.End();
   return out;
 }

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace envsync::sync {
 namespace {
 
@@ -344,6 +346,43 @@ Result<bool> TableReader::Fetch(const Value& id, Record* record, RawRecord* raw_
   BuildRecord(layout_, *context_.identities, context_.side, id, std::move(raw.columns),
               raw.children, digest, key_parts, record);
   return true;
+}
+
+Status ReadRecords(store::Environment& env, const RecordLayout& layout, const ReadContext& context,
+                   const std::vector<std::pair<Value, size_t>>& wanted, bool with_raw,
+                   const std::function<void(size_t, const Record*, const RawRecord*)>& visit) {
+  Record record;
+  RawRecord raw;
+  RawRecord* raw_out = with_raw ? &raw : nullptr;
+  std::vector<std::pair<int64_t, size_t>> streamed;
+  TableReader points(env, layout, context);
+  for (const auto& [id, tag] : wanted) {
+    if (const auto* number = std::get_if<int64_t>(&id)) {
+      streamed.emplace_back(*number, tag);
+      continue;
+    }
+    auto found = points.Fetch(id, &record, raw_out);
+    if (!found.ok()) return found.status();
+    visit(tag, *found ? &record : nullptr, *found ? raw_out : nullptr);
+  }
+  if (streamed.empty()) return Status::Ok();
+  std::sort(streamed.begin(), streamed.end());
+  std::vector<int64_t> ids;
+  for (const auto& [id, tag] : streamed) {
+    if (ids.empty() || ids.back() != id) ids.push_back(id);
+  }
+  ReadContext stream_context = context;
+  stream_context.only_ids = &ids;
+  TableReader stream(env, layout, stream_context);
+  ENVSYNC_RETURN_IF_ERROR(stream.Start());
+  bool have = stream.NextFull(&record, raw_out);
+  for (const auto& [id, tag] : streamed) {
+    while (have && std::get<int64_t>(record.id) < id) have = stream.NextFull(&record, raw_out);
+    if (!have) ENVSYNC_RETURN_IF_ERROR(stream.status());
+    const bool found = have && std::get<int64_t>(record.id) == id;
+    visit(tag, found ? &record : nullptr, found ? raw_out : nullptr);
+  }
+  return Status::Ok();
 }
 
 PrefetchingReader::PrefetchingReader(TableReader* reader)

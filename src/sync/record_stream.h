@@ -3,6 +3,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -120,6 +121,15 @@ class TableReader {
   std::vector<Warning> warnings_;
   Status status_;
 };
+
+// Reads in full from `env` the records `wanted` names (an ID and a caller's tag each; an ID may
+// repeat) and calls `visit(tag, record, raw)` for each: `record` is null when the record is not
+// there, `raw` (its raw data, as Fetch gives it) null unless `with_raw`. Integer IDs are read
+// by one ordered scan over them (a b-tree walk, one round trip on a server) and visited in ID
+// order; others by ID, first.
+Status ReadRecords(store::Environment& env, const RecordLayout& layout, const ReadContext& context,
+                   const std::vector<std::pair<Value, size_t>>& wanted, bool with_raw,
+                   const std::function<void(size_t, const Record*, const RawRecord*)>& visit);
 
 // Runs a TableReader on its own thread and hands its records over in batches through a
 // bounded queue, so the two sides of a comparison are read at once. Batches are recycled, so

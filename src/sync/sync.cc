@@ -555,17 +555,21 @@ Status Syncer::Plan(const SyncRequest& request) {
 }
 
 Status Syncer::CheckDrift(std::vector<std::string>* drifted) {
-  // Per table and side, the records with integer IDs are read by one ordered scan over their
-  // IDs (a point read each cost a b-tree descent and a statement); the others by ID.
+  // Per table and side, the selected records are read again at once (ReadRecords).
   std::map<const RecordLayout*, std::vector<size_t>> by_table;
   for (size_t i = 0; i < plan_.size(); ++i) by_table[plan_[i].layout].push_back(i);
   std::vector<uint8_t> moved(plan_.size(), 0);
   for (const auto& [layout, indices] : by_table) {
     for (const bool source_side : {true, false}) {
-      store::Environment& env = source_side ? source_ : target_;
+      std::vector<std::pair<Value, size_t>> wanted;
+      for (const size_t i : indices) {
+        const Change& c = *plan_[i].change;
+        const Value& id =
+            source_side ? c.source_id : (IsNull(c.target_id) ? plan_[i].target_id : c.target_id);
+        if (!IsNull(id)) wanted.emplace_back(id, i);
+      }
       const ReadContext context{&identities_, source_side ? source_side_ : target_side_,
                                 source_side ? &source_keys_ : &target_keys_, nullptr};
-      // What one record read tells: whether it moved; the source's raw data and hashes.
       auto check = [&](size_t i, const Record* record, const RawRecord* raw) {
         Planned& p = plan_[i];
         const Change& c = *p.change;
@@ -580,42 +584,8 @@ Status Syncer::CheckDrift(std::vector<std::string>* drifted) {
           moved[i] |= record == nullptr || record->hash != c.target_hash;
         }
       };
-      std::vector<std::pair<int64_t, size_t>> streamed;
-      TableReader points(env, *layout, context);
-      Record record;
-      RawRecord raw;
-      for (const size_t i : indices) {
-        const Change& c = *plan_[i].change;
-        const Value& id =
-            source_side ? c.source_id : (IsNull(c.target_id) ? plan_[i].target_id : c.target_id);
-        if (IsNull(id)) continue;
-        if (const auto* number = std::get_if<int64_t>(&id)) {
-          streamed.emplace_back(*number, i);
-          continue;
-        }
-        auto found = points.Fetch(id, &record, source_side ? &raw : nullptr);
-        if (!found.ok()) return found.status();
-        check(i, *found ? &record : nullptr, *found && source_side ? &raw : nullptr);
-      }
-      if (streamed.empty()) continue;
-      std::sort(streamed.begin(), streamed.end());
-      std::vector<int64_t> ids;
-      for (const auto& [id, i] : streamed) {
-        if (ids.empty() || ids.back() != id) ids.push_back(id);
-      }
-      ReadContext stream_context = context;
-      stream_context.only_ids = &ids;
-      TableReader stream(env, *layout, stream_context);
-      ENVSYNC_RETURN_IF_ERROR(stream.Start());
-      bool have = stream.NextFull(&record, source_side ? &raw : nullptr);
-      for (const auto& [id, i] : streamed) {
-        while (have && std::get<int64_t>(record.id) < id) {
-          have = stream.NextFull(&record, source_side ? &raw : nullptr);
-        }
-        if (!have) ENVSYNC_RETURN_IF_ERROR(stream.status());
-        const bool found = have && std::get<int64_t>(record.id) == id;
-        check(i, found ? &record : nullptr, found && source_side ? &raw : nullptr);
-      }
+      ENVSYNC_RETURN_IF_ERROR(ReadRecords(source_side ? source_ : target_, *layout, context, wanted,
+                                          /*with_raw=*/source_side, check));
     }
   }
   for (size_t i = 0; i < plan_.size(); ++i) {
@@ -1215,6 +1185,23 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   // The identity map after this sync, and each record's hash as it will be: the journal that
   // lets a restart tell whether the commit happened.
   IdentityMap after = IdentitiesAfter(identities_, run_);
+  {
+    // Each written record's hash as it will be, per table at once (ReadRecords). Files are put
+    // in place only after the commit: the rows' recorded bytes are hashed.
+    std::map<std::string, std::vector<std::pair<Value, size_t>>> written;
+    for (size_t i = 0; i < run_.records.size(); ++i) {
+      const store::SyncRecord& record = run_.records[i];
+      if (record.action != "delete") written[record.table].emplace_back(record.target_id, i);
+    }
+    const ReadContext context{&after, target_side_, &target_keys_, nullptr, true};
+    for (const auto& [table, wanted] : written) {
+      status = ReadRecords(target_, layouts_.at(table), context, wanted, /*with_raw=*/false,
+                           [&](size_t i, const Record* record, const RawRecord*) {
+                             if (record != nullptr) run_.records[i].after_hash = record->hash;
+                           });
+      if (!status.ok()) return Fail(outcome, status.message(), false);
+    }
+  }
   for (store::SyncRecord& record : run_.records) {
     const auto [prod, test] = BaseKeyOf(record);
     auto base = state_.FindBase(record.table, prod, test);
@@ -1223,13 +1210,6 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
     auto image = ReadImageText(target_, *manifest_.FindTable(record.table), record.target_id);
     if (!image.ok()) return Fail(outcome, image.status().message(), false);
     record.after_image = image->empty() ? "" : AfterImageDigest(*image);
-    // Files are put in place only after the commit: hash the rows as they will be then.
-    const ReadContext context{&after, target_side_, &target_keys_, nullptr, true};
-    TableReader reader(target_, layouts_.at(record.table), context);
-    Record written;
-    auto found = reader.Fetch(record.target_id, &written);
-    if (!found.ok()) return Fail(outcome, found.status().message(), false);
-    record.after_hash = written.hash;
   }
   run_.status = "committing";
   run_.applied = AppliedJson(outcome).dump();
