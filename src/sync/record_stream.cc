@@ -83,7 +83,7 @@ Status TableReader::Start() {
   root.columns.push_back(table.id);
   root.columns.insert(root.columns.end(), layout_.columns.begin(), layout_.columns.end());
   root.order_by = {table.id};
-  root.filter = table.filter;
+  if (!context_.unfiltered) root.filter = table.filter;
   if (context_.only_ids != nullptr) {
     root.only_ids = *context_.only_ids;
     root.only_ids_column = table.id;
@@ -373,13 +373,16 @@ Status ReadRecords(store::Environment& env, const RecordLayout& layout, const Re
   }
   ReadContext stream_context = context;
   stream_context.only_ids = &ids;
+  stream_context.unfiltered = true;
   TableReader stream(env, layout, stream_context);
   ENVSYNC_RETURN_IF_ERROR(stream.Start());
   bool have = stream.NextFull(&record, raw_out);
-  for (const auto& [id, tag] : streamed) {
-    while (have && std::get<int64_t>(record.id) < id) have = stream.NextFull(&record, raw_out);
+  for (const auto& [number, tag] : streamed) {
+    // Compared as values: a row's ID may come back as a real (a REAL or numeric ID column).
+    const Value id = number;
+    while (have && CompareValues(record.id, id) < 0) have = stream.NextFull(&record, raw_out);
     if (!have) ENVSYNC_RETURN_IF_ERROR(stream.status());
-    const bool found = have && std::get<int64_t>(record.id) == id;
+    const bool found = have && CompareValues(record.id, id) == 0;
     visit(tag, found ? &record : nullptr, found ? raw_out : nullptr);
   }
   return Status::Ok();

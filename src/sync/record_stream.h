@@ -62,6 +62,9 @@ struct ReadContext {
   // Next streams full records (NextFull): for a read of a few IDs, most of which the
   // comparison lists, reading each once in full costs less than light now and full later.
   bool full_records = false;
+  // Read the rows `only_ids` names whatever the table's filter, as Fetch reads a row by ID (for
+  // reads that stand for point reads: the sync's drift guard and journal).
+  bool unfiltered = false;
 };
 
 // One record's raw data: its compared root columns (RecordLayout::columns order) and the

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "envsync/core/embedded_data.h"
 #include "envsync/store/state_store.h"
 #include "tests/store/pg_support.h"
 #include "tests/sync/compare_test_support.h"
@@ -896,6 +897,37 @@ TEST_F(SyncTest, UndoRestoresRows) {
   EXPECT_EQ(Dump(paths_.prod_db, "SELECT * FROM system_settings ORDER BY 1"), settings);
   EXPECT_FALSE(fs::exists(paths_.prod_assets / ".envsync"));
   EXPECT_EQ(HistoryEntry(result["sync_id"])["status"], "undone");
+}
+
+// A table whose row filter is on an environment-local column: the page the sync inserts gets
+// PROD's own value there (the time of the sync), which the filter leaves out. The journal still
+// records the page as written (its after-hash is read by ID, as undo reads it), so undo finds it
+// as the sync left it and removes it.
+TEST_F(SyncTest, UndoRemovesAnInsertTheRowFilterLeavesOut) {
+  Build(Start::kCommonWithBase);
+  std::string manifest = EmbeddedManifest();
+  const std::string local = "local = [\"updated_by\", \"updated_at\"]\n";
+  const size_t at = manifest.find(local);
+  ASSERT_NE(at, std::string::npos);
+  manifest.insert(at + local.size(),
+                  "  filter = { column = \"updated_at\", prefix = \"2024-\" }\n");
+  const fs::path manifest_path = dir_ / "filtered-modules.toml";
+  WriteBytes(manifest_path, manifest);
+  WriteBytes(paths_.config,
+             "manifest = \"" + manifest_path.string() + "\"\n" + ReadBytes(paths_.config));
+  Test(
+      "INSERT INTO cms_pages (id, slug, title, body_html, status, updated_by, updated_at) VALUES "
+      "(9001, 'filtered-new-page', 'New', '<p>new</p>', 'published', 1, "
+      "'2024-06-01T00:00:00Z')");
+  json c = CompareTestToProd();
+  ASSERT_EQ(c["counts"]["new"], 1) << c.dump();
+  json result = SyncOk(c["comparison_id"]);
+  ASSERT_EQ(ProdValue("SELECT count(*) FROM cms_pages WHERE id = 9001"), "1");
+  ASSERT_NE(ProdValue("SELECT substr(updated_at, 1, 5) FROM cms_pages WHERE id = 9001"), "2024-");
+  CliRun undo = Undo(result["sync_id"]);
+  ASSERT_EQ(undo.exit_code, 0) << undo.err << undo.out;
+  EXPECT_EQ(undo.Json()["status"], "success");
+  EXPECT_EQ(ProdValue("SELECT count(*) FROM cms_pages WHERE id = 9001"), "0");
 }
 
 // undo of a sync with every kind of resolution (insert_as_new, link, merge, overwrite of both
