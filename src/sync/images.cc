@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -64,6 +65,18 @@ Result<bool> ReadRootRow(store::Environment& env, const TableSpec& table, const 
   return false;
 }
 
+// The rows of `child` under record `id`, every column (their names into `columns`), by child ID.
+Result<std::unique_ptr<store::RowCursor>> ScanChildRows(store::Environment& env,
+                                                        const ChildSpec& child, const Value& id,
+                                                        std::vector<std::string>* columns) {
+  auto names = env.Columns(child.table);
+  if (!names.ok()) return names.status();
+  *columns = std::move(*names);
+  store::ScanRequest request{child.table,          *columns, {child.id}, std::nullopt,
+                             {{child.parent, id}}, {},       ""};
+  return env.Scan(request);
+}
+
 }  // namespace
 
 json ImageValueToJson(const Value& value) {
@@ -96,17 +109,14 @@ Result<json> ReadImage(store::Environment& env, const TableSpec& table, const Va
     image["row"][columns[i]] = ImageValueToJson(row[i]);
   }
   for (const ChildSpec& child : table.children) {
-    auto child_columns = env.Columns(child.table);
-    if (!child_columns.ok()) return child_columns.status();
-    store::ScanRequest child_request{
-        child.table, *child_columns, {child.id}, std::nullopt, {{child.parent, id}}, {}, ""};
-    auto child_cursor = env.Scan(child_request);
+    std::vector<std::string> child_columns;
+    auto child_cursor = ScanChildRows(env, child, id, &child_columns);
     if (!child_cursor.ok()) return child_cursor.status();
     json rows = json::array();
     while ((*child_cursor)->Next(&row)) {
       json r = json::object();
-      for (size_t i = 0; i < child_columns->size(); ++i) {
-        r[(*child_columns)[i]] = ImageValueToJson(row[i]);
+      for (size_t i = 0; i < child_columns.size(); ++i) {
+        r[child_columns[i]] = ImageValueToJson(row[i]);
       }
       rows.push_back(std::move(r));
     }
@@ -136,20 +146,17 @@ Result<std::string> ReadImageText(store::Environment& env, const TableSpec& tabl
               [](const ChildSpec* a, const ChildSpec* b) { return a->table < b->table; });
     store::JsonWriter by_table(&out);
     for (const ChildSpec* child : children) {
-      auto child_columns = env.Columns(child->table);
-      if (!child_columns.ok()) return child_columns.status();
-      const std::vector<size_t> by_name = ByName(*child_columns);
-      store::ScanRequest child_request{
-          child->table, *child_columns, {child->id}, std::nullopt, {{child->parent, id}}, {}, ""};
-      auto child_cursor = env.Scan(child_request);
+      std::vector<std::string> child_columns;
+      auto child_cursor = ScanChildRows(env, *child, id, &child_columns);
       if (!child_cursor.ok()) return child_cursor.status();
+      const std::vector<size_t> by_name = ByName(child_columns);
       by_table.Key(child->table);
       out += '[';
       bool first = true;
       while ((*child_cursor)->Next(&row)) {
         if (!first) out += ',';
         first = false;
-        WriteRow(*child_columns, by_name, row, &out);
+        WriteRow(child_columns, by_name, row, &out);
       }
       if (!(*child_cursor)->status().ok()) return (*child_cursor)->status();
       out += ']';
