@@ -50,6 +50,58 @@ void WriteRow(const std::vector<std::string>& columns, const std::vector<size_t>
   object.End();
 }
 
+// Every column of a record's root table and of its child tables (the children in table-name
+// order, as the image's keys are), each with its name order.
+struct ImageColumns {
+  std::vector<std::string> root;
+  std::vector<size_t> root_by_name;
+  std::vector<const ChildSpec*> children;
+  std::vector<std::vector<std::string>> child;
+  std::vector<std::vector<size_t>> child_by_name;
+};
+
+Result<ImageColumns> LoadImageColumns(store::Environment& env, const TableSpec& table) {
+  ImageColumns c;
+  auto names = env.Columns(table.name);
+  if (!names.ok()) return names.status();
+  c.root = std::move(*names);
+  c.root_by_name = ByName(c.root);
+  for (const ChildSpec& child : table.children) c.children.push_back(&child);
+  std::sort(c.children.begin(), c.children.end(),
+            [](const ChildSpec* a, const ChildSpec* b) { return a->table < b->table; });
+  for (const ChildSpec* child : c.children) {
+    auto child_names = env.Columns(child->table);
+    if (!child_names.ok()) return child_names.status();
+    c.child_by_name.push_back(ByName(*child_names));
+    c.child.push_back(std::move(*child_names));
+  }
+  return c;
+}
+
+// {"children": {table: [row, …]}, "row": {…}}: the keys in name order, as nlohmann writes them.
+// `child_rows[k]` are the rows of c.children[k], by child ID.
+void WriteImage(const ImageColumns& c, const std::vector<Value>& root,
+                const std::vector<std::vector<std::vector<Value>>>& child_rows, std::string* out) {
+  store::JsonWriter image(out);
+  image.Key("children");
+  {
+    store::JsonWriter by_table(out);
+    for (size_t k = 0; k < c.children.size(); ++k) {
+      by_table.Key(c.children[k]->table);
+      *out += '[';
+      for (size_t r = 0; r < child_rows[k].size(); ++r) {
+        if (r > 0) *out += ',';
+        WriteRow(c.child[k], c.child_by_name[k], child_rows[k][r], out);
+      }
+      *out += ']';
+    }
+    by_table.End();
+  }
+  image.Key("row");
+  WriteRow(c.root, c.root_by_name, root, out);
+  image.End();
+}
+
 // The record's root row with every column (their names into `columns`); false when the record
 // is not there.
 Result<bool> ReadRootRow(store::Environment& env, const TableSpec& table, const Value& id,
@@ -128,45 +180,127 @@ Result<json> ReadImage(store::Environment& env, const TableSpec& table, const Va
 
 Result<std::string> ReadImageText(store::Environment& env, const TableSpec& table,
                                   const Value& id) {
-  std::vector<std::string> columns;
+  auto c = LoadImageColumns(env, table);
+  if (!c.ok()) return c.status();
   std::vector<Value> root;
-  auto found = ReadRootRow(env, table, id, &columns, &root);
-  if (!found.ok()) return found.status();
-  if (!*found) return std::string();
-  std::vector<Value> row;
+  {
+    store::ScanRequest request{table.name, c->root, {}, std::nullopt, {{table.id, id}}, {}, ""};
+    auto cursor = env.Scan(request);
+    if (!cursor.ok()) return cursor.status();
+    if (!(*cursor)->Next(&root)) {
+      if (!(*cursor)->status().ok()) return (*cursor)->status();
+      return std::string();
+    }
+  }
+  std::vector<std::vector<std::vector<Value>>> child_rows(c->children.size());
+  for (size_t k = 0; k < c->children.size(); ++k) {
+    const ChildSpec& child = *c->children[k];
+    store::ScanRequest request{child.table,          c->child[k], {child.id}, std::nullopt,
+                               {{child.parent, id}}, {},          ""};
+    auto cursor = env.Scan(request);
+    if (!cursor.ok()) return cursor.status();
+    std::vector<Value> row;
+    while ((*cursor)->Next(&row)) child_rows[k].push_back(row);
+    if (!(*cursor)->status().ok()) return (*cursor)->status();
+  }
   std::string out;
   out.reserve(2048);
-  // {"children": …, "row": …}: the keys in name order, as nlohmann writes them.
-  store::JsonWriter image(&out);
-  image.Key("children");
-  {
-    std::vector<const ChildSpec*> children;
-    for (const ChildSpec& child : table.children) children.push_back(&child);
-    std::sort(children.begin(), children.end(),
-              [](const ChildSpec* a, const ChildSpec* b) { return a->table < b->table; });
-    store::JsonWriter by_table(&out);
-    for (const ChildSpec* child : children) {
-      std::vector<std::string> child_columns;
-      auto child_cursor = ScanChildRows(env, *child, id, &child_columns);
-      if (!child_cursor.ok()) return child_cursor.status();
-      const std::vector<size_t> by_name = ByName(child_columns);
-      by_table.Key(child->table);
-      out += '[';
-      bool first = true;
-      while ((*child_cursor)->Next(&row)) {
-        if (!first) out += ',';
-        first = false;
-        WriteRow(child_columns, by_name, row, &out);
-      }
-      if (!(*child_cursor)->status().ok()) return (*child_cursor)->status();
-      out += ']';
-    }
-    by_table.End();
-  }
-  image.Key("row");
-  WriteRow(columns, ByName(columns), root, &out);
-  image.End();
+  WriteImage(*c, root, child_rows, &out);
   return out;
+}
+
+Status ReadImageTexts(store::Environment& env, const TableSpec& table,
+                      const std::vector<Value>& ids,
+                      const std::function<void(size_t, std::string)>& visit) {
+  // The integer IDs in order, each with the positions asking for it; the others one by one.
+  std::vector<std::pair<int64_t, size_t>> wanted;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (const auto* id = std::get_if<int64_t>(&ids[i])) {
+      wanted.emplace_back(*id, i);
+      continue;
+    }
+    auto text = ReadImageText(env, table, ids[i]);
+    if (!text.ok()) return text.status();
+    visit(i, std::move(*text));
+  }
+  if (wanted.empty()) return Status::Ok();
+  std::sort(wanted.begin(), wanted.end());
+  std::vector<int64_t> keys;
+  for (const auto& [id, i] : wanted) {
+    if (keys.empty() || keys.back() != id) keys.push_back(id);
+  }
+  auto c = LoadImageColumns(env, table);
+  if (!c.ok()) return c.status();
+  const auto id_at = std::find(c->root.begin(), c->root.end(), table.id) - c->root.begin();
+  if (static_cast<size_t>(id_at) == c->root.size()) {
+    return Status::InvalidArgument(
+        fmt::format("table {} has no ID column {}", table.name, table.id));
+  }
+  // One ordered scan of the root rows and one of each child table, over the wanted IDs.
+  struct Stream {
+    std::unique_ptr<store::RowCursor> cursor;
+    size_t id_at = 0;
+    std::vector<Value> row;
+    bool has = false;
+    Status Advance() {
+      has = cursor->Next(&row);
+      return has ? Status::Ok() : cursor->status();
+    }
+  };
+  auto open = [&](const std::string& name, const std::vector<std::string>& columns,
+                  std::vector<std::string> order_by, const std::string& by,
+                  size_t at) -> Result<Stream> {
+    store::ScanRequest request{name, columns, std::move(order_by), std::nullopt, {}, keys, by};
+    auto cursor = env.Scan(request);
+    if (!cursor.ok()) return cursor.status();
+    Stream stream{std::move(*cursor), at, {}, false};
+    ENVSYNC_RETURN_IF_ERROR(stream.Advance());
+    return stream;
+  };
+  auto root = open(table.name, c->root, {table.id}, table.id, static_cast<size_t>(id_at));
+  if (!root.ok()) return root.status();
+  std::vector<Stream> children;
+  for (size_t k = 0; k < c->children.size(); ++k) {
+    const ChildSpec& child = *c->children[k];
+    const auto parent_at =
+        std::find(c->child[k].begin(), c->child[k].end(), child.parent) - c->child[k].begin();
+    if (static_cast<size_t>(parent_at) == c->child[k].size()) {
+      return Status::InvalidArgument(
+          fmt::format("table {} has no parent column {}", child.table, child.parent));
+    }
+    auto stream = open(child.table, c->child[k], {child.parent, child.id}, child.parent,
+                       static_cast<size_t>(parent_at));
+    if (!stream.ok()) return stream.status();
+    children.push_back(std::move(*stream));
+  }
+  std::vector<std::vector<std::vector<Value>>> child_rows(children.size());
+  size_t w = 0;
+  for (const int64_t key : keys) {
+    const Value id = key;
+    // Rows before this ID belong to none asked for (an ID the scan compares unlike ours).
+    while (root->has && CompareValues(root->row[root->id_at], id) < 0) {
+      ENVSYNC_RETURN_IF_ERROR(root->Advance());
+    }
+    const bool found = root->has && CompareValues(root->row[root->id_at], id) == 0;
+    for (size_t k = 0; k < children.size(); ++k) {
+      Stream& s = children[k];
+      child_rows[k].clear();
+      while (s.has && CompareValues(s.row[s.id_at], id) <= 0) {
+        if (CompareValues(s.row[s.id_at], id) == 0) child_rows[k].push_back(s.row);
+        ENVSYNC_RETURN_IF_ERROR(s.Advance());
+      }
+    }
+    std::string text;
+    if (found) {
+      text.reserve(2048);
+      WriteImage(*c, root->row, child_rows, &text);
+    }
+    for (; w < wanted.size() && wanted[w].first == key; ++w) {
+      const bool last = w + 1 == wanted.size() || wanted[w + 1].first != key;
+      visit(wanted[w].second, last ? std::move(text) : text);
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace envsync::sync

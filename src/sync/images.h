@@ -1,8 +1,10 @@
 #ifndef ENVSYNC_SYNC_IMAGES_H_
 #define ENVSYNC_SYNC_IMAGES_H_
 
+#include <functional>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <vector>
 
 #include "envsync/core/manifest.h"
 #include "envsync/core/status.h"
@@ -21,6 +23,13 @@ namespace envsync::sync {
 // per record), and byte for byte what nlohmann writes for ReadImage (tests hold the two to the
 // same text).
 Result<std::string> ReadImageText(store::Environment& env, const TableSpec& table, const Value& id);
+// The image texts of many records of one table, each as ReadImageText writes it: `visit(i,
+// text)` once for each ids[i], in ID order. Integer IDs are read by one ordered scan of the root
+// rows and one of each child table, instead of a point read (a b-tree descent, and a page copied
+// out of the kernel's cache) per record and table; other IDs one by one.
+Status ReadImageTexts(store::Environment& env, const TableSpec& table,
+                      const std::vector<Value>& ids,
+                      const std::function<void(size_t, std::string)>& visit);
 // The image as JSON (null when the record is not there): the reference for ReadImageText.
 Result<nlohmann::json> ReadImage(store::Environment& env, const TableSpec& table, const Value& id);
 

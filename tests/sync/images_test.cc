@@ -52,6 +52,24 @@ TEST_F(ImagesTest, DirectTextIsWhatNlohmannWritesForEveryRecord) {
         while ((*cursor)->Next(&row)) all.push_back(row[0]);
         ASSERT_TRUE((*cursor)->status().ok());
         all.push_back(int64_t{987654321});  // no such record: no image
+        // Many at once, out of order and one asked twice, as a sync reads them.
+        std::vector<Value> asked(all.rbegin(), all.rend());
+        asked.push_back(all.front());
+        std::vector<std::string> batch(asked.size());
+        std::vector<int> visits(asked.size(), 0);
+        ASSERT_TRUE(sync::ReadImageTexts(**env, table, asked,
+                                         [&](size_t i, std::string text) {
+                                           batch[i] = std::move(text);
+                                           ++visits[i];
+                                         })
+                        .ok());
+        for (size_t i = 0; i < asked.size(); ++i) {
+          SCOPED_TRACE(std::string(name) + " batch " + RecordRef(table.name, asked[i]));
+          EXPECT_EQ(visits[i], 1);
+          auto one = sync::ReadImageText(**env, table, asked[i]);
+          ASSERT_TRUE(one.ok()) << one.status().message();
+          EXPECT_EQ(batch[i], *one);
+        }
         for (const Value& id : all) {
           SCOPED_TRACE(std::string(name) + " " + RecordRef(table.name, id));
           auto reference = sync::ReadImage(**env, table, id);
