@@ -124,13 +124,14 @@ void ExecSql(const fs::path& path, const std::string& sql) {
   ASSERT_EQ(rc, SQLITE_OK) << message << " in: " << sql;
 }
 
-// PRAGMA user_version of a SQLite file, read with the plain SQLite API; -1 on error.
-int UserVersion(const fs::path& path) {
+// An integer PRAGMA of a SQLite file, read with the plain SQLite API; -1 on error.
+int IntegerPragma(const fs::path& path, const char* pragma) {
   sqlite3* db = nullptr;
   int version = -1;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(db, (std::string("PRAGMA ") + pragma).c_str(), -1, &stmt, nullptr) ==
+            SQLITE_OK &&
         sqlite3_step(stmt) == SQLITE_ROW) {
       version = sqlite3_column_int(stmt, 0);
     }
@@ -139,6 +140,8 @@ int UserVersion(const fs::path& path) {
   sqlite3_close(db);
   return version;
 }
+
+int UserVersion(const fs::path& path) { return IntegerPragma(path, "user_version"); }
 
 SyncBase Base(Value prod_id, Value test_id, uint64_t hash, std::vector<uint64_t> field_hashes) {
   SyncBase base;
@@ -399,6 +402,8 @@ TEST_F(SqliteStateStoreTest, NewStoreIsCreatedAtCurrentSchemaVersion) {
   store.reset();
   EXPECT_TRUE(fs::exists(path_));
   EXPECT_EQ(UserVersion(path_), kStateSchemaVersion);
+  // A new store's pages hold a comparison's change or a sync's pre-image without overflow.
+  EXPECT_EQ(IntegerPragma(path_, "page_size"), 16384);
 }
 
 // Reopening a store keeps what was written and its version.
@@ -434,10 +439,13 @@ INSERT INTO changes VALUES ('c-v1', 0, 'modified', 'cms_pages:57',
 )sql");
   ASSERT_EQ(UserVersion(path_), 1);
 
+  ASSERT_EQ(IntegerPragma(path_, "page_size"), 4096);
+
   auto store = Open();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->SchemaVersion(), store::kStateSchemaVersion);
   EXPECT_EQ(UserVersion(path_), store::kStateSchemaVersion);
+  EXPECT_EQ(IntegerPragma(path_, "page_size"), 4096);  // an existing store keeps its pages
 
   auto map = store->LoadIdentityMap();
   ASSERT_TRUE(map.ok()) << map.status().message();
