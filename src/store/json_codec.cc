@@ -2,9 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 namespace envsync::store {
 namespace {
@@ -342,7 +344,288 @@ std::string ChangeToJsonForTest(const Change& change) {
   return Dump(ChangeObject(change, /*with_hashes=*/true));
 }
 
+namespace {
+
+// SAX events of one stored change, straight into a Change. Returns false (stopping the parse)
+// on anything it does not read exactly as the object path does; the caller then takes that
+// path, so the two never disagree.
+class ChangeReader : public nlohmann::json_sax<json> {
+ public:
+  explicit ChangeReader(Change* change) : c_(change) {}
+
+  // Whether every key the object path requires was read.
+  bool Complete() const { return (seen_ & kAllTop) == kAllTop; }
+
+  bool null() override { return Scalar(Value(), Kind::kNull); }
+  bool boolean(bool value) override {
+    // A boolean is a value only for `selected` and `mergeable`; elsewhere its text.
+    if (depth_ == 1 && (key_ == kSelected || key_ == kMergeable)) {
+      if (!Mark(key_)) return false;
+      (key_ == kSelected ? c_->selected : c_->mergeable) = value;
+      return true;
+    }
+    if (depth_ == 3 && (field_key_ == kJson || field_key_ == kBaseKnown)) {
+      if (!MarkField(field_key_)) return false;
+      (field_key_ == kJson ? field_.json : field_.base_known) = value;
+      return true;
+    }
+    return Scalar(std::string(value ? "true" : "false"), Kind::kOther);
+  }
+  bool number_integer(number_integer_t value) override {
+    return Scalar(static_cast<int64_t>(value), Kind::kOther);
+  }
+  bool number_unsigned(number_unsigned_t value) override {
+    return Scalar(static_cast<int64_t>(value), Kind::kOther);
+  }
+  bool number_float(number_float_t value, const string_t&) override {
+    return Scalar(static_cast<double>(value), Kind::kOther);
+  }
+  bool string(string_t& value) override {
+    if (depth_ == 2 && in_required_by_) {
+      c_->required_by.push_back(std::move(value));
+      return true;
+    }
+    if (depth_ == 1) {
+      switch (key_) {
+        case kTab: {
+          auto tab = ParseTab(value);
+          if (!tab || !Mark(key_)) return false;
+          c_->tab = *tab;
+          return true;
+        }
+        case kModule:
+        case kTable:
+        case kKey:
+          if (!Mark(key_)) return false;
+          (key_ == kModule ? c_->module : key_ == kTable ? c_->table : c_->key) = std::move(value);
+          return true;
+        case kConflict:
+          if (!Mark(key_)) return false;
+          c_->conflict = ParseConflict(value).value_or(Conflict::kNone);
+          return true;
+        case kReason:
+          if (!Mark(key_)) return false;
+          c_->reason = ParseReason(value).value_or(Reason::kNone);
+          return true;
+        case kSourceHash:
+        case kTargetHash: {
+          uint64_t hash = 0;
+          const auto [end, error] =
+              std::from_chars(value.data(), value.data() + value.size(), hash, 16);
+          if (error != std::errc() || end != value.data() + value.size() || value.empty() ||
+              !Mark(key_)) {
+            return false;
+          }
+          (key_ == kSourceHash ? c_->source_hash : c_->target_hash) = hash;
+          return true;
+        }
+        default:
+          break;
+      }
+    }
+    if (depth_ == 3 && field_key_ == kField) {
+      if (!MarkField(field_key_)) return false;
+      field_.field = std::move(value);
+      return true;
+    }
+    return Scalar(std::move(value), Kind::kString);
+  }
+  bool binary(binary_t&) override { return false; }
+  bool start_object(std::size_t) override {
+    if (depth_ == 0) {
+      depth_ = 1;
+      return true;
+    }
+    if (depth_ == 2 && in_fields_) {
+      depth_ = 3;
+      field_ = FieldDiff();
+      field_seen_ = 0;
+      kinds_[0] = kinds_[1] = kinds_[2] = Kind::kNull;
+      return true;
+    }
+    return false;  // a JSON field value, or an object where none belongs
+  }
+  bool key(string_t& name) override {
+    if (depth_ == 1) {
+      key_ = TopKey(name);
+      return true;
+    }
+    if (depth_ == 3) {
+      field_key_ = FieldKey(name);
+      return true;
+    }
+    return false;
+  }
+  bool end_object() override {
+    if (depth_ == 3) {
+      if ((field_seen_ & kAllField) != kAllField) return false;
+      // A JSON field's value that is neither text nor NULL is kept as its JSON text.
+      if (field_.json) {
+        for (const Kind kind : kinds_) {
+          if (kind == Kind::kOther) return false;
+        }
+      }
+      c_->fields.push_back(std::move(field_));
+      depth_ = 2;
+      return true;
+    }
+    if (depth_ == 1) {
+      depth_ = 0;
+      return true;
+    }
+    return false;
+  }
+  bool start_array(std::size_t) override {
+    if (depth_ != 1) return false;
+    if (key_ == kRequiredBy) {
+      if (!Mark(key_)) return false;
+      in_required_by_ = true;
+    } else if (key_ == kFields) {
+      if (!Mark(key_)) return false;
+      in_fields_ = true;
+    } else {
+      return false;
+    }
+    depth_ = 2;
+    return true;
+  }
+  bool end_array() override {
+    if (depth_ != 2) return false;
+    in_required_by_ = in_fields_ = false;
+    depth_ = 1;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+ private:
+  enum TopKeyId {
+    kTab,
+    kModule,
+    kTable,
+    kSourceId,
+    kTargetId,
+    kKey,
+    kSelected,
+    kConflict,
+    kMergeable,
+    kReason,
+    kRequiredBy,
+    kFields,
+    kSourceHash,
+    kTargetHash,
+    kOtherKey
+  };
+  enum FieldKeyId { kField, kSource, kTarget, kBase, kJson, kBaseKnown, kOtherFieldKey };
+  enum class Kind { kNull, kString, kOther };
+  // The keys the object path reads with at(): all of them but the two hashes.
+  static constexpr uint32_t kAllTop = (1u << kSourceHash) - 1;
+  static constexpr uint32_t kAllField = (1u << kJson) - 1;
+
+  static TopKeyId TopKey(const std::string& name) {
+    static constexpr std::string_view kNames[] = {
+        "tab",         "module",   "table",       "source_id",  "target_id",
+        "key",         "selected", "conflict",    "mergeable",  "reason",
+        "required_by", "fields",   "source_hash", "target_hash"};
+    for (int i = 0; i < kOtherKey; ++i) {
+      if (name == kNames[i]) return static_cast<TopKeyId>(i);
+    }
+    return kOtherKey;
+  }
+  static FieldKeyId FieldKey(const std::string& name) {
+    static constexpr std::string_view kNames[] = {"field", "source", "target",
+                                                  "base",  "json",   "base_known"};
+    for (int i = 0; i < kOtherFieldKey; ++i) {
+      if (name == kNames[i]) return static_cast<FieldKeyId>(i);
+    }
+    return kOtherFieldKey;
+  }
+  // Each key once: a duplicate is left to the object path.
+  bool Mark(TopKeyId key) {
+    if (key == kOtherKey) return true;
+    const uint32_t bit = 1u << key;
+    if ((seen_ & bit) != 0) return false;
+    seen_ |= bit;
+    return true;
+  }
+  bool MarkField(FieldKeyId key) {
+    if (key == kOtherFieldKey) return true;
+    const uint32_t bit = 1u << key;
+    if ((field_seen_ & bit) != 0) return false;
+    field_seen_ |= bit;
+    return true;
+  }
+  // A scalar that is a Value (IDs, field values), or ignored under a key nobody reads.
+  bool Scalar(Value value, Kind kind) {
+    if (depth_ == 1) {
+      switch (key_) {
+        case kSourceId:
+        case kTargetId:
+          if (!Mark(key_)) return false;
+          (key_ == kSourceId ? c_->source_id : c_->target_id) = std::move(value);
+          return true;
+        case kConflict:
+        case kReason:
+        case kSourceHash:
+        case kTargetHash:
+          // NULL leaves the default; any other kind is the object path's to judge.
+          if (kind != Kind::kNull) return false;
+          return Mark(key_);
+        case kOtherKey:
+          return true;
+        default:
+          return false;
+      }
+    }
+    if (depth_ == 3) {
+      switch (field_key_) {
+        case kSource:
+        case kTarget:
+        case kBase: {
+          if (!MarkField(field_key_)) return false;
+          const int slot = field_key_ - kSource;
+          kinds_[slot] = kind;
+          (field_key_ == kSource   ? field_.source
+           : field_key_ == kTarget ? field_.target
+                                   : field_.base) = std::move(value);
+          return true;
+        }
+        case kOtherFieldKey:
+          return true;
+        default:
+          return false;
+      }
+    }
+    return false;
+  }
+
+  Change* c_;
+  int depth_ = 0;
+  TopKeyId key_ = kOtherKey;
+  FieldKeyId field_key_ = kOtherFieldKey;
+  uint32_t seen_ = 0;
+  uint32_t field_seen_ = 0;
+  bool in_required_by_ = false;
+  bool in_fields_ = false;
+  FieldDiff field_;
+  Kind kinds_[3] = {Kind::kNull, Kind::kNull, Kind::kNull};
+};
+
+}  // namespace
+
 Result<Change> ChangeFromJson(const std::string& text) {
+  Change change;
+  ChangeReader reader(&change);
+  if (json::sax_parse(text.data(), text.data() + text.size(), &reader, json::input_format_t::json,
+                      /*strict=*/true) &&
+      reader.Complete()) {
+    return change;
+  }
+  return ChangeFromJsonForTest(text);
+}
+
+Result<Change> ChangeFromJsonForTest(const std::string& text) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return Status::Unavailable("a stored change is not valid JSON");
   try {

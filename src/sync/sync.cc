@@ -991,10 +991,9 @@ Status Syncer::ReadPreImages() {
     std::vector<Value> ids;
     ids.reserve(planned.size());
     for (const size_t i : planned) ids.push_back(plan_[i].target_id);
-    ENVSYNC_RETURN_IF_ERROR(ReadImageTexts(target_, *manifest_.FindTable(table), ids,
-                                           [&](size_t k, std::string text) {
-                                             plan_[planned[k]].pre_image = std::move(text);
-                                           }));
+    ENVSYNC_RETURN_IF_ERROR(ReadImageTexts(
+        target_, *manifest_.FindTable(table), ids,
+        [&](size_t k, std::string text) { plan_[planned[k]].pre_image = std::move(text); }));
   }
   return Status::Ok();
 }
@@ -1046,8 +1045,8 @@ Status Syncer::JournalBasesAndAfterImages() {
         if (it != bases.end()) record.base_before = it->second;
       }
     }
-    ENVSYNC_RETURN_IF_ERROR(ReadImageTexts(
-        target_, *manifest_.FindTable(table), ids, [&](size_t k, std::string text) {
+    ENVSYNC_RETURN_IF_ERROR(
+        ReadImageTexts(target_, *manifest_.FindTable(table), ids, [&](size_t k, std::string text) {
           run_.records[imaged[k]].after_image = text.empty() ? "" : AfterImageDigest(text);
         }));
   }

@@ -107,5 +107,87 @@ TEST(ChangeJsonTest, ReadsBackWhatItWrote) {
   EXPECT_TRUE(back->fields[2].json);
 }
 
+// ChangeFromJson reads SAX events straight into the change and leaves what it does not cover
+// to the object path: on every text the two give the same change, or the same error.
+TEST(ChangeJsonTest, EventsReadWhatTheObjectPathReads) {
+  auto same = [](const std::string& text) {
+    auto events = ChangeFromJson(text);
+    auto objects = ChangeFromJsonForTest(text);
+    ASSERT_EQ(events.ok(), objects.ok()) << text;
+    if (!events.ok()) {
+      EXPECT_EQ(events.status().message(), objects.status().message()) << text;
+      return;
+    }
+    // Everything a change holds is in its text.
+    EXPECT_EQ(ChangeToJson(*events), ChangeToJson(*objects)) << text;
+    EXPECT_EQ(events->fields.size(), objects->fields.size()) << text;
+  };
+  std::mt19937 random(20261202);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 500; ++i) {
+    std::string text(static_cast<size_t>(random() % 30), '\0');
+    for (char& ch : text) ch = static_cast<char>(random() % 256);
+    Change change = Sample(text);
+    // Every kind of ID, tab, conflict, hash and field value.
+    const Value ids[] = {Value(), int64_t{-3}, 2.5, std::string("home.banner")};
+    change.source_id = ids[random() % 4];
+    change.target_id = ids[random() % 4];
+    change.tab = static_cast<Tab>(random() % 4);
+    change.conflict = random() % 2 ? Conflict::kNone : Conflict::kBothModified;
+    change.reason = random() % 2 ? Reason::kNone : Reason::kTargetChanged;
+    change.source_hash = random() % 2 ? std::optional<uint64_t>() : random();
+    change.required_by.resize(random() % 3);
+    // Without the JSON field (the last), which the events leave to the object path.
+    if (random() % 4 == 0) change.fields.clear();
+    if (random() % 4 != 0 && !change.fields.empty()) change.fields.pop_back();
+    texts.push_back(ChangeToJson(change));
+  }
+  // Texts the writer never writes: other types, missing, duplicated and unknown keys, JSON
+  // field values of every kind, malformed JSON.
+  const std::string base = ChangeToJson(Sample("plain"));
+  const std::vector<std::pair<std::string, std::string>> edits = {
+      {"\"tab\":\"", "\"tab\":\"x"},
+      {"\"selected\":true", "\"selected\":1"},
+      {"\"selected\":true", "\"selected\":true,\"selected\":false"},
+      {"\"mergeable\":true", "\"mergeable\":null"},
+      {"\"conflict\":", "\"conflict\":7,\"c2\":"},
+      {"\"required_by\":[", "\"required_by\":[1,"},
+      {"\"required_by\":[", "\"extra\":{\"a\":[1]},\"required_by\":["},
+      {"\"source_hash\":\"", "\"source_hash\":\"0x"},
+      {"\"source_hash\":\"", "\"source_hash\":\"zz"},
+      {"\"key\":", "\"key\":null,\"k\":"},
+      {"\"fields\":[",
+       "\"fields\":[{\"field\":\"f\",\"source\":true,\"target\":1e3,"
+       "\"base\":18446744073709551615,\"json\":false},"},
+      {"\"fields\":[",
+       "\"fields\":[{\"field\":\"f\",\"source\":{\"b\":1,\"a\":[2.50]},"
+       "\"target\":7,\"base\":null,\"json\":true},"},
+      {"\"fields\":[",
+       "\"fields\":[{\"field\":\"f\",\"source\":1,\"target\":2,\"base\":3,"
+       "\"json\":null},"},
+      {"\"fields\":[", "\"fields\":[{\"field\":\"f\",\"source\":1,\"target\":2},"},
+      {"\"fields\":[",
+       "\"fields\":[{\"field\":\"f\",\"source\":1,\"source\":2,"
+       "\"target\":2,\"base\":3,\"x\":4},"},
+      {"\"fields\":[", "\"fields\":{\"a\":1},\"f2\":["},
+      {"{\"tab\"", "[{\"tab\""},
+      {"\"module\":", "\"module\":[],\"m\":"},
+  };
+  int edited = 0;
+  for (const auto& [from, to] : edits) {
+    const size_t at = base.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    std::string text = base;
+    text.replace(at, from.size(), to);
+    texts.push_back(text);
+    ++edited;
+  }
+  for (size_t cut = 0; cut < base.size(); cut += 7) texts.push_back(base.substr(0, cut));
+  texts.push_back(base + " trailing");
+  texts.push_back("42");
+  for (const std::string& text : texts) same(text);
+  EXPECT_EQ(edited, static_cast<int>(edits.size()));
+}
+
 }  // namespace
 }  // namespace envsync::store

@@ -57,12 +57,10 @@ TEST_F(ImagesTest, DirectTextIsWhatNlohmannWritesForEveryRecord) {
         asked.push_back(all.front());
         std::vector<std::string> batch(asked.size());
         std::vector<int> visits(asked.size(), 0);
-        ASSERT_TRUE(sync::ReadImageTexts(**env, table, asked,
-                                         [&](size_t i, std::string text) {
-                                           batch[i] = std::move(text);
-                                           ++visits[i];
-                                         })
-                        .ok());
+        ASSERT_TRUE(sync::ReadImageTexts(**env, table, asked, [&](size_t i, std::string text) {
+                      batch[i] = std::move(text);
+                      ++visits[i];
+                    }).ok());
         for (size_t i = 0; i < asked.size(); ++i) {
           SCOPED_TRACE(std::string(name) + " batch " + RecordRef(table.name, asked[i]));
           EXPECT_EQ(visits[i], 1);
