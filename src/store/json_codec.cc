@@ -614,7 +614,7 @@ class ChangeReader : public nlohmann::json_sax<json> {
 
 }  // namespace
 
-Result<Change> ChangeFromJson(const std::string& text) {
+std::optional<Change> ChangeFromJsonEventsForTest(const std::string& text) {
   Change change;
   ChangeReader reader(&change);
   if (json::sax_parse(text.data(), text.data() + text.size(), &reader, json::input_format_t::json,
@@ -622,6 +622,11 @@ Result<Change> ChangeFromJson(const std::string& text) {
       reader.Complete()) {
     return change;
   }
+  return std::nullopt;
+}
+
+Result<Change> ChangeFromJson(const std::string& text) {
+  if (auto change = ChangeFromJsonEventsForTest(text)) return std::move(*change);
   return ChangeFromJsonForTest(text);
 }
 

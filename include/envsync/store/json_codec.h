@@ -31,6 +31,9 @@ std::string ChangeToJsonForTest(const Change& change);
 Result<Change> ChangeFromJson(const std::string& text);
 // The same through nlohmann::json objects: the reference tests hold ChangeFromJson to.
 Result<Change> ChangeFromJsonForTest(const std::string& text);
+// The events alone: the change, or nullopt where ChangeFromJson falls back (tests prove the
+// events are what reads what the writer writes).
+std::optional<Change> ChangeFromJsonEventsForTest(const std::string& text);
 
 // A comparison's forced modules and warnings as the state store keeps them (JSON arrays).
 std::string ForcedToJson(const std::vector<ForcedModule>& forced);
