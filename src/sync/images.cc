@@ -102,6 +102,23 @@ void WriteImage(const ImageColumns& c, const std::vector<Value>& root,
   image.End();
 }
 
+// The child rows of record `id`, per child table of `c`, by child ID.
+Status ReadChildRows(store::Environment& env, const ImageColumns& c, const Value& id,
+                     std::vector<std::vector<std::vector<Value>>>* child_rows) {
+  child_rows->assign(c.children.size(), {});
+  for (size_t k = 0; k < c.children.size(); ++k) {
+    const ChildSpec& child = *c.children[k];
+    store::ScanRequest request{child.table,          c.child[k], {child.id}, std::nullopt,
+                               {{child.parent, id}}, {},         ""};
+    auto cursor = env.Scan(request);
+    if (!cursor.ok()) return cursor.status();
+    std::vector<Value> row;
+    while ((*cursor)->Next(&row)) (*child_rows)[k].push_back(row);
+    if (!(*cursor)->status().ok()) return (*cursor)->status();
+  }
+  return Status::Ok();
+}
+
 // The record's root row with every column (their names into `columns`); false when the record
 // is not there.
 Result<bool> ReadRootRow(store::Environment& env, const TableSpec& table, const Value& id,
@@ -192,17 +209,8 @@ Result<std::string> ReadImageText(store::Environment& env, const TableSpec& tabl
       return std::string();
     }
   }
-  std::vector<std::vector<std::vector<Value>>> child_rows(c->children.size());
-  for (size_t k = 0; k < c->children.size(); ++k) {
-    const ChildSpec& child = *c->children[k];
-    store::ScanRequest request{child.table,          c->child[k], {child.id}, std::nullopt,
-                               {{child.parent, id}}, {},          ""};
-    auto cursor = env.Scan(request);
-    if (!cursor.ok()) return cursor.status();
-    std::vector<Value> row;
-    while ((*cursor)->Next(&row)) child_rows[k].push_back(row);
-    if (!(*cursor)->status().ok()) return (*cursor)->status();
-  }
+  std::vector<std::vector<std::vector<Value>>> child_rows;
+  ENVSYNC_RETURN_IF_ERROR(ReadChildRows(env, *c, id, &child_rows));
   std::string out;
   out.reserve(2048);
   WriteImage(*c, root, child_rows, &out);
@@ -236,69 +244,56 @@ Status ReadImageTexts(store::Environment& env, const TableSpec& table,
     return Status::InvalidArgument(
         fmt::format("table {} has no ID column {}", table.name, table.id));
   }
-  // One ordered scan of the root rows and one of each child table, over the wanted IDs.
+  // One ordered scan of the root rows over the wanted IDs.
   struct Stream {
     std::unique_ptr<store::RowCursor> cursor;
     size_t id_at = 0;
     std::vector<Value> row;
     bool has = false;
+    bool integers = true;  // every ID read was an integer
     Status Advance() {
       has = cursor->Next(&row);
+      if (has && !std::holds_alternative<int64_t>(row[id_at])) integers = false;
       return has ? Status::Ok() : cursor->status();
     }
   };
-  auto open = [&](const std::string& name, const std::vector<std::string>& columns,
-                  std::vector<std::string> order_by, const std::string& by,
-                  size_t at) -> Result<Stream> {
-    store::ScanRequest request{name, columns, std::move(order_by), std::nullopt, {}, keys, by};
+  Stream root{nullptr, static_cast<size_t>(id_at), {}, false};
+  {
+    store::ScanRequest request{table.name, c->root, {table.id}, std::nullopt, {}, keys, table.id};
     auto cursor = env.Scan(request);
     if (!cursor.ok()) return cursor.status();
-    Stream stream{std::move(*cursor), at, {}, false};
-    ENVSYNC_RETURN_IF_ERROR(stream.Advance());
-    return stream;
-  };
-  auto root = open(table.name, c->root, {table.id}, table.id, static_cast<size_t>(id_at));
-  if (!root.ok()) return root.status();
-  std::vector<Stream> children;
-  for (size_t k = 0; k < c->children.size(); ++k) {
-    const ChildSpec& child = *c->children[k];
-    const auto parent_at =
-        std::find(c->child[k].begin(), c->child[k].end(), child.parent) - c->child[k].begin();
-    if (static_cast<size_t>(parent_at) == c->child[k].size()) {
-      return Status::InvalidArgument(
-          fmt::format("table {} has no parent column {}", child.table, child.parent));
-    }
-    auto stream = open(child.table, c->child[k], {child.parent, child.id}, child.parent,
-                       static_cast<size_t>(parent_at));
-    if (!stream.ok()) return stream.status();
-    children.push_back(std::move(*stream));
+    root.cursor = std::move(*cursor);
+    ENVSYNC_RETURN_IF_ERROR(root.Advance());
   }
-  std::vector<std::vector<std::vector<Value>>> child_rows(children.size());
-  size_t w = 0;
-  for (const int64_t key : keys) {
-    const Value id = key;
+  // Child rows are read per record, by their parent column as ReadImageText reads them: a
+  // parent column can hold the root's ID in another type (TEXT '5' for 5), which a comparison
+  // by value matches and a scan over a list of integers does not.
+  std::vector<std::vector<std::vector<Value>>> child_rows;
+  std::vector<std::string> texts(keys.size());
+  for (size_t n = 0; n < keys.size(); ++n) {
+    const Value id = keys[n];
     // Rows before this ID belong to none asked for (an ID the scan compares unlike ours).
-    while (root->has && CompareValues(root->row[root->id_at], id) < 0) {
-      ENVSYNC_RETURN_IF_ERROR(root->Advance());
+    while (root.has && CompareValues(root.row[root.id_at], id) < 0) {
+      ENVSYNC_RETURN_IF_ERROR(root.Advance());
     }
-    const bool found = root->has && CompareValues(root->row[root->id_at], id) == 0;
-    for (size_t k = 0; k < children.size(); ++k) {
-      Stream& s = children[k];
-      child_rows[k].clear();
-      while (s.has && CompareValues(s.row[s.id_at], id) <= 0) {
-        if (CompareValues(s.row[s.id_at], id) == 0) child_rows[k].push_back(s.row);
-        ENVSYNC_RETURN_IF_ERROR(s.Advance());
-      }
+    if (!root.has || CompareValues(root.row[root.id_at], id) != 0) continue;
+    ENVSYNC_RETURN_IF_ERROR(ReadChildRows(env, *c, id, &child_rows));
+    texts[n].reserve(2048);
+    WriteImage(*c, root.row, child_rows, &texts[n]);
+  }
+  // A root row matched by a value that is not an integer: each is read by itself.
+  const bool integers = root.integers;
+  size_t n = 0;
+  for (size_t w = 0; w < wanted.size(); ++w) {
+    while (keys[n] != wanted[w].first) ++n;
+    if (!integers) {
+      auto text = ReadImageText(env, table, Value(wanted[w].first));
+      if (!text.ok()) return text.status();
+      visit(wanted[w].second, std::move(*text));
+      continue;
     }
-    std::string text;
-    if (found) {
-      text.reserve(2048);
-      WriteImage(*c, root->row, child_rows, &text);
-    }
-    for (; w < wanted.size() && wanted[w].first == key; ++w) {
-      const bool last = w + 1 == wanted.size() || wanted[w + 1].first != key;
-      visit(wanted[w].second, last ? std::move(text) : text);
-    }
+    const bool last = w + 1 == wanted.size() || wanted[w + 1].first != keys[n];
+    visit(wanted[w].second, last ? std::move(texts[n]) : texts[n]);
   }
   return Status::Ok();
 }

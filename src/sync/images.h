@@ -24,9 +24,9 @@ namespace envsync::sync {
 // same text).
 Result<std::string> ReadImageText(store::Environment& env, const TableSpec& table, const Value& id);
 // The image texts of many records of one table, each as ReadImageText writes it: `visit(i,
-// text)` once for each ids[i]. Integer IDs are read by one ordered scan of the root rows and one
-// of each child table (visited in ID order), instead of a point read (a b-tree descent, and a
-// page copied out of the kernel's cache) per record and table; other IDs one by one, first.
+// text)` once for each ids[i]. The root rows of integer IDs are read by one ordered scan
+// (visited in ID order) instead of a point read each (a b-tree descent, and a page copied out of
+// the kernel's cache); child rows per record; other IDs one by one, first.
 Status ReadImageTexts(store::Environment& env, const TableSpec& table,
                       const std::vector<Value>& ids,
                       const std::function<void(size_t, std::string)>& visit);

@@ -5,6 +5,7 @@
 // both sides, with rows holding what JSON escapes, text that is not UTF-8, BLOBs and reals.
 #include "sync/images.h"
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -93,6 +94,54 @@ TEST_F(ImagesTest, DirectTextIsWhatNlohmannWritesForEveryRecord) {
   EXPECT_GT(images, 50);
   EXPECT_GT(with_children, 0);
   EXPECT_GE(with_hex, 2);  // the page's BLOB on TEST, the slide's caption on PROD
+}
+
+// A child table whose parent column is TEXT holds '1' where the root's ID is 1: a read by the
+// parent column finds it (SQLite applies the column's affinity to the ID), a scan over a list of
+// integer IDs does not. The batch gives each record the text a read of that record gives.
+TEST_F(ImagesTest, BatchOfATextParentColumnGivesEachRecordsOwnText) {
+  std::filesystem::create_directories(dir_);
+  const std::filesystem::path db = dir_ / "text-parent.db";
+  ExecSql(db,
+          "CREATE TABLE boxes (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE);"
+          "CREATE TABLE items (id INTEGER PRIMARY KEY, box TEXT NOT NULL, label TEXT);"
+          "INSERT INTO boxes VALUES (1, 'a'), (2, 'b'), (3, 'c');"
+          "INSERT INTO items VALUES (10, 1, 'x'), (11, '1', 'y'), (12, 2, 'z'), (13, 3, 'w');");
+  auto manifest = Manifest::Parse(R"toml(
+[[module]]
+name = "boxes"
+description = "Boxes"
+  [[module.table]]
+  name = "boxes"
+  id = "id"
+  key = ["code"]
+    [[module.table.children]]
+    table = "items"
+    id = "id"
+    parent = "box"
+    order = ["id"]
+)toml",
+                                  "text-parent.toml");
+  ASSERT_TRUE(manifest.ok()) << manifest.status().message();
+  EnvironmentConfig config{"TEST", db.string(), (dir_ / "text-parent-assets").string(), 1};
+  std::filesystem::create_directories(config.assets);
+  auto env = store::OpenEnvironment(config, store::Access::kReadOnly);
+  ASSERT_TRUE(env.ok()) << env.status().message();
+  const TableSpec& table = *manifest->FindTable("boxes");
+  const std::vector<Value> ids = {int64_t{3}, int64_t{1}, int64_t{2}, int64_t{4}};
+  std::vector<std::string> batch(ids.size());
+  ASSERT_TRUE(sync::ReadImageTexts(**env, table, ids, [&](size_t i, std::string text) {
+                batch[i] = std::move(text);
+              }).ok());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto one = sync::ReadImageText(**env, table, ids[i]);
+    ASSERT_TRUE(one.ok()) << one.status().message();
+    EXPECT_EQ(batch[i], *one) << RenderValue(ids[i]);
+  }
+  // Box 1's image has both of its items.
+  EXPECT_NE(batch[1].find("\"label\":\"x\""), std::string::npos) << batch[1];
+  EXPECT_NE(batch[1].find("\"label\":\"y\""), std::string::npos) << batch[1];
+  EXPECT_EQ(batch[3], "");
 }
 
 }  // namespace
