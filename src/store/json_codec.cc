@@ -523,39 +523,37 @@ class ChangeReader : public nlohmann::json_sax<json> {
   static constexpr uint32_t kAllTop = (1u << kSourceHash) - 1;
   static constexpr uint32_t kAllField = (1u << kJson) - 1;
 
+  // The position of `name` in `names`, or `other` (the count of names).
+  template <typename Id, size_t N>
+  static Id KeyOf(const std::string_view (&names)[N], const std::string& name, Id other) {
+    for (size_t i = 0; i < N; ++i) {
+      if (name == names[i]) return static_cast<Id>(i);
+    }
+    return other;
+  }
   static TopKeyId TopKey(const std::string& name) {
     static constexpr std::string_view kNames[] = {
         "tab",         "module",   "table",       "source_id",  "target_id",
         "key",         "selected", "conflict",    "mergeable",  "reason",
         "required_by", "fields",   "source_hash", "target_hash"};
-    for (int i = 0; i < kOtherKey; ++i) {
-      if (name == kNames[i]) return static_cast<TopKeyId>(i);
-    }
-    return kOtherKey;
+    return KeyOf(kNames, name, kOtherKey);
   }
   static FieldKeyId FieldKey(const std::string& name) {
     static constexpr std::string_view kNames[] = {"field", "source", "target",
                                                   "base",  "json",   "base_known"};
-    for (int i = 0; i < kOtherFieldKey; ++i) {
-      if (name == kNames[i]) return static_cast<FieldKeyId>(i);
-    }
-    return kOtherFieldKey;
+    return KeyOf(kNames, name, kOtherFieldKey);
   }
-  // Each key once: a duplicate is left to the object path.
-  bool Mark(TopKeyId key) {
-    if (key == kOtherKey) return true;
+  // Each key once (a duplicate is left to the object path); keys nobody reads any number of
+  // times.
+  static bool MarkIn(uint32_t* seen, int key, int other) {
+    if (key == other) return true;
     const uint32_t bit = 1u << key;
-    if ((seen_ & bit) != 0) return false;
-    seen_ |= bit;
+    if ((*seen & bit) != 0) return false;
+    *seen |= bit;
     return true;
   }
-  bool MarkField(FieldKeyId key) {
-    if (key == kOtherFieldKey) return true;
-    const uint32_t bit = 1u << key;
-    if ((field_seen_ & bit) != 0) return false;
-    field_seen_ |= bit;
-    return true;
-  }
+  bool Mark(TopKeyId key) { return MarkIn(&seen_, key, kOtherKey); }
+  bool MarkField(FieldKeyId key) { return MarkIn(&field_seen_, key, kOtherFieldKey); }
   // A scalar that is a Value (IDs, field values), or ignored under a key nobody reads.
   bool Scalar(Value value, Kind kind) {
     if (depth_ == 1) {

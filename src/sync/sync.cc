@@ -1005,7 +1005,7 @@ Status Syncer::JournalBasesAndAfterImages() {
   std::map<std::string, std::vector<size_t>> by_table;
   for (size_t i = 0; i < run_.records.size(); ++i) by_table[run_.records[i].table].push_back(i);
   for (const auto& [table, records] : by_table) {
-    std::vector<int64_t> direct;
+    std::vector<std::pair<int64_t, size_t>> direct;  // (ID, record) of direct pairs
     std::vector<Value> ids;
     std::vector<size_t> imaged;
     for (const size_t i : records) {
@@ -1014,7 +1014,7 @@ Status Syncer::JournalBasesAndAfterImages() {
       const auto* prod_id = std::get_if<int64_t>(&prod);
       const auto* test_id = std::get_if<int64_t>(&test);
       if (prod_id != nullptr && test_id != nullptr && *prod_id == *test_id) {
-        direct.push_back(*prod_id);
+        direct.emplace_back(*prod_id, i);
       } else {
         auto base = state_.FindBase(record.table, prod, test);
         if (!base.ok()) return base.status();
@@ -1025,9 +1025,11 @@ Status Syncer::JournalBasesAndAfterImages() {
       imaged.push_back(i);
     }
     if (!direct.empty()) {
-      std::sort(direct.begin(), direct.end());
-      direct.erase(std::unique(direct.begin(), direct.end()), direct.end());
-      auto cursor = state_.ScanDirectBase(table, direct);
+      std::vector<int64_t> direct_ids;
+      for (const auto& [id, i] : direct) direct_ids.push_back(id);
+      std::sort(direct_ids.begin(), direct_ids.end());
+      direct_ids.erase(std::unique(direct_ids.begin(), direct_ids.end()), direct_ids.end());
+      auto cursor = state_.ScanDirectBase(table, direct_ids);
       if (!cursor.ok()) return cursor.status();
       std::map<int64_t, store::SyncBase> bases;
       store::SyncBase base;
@@ -1035,14 +1037,9 @@ Status Syncer::JournalBasesAndAfterImages() {
         if (const auto* id = std::get_if<int64_t>(&base.prod_id)) bases[*id] = base;
       }
       ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
-      for (const size_t i : records) {
-        store::SyncRecord& record = run_.records[i];
-        const auto [prod, test] = BaseKeyOf(record);
-        const auto* prod_id = std::get_if<int64_t>(&prod);
-        const auto* test_id = std::get_if<int64_t>(&test);
-        if (prod_id == nullptr || test_id == nullptr || *prod_id != *test_id) continue;
-        auto it = bases.find(*prod_id);
-        if (it != bases.end()) record.base_before = it->second;
+      for (const auto& [id, i] : direct) {
+        auto it = bases.find(id);
+        if (it != bases.end()) run_.records[i].base_before = it->second;
       }
     }
     ENVSYNC_RETURN_IF_ERROR(
