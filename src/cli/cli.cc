@@ -745,7 +745,8 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     auto comparison = RunCompare(**ws, compare_flags, /*quiet=*/false, err);
     if (!comparison.ok()) return Fail(err, comparison.status());
     if (compare_flags.json) {
-      out << store::ComparisonToJson(*comparison, std::nullopt, 2) << "\n";
+      store::WriteComparisonJson(out, *comparison, std::nullopt, 2);
+      out << "\n";
     } else {
       PrintSummary(*comparison, std::nullopt, compare_flags.limit, out);
     }
@@ -886,7 +887,8 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     auto comparison = (*state)->LoadComparison(show_id);
     if (!comparison.ok()) return Fail(err, comparison.status());
     if (show_json) {
-      out << store::ComparisonToJson(*comparison, tab, 2) << "\n";
+      store::WriteComparisonJson(out, *comparison, tab, 2);
+      out << "\n";
     } else {
       PrintSummary(*comparison, tab, show_limit, out);
     }

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <ostream>
+#include <sstream>
 #include <string_view>
 
 namespace envsync::store {
@@ -148,38 +150,71 @@ Status ComparisonListsFromJson(const std::string& modules, const std::string& fo
   return Status::Ok();
 }
 
-std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> only_tab,
-                             int indent) {
+void WriteComparisonJson(std::ostream& out, const Comparison& comparison,
+                         std::optional<Tab> only_tab, int indent) {
   const TabCounts counts = comparison.Counts();
-  json forced = ForcedArray(comparison.forced);
-  json changes = json::array();
-  for (const Change& change : comparison.changes) {
-    if (only_tab && change.tab != *only_tab) continue;
-    changes.push_back(ChangeObject(change, /*with_hashes=*/false));
-  }
   json warnings = json::array();
   for (const Warning& w : comparison.warnings) {
     warnings.push_back({{"environment", w.environment},
                         {"record", w.record.empty() ? json() : json(w.record)},
                         {"message", w.message}});
   }
-  json out = {{"comparison_id", comparison.id},
-              {"from", comparison.from},
-              {"to", comparison.to},
-              {"mode", std::string(ModeName(comparison.mode))},
-              {"modules", comparison.modules},
-              {"folders", comparison.folders},
-              {"forced", std::move(forced)},
-              {"created_at", comparison.created_at},
-              {"records_compared", comparison.records_compared},
-              {"counts",
-               {{"conflicts", counts.conflicts},
-                {"new", counts.new_records},
-                {"modified", counts.modified},
-                {"deleted", counts.deleted}}},
-              {"changes", std::move(changes)},
-              {"warnings", std::move(warnings)}};
-  return Dump(out, indent);
+  // The envelope with no changes; each change is then written into it on its own, so that
+  // printing a comparison holds one change's text at a time, not the whole document.
+  const json envelope = {{"comparison_id", comparison.id},
+                         {"from", comparison.from},
+                         {"to", comparison.to},
+                         {"mode", std::string(ModeName(comparison.mode))},
+                         {"modules", comparison.modules},
+                         {"folders", comparison.folders},
+                         {"forced", ForcedArray(comparison.forced)},
+                         {"created_at", comparison.created_at},
+                         {"records_compared", comparison.records_compared},
+                         {"counts",
+                          {{"conflicts", counts.conflicts},
+                           {"new", counts.new_records},
+                           {"modified", counts.modified},
+                           {"deleted", counts.deleted}}},
+                         {"changes", json::array()},
+                         {"warnings", std::move(warnings)}};
+  const std::string text = Dump(envelope, indent);
+  // Only the envelope's own key can read so: inside a JSON string every quote is escaped.
+  const std::string_view empty = indent < 0 ? "\"changes\":[]" : "\"changes\": []";
+  const size_t close = text.find(empty) + empty.size() - 1;  // at the array's ']'
+  out.write(text.data(), static_cast<std::streamsize>(close));
+  // nlohmann's layout: each change on its own lines at depth 2, the ']' back at depth 1.
+  std::string item_indent;
+  if (indent >= 0) item_indent.assign(1, '\n').append(static_cast<size_t>(2 * indent), ' ');
+  bool first = true;
+  for (const Change& change : comparison.changes) {
+    if (only_tab && change.tab != *only_tab) continue;
+    std::string item = Dump(ChangeObject(change, /*with_hashes=*/false), indent);
+    if (indent >= 0) {
+      // A change's own lines move two levels in (a JSON text has no newline inside a string).
+      std::string shifted;
+      shifted.reserve(item.size() + item.size() / 8);
+      for (char c : item) {
+        if (c == '\n') {
+          shifted += item_indent;
+        } else {
+          shifted += c;
+        }
+      }
+      item = std::move(shifted);
+    }
+    if (!first) out << ',';
+    out << item_indent << item;
+    first = false;
+  }
+  if (!first && indent >= 0) out << '\n' << std::string(indent, ' ');
+  out.write(text.data() + close, static_cast<std::streamsize>(text.size() - close));
+}
+
+std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> only_tab,
+                             int indent) {
+  std::ostringstream out;
+  WriteComparisonJson(out, comparison, only_tab, indent);
+  return out.str();
 }
 
 // Whether any of the 8 bytes at `p` is below 0x20, '"' or '\\' (may also flag some words

@@ -229,7 +229,7 @@ Result<Comparison> Comparer::Run() {
   comparison_.records_compared = records_read_;
   ENVSYNC_RETURN_IF_ERROR(state_.SaveComparison(comparison_));
   Progress("", /*done=*/true);
-  return comparison_;
+  return std::move(comparison_);
 }
 
 Status Comparer::CheckSchemas() {

@@ -1899,6 +1899,37 @@ TEST(JsonCodec, ComparisonToJsonOnlyTabKeepsWholeCounts) {
   EXPECT_EQ(all.at("counts"), j.at("counts"));
 }
 
+// The comparison's JSON is written one change at a time into its envelope, and reads exactly as
+// nlohmann lays the whole document out: pretty (indent 2, 4) and on one line, every tab and
+// one tab, no change at all, and text that is not UTF-8 or holds quotes, newlines and what
+// looks like the envelope's own "changes" key.
+TEST(JsonCodec, ComparisonJsonIsNlohmannsLayoutOfTheWholeDocument) {
+  Comparison c = FullComparison("c-9");
+  c.changes.push_back(DeletedPageChange());
+  c.modules.push_back("weird \"changes\": [] module\n");
+  c.changes[0].key = "bad \xff\xfe utf-8, \"quoted\"\nnewline \"changes\": []";
+  Comparison none = FullComparison("c-0");
+  none.changes.clear();
+  for (const Comparison* comparison : {&c, &none}) {
+    for (int indent : {-1, 2, 4}) {
+      for (std::optional<Tab> tab : {std::optional<Tab>(), std::optional<Tab>(Tab::kDeleted),
+                                     std::optional<Tab>(Tab::kConflicts)}) {
+        std::ostringstream streamed;
+        WriteComparisonJson(streamed, *comparison, tab, indent);
+        const auto whole = nlohmann::ordered_json::parse(streamed.str());
+        EXPECT_EQ(streamed.str(),
+                  whole.dump(indent, ' ', false, nlohmann::ordered_json::error_handler_t::replace))
+            << "indent " << indent;
+        EXPECT_EQ(streamed.str(), ComparisonToJson(*comparison, tab, indent));
+        size_t expected = 0;
+        for (const Change& change : comparison->changes) expected += !tab || change.tab == *tab;
+        EXPECT_EQ(whole.at("changes").size(), expected);
+        EXPECT_EQ(whole.at("comparison_id"), comparison->id);
+      }
+    }
+  }
+}
+
 // ChangeToJson and ChangeFromJson give back every field of a change.
 TEST(JsonCodec, ChangeRoundTrips) {
   for (const Change& change :

@@ -2,6 +2,7 @@
 #define ENVSYNC_STORE_JSON_CODEC_H_
 
 #include <cstdint>
+#include <iosfwd>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
@@ -17,6 +18,10 @@ namespace envsync::store {
 // `only_tab` the changes are those of one tab (the counts stay whole). `indent` < 0 prints
 // one line.
 std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> only_tab, int indent);
+// The same text written to `out` one change at a time (the CLI's `--json` of a large
+// comparison holds one change's text, not the document).
+void WriteComparisonJson(std::ostream& out, const Comparison& comparison,
+                         std::optional<Tab> only_tab, int indent);
 
 // One change as JSON text, and back (the state store keeps changes this way).
 std::string ChangeToJson(const Change& change);
