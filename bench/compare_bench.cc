@@ -20,10 +20,12 @@
 //     each a copy of bulk page 1 + k % N with its own slug and title.
 //
 // The demo is made once and kept in DIR/pristine/ (prod.db, test.db, state.db); every run of
-// the bench restores it and applies the mix again. Before each "base already recorded" compare
-// the state store is restored from that copy, so each one compares against the comparison
-// made before the edits (a compare records the base of the records it finds equal). The
-// "first" compare starts from an empty state store each time and records every base.
+// the bench restores it and applies the mix again. The bench's first compare, of the pair
+// before the edits, is kept (DIR/bench-earlier-state.db) and restored before each "base
+// already recorded" compare, so each one compares against the comparison made before the
+// edits, by this envsync (a compare records the base of the records it finds equal, with the
+// digests of their rows). The "first" compare starts from an empty state store each time and
+// records every base.
 //
 // Before the timed runs the bench checks the pair: envsync's counts and sqldiff's statements
 // on the edited pair must be the demo's alone plus exactly the mix.
@@ -219,6 +221,16 @@ class Sqlite {
   fs::path path_;
 };
 
+// Moves everything of the state store's WAL into its file, so that the file alone is the store.
+bool Checkpoint(const fs::path& state) {
+  Sqlite store;
+  if (!store.Open(state, SQLITE_OPEN_READWRITE) || !store.Exec("PRAGMA wal_checkpoint(TRUNCATE)")) {
+    fmt::print(stderr, "compare_bench: {}\n", store.Error());
+    return false;
+  }
+  return true;
+}
+
 // Applies `edits` (added, modified, deleted) to TEST's bulk pages by the rule in the comment
 // at the top of this file, in one transaction. Prints what failed and returns false on error;
 // TEST is then restored from the pristine copy by the next run.
@@ -392,7 +404,7 @@ int main(int argc, char** argv) {
           "state.db.lock", "demo-login.txt", "prod-assets", "test-assets", "pristine",
           "bench-first.toml", "bench-first-state.db", "bench-first-state.db-wal",
           "bench-first-state.db-shm", "bench-first-state.db.lock", "bench-compare.json",
-          "bench-sqldiff.sql"}) {
+          "bench-sqldiff.sql", "bench-earlier-state.db"}) {
       fs::remove_all(root / name);
     }
     fmt::print("making the demo pair: envsync demo init {} --records {}\n", root.string(), records);
@@ -403,15 +415,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     fmt::print("  made in {:.1f} s\n", init.seconds);
-    {
-      // The state store runs in WAL mode: its file alone must hold everything.
-      Sqlite store;
-      if (!store.Open(state, SQLITE_OPEN_READWRITE) ||
-          !store.Exec("PRAGMA wal_checkpoint(TRUNCATE)")) {
-        fmt::print(stderr, "compare_bench: {}\n", store.Error());
-        return 1;
-      }
-    }
+    if (!Checkpoint(state)) return 1;
     fs::create_directories(pristine);
     for (const char* name : kPairFiles) {
       if (!RestoreFile(root / name, pristine / name)) return 1;
@@ -449,8 +453,11 @@ int main(int argc, char** argv) {
   const fs::path check_json = root / "bench-compare.json";
   const fs::path check_sql = root / "bench-sqldiff.sql";
   Counts demo_envsync, demo_sqldiff, mixed_envsync, mixed_sqldiff;
+  // That first compare is also the earlier comparison the everyday compares start from (made by
+  // this envsync, so the bases hold what it records, such as the rows' digests).
+  const fs::path earlier = root / "bench-earlier-state.db";
   if (!ListChanges(everyday, sqldiff, check_json, check_sql, &demo_envsync, &demo_sqldiff) ||
-      !RestoreFile(pristine / "state.db", state)) {
+      !Checkpoint(state) || !RestoreFile(state, earlier)) {
     return 1;
   }
   if ((edits.added > 0 || edits.modified > 0 || edits.deleted > 0) &&
@@ -458,7 +465,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!ListChanges(everyday, sqldiff, check_json, check_sql, &mixed_envsync, &mixed_sqldiff) ||
-      !RestoreFile(pristine / "state.db", state)) {
+      !RestoreFile(earlier, state)) {
     return 1;
   }
   fs::remove(check_json);
@@ -511,7 +518,7 @@ int main(int argc, char** argv) {
   for (int run = 0; run < runs; ++run) {
     for (const Command& command : commands) {
       if (command.state == Command::State::kPristine) {
-        if (!RestoreFile(pristine / "state.db", state)) return 1;
+        if (!RestoreFile(earlier, state)) return 1;
       } else if (command.state == Command::State::kEmpty) {
         for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(fresh_state.string() + suffix);
       }
@@ -525,7 +532,7 @@ int main(int argc, char** argv) {
     }
   }
   // Leave the pair as the everyday compare sees it, for reproducing a figure by hand.
-  if (!RestoreFile(pristine / "state.db", state)) return 1;
+  if (!RestoreFile(earlier, state)) return 1;
 
   fmt::print("\n{} records per side, {} run(s) each, alternating; wall time in seconds\n", records,
              runs);

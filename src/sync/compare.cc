@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <future>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -54,9 +55,9 @@ struct PendingPair {
 struct DigestPlan {
   std::vector<int64_t> source_ids;  // sorted
   std::vector<int64_t> target_ids;
-  // The digests the servers gave of the rows in the buckets that differ, per side.
-  std::unordered_map<int64_t, uint64_t> source_digests;
-  std::unordered_map<int64_t, uint64_t> target_digests;
+  // The digests of the rows read (the servers', or the SQLite files' pages'), per side.
+  std::vector<store::RowDigest> source_digests;  // in ID order
+  std::vector<store::RowDigest> target_digests;
   int64_t rows = 0;  // rows of the table on both sides
   // Most records are read anyway (a first compare): the table is read whole, not by ID, and
   // the digests are only recorded.
@@ -66,13 +67,22 @@ struct DigestPlan {
   bool tracked = false;
 };
 
+// The digest of `id` in `digests` (in ID order), or nullptr.
+const uint64_t* FindDigest(const std::vector<store::RowDigest>& digests, int64_t id) {
+  auto at = std::lower_bound(
+      digests.begin(), digests.end(), id,
+      [](const store::RowDigest& digest, int64_t value) { return digest.id < value; });
+  return at != digests.end() && at->id == id ? &at->digest : nullptr;
+}
+
 // Change tracking is used unless ENVSYNC_TRACKING=0 (to measure a full read).
 bool TrackingEnabled() {
   const char* value = std::getenv("ENVSYNC_TRACKING");
   return value == nullptr || std::string(value) != "0";
 }
 
-// Remote digests are used unless ENVSYNC_REMOTE_DIGESTS=0 (to measure the full read).
+// Digests (the servers', or read from SQLite files' pages) are used unless
+// ENVSYNC_REMOTE_DIGESTS=0 (to measure the full read).
 bool RemoteDigestsEnabled() {
   const char* value = std::getenv("ENVSYNC_REMOTE_DIGESTS");
   return value == nullptr || std::string(value) != "0";
@@ -101,8 +111,14 @@ class Comparer {
   Status CheckFolders();
   Status CompareTable(const TableSpec& table);
   // The digest plan of `layout`'s table, or nullopt when it must be read whole (a side that
-  // does not digest, a table with files, a non-integer ID, ENVSYNC_REMOTE_DIGESTS=0).
+  // does not digest, a table with files, a non-integer ID, ENVSYNC_REMOTE_DIGESTS=0). The
+  // digests come from the servers (by buckets) or from both SQLite files' pages (by rows).
   Result<std::optional<DigestPlan>> PlanByDigests(const RecordLayout& layout);
+  // The plan from every row's digest on both sides (Environment::RowDigests) against the
+  // digests the bases keep: the IDs whose rows moved, appeared or went away.
+  void PlanByRowDigests(const std::string& table, std::vector<store::RowDigest> source,
+                        std::vector<store::RowDigest> target,
+                        const std::vector<store::BaseDigests>& bases, DigestPlan* plan);
   uint64_t IdentityMix(const TableSpec& table) const;
   // Change tracking: whether both environments log `table`'s records and the table can be
   // compared from the logs (integer IDs, no files, no folders, a key of its own).
@@ -121,7 +137,7 @@ class Comparer {
     return source_side_ == Side::kProd ? of_target : of_source;
   }
   // IDs to read on each side for `ids` (each record brings its counterpart).
-  void ExpandToPairs(const std::string& table, const std::set<int64_t>& ids, DigestPlan* plan);
+  void ExpandToPairs(const std::string& table, const std::vector<int64_t>& ids, DigestPlan* plan);
   Status Visit(const RecordLayout& layout, const Pair& pair, std::vector<PendingPair>* pending);
   Status ListPending(const RecordLayout& layout, std::vector<PendingPair>& pending);
   // The target's ID for the source record's natural key, or NULL when the key is free there.
@@ -571,10 +587,7 @@ uint64_t Comparer::IdentityMix(const TableSpec& table) const {
 
 Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& layout) {
   const TableSpec& table = *layout.table;
-  if (table.asset || !source_.ComputesDigests() || !target_.ComputesDigests() ||
-      !RemoteDigestsEnabled()) {
-    return std::optional<DigestPlan>();
-  }
+  if (table.asset || !RemoteDigestsEnabled()) return std::optional<DigestPlan>();
   for (const std::string& column : table.key) {
     // A key naming another table's record hashes that record's key, which no digest covers.
     if (table.ReferenceOf(column) != nullptr) return std::optional<DigestPlan>();
@@ -587,33 +600,51 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
   for (const ChildLayout& child : layout.children) {
     request.children.push_back({child.spec->table, child.spec->parent, child.columns});
   }
+  using RowDigestList = Result<std::optional<std::vector<store::RowDigest>>>;
+  auto none = [] { return RowDigestList(std::optional<std::vector<store::RowDigest>>()); };
+  // Every row's digest, where both environments read them from their own storage (SQLite
+  // files; only for a table with no filter and no child rows), both sides at once, and the
+  // bases' digests beside them.
+  const bool rows_possible = !request.filter && request.children.empty();
+  if (!rows_possible && (!source_.ComputesDigests() || !target_.ComputesDigests())) {
+    return std::optional<DigestPlan>();
+  }
+  auto source_rows_future = std::async(
+      std::launch::async, [&] { return rows_possible ? source_.RowDigests(request) : none(); });
+  auto bases_future = std::async(rows_possible ? std::launch::async : std::launch::deferred,
+                                 [&] { return state_.LoadBaseDigests(table.name); });
+  RowDigestList target_rows = rows_possible ? target_.RowDigests(request) : none();
+  RowDigestList source_rows = source_rows_future.get();
+  auto bases = bases_future.get();
+  if (!source_rows.ok()) return source_rows.status();
+  if (!target_rows.ok()) return target_rows.status();
+  const bool by_rows = source_rows->has_value() && target_rows->has_value();
+  if (!by_rows && (!source_.ComputesDigests() || !target_.ComputesDigests())) {
+    return std::optional<DigestPlan>();
+  }
+  if (!bases.ok()) return bases.status();
   DigestPlan plan;
   plan.mix = IdentityMix(table);
+  if (by_rows) {
+    PlanByRowDigests(table.name, std::move(**source_rows), std::move(**target_rows), *bases, &plan);
+    return std::optional<DigestPlan>(std::move(plan));
+  }
   // What the bases recorded: each direct pair's digests on both sides (in ID order). A pair
   // without them (unequal, synced since, or paired through the identity map) is left out, so
-  // its bucket differs and the descent reaches it.
+  // it counts as changed and is read.
   struct Recorded {
     int64_t id;
     uint64_t source;
     uint64_t target;
   };
   std::vector<Recorded> recorded;
-  {
-    auto cursor = state_.ScanDirectBase(table.name);
-    if (!cursor.ok()) return cursor.status();
-    store::SyncBase base;
-    while ((*cursor)->Next(&base)) {
-      const auto* id = std::get_if<int64_t>(&base.prod_id);
-      if (id == nullptr) return std::optional<DigestPlan>();
-      if (!base.prod_digest || !base.test_digest || !identities_.IsDirect(table.name, *id)) {
-        continue;
-      }
-      const uint64_t prod = *base.prod_digest ^ plan.mix;
-      const uint64_t test = *base.test_digest ^ plan.mix;
-      recorded.push_back(Recorded{*id, source_side_ == Side::kProd ? prod : test,
-                                  source_side_ == Side::kProd ? test : prod});
-    }
-    ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
+  recorded.reserve(bases->size());
+  for (const store::BaseDigests& base : *bases) {
+    if (!identities_.IsDirect(table.name, base.id)) continue;
+    const uint64_t prod = base.prod_digest ^ plan.mix;
+    const uint64_t test = base.test_digest ^ plan.mix;
+    recorded.push_back(Recorded{base.id, source_side_ == Side::kProd ? prod : test,
+                                source_side_ == Side::kProd ? test : prod});
   }
   struct Tally {
     int64_t rows = 0;
@@ -675,39 +706,94 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
     std::sort(dirty.begin(), dirty.end());
     if (bits == 0) {
       // Single rows: the digests of these are what a base written now keeps.
-      for (const auto& b : *source_now) plan.source_digests[b.bucket] = b.digest;
-      for (const auto& b : *target_now) plan.target_digests[b.bucket] = b.digest;
+      for (const auto& b : *source_now) plan.source_digests.push_back({b.bucket, b.digest});
+      for (const auto& b : *target_now) plan.target_digests.push_back({b.bucket, b.digest});
       dirty_ids.insert(dirty.begin(), dirty.end());
     }
     within = std::move(dirty);
     within_bits = bits;
     if (within.empty()) break;
   }
-  ExpandToPairs(table.name, dirty_ids, &plan);
+  ExpandToPairs(table.name, std::vector<int64_t>(dirty_ids.begin(), dirty_ids.end()), &plan);
   plan.read_all =
       static_cast<int64_t>(plan.source_ids.size() + plan.target_ids.size()) > plan.rows / 4;
   return std::optional<DigestPlan>(std::move(plan));
 }
 
-void Comparer::ExpandToPairs(const std::string& table, const std::set<int64_t>& ids,
-                             DigestPlan* plan) {
-  // Each record read brings its counterpart: the same ID, or its identity pair.
-  std::set<int64_t> source_ids;
-  std::set<int64_t> target_ids;
-  for (int64_t id : ids) {
-    source_ids.insert(id);
-    target_ids.insert(id);
-    if (!identities_.IsDirect(table, id)) {
-      if (auto other = identities_.Counterpart(table, source_side_, id)) {
-        target_ids.insert(*other);
-      }
-      if (auto other = identities_.Counterpart(table, target_side_, id)) {
-        source_ids.insert(*other);
-      }
+void Comparer::PlanByRowDigests(const std::string& table, std::vector<store::RowDigest> source,
+                                std::vector<store::RowDigest> target,
+                                const std::vector<store::BaseDigests>& bases, DigestPlan* plan) {
+  // One merge of the three lists, all in ID order: an ID is read when a side gained, lost or
+  // changed its row since its base recorded both digests, or has no such base (`bases`: the
+  // direct pairs' digests as stored, with the mix).
+  std::vector<int64_t> changed;
+  size_t s = 0;
+  size_t t = 0;
+  size_t r = 0;
+  constexpr int64_t kEnd = std::numeric_limits<int64_t>::max();
+  const bool source_is_prod = source_side_ == Side::kProd;
+  while (s < source.size() || t < target.size() || r < bases.size()) {
+    const int64_t id =
+        std::min({s < source.size() ? source[s].id : kEnd, t < target.size() ? target[t].id : kEnd,
+                  r < bases.size() ? bases[r].id : kEnd});
+    const store::RowDigest* on_source =
+        s < source.size() && source[s].id == id ? &source[s++] : nullptr;
+    const store::RowDigest* on_target =
+        t < target.size() && target[t].id == id ? &target[t++] : nullptr;
+    const store::BaseDigests* base = r < bases.size() && bases[r].id == id ? &bases[r++] : nullptr;
+    // A pair joined through the identity map is read whatever its digests.
+    if (on_source == nullptr || on_target == nullptr || base == nullptr ||
+        !identities_.IsDirect(table, id) ||
+        on_source->digest !=
+            ((source_is_prod ? base->prod_digest : base->test_digest) ^ plan->mix) ||
+        on_target->digest !=
+            ((source_is_prod ? base->test_digest : base->prod_digest) ^ plan->mix)) {
+      changed.push_back(id);
     }
   }
-  plan->source_ids.assign(source_ids.begin(), source_ids.end());
-  plan->target_ids.assign(target_ids.begin(), target_ids.end());
+  plan->rows = static_cast<int64_t>(source.size() + target.size());
+  ExpandToPairs(table, changed, plan);
+  plan->read_all =
+      static_cast<int64_t>(plan->source_ids.size() + plan->target_ids.size()) > plan->rows / 4;
+  // The digests a base written now keeps: of every row when the table is read whole, else of
+  // the rows read.
+  auto keep = [&](std::vector<store::RowDigest>& rows, const std::vector<int64_t>& ids,
+                  std::vector<store::RowDigest>* into) {
+    if (plan->read_all) {
+      *into = std::move(rows);
+      return;
+    }
+    into->reserve(ids.size());
+    for (int64_t id : ids) {
+      if (const uint64_t* digest = FindDigest(rows, id)) into->push_back({id, *digest});
+    }
+  };
+  keep(source, plan->source_ids, &plan->source_digests);
+  keep(target, plan->target_ids, &plan->target_digests);
+}
+
+void Comparer::ExpandToPairs(const std::string& table, const std::vector<int64_t>& ids,
+                             DigestPlan* plan) {
+  // Each record read brings its counterpart: the same ID, or its identity pair.
+  plan->source_ids = ids;
+  plan->target_ids = ids;
+  bool added = false;
+  for (int64_t id : ids) {
+    if (identities_.IsDirect(table, id)) continue;
+    if (auto other = identities_.Counterpart(table, source_side_, id)) {
+      plan->target_ids.push_back(*other);
+      added = true;
+    }
+    if (auto other = identities_.Counterpart(table, target_side_, id)) {
+      plan->source_ids.push_back(*other);
+      added = true;
+    }
+  }
+  if (!added) return;
+  for (auto* list : {&plan->source_ids, &plan->target_ids}) {
+    std::sort(list->begin(), list->end());
+    list->erase(std::unique(list->begin(), list->end()), list->end());
+  }
 }
 
 bool Comparer::Trackable(const TableSpec& table) const {
@@ -762,7 +848,7 @@ Result<std::optional<DigestPlan>> Comparer::PlanByTracking(const RecordLayout& l
   ids.insert((*test_changed)->begin(), (*test_changed)->end());
   DigestPlan plan;
   plan.tracked = true;
-  ExpandToPairs(table.name, ids, &plan);
+  ExpandToPairs(table.name, std::vector<int64_t>(ids.begin(), ids.end()), &plan);
   return std::optional<DigestPlan>(std::move(plan));
 }
 
@@ -778,11 +864,11 @@ Status Comparer::Visit(const RecordLayout& layout, const Pair& pair,
     if (plan_ != nullptr && !plan_->tracked) {
       const auto* source_id = std::get_if<int64_t>(&pair.source->id);
       const auto* target_id = std::get_if<int64_t>(&pair.target->id);
-      auto s = source_id ? plan_->source_digests.find(*source_id) : plan_->source_digests.end();
-      auto t = target_id ? plan_->target_digests.find(*target_id) : plan_->target_digests.end();
-      if (s != plan_->source_digests.end() && t != plan_->target_digests.end()) {
-        prod_digest = (source_side_ == Side::kProd ? s->second : t->second) ^ plan_->mix;
-        test_digest = (source_side_ == Side::kProd ? t->second : s->second) ^ plan_->mix;
+      const uint64_t* s = source_id ? FindDigest(plan_->source_digests, *source_id) : nullptr;
+      const uint64_t* t = target_id ? FindDigest(plan_->target_digests, *target_id) : nullptr;
+      if (s != nullptr && t != nullptr) {
+        prod_digest = (source_side_ == Side::kProd ? *s : *t) ^ plan_->mix;
+        test_digest = (source_side_ == Side::kProd ? *t : *s) ^ plan_->mix;
       }
     }
     if (pair.base == nullptr || pair.base->hash != pair.source->hash ||

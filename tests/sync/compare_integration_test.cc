@@ -11,25 +11,24 @@ namespace {
 
 using nlohmann::json;
 
-// With a PostgreSQL server at hand (scripts/with-postgres), every compare of this suite runs
-// again with both sides on PostgreSQL and with PROD on PostgreSQL and TEST on SQLite, from the
-// same state, and must give the same answer.
+// Every compare of this suite runs again from the same state reading every row through SQL
+// (ENVSYNC_REMOTE_DIGESTS=0: the files' pages not digested), and must give the same answer. With
+// a PostgreSQL server at hand (scripts/with-postgres), it also runs with both sides on
+// PostgreSQL and with PROD on PostgreSQL and TEST on SQLite.
 class CompareTest : public DemoEnvironments {
  protected:
-  bool MirrorsCompares() const override { return !ServerUri().empty(); }
+  bool MirrorsCompares() const override { return true; }
 
   void CompareElsewhere(const std::vector<std::string>& args, const CliRun& run,
                         const std::filesystem::path& state_before) override {
     static int counter = 0;
     const std::string prefix =
         "envsync_m" + std::to_string(getpid()) + "_" + std::to_string(counter++);
-    const std::string prod = CopySqliteToPostgres(paths_.prod_db, prefix + "_prod");
-    const std::string test = CopySqliteToPostgres(paths_.test_db, prefix + "_test");
     const std::string config_text = ReadBytes(paths_.config);
-    for (const auto& [mix, prod_db, test_db] :
-         {std::tuple{std::string("postgres"), prod, test},
-          std::tuple{std::string("prod-on-postgres"), prod, paths_.test_db.string()},
-          std::tuple{std::string("test-on-postgres"), paths_.prod_db.string(), test}}) {
+    // Runs the compare on `prod_db` and `test_db` from a copy of the state before it, `rounds`
+    // times, and checks each answer against `run`'s.
+    auto mirror = [&](const std::string& mix, const std::string& prod_db,
+                      const std::string& test_db, int rounds, bool full_read) {
       const std::filesystem::path state = dir_ / (prefix + "-" + mix + "-state.db");
       if (std::filesystem::exists(state_before)) std::filesystem::copy_file(state_before, state);
       std::string text = config_text;
@@ -46,10 +45,10 @@ class CompareTest : public DemoEnvironments {
       std::vector<std::string> full = {"--config", config.string(), "compare"};
       full.insert(full.end(), args.begin(), args.end());
       full.push_back("--json");
-      // Both sides on PostgreSQL, the compare runs twice: the second reads only what the
-      // servers' digests say changed since the first recorded them, and must say the same.
-      for (int round = 0; round < (mix == "postgres" ? 2 : 1); ++round) {
+      for (int round = 0; round < rounds; ++round) {
+        if (full_read) setenv("ENVSYNC_REMOTE_DIGESTS", "0", 1);
         CliRun other = RunCli(full);
+        unsetenv("ENVSYNC_REMOTE_DIGESTS");
         ASSERT_EQ(other.exit_code, 0) << mix << ": " << other.err;
         nlohmann::json expected = run.Json();
         nlohmann::json got = other.Json();
@@ -58,9 +57,18 @@ class CompareTest : public DemoEnvironments {
           j->erase("created_at");
         }
         EXPECT_EQ(got, expected) << "the " << mix << " compare (round " << round + 1
-                                 << ") differs from SQLite's";
+                                 << ") differs from the digested SQLite one";
       }
-    }
+    };
+    mirror("sqlite-full-read", paths_.prod_db.string(), paths_.test_db.string(), 1, true);
+    if (ServerUri().empty()) return;
+    const std::string prod = CopySqliteToPostgres(paths_.prod_db, prefix + "_prod");
+    const std::string test = CopySqliteToPostgres(paths_.test_db, prefix + "_test");
+    // Both sides on PostgreSQL, the compare runs twice: the second reads only what the servers'
+    // digests say changed since the first recorded them, and must say the same.
+    mirror("postgres", prod, test, 2, false);
+    mirror("prod-on-postgres", prod, paths_.test_db.string(), 1, false);
+    mirror("test-on-postgres", paths_.prod_db.string(), test, 1, false);
     DropPostgresDatabase(prefix + "_prod");
     DropPostgresDatabase(prefix + "_test");
   }

@@ -30,6 +30,13 @@ struct SyncBase {
   std::optional<uint64_t> test_digest;
 };
 
+// A direct pair's (PROD ID = TEST ID) digests as its base keeps them (SyncBase).
+struct BaseDigests {
+  int64_t id = 0;
+  uint64_t prod_digest = 0;
+  uint64_t test_digest = 0;
+};
+
 // What the last comparison of one table saw of both environments' change logs (TrackingState):
 // with their `epoch` and `position`, every record of the table was either equal on both sides
 // and is current in its base, or one of the `unequal_*` IDs. A later comparison then reads only
@@ -224,6 +231,10 @@ class StateStore {
   // The same, only for the pairs whose ID is one of `ids` (sorted).
   virtual Result<std::unique_ptr<BaseCursor>> ScanDirectBase(const std::string& table,
                                                              const std::vector<int64_t>& ids) = 0;
+  // The digests of the direct pairs of `table` whose base holds both (the same order as
+  // ScanDirectBase): what a digest plan holds each row's digest against. The default reads
+  // them through ScanDirectBase.
+  virtual Result<std::vector<BaseDigests>> LoadBaseDigests(const std::string& table);
   // The base of one pair, or nullopt when there is none.
   virtual Result<std::optional<SyncBase>> FindBase(const std::string& table, const Value& prod_id,
                                                    const Value& test_id) = 0;

@@ -10,6 +10,7 @@
 #include "envsync/store/environment.h"
 #include "store/postgres/postgres_environment.h"
 #include "store/sqlite/sqlite_db.h"
+#include "store/sqlite/sqlite_row_digests.h"
 
 namespace envsync::store {
 namespace {
@@ -100,6 +101,22 @@ class SqliteEnvironment : public Environment {
   }
 
   Status EndSnapshot() override { return db_.Exec("COMMIT"); }
+
+  Result<std::optional<std::vector<RowDigest>>> RowDigests(const DigestRequest& request) override {
+    // A filter or child rows need the rows' values; a file that cannot be read by its pages is
+    // read through SQL, which also reports a damaged one properly.
+    if (request.filter || !request.children.empty()) {
+      return std::optional<std::vector<RowDigest>>();
+    }
+    auto digests = ReadRowDigests(db_.handle(), location_, request.table, request.id);
+    if (!digests.ok()) {
+      if (digests.status().code() == Status::Code::kInvalidArgument) {
+        return std::optional<std::vector<RowDigest>>();
+      }
+      return digests.status();
+    }
+    return std::optional<std::vector<RowDigest>>(std::move(*digests));
+  }
 
   Result<std::unique_ptr<RowCursor>> Scan(const ScanRequest& request) override {
     std::string sql = "SELECT ";

@@ -340,6 +340,28 @@ class SqliteStateStore : public StateStore {
     return std::unique_ptr<BaseCursor>(new SqliteBaseCursor(std::move(*statement)));
   }
 
+  Result<std::vector<BaseDigests>> LoadBaseDigests(const std::string& table) override {
+    // Only the three columns: a comparison holds every row's digest against these, and the
+    // full bases (field hashes and all) cost it more than reading the rows' digests.
+    auto statement = reader_.Prepare(
+        "SELECT prod_id, prod_digest, test_digest FROM sync_base WHERE table_name = ?1 AND "
+        "prod_id = test_id AND prod_digest IS NOT NULL AND test_digest IS NOT NULL ORDER BY "
+        "prod_id");
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, table);
+    std::vector<BaseDigests> digests;
+    sqlite3_stmt* row = statement->get();
+    Status status;
+    while (statement->Step(&status)) {
+      if (sqlite3_column_type(row, 0) != SQLITE_INTEGER) continue;
+      digests.push_back(BaseDigests{sqlite3_column_int64(row, 0),
+                                    ToUnsigned(sqlite3_column_int64(row, 1)),
+                                    ToUnsigned(sqlite3_column_int64(row, 2))});
+    }
+    if (!status.ok()) return status.WithContext(reader_.what());
+    return digests;
+  }
+
   Result<std::unique_ptr<BaseCursor>> ScanDirectBase(const std::string& table,
                                                      const std::vector<int64_t>& ids) override {
     auto statement = reader_.Prepare(

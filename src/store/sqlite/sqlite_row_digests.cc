@@ -1,0 +1,338 @@
+#include "store/sqlite/sqlite_row_digests.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <memory>
+
+namespace envsync::store {
+namespace {
+
+// The SQLite file format (https://www.sqlite.org/fileformat2.html): big-endian integers, and
+// varints of up to 9 bytes (7 bits a byte, all 8 in the ninth).
+uint32_t Be16(const uint8_t* p) { return (uint32_t{p[0]} << 8) | p[1]; }
+uint32_t Be32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// Reads the varint at `*p` (before `end`) and moves past it; false when it runs past `end`.
+bool Varint(const uint8_t** p, const uint8_t* end, uint64_t* value) {
+  uint64_t v = 0;
+  for (int i = 0; i < 9; ++i) {
+    if (*p >= end) return false;
+    const uint8_t byte = *(*p)++;
+    if (i == 8) {
+      *value = (v << 8) | byte;
+      return true;
+    }
+    v = (v << 7) | (byte & 0x7f);
+    if ((byte & 0x80) == 0) {
+      *value = v;
+      return true;
+    }
+  }
+  return false;
+}
+
+constexpr uint8_t kInteriorTablePage = 0x05;
+constexpr uint8_t kLeafTablePage = 0x0d;
+constexpr int kMaxDepth = 40;
+constexpr size_t kRunBytes = size_t{256} << 10;  // leaf pages read at once when adjacent
+
+struct StateDeleter {
+  void operator()(XXH3_state_t* state) const { XXH3_freeState(state); }
+};
+
+class TableReader {
+ public:
+  TableReader(sqlite3_file* file, uint32_t page_size, uint32_t usable, uint32_t pages, int id_index,
+              std::string what)
+      : file_(file),
+        page_size_(page_size),
+        usable_(usable),
+        pages_(pages),
+        id_index_(id_index),
+        what_(std::move(what)),
+        state_(XXH3_createState()) {}
+
+  Status Read(uint32_t root, std::vector<RowDigest>* out) {
+    if (state_ == nullptr) return Status::Internal("out of memory for a hash state");
+    std::vector<uint32_t> leaves;
+    ENVSYNC_RETURN_IF_ERROR(Descend(root, 0, &leaves));
+    const size_t per_run = std::max<size_t>(1, kRunBytes / page_size_);
+    std::vector<uint8_t> run(per_run * page_size_);
+    for (size_t i = 0; i < leaves.size();) {
+      size_t j = i + 1;
+      while (j < leaves.size() && j - i < per_run && leaves[j] == leaves[j - 1] + 1) ++j;
+      ENVSYNC_RETURN_IF_ERROR(ReadPages(leaves[i], static_cast<uint32_t>(j - i), run.data()));
+      for (size_t k = i; k < j; ++k) {
+        ENVSYNC_RETURN_IF_ERROR(Leaf(leaves[k], run.data() + (k - i) * page_size_, out));
+      }
+      i = j;
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Status Invalid(const std::string& why) const {
+    return Status::InvalidArgument(fmt::format("{}: {}", what_, why));
+  }
+
+  Status ReadPages(uint32_t first, uint32_t count, uint8_t* into) {
+    if (first == 0 || first > pages_ || count > pages_ - first + 1) {
+      return Invalid(fmt::format("page {} is outside the file", first));
+    }
+    const int rc = file_->pMethods->xRead(file_, into,
+                                          static_cast<int>(static_cast<size_t>(count) * page_size_),
+                                          static_cast<sqlite3_int64>(first - 1) * page_size_);
+    if (rc != SQLITE_OK) return Invalid(fmt::format("reading page {} failed ({})", first, rc));
+    return Status::Ok();
+  }
+
+  // The page header's offset: page 1 starts with the 100-byte file header.
+  static size_t HeaderAt(uint32_t page) { return page == 1 ? 100 : 0; }
+
+  // Collects the leaf pages under `page` in key order.
+  Status Descend(uint32_t page, int depth, std::vector<uint32_t>* leaves) {
+    if (depth > kMaxDepth) return Invalid("the b-tree is deeper than any real one");
+    // A damaged file whose pages point back up would otherwise be read over and over.
+    if (leaves->size() > pages_) return Invalid("the b-tree names more pages than the file has");
+    std::vector<uint8_t> bytes(page_size_);
+    ENVSYNC_RETURN_IF_ERROR(ReadPages(page, 1, bytes.data()));
+    const size_t h = HeaderAt(page);
+    if (bytes[h] == kLeafTablePage) {
+      leaves->push_back(page);
+      return Status::Ok();
+    }
+    if (bytes[h] != kInteriorTablePage) {
+      return Invalid(fmt::format("page {} is not a table b-tree page", page));
+    }
+    if (interior_seen_.empty()) interior_seen_.resize(size_t{pages_} + 1);
+    if (interior_seen_[page]) return Invalid(fmt::format("page {} is reached twice", page));
+    interior_seen_[page] = true;
+    const uint32_t cells = Be16(&bytes[h + 3]);
+    if (h + 12 + size_t{cells} * 2 > usable_)
+      return Invalid(fmt::format("page {} overflows", page));
+    std::vector<uint32_t> children;
+    children.reserve(cells + 1);
+    for (uint32_t c = 0; c < cells; ++c) {
+      const uint32_t at = Be16(&bytes[h + 12 + size_t{c} * 2]);
+      if (at + 4 > usable_) return Invalid(fmt::format("a cell of page {} overflows", page));
+      children.push_back(Be32(&bytes[at]));
+    }
+    children.push_back(Be32(&bytes[h + 8]));
+    // Every leaf of a b-tree is at the same depth: when the first child is a leaf, all are
+    // (Leaf checks each page's type when it reads it).
+    const size_t before = leaves->size();
+    ENVSYNC_RETURN_IF_ERROR(Descend(children[0], depth + 1, leaves));
+    if (leaves->size() == before + 1 && leaves->back() == children[0]) {
+      leaves->insert(leaves->end(), children.begin() + 1, children.end());
+      return Status::Ok();
+    }
+    for (size_t c = 1; c < children.size(); ++c) {
+      ENVSYNC_RETURN_IF_ERROR(Descend(children[c], depth + 1, leaves));
+    }
+    return Status::Ok();
+  }
+
+  Status Leaf(uint32_t page, const uint8_t* bytes, std::vector<RowDigest>* out) {
+    const size_t h = HeaderAt(page);
+    if (bytes[h] != kLeafTablePage) {
+      return Invalid(fmt::format("page {} is not a table leaf page", page));
+    }
+    const uint32_t cells = Be16(&bytes[h + 3]);
+    if (h + 8 + size_t{cells} * 2 > usable_) return Invalid(fmt::format("page {} overflows", page));
+    const uint8_t* end = bytes + usable_;
+    // Payloads past `max_local` spill into overflow pages (the file format's X, M and K).
+    const uint64_t max_local = usable_ - 35;
+    const uint64_t min_local = (uint64_t{usable_} - 12) * 32 / 255 - 23;
+    for (uint32_t c = 0; c < cells; ++c) {
+      const uint32_t at = Be16(&bytes[h + 8 + size_t{c} * 2]);
+      if (at >= usable_) return Invalid(fmt::format("a cell of page {} overflows", page));
+      const uint8_t* p = bytes + at;
+      uint64_t size = 0;
+      uint64_t rowid_bits = 0;
+      if (!Varint(&p, end, &size) || !Varint(&p, end, &rowid_bits)) {
+        return Invalid(fmt::format("a cell of page {} overflows", page));
+      }
+      const auto rowid = static_cast<int64_t>(rowid_bits);
+      if (!out->empty() && rowid <= out->back().id) {
+        return Invalid(fmt::format("page {} holds rowids out of order", page));
+      }
+      uint64_t local = size;
+      uint32_t overflow = 0;
+      if (size > max_local) {
+        const uint64_t k = min_local + (size - min_local) % (usable_ - 4);
+        local = k <= max_local ? k : min_local;
+        if (p + local + 4 > end) return Invalid(fmt::format("a cell of page {} overflows", page));
+        overflow = Be32(p + local);
+      } else if (p + local > end) {
+        return Invalid(fmt::format("a cell of page {} overflows", page));
+      }
+      ENVSYNC_RETURN_IF_ERROR(CheckIdIsNull(p, local, page));
+      uint64_t digest = 0;
+      if (overflow == 0) {
+        digest = XXH3_64bits_withSeed(p, local, rowid_bits);
+      } else {
+        ENVSYNC_RETURN_IF_ERROR(DigestOverflowing(p, local, size, overflow, rowid_bits, &digest));
+      }
+      out->push_back(RowDigest{rowid, digest});
+    }
+    return Status::Ok();
+  }
+
+  // The rowid column is stored as NULL (serial type 0) in every record; any other value means
+  // the ID column is not the rowid, and the rowids are not the IDs.
+  Status CheckIdIsNull(const uint8_t* record, uint64_t local, uint32_t page) const {
+    const uint8_t* p = record;
+    const uint8_t* local_end = record + local;
+    uint64_t header_size = 0;
+    if (!Varint(&p, local_end, &header_size) || header_size > local) {
+      return Invalid(fmt::format("a record on page {} does not parse", page));
+    }
+    const uint8_t* header_end = record + header_size;
+    uint64_t type = 0;
+    for (int column = 0; column <= id_index_; ++column) {
+      if (!Varint(&p, header_end, &type)) {
+        return Invalid(fmt::format("a record on page {} has no ID column", page));
+      }
+    }
+    if (type != 0) return Invalid("the ID column is stored in the records: it is not the rowid");
+    return Status::Ok();
+  }
+
+  Status DigestOverflowing(const uint8_t* local_bytes, uint64_t local, uint64_t size, uint32_t page,
+                           uint64_t seed, uint64_t* digest) {
+    XXH3_64bits_reset_withSeed(state_.get(), seed);
+    XXH3_64bits_update(state_.get(), local_bytes, local);
+    uint64_t left = size - local;
+    std::vector<uint8_t>& bytes = overflow_page_;
+    bytes.resize(page_size_);
+    for (uint32_t hops = 0; left > 0; ++hops) {
+      if (hops >= pages_) return Invalid("an overflow chain loops");
+      ENVSYNC_RETURN_IF_ERROR(ReadPages(page, 1, bytes.data()));
+      const uint64_t n = std::min<uint64_t>(left, usable_ - 4);
+      XXH3_64bits_update(state_.get(), bytes.data() + 4, n);
+      left -= n;
+      page = Be32(bytes.data());
+    }
+    *digest = XXH3_64bits_digest(state_.get());
+    return Status::Ok();
+  }
+
+  sqlite3_file* file_;
+  uint32_t page_size_;
+  uint32_t usable_;
+  uint32_t pages_;
+  int id_index_;
+  std::string what_;
+  std::unique_ptr<XXH3_state_t, StateDeleter> state_;
+  std::vector<uint8_t> overflow_page_;
+  std::vector<bool> interior_seen_;
+};
+
+std::string Upper(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return text;
+}
+
+// Runs `sql` with `table` bound to ?1 and hands each row to `row`.
+template <typename Row>
+Status EachRow(sqlite3* db, const char* sql, const std::string& table, Row row) {
+  sqlite3_stmt* statement = nullptr;
+  if (sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) != SQLITE_OK) {
+    return Status::Unavailable(sqlite3_errmsg(db));
+  }
+  sqlite3_bind_text(statement, 1, table.data(), static_cast<int>(table.size()), SQLITE_STATIC);
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(statement)) == SQLITE_ROW) row(statement);
+  Status status = rc == SQLITE_DONE ? Status::Ok() : Status::Unavailable(sqlite3_errmsg(db));
+  sqlite3_finalize(statement);
+  return status;
+}
+
+std::string Text(sqlite3_stmt* statement, int column) {
+  const auto* text = sqlite3_column_text(statement, column);
+  return text == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(text));
+}
+
+}  // namespace
+
+Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& database_path,
+                                              const std::string& table,
+                                              const std::string& id_column) {
+  const std::string what =
+      fmt::format("{}: table {} is not digested from its pages", database_path, table);
+  auto invalid = [&](const std::string& why) {
+    return Status::InvalidArgument(fmt::format("{}: {}", what, why));
+  };
+  if (sqlite3_get_autocommit(db) != 0) return invalid("no read transaction is open");
+  std::string journal_mode;
+  ENVSYNC_RETURN_IF_ERROR(EachRow(db, "PRAGMA journal_mode", table,
+                                  [&](sqlite3_stmt* s) { journal_mode = Text(s, 0); }));
+  if (journal_mode == "wal") {
+    // Checked inside the snapshot: an empty WAL now means the snapshot reads the file alone.
+    struct stat wal {};
+    const std::string wal_path = database_path + "-wal";
+    if (::stat(wal_path.c_str(), &wal) == 0 && wal.st_size > 0) {
+      return invalid("its WAL holds frames the file does not");
+    }
+  }
+  int64_t root = 0;
+  ENVSYNC_RETURN_IF_ERROR(
+      EachRow(db, "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1", table,
+              [&](sqlite3_stmt* s) { root = sqlite3_column_int64(s, 0); }));
+  if (root <= 0) return invalid("no such table");
+  // The ID is the rowid when it is the one primary-key column, declared INTEGER, with no index
+  // of its own (a WITHOUT ROWID table, or INTEGER PRIMARY KEY DESC, has one).
+  int pk_columns = 0;
+  int id_index = -1;
+  bool id_is_integer_pk = false;
+  int column_index = 0;
+  ENVSYNC_RETURN_IF_ERROR(
+      EachRow(db, "SELECT name, type, pk FROM pragma_table_info(?1)", table, [&](sqlite3_stmt* s) {
+        const bool pk = sqlite3_column_int64(s, 2) > 0;
+        pk_columns += pk ? 1 : 0;
+        if (Text(s, 0) == id_column) {
+          id_index = column_index;
+          id_is_integer_pk = pk && Upper(Text(s, 1)) == "INTEGER";
+        }
+        ++column_index;
+      }));
+  int64_t pk_indexes = 0;
+  ENVSYNC_RETURN_IF_ERROR(
+      EachRow(db, "SELECT count(*) FROM pragma_index_list(?1) WHERE origin = 'pk'", table,
+              [&](sqlite3_stmt* s) { pk_indexes = sqlite3_column_int64(s, 0); }));
+  if (pk_columns != 1 || !id_is_integer_pk || pk_indexes != 0) {
+    return invalid(fmt::format("{} is not its INTEGER PRIMARY KEY", id_column));
+  }
+  sqlite3_file* file = nullptr;
+  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
+      file == nullptr || file->pMethods == nullptr) {
+    return invalid("the database file is not reachable");
+  }
+  uint8_t header[100];
+  if (file->pMethods->xRead(file, header, sizeof header, 0) != SQLITE_OK ||
+      std::memcmp(header, "SQLite format 3", 16) != 0) {
+    return invalid("the file header does not read");
+  }
+  const uint32_t page_size = Be16(header + 16) == 1 ? 65536 : Be16(header + 16);
+  const uint32_t reserved = header[20];
+  sqlite3_int64 file_size = 0;
+  if (page_size < 512 || (page_size & (page_size - 1)) != 0 || reserved >= page_size - 480 ||
+      file->pMethods->xFileSize(file, &file_size) != SQLITE_OK) {
+    return invalid("the file header does not read");
+  }
+  const auto pages = static_cast<uint32_t>(
+      std::min<sqlite3_int64>(file_size / page_size, sqlite3_int64{UINT32_MAX}));
+  TableReader reader(file, page_size, page_size - reserved, pages, id_index, what);
+  std::vector<RowDigest> digests;
+  ENVSYNC_RETURN_IF_ERROR(reader.Read(static_cast<uint32_t>(root), &digests));
+  return digests;
+}
+
+}  // namespace envsync::store

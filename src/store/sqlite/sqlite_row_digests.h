@@ -1,0 +1,38 @@
+#ifndef ENVSYNC_STORE_SQLITE_SQLITE_ROW_DIGESTS_H_
+#define ENVSYNC_STORE_SQLITE_SQLITE_ROW_DIGESTS_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "envsync/core/status.h"
+#include "envsync/store/environment.h"
+
+namespace envsync::store {
+
+// The digest of every row of a rowid table, read from the table's b-tree pages in the database
+// file instead of through SQL: each row's stored record (its payload, overflow pages included)
+// hashed with XXH3, seeded with its rowid. Equal digests mean byte-equal records, so equal
+// values; a changed value changes its record's bytes. A comparison holds these against the
+// digests its bases recorded and reads in full only the rows whose digest moved.
+//
+// The pages are read through the connection's own file handle (SQLITE_FCNTL_FILE_POINTER, so
+// no second descriptor drops SQLite's POSIX locks), inside the caller's read transaction:
+// with a rollback journal the shared lock keeps writers out; in WAL mode only a snapshot that
+// reads the database file alone (an empty WAL) is read, since the file is then what the
+// snapshot sees and a checkpoint cannot write past it.
+//
+// `id_column` must be the table's INTEGER PRIMARY KEY (the rowid): every record must store it
+// as NULL, which SQLite does for that column and for no other. InvalidArgument whenever the
+// file cannot be read so (no read transaction, WAL frames, a WITHOUT ROWID table, an ID that
+// is not the rowid, a page that does not parse): the caller then reads the table through SQL,
+// which reports a corrupt file properly.
+Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& database_path,
+                                              const std::string& table,
+                                              const std::string& id_column);
+
+}  // namespace envsync::store
+
+#endif  // ENVSYNC_STORE_SQLITE_SQLITE_ROW_DIGESTS_H_

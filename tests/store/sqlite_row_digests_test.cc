@@ -1,0 +1,278 @@
+#include "store/sqlite/sqlite_row_digests.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace envsync::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A scratch SQLite file; `Exec` runs SQL on a connection of its own.
+class RowDigestsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("envsync-row-digests-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (db_ != nullptr) sqlite3_close(db_);
+    fs::remove_all(dir_);
+  }
+
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+
+  static void Exec(const std::string& path, const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    const std::string message = error != nullptr ? error : "";
+    sqlite3_free(error);
+    sqlite3_close(db);
+    ASSERT_EQ(rc, SQLITE_OK) << message << "\n" << sql;
+  }
+
+  // The digests of `table` read inside a read transaction of a fresh read-only connection.
+  Result<std::vector<RowDigest>> Digests(const std::string& path, const std::string& table,
+                                         const std::string& id = "id") {
+    if (db_ != nullptr) sqlite3_close(db_);
+    db_ = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    EXPECT_EQ(
+        sqlite3_exec(db_, "BEGIN; SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr),
+        SQLITE_OK);
+    auto digests = ReadRowDigests(db_, path, table, id);
+    sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+    return digests;
+  }
+
+  // The rowids SQLite itself lists, in order.
+  static std::vector<int64_t> RowIds(const std::string& path, const std::string& table) {
+    sqlite3* db = nullptr;
+    sqlite3_open(path.c_str(), &db);
+    sqlite3_stmt* statement = nullptr;
+    sqlite3_prepare_v2(db, ("SELECT rowid FROM " + table + " ORDER BY rowid").c_str(), -1,
+                       &statement, nullptr);
+    std::vector<int64_t> ids;
+    while (sqlite3_step(statement) == SQLITE_ROW) ids.push_back(sqlite3_column_int64(statement, 0));
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+    return ids;
+  }
+
+  static std::map<int64_t, uint64_t> ById(const std::vector<RowDigest>& digests) {
+    std::map<int64_t, uint64_t> by_id;
+    for (const RowDigest& d : digests) by_id[d.id] = d.digest;
+    return by_id;
+  }
+
+  // Rows of every shape: small, NULLs, reals, negative and huge rowids, text and BLOBs long
+  // enough to spill into chains of overflow pages, some rows deleted again.
+  void MakeTable(const std::string& path, int page_size) {
+    Exec(path, "PRAGMA page_size = " + std::to_string(page_size) +
+                   "; CREATE TABLE pages (id INTEGER PRIMARY KEY, slug TEXT UNIQUE, body TEXT, "
+                   "n REAL, data BLOB);"
+                   "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 3000) "
+                   "INSERT INTO pages SELECT i * 7 % 3001 + 1, 'slug-' || i, "
+                   "  substr(hex(zeroblob(i % 700)), 1, i % 1300), i / 3.0, "
+                   "  CASE WHEN i % 97 = 0 THEN randomblob(20000 + i * 13) END FROM k;"
+                   "INSERT INTO pages VALUES (-5, 'negative', NULL, NULL, NULL);"
+                   "INSERT INTO pages VALUES (9223372036854775807, 'last', 'x', 1.5, x'00ff');"
+                   "DELETE FROM pages WHERE id % 11 = 0;");
+  }
+
+  fs::path dir_;
+  sqlite3* db_ = nullptr;
+};
+
+// Every row SQLite lists is digested, in rowid order, on small, default and large pages.
+TEST_F(RowDigestsTest, DigestsEveryRowInRowidOrderOnEveryPageSize) {
+  for (int page_size : {512, 4096, 65536}) {
+    const std::string path = Path("pages-" + std::to_string(page_size) + ".db");
+    MakeTable(path, page_size);
+    auto digests = Digests(path, "pages");
+    ASSERT_TRUE(digests.ok()) << digests.status().message();
+    std::vector<int64_t> ids;
+    for (const RowDigest& d : *digests) ids.push_back(d.id);
+    EXPECT_EQ(ids, RowIds(path, "pages")) << "page size " << page_size;
+    EXPECT_GT(ids.size(), 2500u);
+  }
+}
+
+// A digest depends on the row's stored bytes alone: the same rows in another file (other page
+// size, after VACUUM) give the same digests; an edit moves exactly its row's digest, whether the
+// row fits in its page or spills into overflow pages.
+TEST_F(RowDigestsTest, ARowsDigestMovesWithItsContentAndNothingElse) {
+  const std::string small = Path("small.db");
+  const std::string large = Path("large.db");
+  MakeTable(small, 1024);
+  MakeTable(large, 65536);
+  Exec(large, "VACUUM");
+  // The random BLOBs differ between the files: make them equal first.
+  Exec(small, "ATTACH '" + large +
+                  "' AS l; UPDATE pages SET data = (SELECT data FROM l.pages p "
+                  "WHERE p.id = pages.id)");
+  auto a = Digests(small, "pages");
+  auto b = Digests(large, "pages");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(ById(*a), ById(*b));
+
+  int64_t overflowing = 0;
+  {
+    sqlite3* db = nullptr;
+    sqlite3_open(small.c_str(), &db);
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db, "SELECT id FROM pages WHERE length(data) > 20000 LIMIT 1", -1, &s,
+                       nullptr);
+    ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+    overflowing = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+  }
+  // One byte in the middle of an overflow chain, and one title in an inline row.
+  Exec(small,
+       "UPDATE pages SET data = substr(data, 1, 15000) || x'00' || substr(data, 15002) "
+       "WHERE id = " +
+           std::to_string(overflowing) +
+           "; UPDATE pages SET slug = 'edited' "
+           "WHERE id = 8");
+  auto edited = Digests(small, "pages");
+  ASSERT_TRUE(edited.ok());
+  std::map<int64_t, uint64_t> before = ById(*a);
+  std::map<int64_t, uint64_t> after = ById(*edited);
+  ASSERT_EQ(before.size(), after.size());
+  std::vector<int64_t> moved;
+  for (const auto& [id, digest] : after) {
+    if (before.at(id) != digest) moved.push_back(id);
+  }
+  std::vector<int64_t> expected = {8, overflowing};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(moved, expected);
+  // Writing back what was there gives back the digest.
+  Exec(small,
+       "UPDATE pages SET slug = (SELECT slug FROM (SELECT 'slug-' || i AS slug, "
+       "i * 7 % 3001 + 1 AS id FROM (WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i "
+       "+ 1 FROM k WHERE i < 3000) SELECT i FROM k)) s WHERE s.id = 8) WHERE id = 8");
+  auto restored = Digests(small, "pages");
+  ASSERT_TRUE(restored.ok());
+  EXPECT_EQ(ById(*restored).at(8), before.at(8));
+}
+
+// Two rows swapping their contents both move (a row's digest is seeded with its rowid).
+TEST_F(RowDigestsTest, RowsSwappingContentsBothMove) {
+  const std::string path = Path("swap.db");
+  Exec(path,
+       "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), "
+       "(2, 'b'), (3, 'c')");
+  auto before = Digests(path, "t");
+  Exec(path, "UPDATE t SET v = CASE id WHEN 1 THEN 'b' WHEN 2 THEN 'a' ELSE v END");
+  auto after = Digests(path, "t");
+  ASSERT_TRUE(before.ok() && after.ok());
+  EXPECT_NE((*before)[0].digest, (*after)[0].digest);
+  EXPECT_NE((*before)[1].digest, (*after)[1].digest);
+  EXPECT_EQ((*before)[2].digest, (*after)[2].digest);
+}
+
+// What cannot be read from the pages is refused with InvalidArgument naming the table, so the
+// caller reads it through SQL: an ID that is not the rowid, a WITHOUT ROWID table, no read
+// transaction, a WAL holding frames, a damaged page.
+TEST_F(RowDigestsTest, RefusesWhatThePagesCannotSay) {
+  const std::string path = Path("shapes.db");
+  Exec(path,
+       "CREATE TABLE text_id (id TEXT PRIMARY KEY, v); INSERT INTO text_id VALUES ('1', 'x');"
+       "CREATE TABLE desc_id (id INTEGER PRIMARY KEY DESC, v); INSERT INTO desc_id VALUES (1, 2);"
+       "CREATE TABLE no_pk (id INTEGER, v); INSERT INTO no_pk VALUES (1, 2);"
+       "CREATE TABLE two_pk (id INTEGER, v INTEGER, PRIMARY KEY (id, v));"
+       "CREATE TABLE without (id INTEGER PRIMARY KEY, v) WITHOUT ROWID;"
+       "CREATE TABLE fine (id INTEGER PRIMARY KEY, v); INSERT INTO fine VALUES (1, 2)");
+  for (const char* table : {"text_id", "desc_id", "no_pk", "two_pk", "without", "missing"}) {
+    auto digests = Digests(path, table);
+    ASSERT_FALSE(digests.ok()) << table;
+    EXPECT_EQ(digests.status().code(), Status::Code::kInvalidArgument) << table;
+    EXPECT_NE(digests.status().message().find(table), std::string::npos)
+        << digests.status().message();
+  }
+  EXPECT_TRUE(Digests(path, "fine").ok());
+  // Another column than the rowid as the ID.
+  EXPECT_EQ(Digests(path, "fine", "v").status().code(), Status::Code::kInvalidArgument);
+
+  // No read transaction.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  auto outside = ReadRowDigests(db, path, "fine", "id");
+  EXPECT_EQ(outside.status().code(), Status::Code::kInvalidArgument);
+  sqlite3_close(db);
+
+  // WAL mode: read while the WAL is empty, refused while it holds frames.
+  const std::string wal = Path("wal.db");
+  Exec(wal,
+       "PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v);"
+       "INSERT INTO t VALUES (1, 'a'); PRAGMA wal_checkpoint(TRUNCATE)");
+  sqlite3* writer = nullptr;
+  ASSERT_EQ(sqlite3_open(wal.c_str(), &writer), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(writer, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  auto empty_wal = Digests(wal, "t");
+  EXPECT_TRUE(empty_wal.ok()) << empty_wal.status().message();
+  ASSERT_EQ(sqlite3_exec(writer, "INSERT INTO t VALUES (2, 'b')", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  auto with_frames = Digests(wal, "t");
+  EXPECT_EQ(with_frames.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(with_frames.status().message().find("WAL"), std::string::npos);
+  sqlite3_close(writer);
+
+  // A leaf page whose type byte is damaged.
+  const std::string damaged = Path("damaged.db");
+  Exec(damaged,
+       "PRAGMA page_size = 1024; CREATE TABLE t (id INTEGER PRIMARY KEY, v);"
+       "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 500) "
+       "INSERT INTO t SELECT i, hex(zeroblob(100)) FROM k");
+  int64_t root = 0;
+  {
+    sqlite3* d = nullptr;
+    sqlite3_open(damaged.c_str(), &d);
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(d, "SELECT rootpage FROM sqlite_master WHERE name = 't'", -1, &s, nullptr);
+    ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+    root = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(d);
+  }
+  {
+    // The page after the root (a leaf, written in order) gets an impossible type.
+    std::fstream file(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(root) * 1024);
+    file.put(static_cast<char>(0x42));
+  }
+  auto broken = Digests(damaged, "t");
+  EXPECT_EQ(broken.status().code(), Status::Code::kInvalidArgument);
+  {
+    // The root's right-most child pointing back at the root: refused, not read forever.
+    std::fstream file(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(root) * 1024);
+    file.put(static_cast<char>(0x0d));  // the leaf readable again
+    file.seekp(static_cast<std::streamoff>(root - 1) * 1024 + 8);
+    const auto page = static_cast<uint32_t>(root);
+    const char pointer[4] = {static_cast<char>(page >> 24), static_cast<char>(page >> 16),
+                             static_cast<char>(page >> 8), static_cast<char>(page)};
+    file.write(pointer, 4);
+  }
+  auto looping = Digests(damaged, "t");
+  EXPECT_EQ(looping.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(Digests(path, "fine").ok());
+}
+
+}  // namespace
+}  // namespace envsync::store
