@@ -602,26 +602,25 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
   }
   using RowDigestList = Result<std::optional<std::vector<store::RowDigest>>>;
   auto none = [] { return RowDigestList(std::optional<std::vector<store::RowDigest>>()); };
-  // Every row's digest, where both environments read them from their own storage (SQLite
-  // files; only for a table with no filter and no child rows), both sides at once, and the
-  // bases' digests beside them.
-  const bool rows_possible = !request.filter && request.children.empty();
-  if (!rows_possible && (!source_.ComputesDigests() || !target_.ComputesDigests())) {
-    return std::optional<DigestPlan>();
-  }
-  auto source_rows_future = std::async(
-      std::launch::async, [&] { return rows_possible ? source_.RowDigests(request) : none(); });
+  // Both servers digest their rows (by buckets, below); where neither does (SQLite files), each
+  // environment may read every row's digest from its own storage (only for a table with no
+  // filter and no child rows): both sides at once, and the bases' digests on a third thread
+  // beside them. A server paired with a file has neither.
+  const bool servers = source_.ComputesDigests() && target_.ComputesDigests();
+  const bool rows_possible = !request.filter && request.children.empty() &&
+                             !source_.ComputesDigests() && !target_.ComputesDigests();
+  if (!rows_possible && !servers) return std::optional<DigestPlan>();
   auto bases_future = std::async(rows_possible ? std::launch::async : std::launch::deferred,
                                  [&] { return state_.LoadBaseDigests(table.name); });
+  auto source_rows_future = std::async(
+      std::launch::async, [&] { return rows_possible ? source_.RowDigests(request) : none(); });
   RowDigestList target_rows = rows_possible ? target_.RowDigests(request) : none();
   RowDigestList source_rows = source_rows_future.get();
-  auto bases = bases_future.get();
   if (!source_rows.ok()) return source_rows.status();
   if (!target_rows.ok()) return target_rows.status();
   const bool by_rows = source_rows->has_value() && target_rows->has_value();
-  if (!by_rows && (!source_.ComputesDigests() || !target_.ComputesDigests())) {
-    return std::optional<DigestPlan>();
-  }
+  if (!by_rows && !servers) return std::optional<DigestPlan>();
+  auto bases = bases_future.get();
   if (!bases.ok()) return bases.status();
   DigestPlan plan;
   plan.mix = IdentityMix(table);

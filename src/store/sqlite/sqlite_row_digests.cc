@@ -72,6 +72,11 @@ class TableReader {
       for (size_t k = i; k < j; ++k) {
         ENVSYNC_RETURN_IF_ERROR(Leaf(leaves[k], run.data() + (k - i) * page_size_, out));
       }
+      if (i == 0) {
+        // Sized for the whole table from the first run, instead of doubling as it grows.
+        const size_t per_page = out->size() / j + 1;
+        out->reserve(per_page * leaves.size() + per_page);
+      }
       i = j;
     }
     return Status::Ok();
