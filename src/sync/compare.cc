@@ -625,6 +625,10 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
   DigestPlan plan;
   plan.mix = IdentityMix(table);
   if (by_rows) {
+    // A file's digest covers every stored byte of the row, not the columns compared: the
+    // layout (the columns compared, local ones left out) goes into the mix, so a manifest that
+    // compares other columns reads every record again.
+    plan.mix = TrackingMix(layout);
     PlanByRowDigests(table.name, std::move(**source_rows), std::move(**target_rows), *bases, &plan);
     return std::optional<DigestPlan>(std::move(plan));
   }

@@ -170,6 +170,22 @@ TEST_F(RowDigestsTest, ARowsDigestMovesWithItsContentAndNothingElse) {
   EXPECT_EQ(ById(*restored).at(8), before.at(8));
 }
 
+// The same stored bytes read under another definition are other values: a column added with a
+// default moves every digest, though no record was rewritten.
+TEST_F(RowDigestsTest, ASchemaChangeMovesEveryDigest) {
+  const std::string path = Path("schema.db");
+  Exec(path,
+       "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), "
+       "(2, 'b')");
+  auto before = Digests(path, "t");
+  Exec(path, "ALTER TABLE t ADD COLUMN w TEXT DEFAULT 'x'");
+  auto after = Digests(path, "t");
+  ASSERT_TRUE(before.ok() && after.ok());
+  ASSERT_EQ(after->size(), 2u);
+  EXPECT_NE((*before)[0].digest, (*after)[0].digest);
+  EXPECT_NE((*before)[1].digest, (*after)[1].digest);
+}
+
 // Two rows swapping their contents both move (a row's digest is seeded with its rowid).
 TEST_F(RowDigestsTest, RowsSwappingContentsBothMove) {
   const std::string path = Path("swap.db");
@@ -231,6 +247,12 @@ TEST_F(RowDigestsTest, RefusesWhatThePagesCannotSay) {
   auto with_frames = Digests(wal, "t");
   EXPECT_EQ(with_frames.status().code(), Status::Code::kInvalidArgument);
   EXPECT_NE(with_frames.status().message().find("WAL"), std::string::npos);
+  // Through a symlink the WAL keeps the real file's name: still found, still refused.
+  const std::string link = Path("link.db");
+  fs::create_symlink(wal, link);
+  auto through_link = Digests(link, "t");
+  EXPECT_EQ(through_link.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(through_link.status().message().find("WAL"), std::string::npos);
   sqlite3_close(writer);
 
   // A leaf page whose type byte is damaged.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <memory>
 
@@ -50,12 +51,13 @@ struct StateDeleter {
 class TableReader {
  public:
   TableReader(sqlite3_file* file, uint32_t page_size, uint32_t usable, uint32_t pages, int id_index,
-              std::string what)
+              uint64_t schema_seed, std::string what)
       : file_(file),
         page_size_(page_size),
         usable_(usable),
         pages_(pages),
         id_index_(id_index),
+        schema_seed_(schema_seed),
         what_(std::move(what)),
         state_(XXH3_createState()) {}
 
@@ -175,15 +177,18 @@ class TableReader {
         local = k <= max_local ? k : min_local;
         if (p + local + 4 > end) return Invalid(fmt::format("a cell of page {} overflows", page));
         overflow = Be32(p + local);
+        if (overflow == 0)
+          return Invalid(fmt::format("a cell of page {} loses its overflow", page));
       } else if (p + local > end) {
         return Invalid(fmt::format("a cell of page {} overflows", page));
       }
       ENVSYNC_RETURN_IF_ERROR(CheckIdIsNull(p, local, page));
       uint64_t digest = 0;
+      const uint64_t seed = rowid_bits ^ schema_seed_;
       if (overflow == 0) {
-        digest = XXH3_64bits_withSeed(p, local, rowid_bits);
+        digest = XXH3_64bits_withSeed(p, local, seed);
       } else {
-        ENVSYNC_RETURN_IF_ERROR(DigestOverflowing(p, local, size, overflow, rowid_bits, &digest));
+        ENVSYNC_RETURN_IF_ERROR(DigestOverflowing(p, local, size, overflow, seed, &digest));
       }
       out->push_back(RowDigest{rowid, digest});
     }
@@ -234,6 +239,7 @@ class TableReader {
   uint32_t usable_;
   uint32_t pages_;
   int id_index_;
+  uint64_t schema_seed_;
   std::string what_;
   std::unique_ptr<XXH3_state_t, StateDeleter> state_;
   std::vector<uint8_t> overflow_page_;
@@ -281,16 +287,25 @@ Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& da
                                   [&](sqlite3_stmt* s) { journal_mode = Text(s, 0); }));
   if (journal_mode == "wal") {
     // Checked inside the snapshot: an empty WAL now means the snapshot reads the file alone.
+    // The WAL is named after the file SQLite opened (a symlink resolved), not the configured path.
+    const char* main_file = sqlite3_db_filename(db, "main");
+    const char* wal_file = main_file != nullptr ? sqlite3_filename_wal(main_file) : nullptr;
+    if (wal_file == nullptr) return invalid("its WAL cannot be found");
     struct stat wal {};
-    const std::string wal_path = database_path + "-wal";
-    if (::stat(wal_path.c_str(), &wal) == 0 && wal.st_size > 0) {
+    if (::stat(wal_file, &wal) != 0) {
+      if (errno != ENOENT) return invalid(fmt::format("its WAL {} cannot be read", wal_file));
+    } else if (wal.st_size > 0) {
       return invalid("its WAL holds frames the file does not");
     }
   }
   int64_t root = 0;
+  std::string schema;
   ENVSYNC_RETURN_IF_ERROR(
-      EachRow(db, "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1", table,
-              [&](sqlite3_stmt* s) { root = sqlite3_column_int64(s, 0); }));
+      EachRow(db, "SELECT rootpage, sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+              table, [&](sqlite3_stmt* s) {
+                root = sqlite3_column_int64(s, 0);
+                schema = Text(s, 1);
+              }));
   if (root <= 0) return invalid("no such table");
   // The ID is the rowid when it is the one primary-key column, declared INTEGER, with no index
   // of its own (a WITHOUT ROWID table, or INTEGER PRIMARY KEY DESC, has one).
@@ -299,15 +314,17 @@ Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& da
   bool id_is_integer_pk = false;
   int column_index = 0;
   ENVSYNC_RETURN_IF_ERROR(
-      EachRow(db, "SELECT name, type, pk FROM pragma_table_info(?1)", table, [&](sqlite3_stmt* s) {
-        const bool pk = sqlite3_column_int64(s, 2) > 0;
-        pk_columns += pk ? 1 : 0;
-        if (Text(s, 0) == id_column) {
-          id_index = column_index;
-          id_is_integer_pk = pk && Upper(Text(s, 1)) == "INTEGER";
-        }
-        ++column_index;
-      }));
+      EachRow(db, "SELECT name, type, pk FROM pragma_table_xinfo(?1) WHERE hidden <> 2", table,
+              [&](sqlite3_stmt* s) {
+                // Columns in record order: a VIRTUAL generated column (hidden 2) is not stored.
+                const bool pk = sqlite3_column_int64(s, 2) > 0;
+                pk_columns += pk ? 1 : 0;
+                if (Text(s, 0) == id_column) {
+                  id_index = column_index;
+                  id_is_integer_pk = pk && Upper(Text(s, 1)) == "INTEGER";
+                }
+                ++column_index;
+              }));
   int64_t pk_indexes = 0;
   ENVSYNC_RETURN_IF_ERROR(
       EachRow(db, "SELECT count(*) FROM pragma_index_list(?1) WHERE origin = 'pk'", table,
@@ -334,7 +351,10 @@ Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& da
   }
   const auto pages = static_cast<uint32_t>(
       std::min<sqlite3_int64>(file_size / page_size, sqlite3_int64{UINT32_MAX}));
-  TableReader reader(file, page_size, page_size - reserved, pages, id_index, what);
+  // The same bytes read as other values under another definition (a column added with a
+  // default, another affinity): the table's CREATE statement is folded into every digest.
+  const uint64_t schema_seed = XXH3_64bits(schema.data(), schema.size());
+  TableReader reader(file, page_size, page_size - reserved, pages, id_index, schema_seed, what);
   std::vector<RowDigest> digests;
   ENVSYNC_RETURN_IF_ERROR(reader.Read(static_cast<uint32_t>(root), &digests));
   return digests;

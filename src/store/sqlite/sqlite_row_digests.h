@@ -14,15 +14,16 @@ namespace envsync::store {
 
 // The digest of every row of a rowid table, read from the table's b-tree pages in the database
 // file instead of through SQL: each row's stored record (its payload, overflow pages included)
-// hashed with XXH3, seeded with its rowid. Equal digests mean byte-equal records, so equal
+// hashed with XXH3, seeded with its rowid and the table's CREATE statement (the same bytes
+// read under another definition are other values). Equal digests mean byte-equal records, so equal
 // values; a changed value changes its record's bytes. A comparison holds these against the
 // digests its bases recorded and reads in full only the rows whose digest moved.
 //
 // The pages are read through the connection's own file handle (SQLITE_FCNTL_FILE_POINTER, so
 // no second descriptor drops SQLite's POSIX locks), inside the caller's read transaction:
 // with a rollback journal the shared lock keeps writers out; in WAL mode only a snapshot that
-// reads the database file alone (an empty WAL) is read, since the file is then what the
-// snapshot sees and a checkpoint cannot write past it.
+// reads the database file alone (an empty WAL, found under the name of the file SQLite opened)
+// is read, since the file is then what the snapshot sees and a checkpoint cannot write past it.
 //
 // `id_column` must be the table's INTEGER PRIMARY KEY (the rowid): every record must store it
 // as NULL, which SQLite does for that column and for no other. InvalidArgument whenever the
