@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/store/sqlite_exec.h"
+
 namespace envsync::store {
 namespace {
 
@@ -33,16 +35,7 @@ class RowDigestsTest : public ::testing::Test {
 
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
 
-  static void Exec(const std::string& path, const std::string& sql) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    char* error = nullptr;
-    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
-    const std::string message = error != nullptr ? error : "";
-    sqlite3_free(error);
-    sqlite3_close(db);
-    ASSERT_EQ(rc, SQLITE_OK) << message << "\n" << sql;
-  }
+  static void Exec(const std::string& path, const std::string& sql) { ExecSql(path, sql); }
 
   // The digests of `table` read inside a read transaction of a fresh read-only connection.
   Result<std::vector<RowDigest>> Digests(const std::string& path, const std::string& table,

@@ -30,6 +30,7 @@
 #include "envsync/store/json_codec.h"
 #include "store/postgres/postgres_environment.h"
 #include "tests/store/pg_support.h"
+#include "tests/store/sqlite_exec.h"
 
 namespace envsync::store {
 namespace {
@@ -110,18 +111,6 @@ int64_t FirstDifference(const std::string& a, const std::string& b) {
     if (a[i] != b[i]) return static_cast<int64_t>(i);
   }
   return a.size() == b.size() ? -1 : static_cast<int64_t>(n);
-}
-
-// Runs a SQL script on a SQLite file with the plain SQLite API, failing the test on error.
-void ExecSql(const fs::path& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  char* error = nullptr;
-  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
-  const std::string message = error != nullptr ? error : "";
-  sqlite3_free(error);
-  sqlite3_close(db);
-  ASSERT_EQ(rc, SQLITE_OK) << message << " in: " << sql;
 }
 
 // An integer PRAGMA of a SQLite file, read with the plain SQLite API; -1 on error.
