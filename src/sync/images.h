@@ -4,6 +4,7 @@
 #include <functional>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "envsync/core/manifest.h"
@@ -24,12 +25,13 @@ namespace envsync::sync {
 // same text).
 Result<std::string> ReadImageText(store::Environment& env, const TableSpec& table, const Value& id);
 // The image texts of many records of one table, each as ReadImageText writes it: `visit(i,
-// text)` once for each ids[i]. The root rows of integer IDs are read by one ordered scan
-// (visited in ID order) instead of a point read each (a b-tree descent, and a page copied out of
-// the kernel's cache); child rows per record; other IDs one by one, first.
+// text)` once for each ids[i], the text valid only during the call ("" when the record is not
+// there). The root rows of integer IDs are read by one ordered scan (visited in ID order) instead
+// of a point read each (a b-tree descent, and a page copied out of the kernel's cache); child
+// rows per record; other IDs one by one, first.
 Status ReadImageTexts(store::Environment& env, const TableSpec& table,
                       const std::vector<Value>& ids,
-                      const std::function<void(size_t, std::string)>& visit);
+                      const std::function<void(size_t, std::string_view)>& visit);
 // The image as JSON (null when the record is not there): the reference for ReadImageText.
 Result<nlohmann::json> ReadImage(store::Environment& env, const TableSpec& table, const Value& id);
 

@@ -206,7 +206,7 @@ struct ImageEvidence {
 // asks whether the record shows it now, and keeping the text doubled what a sync writes into
 // the state store. (Pre-images stay whole: undo writes them back. A journal written before the
 // digest holds the text, which compares as text.)
-std::string AfterImageDigest(const std::string& image) {
+std::string AfterImageDigest(std::string_view image) {
   return fmt::format("xxh3:{:016x}", HashBytes(image));
 }
 bool ShowsAfterImage(const std::string& current, const std::string& after_image) {
@@ -356,7 +356,8 @@ class Syncer {
   Result<Value> TargetIdFor(const std::string& table, const Value& source_id);
   Status WriteRecord(Planned& p, store::SyncRecord* record);
   Status ReadPreImages();
-  Status JournalBasesAndAfterImages();
+  Status JournalBases();
+  Status JournalAfterImages(const IdentityMap& after);
   std::string FolderPath(const std::map<std::string, KeyIndex>& keys, const RecordLayout& layout,
                          const std::vector<Value>& columns);
   Result<SyncOutcome> Fail(SyncOutcome outcome, const std::string& error, bool rolled_back_db);
@@ -559,12 +560,16 @@ Status Syncer::Plan(const SyncRequest& request) {
 }
 
 Status Syncer::CheckDrift(std::vector<std::string>* drifted) {
-  // Per table and side, the selected records are read again at once (ReadRecords).
+  // Per table and side, the selected records are read again at once (ReadRecords); the source
+  // side on a thread of its own, beside the target side (each side is its own connection, and
+  // the two write different members of each planned record).
   std::map<const RecordLayout*, std::vector<size_t>> by_table;
   for (size_t i = 0; i < plan_.size(); ++i) by_table[plan_[i].layout].push_back(i);
-  std::vector<uint8_t> moved(plan_.size(), 0);
-  for (const auto& [layout, indices] : by_table) {
-    for (const bool source_side : {true, false}) {
+  std::vector<uint8_t> source_moved(plan_.size(), 0);
+  std::vector<uint8_t> target_moved(plan_.size(), 0);
+  auto read_side = [&](const bool source_side) -> Status {
+    std::vector<uint8_t>& moved = source_side ? source_moved : target_moved;
+    for (const auto& [layout, indices] : by_table) {
       std::vector<std::pair<Value, size_t>> wanted;
       for (const size_t i : indices) {
         const Change& c = *plan_[i].change;
@@ -591,9 +596,16 @@ Status Syncer::CheckDrift(std::vector<std::string>* drifted) {
       ENVSYNC_RETURN_IF_ERROR(ReadRecords(source_side ? source_ : target_, *layout, context, wanted,
                                           /*with_raw=*/source_side, check));
     }
-  }
+    return Status::Ok();
+  };
+  Status source_status;
+  std::thread source_reader([&] { source_status = read_side(true); });
+  const Status target_status = read_side(false);
+  source_reader.join();
+  ENVSYNC_RETURN_IF_ERROR(source_status);
+  ENVSYNC_RETURN_IF_ERROR(target_status);
   for (size_t i = 0; i < plan_.size(); ++i) {
-    if (moved[i]) drifted->push_back(plan_[i].change->Ref());
+    if (source_moved[i] || target_moved[i]) drifted->push_back(plan_[i].change->Ref());
   }
   return Status::Ok();
 }
@@ -887,10 +899,23 @@ Status Syncer::WriteRecord(Planned& p, store::SyncRecord* record) {
       if (f.base_known && CompareValues(f.base, f.target) == 0) merged.insert(f.field);
     }
   }
+  // An update of a pair the comparison saw on both sides writes only the columns it listed as
+  // different: the drift guard found both records as compared, so the others already hold the
+  // source's values. SQLite then leaves alone the indexes and foreign keys of the unwritten
+  // columns (a unique slug's index entry, a hero image's parent lookup), and tracking triggers
+  // `OF` them do not fire.
+  std::set<std::string> differing;
+  const bool only_differing = p.action == Action::kUpdate && p.resolution != Resolution::kMerge &&
+                              !IsNull(c.source_id) && !IsNull(c.target_id) &&
+                              CompareValues(c.target_id, p.target_id) == 0;
+  if (only_differing) {
+    for (const FieldDiff& f : c.fields) differing.insert(f.field);
+  }
   std::vector<std::pair<std::string, Value>> values;
   for (size_t f = 0; f < p.layout->columns.size(); ++f) {
     const FieldLayout& field = p.layout->fields[f];
     if (p.resolution == Resolution::kMerge && !merged.contains(field.name)) continue;
+    if (only_differing && !differing.contains(field.name)) continue;
     Value value = p.source.columns[f];
     if (!field.referenced_table.empty() && !IsNull(value)) {
       auto target_id = TargetIdFor(field.referenced_table, value);
@@ -993,21 +1018,19 @@ Status Syncer::ReadPreImages() {
     for (const size_t i : planned) ids.push_back(plan_[i].target_id);
     ENVSYNC_RETURN_IF_ERROR(ReadImageTexts(
         target_, *manifest_.FindTable(table), ids,
-        [&](size_t k, std::string text) { plan_[planned[k]].pre_image = std::move(text); }));
+        [&](size_t k, std::string_view text) { plan_[planned[k]].pre_image = std::string(text); }));
   }
   return Status::Ok();
 }
 
-// The journal's part that is read after the writes: each record's base before the sync (direct
-// pairs per table by one ordered scan of the state store) and its after-image digest (per table
-// by ReadImageTexts).
-Status Syncer::JournalBasesAndAfterImages() {
+// The journal's part from the state store: each record's base before the sync (direct pairs per
+// table by one ordered scan). Runs beside JournalAfterImages, so it touches only the state
+// store and base_before.
+Status Syncer::JournalBases() {
   std::map<std::string, std::vector<size_t>> by_table;
   for (size_t i = 0; i < run_.records.size(); ++i) by_table[run_.records[i].table].push_back(i);
   for (const auto& [table, records] : by_table) {
     std::vector<std::pair<int64_t, size_t>> direct;  // (ID, record) of direct pairs
-    std::vector<Value> ids;
-    std::vector<size_t> imaged;
     for (const size_t i : records) {
       store::SyncRecord& record = run_.records[i];
       const auto [prod, test] = BaseKeyOf(record);
@@ -1020,31 +1043,55 @@ Status Syncer::JournalBasesAndAfterImages() {
         if (!base.ok()) return base.status();
         record.base_before = std::move(*base);
       }
-      if (record.action == "delete") continue;
-      ids.push_back(record.target_id);
-      imaged.push_back(i);
     }
-    if (!direct.empty()) {
-      std::vector<int64_t> direct_ids;
-      for (const auto& [id, i] : direct) direct_ids.push_back(id);
-      std::sort(direct_ids.begin(), direct_ids.end());
-      direct_ids.erase(std::unique(direct_ids.begin(), direct_ids.end()), direct_ids.end());
-      auto cursor = state_.ScanDirectBase(table, direct_ids);
-      if (!cursor.ok()) return cursor.status();
-      std::map<int64_t, store::SyncBase> bases;
-      store::SyncBase base;
-      while ((*cursor)->Next(&base)) {
-        if (const auto* id = std::get_if<int64_t>(&base.prod_id)) bases[*id] = base;
-      }
-      ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
-      for (const auto& [id, i] : direct) {
-        auto it = bases.find(id);
-        if (it != bases.end()) run_.records[i].base_before = it->second;
-      }
+    if (direct.empty()) continue;
+    std::vector<int64_t> direct_ids;
+    for (const auto& [id, i] : direct) direct_ids.push_back(id);
+    std::sort(direct_ids.begin(), direct_ids.end());
+    direct_ids.erase(std::unique(direct_ids.begin(), direct_ids.end()), direct_ids.end());
+    auto cursor = state_.ScanDirectBase(table, direct_ids);
+    if (!cursor.ok()) return cursor.status();
+    std::map<int64_t, store::SyncBase> bases;
+    store::SyncBase base;
+    while ((*cursor)->Next(&base)) {
+      if (const auto* id = std::get_if<int64_t>(&base.prod_id)) bases[*id] = base;
     }
-    ENVSYNC_RETURN_IF_ERROR(
-        ReadImageTexts(target_, *manifest_.FindTable(table), ids, [&](size_t k, std::string text) {
-          run_.records[imaged[k]].after_image = text.empty() ? "" : AfterImageDigest(text);
+    ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
+    for (const auto& [id, i] : direct) {
+      auto it = bases.find(id);
+      if (it != bases.end()) run_.records[i].base_before = it->second;
+    }
+  }
+  return Status::Ok();
+}
+
+// The journal's part from the target, read after the writes: each written record's hash as it
+// will be (ReadRecords, with the identity map `after` the sync) and its after-image digest
+// (ReadImageTexts), per table at once. Files are put in place only after the commit: the rows'
+// recorded bytes are hashed. Touches only the target and after_hash, after_image.
+Status Syncer::JournalAfterImages(const IdentityMap& after) {
+  std::map<std::string, std::vector<size_t>> written;
+  for (size_t i = 0; i < run_.records.size(); ++i) {
+    if (run_.records[i].action != "delete") written[run_.records[i].table].push_back(i);
+  }
+  const ReadContext context{&after, target_side_, &target_keys_, nullptr, true};
+  for (const auto& [table, records] : written) {
+    std::vector<std::pair<Value, size_t>> wanted;
+    std::vector<Value> ids;
+    for (const size_t i : records) {
+      wanted.emplace_back(run_.records[i].target_id, i);
+      ids.push_back(run_.records[i].target_id);
+    }
+    ENVSYNC_RETURN_IF_ERROR(ReadRecords(target_, layouts_.at(table), context, wanted,
+                                        /*with_raw=*/false,
+                                        [&](size_t i, const Record* record, const RawRecord*) {
+                                          if (record != nullptr) {
+                                            run_.records[i].after_hash = record->hash;
+                                          }
+                                        }));
+    ENVSYNC_RETURN_IF_ERROR(ReadImageTexts(
+        target_, *manifest_.FindTable(table), ids, [&](size_t k, std::string_view text) {
+          run_.records[records[k]].after_image = text.empty() ? "" : AfterImageDigest(text);
         }));
   }
   return Status::Ok();
@@ -1086,6 +1133,7 @@ Status Syncer::Apply() {
   std::vector<size_t> sequence = upserts;
   sequence.insert(sequence.end(), deletes.begin(), deletes.end());
 
+  run_.records.reserve(run_.records.size() + sequence.size());
   for (size_t i : sequence) {
     Planned& p = plan_[i];
     store::SyncRecord record;
@@ -1267,23 +1315,13 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   // lets a restart tell whether the commit happened.
   IdentityMap after = IdentitiesAfter(identities_, run_);
   {
-    // Each written record's hash as it will be, per table at once (ReadRecords). Files are put
-    // in place only after the commit: the rows' recorded bytes are hashed.
-    std::map<std::string, std::vector<std::pair<Value, size_t>>> written;
-    for (size_t i = 0; i < run_.records.size(); ++i) {
-      const store::SyncRecord& record = run_.records[i];
-      if (record.action != "delete") written[record.table].emplace_back(record.target_id, i);
-    }
-    const ReadContext context{&after, target_side_, &target_keys_, nullptr, true};
-    for (const auto& [table, wanted] : written) {
-      status = ReadRecords(target_, layouts_.at(table), context, wanted, /*with_raw=*/false,
-                           [&](size_t i, const Record* record, const RawRecord*) {
-                             if (record != nullptr) run_.records[i].after_hash = record->hash;
-                           });
-      if (!status.ok()) return Fail(outcome, status.message(), false);
-    }
+    // The state store's part on a thread of its own, beside the target's.
+    Status bases_status;
+    std::thread bases_reader([&] { bases_status = JournalBases(); });
+    status = JournalAfterImages(after);
+    bases_reader.join();
+    if (status.ok()) status = bases_status;
   }
-  status = JournalBasesAndAfterImages();
   if (!status.ok()) return Fail(outcome, status.message(), false);
   run_.status = "committing";
   run_.applied = AppliedJson(outcome).dump();

@@ -58,8 +58,8 @@ TEST_F(ImagesTest, DirectTextIsWhatNlohmannWritesForEveryRecord) {
         asked.push_back(all.front());
         std::vector<std::string> batch(asked.size());
         std::vector<int> visits(asked.size(), 0);
-        ASSERT_TRUE(sync::ReadImageTexts(**env, table, asked, [&](size_t i, std::string text) {
-                      batch[i] = std::move(text);
+        ASSERT_TRUE(sync::ReadImageTexts(**env, table, asked, [&](size_t i, std::string_view text) {
+                      batch[i] = std::string(text);
                       ++visits[i];
                     }).ok());
         for (size_t i = 0; i < asked.size(); ++i) {
@@ -130,8 +130,8 @@ description = "Boxes"
   const TableSpec& table = *manifest->FindTable("boxes");
   const std::vector<Value> ids = {int64_t{3}, int64_t{1}, int64_t{2}, int64_t{4}};
   std::vector<std::string> batch(ids.size());
-  ASSERT_TRUE(sync::ReadImageTexts(**env, table, ids, [&](size_t i, std::string text) {
-                batch[i] = std::move(text);
+  ASSERT_TRUE(sync::ReadImageTexts(**env, table, ids, [&](size_t i, std::string_view text) {
+                batch[i] = std::string(text);
               }).ok());
   for (size_t i = 0; i < ids.size(); ++i) {
     auto one = sync::ReadImageText(**env, table, ids[i]);

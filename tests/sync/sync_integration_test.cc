@@ -497,6 +497,52 @@ TEST_F(SyncTest, EnvironmentLocalColumnsStayTheTargets) {
   EXPECT_EQ(ProdValue("SELECT title FROM cms_pages WHERE id = 2"), "About our shop");
 }
 
+// An update writes only the columns the comparison listed as different (the others already
+// hold the source's values): PROD's triggers `AFTER UPDATE OF` each compared column of
+// cms_pages fire for exactly the listed fields of each updated or overwritten page, and a
+// comparison after the sync lists none of them.
+TEST_F(SyncTest, AnUpdateWritesOnlyTheColumnsThatDiffer) {
+  Build(Start::kPendingWork);
+  const std::vector<std::string> compared = {"slug",   "title",  "body_html",
+                                             "layout", "status", "hero_image_id"};
+  std::string triggers = "CREATE TABLE written (page INTEGER, col TEXT);";
+  for (const std::string& column : compared) {
+    triggers += "CREATE TRIGGER written_" + column + " AFTER UPDATE OF " + column +
+                " ON cms_pages BEGIN INSERT INTO written VALUES (NEW.id, '" + column + "'); END;";
+  }
+  ExecSql(paths_.prod_db, triggers);
+  json c = CompareTestToProd();
+  std::map<std::string, std::set<std::string>> listed;  // page ID -> fields
+  for (const json& change : c["changes"]) {
+    // Page 2 is modified on TEST; page 4, modified on both, is overwritten.
+    const bool modified = change["tab"] == "modified" && change["selected"] == true;
+    const bool overwritten = change["source_id"] == 4;
+    if (change["table"] != "cms_pages" || !(modified || overwritten)) continue;
+    std::set<std::string>& fields = listed[change["target_id"].dump()];
+    for (const json& f : change["fields"]) fields.insert(f["field"].get<std::string>());
+  }
+  ASSERT_EQ(listed.size(), 2u) << "the demo's pending work modifies page 2 and both sides page 4";
+  SyncOk(c["comparison_id"], {"--resolve", "cms_pages:4=overwrite"});
+  for (const auto& [page, fields] : listed) {
+    std::set<std::string> fired;
+    std::string all = ProdValue("SELECT group_concat(col, ',') FROM written WHERE page = " + page);
+    for (size_t start = 0; all != "NULL" && start <= all.size();) {
+      const size_t comma = std::min(all.find(',', start), all.size());
+      fired.insert(all.substr(start, comma - start));
+      start = comma + 1;
+    }
+    EXPECT_EQ(fired, fields) << "page " << page;
+    EXPECT_LT(fired.size(), compared.size()) << "page " << page << " had every column written";
+  }
+  // And no page is listed again: each is TEST's in every compared column.
+  const json again = CompareTestToProd();
+  for (const json& change : again["changes"]) {
+    if (change["table"] == "cms_pages") {
+      EXPECT_FALSE(listed.contains(change["target_id"].dump())) << change.dump();
+    }
+  }
+}
+
 // overwrite on a both_modified conflict: PROD gets TEST's version.
 TEST_F(SyncTest, OverwriteResolvesBothModified) {
   Build(Start::kPendingWork);
