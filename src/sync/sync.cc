@@ -405,6 +405,7 @@ Status Syncer::Plan(const SyncRequest& request) {
   }
   std::vector<bool> selected(comparison_.changes.size());
   std::vector<Resolution> resolution(comparison_.changes.size(), Resolution::kNone);
+  plan_.reserve(comparison_.changes.size());
   for (size_t i = 0; i < comparison_.changes.size(); ++i) {
     selected[i] = comparison_.changes[i].selected;
   }
