@@ -601,7 +601,11 @@ Status Syncer::CheckDrift(std::vector<std::string>* drifted) {
   };
   Status source_status;
   std::thread source_reader([&] { source_status = read_side(true); });
-  const Status target_status = read_side(false);
+  Status target_status = read_side(false);
+  // The pre-images too, while the source side is still being read: nothing is written to the
+  // target before Apply. A link's target is not known before ResolveKeys (its target_id is
+  // still NULL here), so its pre-image is read when it is written (WriteRecord).
+  if (target_status.ok()) target_status = ReadPreImages();
   source_reader.join();
   ENVSYNC_RETURN_IF_ERROR(source_status);
   ENVSYNC_RETURN_IF_ERROR(target_status);
@@ -1099,7 +1103,6 @@ Status Syncer::JournalAfterImages(const IdentityMap& after) {
 }
 
 Status Syncer::Apply() {
-  ENVSYNC_RETURN_IF_ERROR(ReadPreImages());
   std::map<std::string, size_t> order;
   size_t rank = 0;
   for (const std::string& module : manifest_.ModuleOrder()) {
