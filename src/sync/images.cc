@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "envsync/store/json_codec.h"
@@ -306,6 +307,98 @@ Status ReadImageTexts(store::Environment& env, const TableSpec& table,
     auto image = ReadImageText(env, table, Value(wanted[m].first));
     if (!image.ok()) return image.status();
     visit(wanted[m].second, *image);
+  }
+  return Status::Ok();
+}
+
+Status ReadRecordsAndImages(
+    store::Environment& env, const RecordLayout& layout, const ReadContext& context,
+    const std::vector<Value>& ids,
+    const std::function<void(size_t, const Record*, std::string_view)>& visit) {
+  const TableSpec& table = *layout.table;
+  auto c = LoadImageColumns(env, table);
+  if (!c.ok()) return c.status();
+  // Where each of the layout's columns is among all of the table's, and the ID's.
+  std::vector<size_t> at;
+  for (const std::string& column : layout.columns) {
+    at.push_back(std::find(c->root.begin(), c->root.end(), column) - c->root.begin());
+  }
+  const size_t id_at = std::find(c->root.begin(), c->root.end(), table.id) - c->root.begin();
+  const bool one_scan =
+      table.children.empty() && id_at < c->root.size() &&
+      std::all_of(at.begin(), at.end(), [&](size_t i) { return i < c->root.size(); }) &&
+      std::all_of(ids.begin(), ids.end(),
+                  [](const Value& id) { return std::holds_alternative<int64_t>(id); });
+  if (!one_scan) {
+    // Apart: the records first (kept), then each image with its record.
+    std::vector<std::optional<Record>> records(ids.size());
+    std::vector<std::pair<Value, size_t>> wanted;
+    for (size_t i = 0; i < ids.size(); ++i) wanted.emplace_back(ids[i], i);
+    ENVSYNC_RETURN_IF_ERROR(ReadRecords(env, layout, context, wanted, /*with_raw=*/false,
+                                        [&](size_t i, const Record* record, const RawRecord*) {
+                                          if (record != nullptr) records[i] = *record;
+                                        }));
+    return ReadImageTexts(env, table, ids, [&](size_t i, std::string_view text) {
+      visit(i, records[i] ? &*records[i] : nullptr, text);
+    });
+  }
+  std::vector<std::pair<int64_t, size_t>> wanted;
+  for (size_t i = 0; i < ids.size(); ++i) wanted.emplace_back(std::get<int64_t>(ids[i]), i);
+  std::sort(wanted.begin(), wanted.end());
+  std::vector<int64_t> keys;
+  for (const auto& [id, i] : wanted) {
+    if (keys.empty() || keys.back() != id) keys.push_back(id);
+  }
+  store::ScanRequest request{table.name, c->root, {table.id}, std::nullopt, {}, keys, table.id};
+  auto cursor = env.Scan(request);
+  if (!cursor.ok()) return cursor.status();
+  TableReader builder(env, layout, context);
+  const std::vector<std::vector<std::vector<Value>>> no_children;
+  std::vector<Value> row;
+  bool has = (*cursor)->Next(&row);
+  bool integers = true;  // every ID read was an integer
+  std::string text;
+  text.reserve(2048);
+  Record record;
+  std::vector<size_t> missed;
+  size_t w = 0;
+  for (const int64_t key : keys) {
+    const Value id = key;
+    // Compared as values: a row's ID may come back as a real (a REAL or numeric ID column).
+    while (has && CompareValues(row[id_at], id) < 0) {
+      has = (*cursor)->Next(&row);
+      if (has && !std::holds_alternative<int64_t>(row[id_at])) integers = false;
+    }
+    if (!has) ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
+    if (has && !std::holds_alternative<int64_t>(row[id_at])) integers = false;
+    const bool found = has && CompareValues(row[id_at], id) == 0;
+    if (found) {
+      text.clear();
+      WriteImage(*c, row, no_children, &text);
+      RawRecord raw;
+      raw.id = row[id_at];
+      raw.columns.reserve(at.size());
+      for (const size_t i : at) raw.columns.push_back(row[i]);
+      builder.Build(std::move(raw), &record);
+    }
+    for (; w < wanted.size() && wanted[w].first == key; ++w) {
+      if (found) {
+        visit(wanted[w].second, &record, text);
+      } else {
+        missed.push_back(w);
+      }
+    }
+  }
+  // As ReadRecords, a record the scan did not find is absent; as ReadImageTexts, its image too,
+  // unless a row's ID was not an integer: then the image is read by itself.
+  for (const size_t m : missed) {
+    if (integers) {
+      visit(wanted[m].second, nullptr, std::string_view());
+      continue;
+    }
+    auto image = ReadImageText(env, table, Value(wanted[m].first));
+    if (!image.ok()) return image.status();
+    visit(wanted[m].second, nullptr, *image);
   }
   return Status::Ok();
 }

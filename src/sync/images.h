@@ -11,6 +11,7 @@
 #include "envsync/core/status.h"
 #include "envsync/core/value.h"
 #include "envsync/store/environment.h"
+#include "sync/record_stream.h"
 
 namespace envsync::sync {
 
@@ -32,6 +33,15 @@ Result<std::string> ReadImageText(store::Environment& env, const TableSpec& tabl
 Status ReadImageTexts(store::Environment& env, const TableSpec& table,
                       const std::vector<Value>& ids,
                       const std::function<void(size_t, std::string_view)>& visit);
+// Each record of ids[i] read in full (as ReadRecords reads it with `context`) and its image (as
+// ReadImageTexts writes it): `visit(i, record, text)`, with record null and text "" when the
+// record is not there, both valid only during the call. A table without child rows whose IDs
+// are integers is read by one ordered scan of all its columns, which gives both (a sync's
+// journal needs both of every record it wrote); otherwise the two are read apart.
+Status ReadRecordsAndImages(
+    store::Environment& env, const RecordLayout& layout, const ReadContext& context,
+    const std::vector<Value>& ids,
+    const std::function<void(size_t, const Record*, std::string_view)>& visit);
 // The image as JSON (null when the record is not there): the reference for ReadImageText.
 Result<nlohmann::json> ReadImage(store::Environment& env, const TableSpec& table, const Value& id);
 

@@ -335,17 +335,22 @@ Result<bool> TableReader::Fetch(const Value& id, Record* record, RawRecord* raw_
   auto found = FetchRaw(id, &raw);
   if (!found.ok() || !*found) return found;
   if (raw_out != nullptr) *raw_out = raw;
+  raw.id = id;
+  Build(std::move(raw), record);
+  return true;
+}
+
+void TableReader::Build(RawRecord raw, Record* record) {
   std::vector<ValueView> views;
   for (const Value& value : raw.columns) views.push_back(ViewOf(value));
   std::vector<std::string> key_parts(layout_.key_columns.size());
   for (size_t k = 0; k < layout_.key_columns.size(); ++k) {
-    KeyPart(layout_.key_columns[k], id, views.data(), &key_parts[k]);
+    KeyPart(layout_.key_columns[k], raw.id, views.data(), &key_parts[k]);
   }
   const std::string digest =
-      layout_.table->asset ? FileDigest(id, views.data(), /*report=*/false) : "";
-  BuildRecord(layout_, *context_.identities, context_.side, id, std::move(raw.columns),
+      layout_.table->asset ? FileDigest(raw.id, views.data(), /*report=*/false) : "";
+  BuildRecord(layout_, *context_.identities, context_.side, raw.id, std::move(raw.columns),
               raw.children, digest, key_parts, record);
-  return true;
 }
 
 Status ReadRecords(store::Environment& env, const RecordLayout& layout, const ReadContext& context,

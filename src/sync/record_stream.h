@@ -97,6 +97,9 @@ class TableReader {
   Result<bool> Fetch(const Value& id, Record* record, RawRecord* raw = nullptr);
   // Reads the raw data of the record with `id`. False when it is not there.
   Result<bool> FetchRaw(const Value& id, RawRecord* raw);
+  // The record of raw data read elsewhere (the layout's columns, in its order, and child rows),
+  // as Fetch makes it of what FetchRaw read.
+  void Build(RawRecord raw, Record* record);
   Status status() const { return status_; }
   // Problems met while streaming (missing or mismatched gallery bytes, unsafe file names).
   const std::vector<Warning>& warnings() const { return warnings_; }

@@ -1071,9 +1071,9 @@ Status Syncer::JournalBases() {
 }
 
 // The journal's part from the target, read after the writes: each written record's hash as it
-// will be (ReadRecords, with the identity map `after` the sync) and its after-image digest
-// (ReadImageTexts), per table at once. Files are put in place only after the commit: the rows'
-// recorded bytes are hashed. Touches only the target and after_hash, after_image.
+// will be (with the identity map `after` the sync) and its after-image digest, per table at once
+// (ReadRecordsAndImages: one scan gives both). Files are put in place only after the commit: the
+// rows' recorded bytes are hashed. Touches only the target and after_hash, after_image.
 Status Syncer::JournalAfterImages(const IdentityMap& after) {
   std::map<std::string, std::vector<size_t>> written;
   for (size_t i = 0; i < run_.records.size(); ++i) {
@@ -1081,22 +1081,14 @@ Status Syncer::JournalAfterImages(const IdentityMap& after) {
   }
   const ReadContext context{&after, target_side_, &target_keys_, nullptr, true};
   for (const auto& [table, records] : written) {
-    std::vector<std::pair<Value, size_t>> wanted;
     std::vector<Value> ids;
-    for (const size_t i : records) {
-      wanted.emplace_back(run_.records[i].target_id, i);
-      ids.push_back(run_.records[i].target_id);
-    }
-    ENVSYNC_RETURN_IF_ERROR(ReadRecords(target_, layouts_.at(table), context, wanted,
-                                        /*with_raw=*/false,
-                                        [&](size_t i, const Record* record, const RawRecord*) {
-                                          if (record != nullptr) {
-                                            run_.records[i].after_hash = record->hash;
-                                          }
-                                        }));
-    ENVSYNC_RETURN_IF_ERROR(ReadImageTexts(
-        target_, *manifest_.FindTable(table), ids, [&](size_t k, std::string_view text) {
-          run_.records[records[k]].after_image = text.empty() ? "" : AfterImageDigest(text);
+    for (const size_t i : records) ids.push_back(run_.records[i].target_id);
+    ENVSYNC_RETURN_IF_ERROR(ReadRecordsAndImages(
+        target_, layouts_.at(table), context, ids,
+        [&](size_t k, const Record* record, std::string_view text) {
+          store::SyncRecord& written_record = run_.records[records[k]];
+          if (record != nullptr) written_record.after_hash = record->hash;
+          written_record.after_image = text.empty() ? "" : AfterImageDigest(text);
         }));
   }
   return Status::Ok();

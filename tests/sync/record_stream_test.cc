@@ -1,18 +1,22 @@
 // The record streams a comparison reads with: a listed record read by the ordered scan over a
 // list of IDs (TableReader::NextFull, how a comparison lists its changes) is exactly what a
 // point read (TableReader::Fetch) gives, for every table of the default manifest, on both
-// sides of the demo with its pending work (child rows, gallery files, references).
+// sides of the demo with its pending work (child rows, gallery files, references); and
+// ReadRecordsAndImages (a sync's journal) gives each record as a point read does, with its image
+// as ReadImageText writes it.
 #include "sync/record_stream.h"
 
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "envsync/core/config.h"
 #include "envsync/core/embedded_data.h"
 #include "envsync/core/manifest.h"
 #include "envsync/store/environment.h"
+#include "sync/images.h"
 #include "tests/sync/compare_test_support.h"
 
 namespace envsync::testing {
@@ -104,6 +108,34 @@ TEST_F(RecordStreamTest, StreamedFullRecordsAreWhatPointReadsGive) {
         ASSERT_TRUE(stream.status().ok()) << stream.status().message();
         EXPECT_EQ(read, chosen.size());
         records_per_table[table.name] += static_cast<int64_t>(read);
+
+        // A sync's journal reads each written record and its image at once: the same record as
+        // a point read, the same text as ReadImageText, out of order, one asked twice, one
+        // missing.
+        std::vector<Value> asked(chosen.rbegin(), chosen.rend());
+        asked.push_back(Value(chosen.front()));
+        asked.push_back(int64_t{987654321});
+        context.only_ids = nullptr;
+        std::vector<int> visits(asked.size(), 0);
+        ASSERT_TRUE(
+            sync::ReadRecordsAndImages(**env, layout, context, asked,
+                                       [&](size_t i, const Record* record, std::string_view text) {
+                                         ++visits[i];
+                                         SCOPED_TRACE(RecordRef(table.name, asked[i]));
+                                         auto found = points.Fetch(asked[i], &fetched);
+                                         ASSERT_TRUE(found.ok()) << found.status().message();
+                                         ASSERT_EQ(record != nullptr, *found);
+                                         if (record != nullptr) {
+                                           EXPECT_EQ(record->hash, fetched.hash);
+                                           EXPECT_EQ(record->field_hashes, fetched.field_hashes);
+                                           EXPECT_EQ(record->key, fetched.key);
+                                         }
+                                         auto one = sync::ReadImageText(**env, table, asked[i]);
+                                         ASSERT_TRUE(one.ok()) << one.status().message();
+                                         EXPECT_EQ(std::string(text), *one);
+                                       })
+                .ok());
+        EXPECT_EQ(visits, std::vector<int>(asked.size(), 1));
       }
     }
   }
