@@ -123,7 +123,8 @@ Result<std::map<std::string, KeyIndex>> LoadKeys(const Manifest& manifest,
   return keys;
 }
 
-// All columns of one row of `table` (and of its child rows), as JSON: a record's pre-image.
+// One row of a pre-image (a JSON object of column: value, as images.cc writes it) as the
+// column/value pairs that write it back.
 std::vector<std::pair<std::string, Value>> RowValues(const json& row) {
   std::vector<std::pair<std::string, Value>> values;
   for (auto it = row.begin(); it != row.end(); ++it)
