@@ -21,6 +21,7 @@
 #include "envsync/core/embedded_data.h"
 #include "envsync/core/manifest.h"
 #include "envsync/demo/demo.h"
+#include "envsync/service/doctor.h"
 #include "envsync/service/jobs.h"
 #include "envsync/service/mail.h"
 #include "envsync/service/server.h"
@@ -54,6 +55,30 @@ int ExitCodeOf(const Status& status) {
 int Fail(std::ostream& err, const Status& status) {
   err << "envsync: error: " << status.message() << "\n";
   return ExitCodeOf(status);
+}
+
+// `envsync doctor`: opens the state store as it is (settling nothing, so what a stopped process
+// left shows) and prints every finding. Exit 0 when all is sound, 1 when anything is not.
+int Doctor(const service::Workspace& ws, bool as_json, std::ostream& out, std::ostream& err) {
+  auto state = store::OpenStateStore(ws.config().state);
+  if (!state.ok()) return Fail(err, state.status());
+  auto report = service::Diagnose(ws, **state);
+  if (!report.ok()) return Fail(err, report.status());
+  if (as_json) {
+    nlohmann::json findings = nlohmann::json::array();
+    for (const service::DoctorFinding& f : report->findings) {
+      findings.push_back({{"check", f.check}, {"ok", f.ok}, {"detail", f.detail}});
+    }
+    out << nlohmann::json{{"healthy", report->healthy()}, {"findings", findings}}.dump(2) << "\n";
+  } else {
+    for (const service::DoctorFinding& f : report->findings) {
+      out << fmt::format("{:<8} {}{}{}\n", f.ok ? "ok" : "PROBLEM", f.check,
+                         f.detail.empty() ? "" : ": ", f.detail);
+    }
+    out << (report->healthy() ? "envsync doctor: everything is sound.\n"
+                              : "envsync doctor: problems found (see above).\n");
+  }
+  return report->healthy() ? kExitOk : kExitUnavailable;
 }
 
 std::string Thousands(int64_t n) {
@@ -540,6 +565,11 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
   CLI::App* history_cmd = app.add_subcommand("history", "list syncs and how they ended");
   history_cmd->add_flag("--json", history_json, "print as JSON");
 
+  bool doctor_json = false;
+  CLI::App* doctor_cmd = app.add_subcommand(
+      "doctor", "check envsync's state and the environments for damage (reads only)");
+  doctor_cmd->add_flag("--json", doctor_json, "print the findings as JSON");
+
   bool jobs_json = false;
   CLI::App* jobs_cmd = app.add_subcommand("jobs", "list scheduled and finished jobs");
   jobs_cmd->add_flag("--json", jobs_json, "print as JSON");
@@ -648,6 +678,7 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     Status served = service::Serve(**ws, serve_options, g_stop);
     return served.ok() ? kExitOk : Fail(err, served);
   }
+  if (doctor_cmd->parsed()) return Doctor(**ws, doctor_json, out, err);
   if (user_cmd->parsed() || audit_cmd->parsed()) {
     auto state = (*ws)->OpenState(log);
     if (!state.ok()) return Fail(err, state.status());

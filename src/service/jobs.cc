@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "envsync/service/time_zone.h"
+#include "envsync/store/crash_point.h"
 
 namespace envsync::service {
 namespace {
@@ -336,6 +337,7 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
       target_lock = std::move(*held);
     }
     if (h.on_change) h.on_change(job);
+    store::CrashPoint("job_claimed");
     json result = json::parse(job.result.empty() ? "{}" : job.result, nullptr, false);
     if (!result.is_object()) result = json::object();
     store::Message message;
@@ -392,10 +394,13 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
       link = ended.sync_id.empty() ? "/jobs/" + job.id : "/syncs/" + ended.sync_id;
     }
     job.state = success ? "succeeded" : "failed";
+    store::CrashPoint("job_worked");
     const std::string mail_problem = h.notify(message, link);
+    store::CrashPoint("job_notified");
     result["mail"] = mail_problem.empty() ? json() : json(mail_problem);
     job.result = result.dump();
     ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
+    store::CrashPoint("job_saved");
     if (h.on_change) h.on_change(job);
     ran.push_back(job.id);
   }

@@ -16,6 +16,7 @@
 
 #include "envsync/core/classification.h"
 #include "envsync/core/record.h"
+#include "envsync/store/crash_point.h"
 #include "envsync/sync/tracking.h"
 #include "sync/ids.h"
 #include "sync/record_stream.h"
@@ -222,6 +223,7 @@ Result<Comparison> Comparer::Run() {
     for (const TableSpec& table : manifest_.FindModule(module_name)->tables) {
       status = CompareTable(table);
       if (!status.ok()) break;
+      store::CrashPoint("table_compared");
     }
     if (!status.ok()) break;
   }
@@ -231,6 +233,7 @@ Result<Comparison> Comparer::Run() {
     return status;
   }
   ENVSYNC_RETURN_IF_ERROR(state_.CommitBaseUpdate());
+  store::CrashPoint("compare_bases_committed");
   // A mark is written only after the bases it vouches for: a crash in between leaves the older
   // mark, which makes the next comparison read more, never less.
   for (const store::TrackingMark& mark : marks_) {
@@ -243,7 +246,9 @@ Result<Comparison> Comparer::Run() {
   std::stable_sort(comparison_.changes.begin(), comparison_.changes.end(),
                    [](const Change& a, const Change& b) { return a.tab < b.tab; });
   comparison_.records_compared = records_read_;
+  store::CrashPoint("compare_marks_saved");
   ENVSYNC_RETURN_IF_ERROR(state_.SaveComparison(comparison_));
+  store::CrashPoint("comparison_saved");
   Progress("", /*done=*/true);
   return std::move(comparison_);
 }

@@ -16,10 +16,12 @@
 #include <thread>
 
 #include "envsync/core/record.h"
+#include "envsync/store/crash_point.h"
 #include "envsync/store/json_codec.h"
 #include "sync/ids.h"
 #include "sync/images.h"
 #include "sync/record_stream.h"
+#include "sync/selectors.h"
 
 namespace envsync::sync {
 namespace {
@@ -44,28 +46,7 @@ std::string_view ActionName(Action action, Resolution resolution) {
   return "";
 }
 
-std::optional<Resolution> ParseResolution(std::string_view name) {
-  if (name == "overwrite") return Resolution::kOverwrite;
-  if (name == "insert_as_new") return Resolution::kInsertAsNew;
-  if (name == "link") return Resolution::kLink;
-  if (name == "merge") return Resolution::kMerge;
-  return std::nullopt;
-}
-
-// Fault injection for the crash tests: with ENVSYNC_CRASH_AT=<point> in its environment the
-// process kills itself (SIGKILL, as `kill -9` would) when a sync reaches that point.
-// With ENVSYNC_PAUSE_AT=<point> it pauses there for ENVSYNC_PAUSE_MS (default 3000) after
-// touching the file ENVSYNC_PAUSE_FILE, so a test can act mid-sync (drop its connection, say).
-void CrashPoint(const char* point) {
-  const char* wanted = std::getenv("ENVSYNC_CRASH_AT");
-  if (wanted != nullptr && std::strcmp(wanted, point) == 0) std::raise(SIGKILL);
-  const char* pause = std::getenv("ENVSYNC_PAUSE_AT");
-  if (pause != nullptr && std::strcmp(pause, point) == 0) {
-    if (const char* file = std::getenv("ENVSYNC_PAUSE_FILE")) std::ofstream(file) << point;
-    const char* ms = std::getenv("ENVSYNC_PAUSE_MS");
-    std::this_thread::sleep_for(std::chrono::milliseconds(ms != nullptr ? std::atoi(ms) : 3000));
-  }
-}
+using store::CrashPoint;  // fault injection for the crash tests
 
 // Where a sync keeps its files inside an assets folder, beside (not inside) the gallery.
 fs::path WorkDir(const std::string& assets, const std::string& kind, const std::string& sync_id) {
@@ -400,53 +381,19 @@ Result<SyncOutcome> Syncer::Fail(SyncOutcome outcome, const std::string& error,
 }
 
 Status Syncer::Plan(const SyncRequest& request) {
-  std::map<std::string, size_t> by_ref;
-  for (size_t i = 0; i < comparison_.changes.size(); ++i) {
-    by_ref[comparison_.changes[i].Ref()] = i;
+  std::vector<std::string> refs;
+  std::vector<bool> by_default;
+  refs.reserve(comparison_.changes.size());
+  by_default.reserve(comparison_.changes.size());
+  for (const Change& c : comparison_.changes) {
+    refs.push_back(c.Ref());
+    by_default.push_back(c.selected);
   }
-  std::vector<bool> selected(comparison_.changes.size());
-  std::vector<Resolution> resolution(comparison_.changes.size(), Resolution::kNone);
+  auto chosen = ApplySelectors(comparison_.id, refs, by_default, request);
+  if (!chosen.ok()) return chosen.status();
+  const std::vector<bool>& selected = chosen->selected;
+  const std::vector<Resolution>& resolution = chosen->resolution;
   plan_.reserve(comparison_.changes.size());
-  for (size_t i = 0; i < comparison_.changes.size(); ++i) {
-    selected[i] = comparison_.changes[i].selected;
-  }
-  auto find = [&](const std::string& ref, const std::string& flag) -> Result<size_t> {
-    auto it = by_ref.find(ref);
-    if (it == by_ref.end()) {
-      return Status::InvalidArgument(fmt::format(
-          "{} {}: comparison {} lists no such record (T:ID is the root table and the source "
-          "ID, or the target ID for deletions)",
-          flag, ref, comparison_.id));
-    }
-    return it->second;
-  };
-  for (const std::string& ref : request.select) {
-    auto i = find(ref, "--select");
-    if (!i.ok()) return i.status();
-    selected[*i] = true;
-  }
-  for (const std::string& ref : request.deselect) {
-    auto i = find(ref, "--deselect");
-    if (!i.ok()) return i.status();
-    selected[*i] = false;
-  }
-  for (const std::string& item : request.resolve) {
-    const size_t eq = item.rfind('=');
-    if (eq == std::string::npos) {
-      return Status::InvalidArgument(
-          fmt::format("--resolve {}: expected T:ID=overwrite|insert_as_new|link|merge", item));
-    }
-    auto i = find(item.substr(0, eq), "--resolve");
-    if (!i.ok()) return i.status();
-    auto r = ParseResolution(item.substr(eq + 1));
-    if (!r) {
-      return Status::InvalidArgument(fmt::format(
-          "--resolve {}: '{}' is not a resolution (overwrite, insert_as_new, link, merge)", item,
-          item.substr(eq + 1)));
-    }
-    resolution[*i] = *r;
-    selected[*i] = true;
-  }
 
   for (size_t i = 0; i < comparison_.changes.size(); ++i) {
     if (!selected[i]) continue;
@@ -882,6 +829,7 @@ Status Syncer::StageFiles() {
                                                  p.change->Ref(), target_folder));
     }
     staged_[p.change->Ref()] = {staged.string(), final_path};
+    CrashPoint("file_staged");
   }
   return Status::Ok();
 }
@@ -1018,7 +966,10 @@ Status Syncer::ReadPreImages() {
     if (IsNull(p.target_id) || !p.layout->table->children.empty()) continue;
     by_table[p.change->table].push_back(i);
   }
-  for (const auto& [table, planned] : by_table) {
+  for (const auto& entry : by_table) {
+    // Named references, not structured bindings: clang 14 cannot capture those in a lambda.
+    const std::string& table = entry.first;
+    const std::vector<size_t>& planned = entry.second;
     std::vector<Value> ids;
     ids.reserve(planned.size());
     for (const size_t i : planned) ids.push_back(plan_[i].target_id);
@@ -1081,7 +1032,9 @@ Status Syncer::JournalAfterImages(const IdentityMap& after) {
     if (run_.records[i].action != "delete") written[run_.records[i].table].push_back(i);
   }
   const ReadContext context{&after, target_side_, &target_keys_, nullptr, true};
-  for (const auto& [table, records] : written) {
+  for (const auto& entry : written) {
+    const std::string& table = entry.first;
+    const std::vector<size_t>& records = entry.second;
     std::vector<Value> ids;
     for (const size_t i : records) ids.push_back(run_.records[i].target_id);
     ENVSYNC_RETURN_IF_ERROR(ReadRecordsAndImages(
@@ -1131,8 +1084,11 @@ Status Syncer::Apply() {
   sequence.insert(sequence.end(), deletes.begin(), deletes.end());
 
   run_.records.reserve(run_.records.size() + sequence.size());
+  const std::string* last_table = nullptr;
   for (size_t i : sequence) {
     Planned& p = plan_[i];
+    if (last_table != nullptr && *last_table != p.change->table) CrashPoint("table_written");
+    last_table = &p.change->table;
     store::SyncRecord record;
     record.table = p.change->table;
     record.action = std::string(ActionName(p.action, p.resolution));
@@ -1274,6 +1230,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   }
   ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
   lap("checks");
+  CrashPoint("checked");
   status = StageFiles();
   // Everything needed from the source is read: release its read lock for the platform.
   (void)source_.EndSnapshot();
@@ -1296,6 +1253,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
 
   if (request.test_import) {
     target_.Rollback();
+    CrashPoint("test_import_rolled_back");
     RemoveWorkDirs(target_.assets().root(), run_.id, /*with_trash=*/true);
     lap("rollback");
     run_.records.clear();
@@ -1331,6 +1289,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   CrashPoint("committed");
   ENVSYNC_RETURN_IF_ERROR(MoveFilesIntoPlace(run_.files));
   lap("files");
+  CrashPoint("files_in_place");
   for (const store::SyncRecord& record : run_.records) {
     if (record.action == "insert_as_new" || record.action == "link") {
       ENVSYNC_RETURN_IF_ERROR(state_.AddIdentity(record.table, std::get<int64_t>(record.prod_id),
@@ -1357,6 +1316,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
       }
     }
     ENVSYNC_RETURN_IF_ERROR(state_.CommitBaseUpdate());
+    CrashPoint("bases_committed");
     ENVSYNC_RETURN_IF_ERROR(ForgetDeletedBases(state_, run_));
   } else {
     ENVSYNC_RETURN_IF_ERROR(UpdateBaseAfterSync(source_, target_, state_, run_, after, layouts_,
@@ -1364,6 +1324,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   }
   CrashPoint("based");
   RemoveWorkDirs(target_.assets().root(), run_.id, /*with_trash=*/false);
+  CrashPoint("work_dirs_removed");
   run_.status = "success";
   run_.finished_at = context_.now();
   ENVSYNC_RETURN_IF_ERROR(state_.UpdateSyncStatus(run_));
@@ -1399,6 +1360,7 @@ Status FinishUndo(store::Environment& target, store::StateStore& state, store::S
       fs::rename(it->trash_path, it->final_path, ec);
       if (ec) file_problems += fmt::format(" restoring {}: {};", it->final_path, ec.message());
     }
+    CrashPoint("undo_file_restored");
   }
   if (!file_problems.empty()) {
     // The old files stay in the trash: nothing is lost, but the assets need a hand.
@@ -1412,6 +1374,7 @@ Status FinishUndo(store::Environment& target, store::StateStore& state, store::S
         run.id, file_problems, WorkDir(target.assets().root(), "trash", run.id).string()));
   }
   RemoveWorkDirs(target.assets().root(), run.id, /*with_trash=*/true);
+  CrashPoint("undo_files_done");
   ENVSYNC_RETURN_IF_ERROR(state.BeginBaseUpdate());
   for (const store::SyncRecord& record : run.records) {
     if (!record.base_before) continue;
@@ -1422,6 +1385,7 @@ Status FinishUndo(store::Environment& target, store::StateStore& state, store::S
     }
   }
   ENVSYNC_RETURN_IF_ERROR(state.CommitBaseUpdate());
+  CrashPoint("undo_bases_restored");
   for (const store::SyncRecord& record : run.records) {
     if (!record.base_before && !IsNull(record.prod_id) && !IsNull(record.test_id)) {
       ENVSYNC_RETURN_IF_ERROR(state.DeleteBase(record.table, record.prod_id, record.test_id));
@@ -1474,7 +1438,11 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
   // The journal: a restart finishes an undo whose commit happened (see RecoverInterruptedSyncs).
   run.status = "undoing";
   ENVSYNC_RETURN_IF_ERROR(state.UpdateSyncStatus(run));
+  CrashPoint("undoing");
   for (auto it = run.records.rbegin(); it != run.records.rend(); ++it) {
+    if (it != run.records.rbegin() && std::prev(it)->table != it->table) {
+      CrashPoint("undo_table_restored");
+    }
     const TableSpec& table = *manifest.FindTable(it->table);
     Status status;
     if (it->pre_image.empty()) {

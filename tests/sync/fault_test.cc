@@ -90,5 +90,64 @@ TEST_F(FaultTest, DiskFullWhileStagingLeavesTargetUnchanged) {
   EXPECT_EQ(files_after, files_before);
 }
 
+// `envsync doctor` finds a sound demo sound, and names each kind of damage it is shown: a
+// corrupt page in an environment's database, a corrupt page in the state store, and a trash
+// folder no sync needs. It writes nothing: the damage is still there after it ran.
+TEST_F(FaultTest, DoctorNamesEachKindOfDamage) {
+  Build(Start::kPendingWork);
+  CompareId();
+  const std::string config = paths_.config.string();
+  CliRun sound = RunCli({"--config", config, "doctor", "--json"});
+  ASSERT_EQ(sound.exit_code, 0) << sound.out << sound.err;
+  EXPECT_TRUE(sound.Json()["healthy"].get<bool>());
+
+  // Overwrites the page header of page `page` (1-based) of a SQLite file.
+  auto corrupt = [](const std::filesystem::path& db, int page) {
+    std::string bytes = ReadBytes(db);
+    const size_t page_size =
+        (static_cast<unsigned char>(bytes[16]) << 8) | static_cast<unsigned char>(bytes[17]);
+    const size_t size = page_size == 1 ? 65536 : page_size;
+    ASSERT_GT(bytes.size(), size * page);
+    bytes[size * (page - 1) + 3] = '\xff';
+    bytes[size * (page - 1) + 4] = '\xff';
+    WriteBytes(db, bytes);
+  };
+  auto problems = [&](const std::string& check) {
+    CliRun doctor = RunCli({"--config", config, "doctor", "--json"});
+    EXPECT_EQ(doctor.exit_code, 1) << doctor.out << doctor.err;
+    std::string found;
+    const json report = doctor.Json();
+    for (const auto& f : report["findings"]) {
+      if (f["check"] == check && !f["ok"].get<bool>()) found += f["detail"].get<std::string>();
+    }
+    return found;
+  };
+
+  const std::string test_db = ReadBytes(paths_.test_db);
+  corrupt(paths_.test_db, 4);
+  // Named with its file, whether opening it already fails or its own check does.
+  for (int run = 0; run < 2; ++run) {  // the second time: it repaired nothing
+    const std::string found = problems("environment TEST");
+    EXPECT_NE(found.find(paths_.test_db.string()), std::string::npos) << found;
+    EXPECT_TRUE(found.find("malformed") != std::string::npos ||
+                found.find("Page 4") != std::string::npos)
+        << found;
+  }
+  WriteBytes(paths_.test_db, test_db);
+
+  // The state store is in WAL mode: checkpointed and closed after the compare above.
+  const std::string state = ReadBytes(paths_.state);
+  corrupt(paths_.state, 3);
+  EXPECT_NE(problems("state store").find("malformed"), std::string::npos);
+  WriteBytes(paths_.state, state);
+
+  const std::filesystem::path stray = paths_.prod_assets / ".envsync" / "trash" / "s-nobody";
+  std::filesystem::create_directories(stray);
+  EXPECT_NE(problems("environment PROD").find("s-nobody"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(stray)) << "the doctor removes nothing";
+  std::filesystem::remove_all(paths_.prod_assets / ".envsync");
+  EXPECT_EQ(RunCli({"--config", config, "doctor"}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace envsync::testing

@@ -209,6 +209,11 @@ class Environment {
     return Status::Unavailable(location() + ": change tracking is not supported here");
   }
 
+  // What the database finds wrong with itself, one line per problem; empty when it is sound
+  // (SQLite: `PRAGMA quick_check`; a server: nothing beyond answering). An error only when it
+  // cannot be asked.
+  virtual Result<std::vector<std::string>> CheckIntegrity() { return std::vector<std::string>{}; }
+
   // Bytes of rows received from a database server so far (0 for a file).
   virtual uint64_t BytesRead() const { return 0; }
 

@@ -219,6 +219,12 @@ class StateStore {
   // The store's schema version after migration.
   virtual int SchemaVersion() const = 0;
 
+  // What the database itself finds wrong with the store, one line per problem; empty when it
+  // is sound. SQLite: `PRAGMA integrity_check` and `foreign_key_check`; PostgreSQL: every
+  // index of envsync's tables valid and every table readable. An error only when the store
+  // cannot be asked.
+  virtual Result<std::vector<std::string>> CheckIntegrity() = 0;
+
   virtual Result<IdentityMap> LoadIdentityMap() = 0;
   // Records a pair; replaces any pair either ID was part of.
   virtual Status AddIdentity(const std::string& table, int64_t prod_id, int64_t test_id) = 0;

@@ -270,16 +270,14 @@ class PostgresEnvironment : public Environment {
   Status Commit() override {
     // The platform's next insert must not collide with an ID this sync chose.
     for (const auto& [table, column] : inserted_ids_) {
+      Params params;
+      params.Add(Quote(table));
+      params.Add(column);
       auto moved = conn_.Query(
           fmt::format("SELECT setval(s::regclass, GREATEST((SELECT max({1}) FROM {0}), 1)) FROM "
                       "pg_get_serial_sequence($1, $2) AS s WHERE s IS NOT NULL",
                       Quote(table), Quote(column)),
-          [&] {
-            Params p;
-            p.Add(Quote(table));
-            p.Add(column);
-            return p;
-          }());
+          params);
       if (!moved.ok()) {
         Rollback();
         return moved.status().WithContext("advancing the ID sequence of " + table);

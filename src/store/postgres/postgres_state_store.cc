@@ -1022,6 +1022,31 @@ class PostgresStateStore : public StateStore {
         .status();
   }
 
+  Result<std::vector<std::string>> CheckIntegrity() override {
+    std::vector<std::string> problems;
+    // An index left invalid (a CREATE INDEX CONCURRENTLY that died, say) is skipped by the
+    // planner and no longer enforces its uniqueness.
+    auto invalid = Read(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_class t ON t.oid = i.indrelid "
+        "WHERE t.relnamespace = current_schema()::regnamespace "
+        "AND (NOT i.indisvalid OR NOT i.indisready)");
+    if (!invalid.ok()) return invalid.status();
+    for (int i = 0; i < invalid->rows(); ++i) {
+      problems.push_back(fmt::format("index {} is not valid: REINDEX it", invalid->Text(i, 0)));
+    }
+    auto tables = Read(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename");
+    if (!tables.ok()) return tables.status();
+    for (int i = 0; i < tables->rows(); ++i) {
+      const std::string table = tables->Text(i, 0);
+      auto read = Read("SELECT count(*) FROM " + Quote(table));
+      if (!read.ok())
+        problems.push_back(fmt::format("table {}: {}", table, read.status().message()));
+    }
+    return problems;
+  }
+
   Result<std::vector<AuditEntry>> ListAudit() override {
     auto rows = Read("SELECT id, \"at\", \"user\", action, target, detail FROM audit ORDER BY id");
     if (!rows.ok()) return rows.status();

@@ -75,6 +75,19 @@ class SqliteEnvironment : public Environment {
   const std::string& location() const override { return location_; }
   const AssetFolder& assets() const override { return assets_; }
 
+  Result<std::vector<std::string>> CheckIntegrity() override {
+    auto rows = db_.Prepare("PRAGMA quick_check");
+    if (!rows.ok()) return rows.status();
+    std::vector<std::string> problems;
+    Status status;
+    while (rows->Step(&status)) {
+      std::string line = RenderValue(rows->Column(0));
+      if (line != "ok") problems.push_back(std::move(line));
+    }
+    if (!status.ok()) return status;
+    return problems;
+  }
+
   Result<SchemaColumns> ReadSchema() override {
     auto tables = db_.Prepare("SELECT name FROM sqlite_master WHERE type = 'table'");
     if (!tables.ok()) return tables.status();

@@ -775,6 +775,25 @@ class SqliteStateStore : public StateStore {
     return statement->Run();
   }
 
+  Result<std::vector<std::string>> CheckIntegrity() override {
+    std::vector<std::string> problems;
+    for (const char* sql : {"PRAGMA integrity_check", "PRAGMA foreign_key_check"}) {
+      auto rows = reader_.Prepare(sql);
+      if (!rows.ok()) return rows.status();
+      Status status;
+      while (rows->Step(&status)) {
+        std::string line;
+        for (int i = 0; i < rows->ColumnCount(); ++i) {
+          if (i > 0) line += ' ';
+          line += RenderValue(rows->Column(i));
+        }
+        if (line != "ok") problems.push_back(fmt::format("{}: {}", sql, line));
+      }
+      if (!status.ok()) return status.WithContext(reader_.what());
+    }
+    return problems;
+  }
+
   Result<std::vector<AuditEntry>> ListAudit() override {
     auto rows =
         reader_.Prepare("SELECT id, at, user, action, target, detail FROM audit ORDER BY id");
