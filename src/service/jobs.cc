@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "envsync/service/time_zone.h"
-#include "envsync/store/crash_point.h"
+#include "envsync/store/fault_injection.h"
 
 namespace envsync::service {
 namespace {

@@ -1,7 +1,11 @@
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "envsync/store/environment.h"
@@ -30,29 +34,59 @@ bool SafeFolderPath(const std::string& path) {
   }
 }
 
+// The first symlink among the folders and the file below `gallery` on the way to
+// `folder_path/file_name`, or "" when there is none. Parts that do not exist yet are fine (a
+// sync creates them). The assets folder and its gallery themselves may be symlinks: where they
+// live is the platform operator's choice, not the content's.
+std::string SymlinkBelow(const std::filesystem::path& gallery, const std::string& folder_path,
+                         const std::string& file_name) {
+  std::filesystem::path path = gallery;
+  std::error_code ec;
+  for (const auto& part : std::filesystem::path(folder_path) / file_name) {
+    path /= part;
+    const auto status = std::filesystem::symlink_status(path, ec);
+    if (ec || status.type() == std::filesystem::file_type::not_found) return "";
+    if (status.type() == std::filesystem::file_type::symlink) return path.string();
+  }
+  return "";
+}
+
 }  // namespace
 
 std::string AssetFolder::PathOf(const std::string& folder_path,
                                 const std::string& file_name) const {
   if (!SafeFolderPath(folder_path) || !SafeSegment(file_name)) return "";
+  if (!SymlinkBelow(root_ + "/gallery", folder_path, file_name).empty()) return "";
   return root_ + "/gallery/" + folder_path + "/" + file_name;
 }
 
 AssetDigest AssetFolder::Digest(const std::string& folder_path,
                                 const std::string& file_name) const {
-  const std::string path = PathOf(folder_path, file_name);
-  if (path.empty()) {
-    AssetDigest digest;
+  AssetDigest digest;
+  if (!SafeFolderPath(folder_path) || !SafeSegment(file_name)) {
     digest.problem = fmt::format("unsafe file name '{}/{}': not read", folder_path, file_name);
     return digest;
   }
-  return Sha256OfFile(path);
+  const std::string link = SymlinkBelow(root_ + "/gallery", folder_path, file_name);
+  if (!link.empty()) {
+    digest.problem =
+        fmt::format("{} is a symlink inside the gallery (it could point anywhere): not read", link);
+    return digest;
+  }
+  return Sha256OfFile(PathOf(folder_path, file_name));
 }
 
 AssetDigest Sha256OfFile(const std::string& path) {
   AssetDigest digest;
   digest.path = path;
-  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(digest.path.c_str(), "rb"), &std::fclose);
+  // O_NOFOLLOW: a file swapped for a symlink after the check above is not followed either.
+  const int fd = ::open(digest.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  std::unique_ptr<FILE, int (*)(FILE*)> file(fd >= 0 ? ::fdopen(fd, "rb") : nullptr, &std::fclose);
+  if (fd >= 0 && !file) ::close(fd);
+  if (!file && errno == ELOOP) {
+    digest.problem = fmt::format("{} is a symlink: not read", digest.path);
+    return digest;
+  }
   if (!file) {
     digest.problem = fmt::format("file is missing: {}", digest.path);
     return digest;

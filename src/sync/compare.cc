@@ -16,7 +16,7 @@
 
 #include "envsync/core/classification.h"
 #include "envsync/core/record.h"
-#include "envsync/store/crash_point.h"
+#include "envsync/store/fault_injection.h"
 #include "envsync/sync/tracking.h"
 #include "sync/ids.h"
 #include "sync/record_stream.h"

@@ -6,10 +6,12 @@
 #include <chrono>
 #include <random>
 
+#include "envsync/store/fault_injection.h"
+
 namespace envsync::sync {
 
 std::string UtcNow() {
-  const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+  const auto now = std::chrono::floor<std::chrono::seconds>(store::WallClockNow());
   return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}",
                      fmt::gmtime(std::chrono::system_clock::to_time_t(now)));
 }

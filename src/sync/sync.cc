@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "envsync/core/record.h"
-#include "envsync/store/crash_point.h"
+#include "envsync/store/fault_injection.h"
 #include "envsync/store/json_codec.h"
 #include "sync/ids.h"
 #include "sync/images.h"

@@ -2,6 +2,8 @@
 // staging files. Either way the sync fails with a clear reason and the target is unchanged.
 #include <sys/mount.h>
 
+#include <algorithm>
+
 #include "tests/sync/compare_test_support.h"
 
 namespace envsync::testing {
@@ -147,6 +149,50 @@ TEST_F(FaultTest, DoctorNamesEachKindOfDamage) {
   EXPECT_TRUE(std::filesystem::exists(stray)) << "the doctor removes nothing";
   std::filesystem::remove_all(paths_.prod_assets / ".envsync");
   EXPECT_EQ(RunCli({"--config", config, "doctor"}).exit_code, 0);
+}
+
+// A symlink inside a gallery is never followed. On the source, a gallery file that is a symlink
+// (here to a file outside with the very bytes its row's SHA-256 names) is not read; on the
+// target, a gallery folder that is a symlink to a folder outside is not written into. Either
+// way the sync fails naming the path, and nothing is written.
+TEST_F(FaultTest, SymlinksInsideTheGalleryAreNeverFollowed) {
+  Build(Start::kPendingWork);
+  namespace fs = std::filesystem;
+  const fs::path source_file = paths_.test_assets / "gallery/mobile_app/splash-winter.png";
+  const fs::path outside_file = dir_ / "outside.png";
+  fs::copy_file(source_file, outside_file);
+  fs::remove(source_file);
+  fs::create_symlink(outside_file, source_file);
+  const std::string prod_before = ReadBytes(paths_.prod_db);
+  CliRun run = Sync(CompareId());
+  EXPECT_NE(run.exit_code, 0) << run.out;
+  EXPECT_NE(run.out.find("symlink"), std::string::npos) << run.out << run.err;
+  EXPECT_NE(run.out.find(source_file.string()), std::string::npos) << run.out;
+  EXPECT_EQ(ReadBytes(paths_.prod_db), prod_before);
+  EXPECT_FALSE(fs::exists(paths_.prod_assets / "gallery/mobile_app/splash-winter.png"));
+  fs::remove(source_file);
+  fs::copy_file(outside_file, source_file);
+
+  // The target's folder mobile_app moved outside, a symlink left in its place.
+  const fs::path target_folder = paths_.prod_assets / "gallery/mobile_app";
+  const fs::path outside_folder = dir_ / "outside-folder";
+  fs::rename(target_folder, outside_folder);
+  fs::create_directory_symlink(outside_folder, target_folder);
+  std::vector<std::string> outside_before;
+  for (const auto& e : fs::directory_iterator(outside_folder)) {
+    outside_before.push_back(e.path().filename().string() + ":" + ReadBytes(e.path()));
+  }
+  run = Sync(CompareId());
+  EXPECT_NE(run.exit_code, 0) << run.out;
+  EXPECT_NE(run.out.find("unsafe path"), std::string::npos) << run.out << run.err;
+  EXPECT_EQ(ReadBytes(paths_.prod_db), prod_before);
+  std::vector<std::string> outside_after;
+  for (const auto& e : fs::directory_iterator(outside_folder)) {
+    outside_after.push_back(e.path().filename().string() + ":" + ReadBytes(e.path()));
+  }
+  std::sort(outside_before.begin(), outside_before.end());
+  std::sort(outside_after.begin(), outside_after.end());
+  EXPECT_EQ(outside_after, outside_before) << "something was written outside the gallery";
 }
 
 }  // namespace

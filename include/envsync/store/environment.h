@@ -119,9 +119,11 @@ class AssetFolder {
   explicit AssetFolder(std::string root) : root_(std::move(root)) {}
   const std::string& root() const { return root_; }
   // Digests one file. A folder path or file name that could leave the gallery (`..`, an
-  // absolute path, a backslash or NUL) is never opened and is reported as a problem.
+  // absolute path, a backslash or NUL), or a path through a symlink inside the gallery (a
+  // folder or the file itself), is never opened and is reported as a problem.
   AssetDigest Digest(const std::string& folder_path, const std::string& file_name) const;
-  // The file's path inside the gallery, or "" when the names could leave it (see Digest).
+  // The file's path inside the gallery, or "" when the names could leave it or the path runs
+  // through a symlink inside the gallery (see Digest): nothing is read or written there.
   std::string PathOf(const std::string& folder_path, const std::string& file_name) const;
 
  private:

@@ -1,5 +1,7 @@
-#ifndef ENVSYNC_STORE_CRASH_POINT_H_
-#define ENVSYNC_STORE_CRASH_POINT_H_
+#ifndef ENVSYNC_STORE_FAULT_INJECTION_H_
+#define ENVSYNC_STORE_FAULT_INJECTION_H_
+
+#include <chrono>
 
 namespace envsync::store {
 
@@ -15,6 +17,11 @@ namespace envsync::store {
 // any thread may reach a point; the counts are shared.
 void CrashPoint(const char* point);
 
+// The wall clock envsync stamps and schedules by: std::chrono::system_clock::now(), moved by
+// ENVSYNC_CLOCK_SKEW seconds (signed) when that is set, so a test can make the clock jump
+// forward or back between two runs. Thread safety: any thread.
+std::chrono::system_clock::time_point WallClockNow();
+
 }  // namespace envsync::store
 
-#endif  // ENVSYNC_STORE_CRASH_POINT_H_
+#endif  // ENVSYNC_STORE_FAULT_INJECTION_H_

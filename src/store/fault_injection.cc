@@ -1,4 +1,4 @@
-#include "envsync/store/crash_point.h"
+#include "envsync/store/fault_injection.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -72,6 +72,13 @@ void CrashPoint(const char* point) {
     if (!wanted.pause_file.empty()) std::ofstream(wanted.pause_file) << point;
     std::this_thread::sleep_for(std::chrono::milliseconds(wanted.pause_ms));
   }
+}
+
+std::chrono::system_clock::time_point WallClockNow() {
+  const auto now = std::chrono::system_clock::now();
+  const char* skew = std::getenv("ENVSYNC_CLOCK_SKEW");
+  if (skew == nullptr) return now;
+  return now + std::chrono::seconds(std::strtoll(skew, nullptr, 10));
 }
 
 }  // namespace envsync::store
