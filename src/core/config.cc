@@ -89,9 +89,9 @@ Result<Config> ParseConfig(std::string_view text, const std::string& source_name
     }
     if (!config.mail.smtp.empty() && config.mail.smtp.rfind("smtp://", 0) != 0 &&
         config.mail.smtp.rfind("smtps://", 0) != 0) {
-      return fail(
-          LineOf(*mail->get("smtp")),
-          fmt::format("smtp = \"{}\" must start with smtp:// or smtps://", config.mail.smtp));
+      // The value is not shown: it may hold the SMTP password.
+      return fail(LineOf(*mail->get("smtp")),
+                  "smtp must start with smtp:// or smtps:// (smtp://[user:password@]host:port)");
     }
     if (const toml::node* tls = mail->get("starttls"); tls != nullptr) {
       auto flag = tls->value<bool>();

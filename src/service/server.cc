@@ -26,6 +26,7 @@
 #include "envsync/service/users.h"
 #include "envsync/service/views.h"
 #include "envsync/store/environment.h"
+#include "envsync/store/fault_injection.h"
 #include "envsync/store/json_codec.h"
 
 namespace envsync::service {
@@ -37,7 +38,7 @@ constexpr char kSessionCookie[] = "envsync_session";
 constexpr auto kSessionLifetime = std::chrono::hours(12);
 
 std::string UtcIn(std::chrono::system_clock::duration ahead) {
-  const auto t = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now() + ahead);
+  const auto t = std::chrono::floor<std::chrono::seconds>(store::WallClockNow() + ahead);
   const auto day = std::chrono::floor<std::chrono::days>(t);
   const std::chrono::year_month_day ymd{day};
   const std::chrono::hh_mm_ss hms{t - day};
@@ -71,6 +72,14 @@ ApiError FromStatus(const Status& status) {
     default:
       return {503, "unavailable", status.message(), ""};
   }
+}
+
+// The state store cannot be reached. Anyone may be asking (the health check and the login are
+// public), so the answer does not say where the store is; the log does (password hidden).
+ApiError StoreUnavailable(const Status& status) {
+  spdlog::error("the state store cannot be reached: {}", status.message());
+  return {503, "unavailable", "envsync's state store cannot be reached; the server's log says why",
+          ""};
 }
 
 // Invalid UTF-8 (a path or parameter with %FF, say) is replaced rather than thrown on.
@@ -370,20 +379,33 @@ class Service {
   // --- the job runner --------------------------------------------------------------------
 
   void RunJobs() {
-    auto state = workspace_.OpenState([](const std::string& line) { spdlog::info("{}", line); });
-    if (!state.ok()) {
+    const auto log = [](const std::string& line) { spdlog::info("{}", line); };
+    auto state = workspace_.OpenState(log);
+    // A state store that cannot be reached at start (its PostgreSQL server restarting, say) is
+    // tried again, every poll interval at first, then less often, up to once a minute.
+    int wait_seconds = options_.poll_seconds;
+    while (!state.ok()) {
       runner_status_ = state.status();
-      spdlog::error("job runner: {}", state.status().message());
-      return;
+      spdlog::error("job runner: {}; trying again in {} s", state.status().message(), wait_seconds);
+      WaitForWork(wait_seconds);
+      if (stop_) return;
+      wait_seconds = std::min(wait_seconds * 2, 60);
+      state = workspace_.OpenState(log);
     }
+    if (!runner_status_.ok()) spdlog::info("job runner: the state store is back");
+    runner_status_ = Status::Ok();
     bool recovered = false;
     while (!stop_) {
       RunDueOnce(**state, &recovered);
-      std::unique_lock<std::mutex> lock(wake_mutex_);
-      wake_.wait_for(lock, std::chrono::seconds(options_.poll_seconds),
-                     [this] { return woken_ || stop_.load(); });
-      woken_ = false;
+      WaitForWork(options_.poll_seconds);
     }
+  }
+
+  // Sleeps `seconds`, or until woken (a job queued) or stopped.
+  void WaitForWork(int seconds) {
+    std::unique_lock<std::mutex> lock(wake_mutex_);
+    wake_.wait_for(lock, std::chrono::seconds(seconds), [this] { return woken_ || stop_.load(); });
+    woken_ = false;
   }
 
   // One look at the jobs: settle what a killed process left, then run the due syncs, then the
@@ -518,21 +540,6 @@ class Service {
     return caller;
   }
 
-  using Handler = std::function<void(const httplib::Request&, httplib::Response&,
-                                     store::StateStore&, const Caller&)>;
-
-  // Wraps a handler with the store lease and the role check.
-  httplib::Server::Handler Guard(Role needed, bool changes, Handler handler) {
-    return [this, needed, changes, handler](const httplib::Request& req, httplib::Response& res) {
-      auto state = pool_.Borrow();
-      if (!state.ok()) return SendError(res, FromStatus(state.status()));
-      auto caller = Authorize(req, res, **state, needed, changes);
-      if (!caller) return;
-      res.set_header("X-Envsync-User", caller->user.email);
-      handler(req, res, **state, *caller);
-    };
-  }
-
   void Audit(store::StateStore& state, const std::string& user, const std::string& action,
              const std::string& target, const json& detail) {
     store::AuditEntry entry;
@@ -543,6 +550,127 @@ class Service {
     entry.detail = detail.is_null() ? "{}" : Dump(detail);
     Status added = state.AddAudit(entry);
     if (!added.ok()) spdlog::error("audit: {}", added.message());
+  }
+
+ public:
+  // A route's handler: a public one gets the request alone; a guarded one also gets the
+  // state store the request borrowed and its authorized caller.
+  using OpenHandler = void (Service::*)(const httplib::Request&, httplib::Response&);
+  using GuardedHandler = void (Service::*)(const httplib::Request&, httplib::Response&,
+                                           store::StateStore&, const Caller&);
+
+  // One entry of the route table: a public route has an OpenHandler, any other a
+  // GuardedHandler, which only ever runs behind Authorize.
+  struct Route {
+    const char* method;
+    const char* pattern;
+    std::optional<Role> role;  // nullopt: public
+    bool needs_csrf = false;
+    OpenHandler open = nullptr;
+    GuardedHandler guarded = nullptr;
+  };
+
+  // The route table (docs/API.md): the only source of the handlers httplib serves.
+  static const std::vector<Route>& Table() {
+    constexpr bool kReads = false;
+    constexpr bool kChanges = true;
+    auto open = [](const char* method, const char* pattern, OpenHandler handler) {
+      return Route{method, pattern, std::nullopt, false, handler, nullptr};
+    };
+    auto guarded = [](const char* method, const char* pattern, Role role, bool changes,
+                      GuardedHandler handler) {
+      return Route{method, pattern, role, changes, nullptr, handler};
+    };
+    constexpr Role kViewer = Role::kViewer;
+    constexpr Role kOperator = Role::kOperator;
+    constexpr Role kAdmin = Role::kAdmin;
+    static const std::vector<Route> table = {
+        open("GET", "/", &Service::Root),
+        open("GET", "/api/v1/health", &Service::Health),
+        open("GET", "/metrics", &Service::Metrics),
+        open("POST", "/api/v1/login", &Service::Login),
+        guarded("POST", "/api/v1/logout", kViewer, kChanges, &Service::Logout),
+        guarded("GET", "/api/v1/session", kViewer, kReads, &Service::CurrentSession),
+        guarded("GET", "/api/v1/environments", kViewer, kReads, &Service::Environments),
+        guarded("GET", R"(/api/v1/environments/([A-Z]+)/folders)", kViewer, kReads,
+                &Service::Folders),
+        guarded("GET", "/api/v1/modules", kViewer, kReads, &Service::Modules),
+        guarded("GET", "/api/v1/comparisons", kViewer, kReads, &Service::Comparisons),
+        guarded("POST", "/api/v1/comparisons", kOperator, kChanges, &Service::StartComparison),
+        guarded("GET", R"(/api/v1/comparisons/([A-Za-z0-9_-]+))", kViewer, kReads,
+                &Service::ComparisonPage),
+        guarded("PUT", R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/selection)", kOperator, kChanges,
+                &Service::ReplaceSelection),
+        guarded("PATCH", R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/selection)", kOperator, kChanges,
+                &Service::PatchSelection),
+        guarded("POST", R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/select-tab)", kOperator, kChanges,
+                &Service::SelectTab),
+        guarded("GET", R"(/api/v1/environments/([A-Z]+)/gallery)", kViewer, kReads,
+                &Service::GalleryFile),
+        guarded("POST", "/api/v1/syncs", kOperator, kChanges, &Service::StartSync),
+        guarded("POST", R"(/api/v1/syncs/([A-Za-z0-9_-]+)/cancel)", kOperator, kChanges,
+                &Service::CancelSync),
+        guarded("POST", R"(/api/v1/syncs/([A-Za-z0-9_-]+)/undo)", kOperator, kChanges,
+                &Service::Undo),
+        guarded("GET", "/api/v1/jobs", kViewer, kReads, &Service::Jobs),
+        guarded("GET", R"(/api/v1/jobs/([A-Za-z0-9_-]+))", kViewer, kReads, &Service::OneJob),
+        guarded("GET", "/api/v1/messages", kViewer, kReads, &Service::Messages),
+        guarded("POST", R"(/api/v1/messages/([0-9]+)/read)", kViewer, kChanges,
+                &Service::ReadMessage),
+        guarded("GET", "/api/v1/history", kViewer, kReads, &Service::History),
+        guarded("GET", "/api/v1/users", kAdmin, kReads, &Service::Users),
+        guarded("POST", "/api/v1/users", kAdmin, kChanges, &Service::AddUserRoute),
+        guarded("GET", "/api/v1/audit", kAdmin, kReads, &Service::AuditLog),
+    };
+    return table;
+  }
+
+ private:
+  // Hands one route of the table to httplib: the only place a handler is registered (the
+  // route table test checks no other line of this file does). A route with a role runs behind
+  // Authorize: no valid session is 401, a role too low 403, and with `needs_csrf` a missing or
+  // wrong X-CSRF-Token 403 csrf, all before the handler looks anything up.
+  void Register(const Route& route) {
+    httplib::Server::Handler handler;
+    if (route.role) {
+      handler = [this, &route](const httplib::Request& req, httplib::Response& res) {
+        auto state = pool_.Borrow();
+        if (!state.ok()) return SendError(res, StoreUnavailable(state.status()));
+        auto caller = Authorize(req, res, **state, *route.role, route.needs_csrf);
+        if (!caller) return;
+        res.set_header("X-Envsync-User", caller->user.email);
+        (this->*route.guarded)(req, res, **state, *caller);
+      };
+    } else {
+      handler = [this, &route](const httplib::Request& req, httplib::Response& res) {
+        (this->*route.open)(req, res);
+      };
+    }
+    const std::string_view method = route.method;
+    if (method == "GET") {
+      server_.Get(route.pattern, std::move(handler));
+    } else if (method == "POST") {
+      server_.Post(route.pattern, std::move(handler));
+    } else if (method == "PUT") {
+      server_.Put(route.pattern, std::move(handler));
+    } else if (method == "PATCH") {
+      server_.Patch(route.pattern, std::move(handler));
+    } else {
+      spdlog::error("route {} {}: unknown method, not served", route.method, route.pattern);
+    }
+  }
+
+  // The headers every answer carries, errors and the page's files included. The policy allows
+  // scripts, styles and images from this server only: no inline script or style, no plugins, no
+  // <base> and no framing.
+  static httplib::Headers SecurityHeaders() {
+    return {{"X-Content-Type-Options", "nosniff"},
+            {"X-Frame-Options", "DENY"},
+            {"Referrer-Policy", "no-referrer"},
+            {"Cache-Control", "no-store"},
+            {"Content-Security-Policy",
+             "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
+             "form-action 'self'; img-src 'self' data:; frame-ancestors 'none'"}};
   }
 
   void Routes() {
@@ -556,13 +684,8 @@ class Service {
       const std::string user = res.get_header_value("X-Envsync-User");
       spdlog::info("{} {} {} {}", req.method, req.path, res.status, user.empty() ? "-" : user);
     });
-    server_.set_default_headers(
-        {{"X-Content-Type-Options", "nosniff"},
-         {"X-Frame-Options", "DENY"},
-         {"Referrer-Policy", "no-referrer"},
-         {"Cache-Control", "no-store"},
-         {"Content-Security-Policy",
-          "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"}});
+    // httplib starts every answer with these, before routing, so refusals and errors have them.
+    server_.set_default_headers(SecurityHeaders());
     server_.set_exception_handler(
         [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
           std::string what = "unknown";
@@ -587,230 +710,161 @@ class Service {
                         "application/json");
       }
     });
-    if (!options_.web_root.empty()) {
-      if (!server_.set_mount_point("/", options_.web_root)) {
-        spdlog::error("--web '{}' is not a folder: no page is served", options_.web_root);
-      }
-    } else {
-      // Until the page is served, the root says where things are.
-      server_.Get("/", [](const httplib::Request&, httplib::Response& res) {
-        Send(res, 200,
-             {{"service", "envsync"},
-              {"api", "/api/v1"},
-              {"login", "POST /api/v1/login {\"email\", \"password\"}"},
-              {"health", "/api/v1/health"},
-              {"metrics", "/metrics"},
-              {"docs", "docs/API.md"}});
-      });
+    // The page's files come first (httplib looks at the mount point before the routes), so
+    // with a page `/` is its index.html and the Root route only answers without one.
+    if (!options_.web_root.empty() && !server_.set_mount_point("/", options_.web_root)) {
+      spdlog::error("--web '{}' is not a folder: no page is served", options_.web_root);
     }
+    for (const Route& route : Table()) Register(route);
+  }
 
-    server_.Get("/api/v1/health", [this](const httplib::Request&, httplib::Response& res) {
-      auto state = pool_.Borrow();
-      if (!state.ok()) {
-        return Send(res, 503, {{"status", "unavailable"}, {"error", state.status().message()}});
-      }
-      Send(res, 200, {{"status", "ok"}, {"state_schema", (*state)->SchemaVersion()}});
-    });
-    server_.Get("/metrics",
-                [this](const httplib::Request&, httplib::Response& res) { Metrics(res); });
-    server_.Post("/api/v1/login",
-                 [this](const httplib::Request& req, httplib::Response& res) { Login(req, res); });
-    server_.Post("/api/v1/logout",
-                 Guard(Role::kViewer, true,
-                       [this](const httplib::Request&, httplib::Response& res,
-                              store::StateStore& state, const Caller& caller) {
-                         Status deleted = state.DeleteSession(caller.session.token_hash);
-                         if (!deleted.ok()) return SendError(res, FromStatus(deleted));
-                         Audit(state, caller.user.email, "logout", caller.user.email, {});
-                         res.set_header("Set-Cookie", fmt::format("{}=; Path=/; HttpOnly; "
-                                                                  "SameSite=Strict; Max-Age=0",
-                                                                  kSessionCookie));
-                         Send(res, 200, {{"logged_out", true}});
-                       }));
-    server_.Get("/api/v1/session",
-                Guard(Role::kViewer, false,
-                      [](const httplib::Request&, httplib::Response& res, store::StateStore&,
-                         const Caller& caller) { Send(res, 200, SessionJson(caller)); }));
-    server_.Get("/api/v1/environments",
-                Guard(Role::kViewer, false,
-                      [this](const httplib::Request&, httplib::Response& res, store::StateStore&,
-                             const Caller&) { Environments(res); }));
-    server_.Get(R"(/api/v1/environments/([A-Z]+)/folders)",
-                Guard(Role::kViewer, false,
-                      [this](const httplib::Request& req, httplib::Response& res,
-                             store::StateStore&, const Caller&) { Folders(req, res); }));
-    server_.Get("/api/v1/modules",
-                Guard(Role::kViewer, false,
-                      [this](const httplib::Request&, httplib::Response& res, store::StateStore&,
-                             const Caller&) { Modules(res); }));
-    server_.Get("/api/v1/comparisons",
-                Guard(Role::kViewer, false,
-                      [](const httplib::Request&, httplib::Response& res, store::StateStore& state,
-                         const Caller&) {
-                        auto list = state.ListComparisons();
-                        if (!list.ok()) return SendError(res, FromStatus(list.status()));
-                        json out = json::array();
-                        for (auto it = list->rbegin(); it != list->rend(); ++it) {
-                          out.push_back({{"comparison_id", it->id},
-                                         {"from", it->from},
-                                         {"to", it->to},
-                                         {"created_at", it->created_at},
-                                         {"counts",
-                                          {{"conflicts", it->counts.conflicts},
-                                           {"new", it->counts.new_records},
-                                           {"modified", it->counts.modified},
-                                           {"deleted", it->counts.deleted}}}});
-                        }
-                        Send(res, 200, {{"comparisons", out}});
-                      }));
-    server_.Post(
-        "/api/v1/comparisons",
-        Guard(Role::kOperator, true,
-              [this](const httplib::Request& req, httplib::Response& res, store::StateStore& state,
-                     const Caller& caller) { StartComparison(req, res, state, caller); }));
-    server_.Get(
-        R"(/api/v1/comparisons/([A-Za-z0-9_-]+))",
-        Guard(Role::kViewer, false,
-              [this](const httplib::Request& req, httplib::Response& res, store::StateStore& state,
-                     const Caller&) { ComparisonPage(req, res, state); }));
-    server_.Put(R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/selection)",
-                Guard(Role::kOperator, true,
-                      [this](const httplib::Request& req, httplib::Response& res,
-                             store::StateStore& state, const Caller& caller) {
-                        SaveSelection(req, res, state, caller, /*replace=*/true);
-                      }));
-    server_.Patch(R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/selection)",
-                  Guard(Role::kOperator, true,
-                        [this](const httplib::Request& req, httplib::Response& res,
-                               store::StateStore& state, const Caller& caller) {
-                          SaveSelection(req, res, state, caller, /*replace=*/false);
-                        }));
-    server_.Post(
-        R"(/api/v1/comparisons/([A-Za-z0-9_-]+)/select-tab)",
-        Guard(Role::kOperator, true,
-              [this](const httplib::Request& req, httplib::Response& res, store::StateStore& state,
-                     const Caller& caller) { SelectTab(req, res, state, caller); }));
-    server_.Get(R"(/api/v1/environments/([A-Z]+)/gallery)",
-                Guard(Role::kViewer, false,
-                      [this](const httplib::Request& req, httplib::Response& res,
-                             store::StateStore&, const Caller&) { GalleryFile(req, res); }));
-    server_.Post("/api/v1/syncs", Guard(Role::kOperator, true,
-                                        [this](const httplib::Request& req, httplib::Response& res,
-                                               store::StateStore& state, const Caller& caller) {
-                                          StartSync(req, res, state, caller);
-                                        }));
-    server_.Post(R"(/api/v1/syncs/([A-Za-z0-9_-]+)/cancel)",
-                 Guard(Role::kOperator, true,
-                       [this](const httplib::Request& req, httplib::Response& res,
-                              store::StateStore& state, const Caller& caller) {
-                         const std::string id = req.matches[1];
-                         Status cancelled = CancelJob(state, id, caller.user.email, Now());
-                         if (!cancelled.ok()) {
-                           ApiError e = FromStatus(cancelled);
-                           if (e.http == 400) e = {409, "conflict", cancelled.message(), ""};
-                           return SendError(res, e);
-                         }
-                         Audit(state, caller.user.email, "job.cancel", id, {});
-                         auto job = state.LoadJob(id);
-                         Send(res, 200, job.ok() ? JobJson(*job, caller.user.time_zone) : json());
-                       }));
-    server_.Post(
-        R"(/api/v1/syncs/([A-Za-z0-9_-]+)/undo)",
-        Guard(Role::kOperator, true,
-              [this](const httplib::Request& req, httplib::Response& res, store::StateStore& state,
-                     const Caller& caller) { Undo(req, res, state, caller); }));
-    server_.Get("/api/v1/jobs",
-                Guard(Role::kViewer, false,
-                      [this](const httplib::Request& req, httplib::Response& res,
-                             store::StateStore& state, const Caller& caller) {
-                        auto jobs = state.ListJobs();
-                        if (!jobs.ok()) return SendError(res, FromStatus(jobs.status()));
-                        json out = json::array();
-                        const size_t limit = ListLimit(req);
-                        for (auto it = jobs->rbegin(); it != jobs->rend() && out.size() < limit;
-                             ++it) {
-                          out.push_back(WithProgress(JobJson(*it, caller.user.time_zone), it->id));
-                        }
-                        Send(res, 200, {{"jobs", out}});
-                      }));
-    server_.Get(R"(/api/v1/jobs/([A-Za-z0-9_-]+))",
-                Guard(Role::kViewer, false,
-                      [this](const httplib::Request& req, httplib::Response& res,
-                             store::StateStore& state, const Caller& caller) {
-                        auto job = state.LoadJob(req.matches[1]);
-                        if (!job.ok()) return SendError(res, FromStatus(job.status()));
-                        Send(res, 200, WithProgress(JobJson(*job, caller.user.time_zone), job->id));
-                      }));
-    server_.Get("/api/v1/messages", Guard(Role::kViewer, false,
-                                          [](const httplib::Request& req, httplib::Response& res,
-                                             store::StateStore& state, const Caller& caller) {
-                                            Messages(req, res, state, caller);
-                                          }));
-    server_.Post(R"(/api/v1/messages/([0-9]+)/read)",
-                 Guard(Role::kViewer, true,
-                       [](const httplib::Request& req, httplib::Response& res,
-                          store::StateStore& state, const Caller& caller) {
-                         int64_t id = 0;
-                         try {
-                           id = std::stoll(req.matches[1]);
-                         } catch (const std::exception&) {
-                           return SendError(res, {404, "not_found", "no such message", ""});
-                         }
-                         Status marked = state.MarkMessageRead(id, caller.user.email);
-                         if (!marked.ok()) return SendError(res, FromStatus(marked));
-                         Send(res, 200, {{"id", id}, {"read", true}});
-                       }));
-    server_.Get("/api/v1/history", Guard(Role::kViewer, false,
-                                         [](const httplib::Request& req, httplib::Response& res,
-                                            store::StateStore& state, const Caller&) {
-                                           auto runs = state.ListSyncs();
-                                           if (!runs.ok())
-                                             return SendError(res, FromStatus(runs.status()));
-                                           json out = json::array();
-                                           const size_t limit = ListLimit(req);
-                                           for (auto it = runs->rbegin();
-                                                it != runs->rend() && out.size() < limit; ++it) {
-                                             out.push_back(SyncRunJson(*it));
-                                           }
-                                           Send(res, 200, {{"syncs", out}});
-                                         }));
-    server_.Get("/api/v1/users", Guard(Role::kAdmin, false,
-                                       [](const httplib::Request&, httplib::Response& res,
-                                          store::StateStore& state, const Caller&) {
-                                         auto users = state.ListUsers();
-                                         if (!users.ok())
-                                           return SendError(res, FromStatus(users.status()));
-                                         json out = json::array();
-                                         for (const store::User& u : *users) {
-                                           out.push_back({{"email", u.email},
-                                                          {"role", u.role},
-                                                          {"time_zone", u.time_zone},
-                                                          {"created_at", u.created_at}});
-                                         }
-                                         Send(res, 200, {{"users", out}});
-                                       }));
-    server_.Post("/api/v1/users", Guard(Role::kAdmin, true,
-                                        [this](const httplib::Request& req, httplib::Response& res,
-                                               store::StateStore& state, const Caller& caller) {
-                                          AddUserRoute(req, res, state, caller);
-                                        }));
-    server_.Get("/api/v1/audit", Guard(Role::kAdmin, false,
-                                       [](const httplib::Request& req, httplib::Response& res,
-                                          store::StateStore& state, const Caller&) {
-                                         auto entries = state.ListAudit();
-                                         if (!entries.ok()) {
-                                           return SendError(res, FromStatus(entries.status()));
-                                         }
-                                         // The newest entries, oldest first.
-                                         json out = json::array();
-                                         const size_t limit = ListLimit(req);
-                                         const size_t first =
-                                             entries->size() > limit ? entries->size() - limit : 0;
-                                         for (size_t i = first; i < entries->size(); ++i) {
-                                           out.push_back(AuditJson((*entries)[i]));
-                                         }
-                                         Send(res, 200, {{"audit", out}});
-                                       }));
+  // --- the routes, in the table's order ------------------------------------------------
+
+  // Without a page, the root says where things are.
+  void Root(const httplib::Request&, httplib::Response& res) {
+    Send(res, 200,
+         {{"service", "envsync"},
+          {"api", "/api/v1"},
+          {"login", "POST /api/v1/login {\"email\", \"password\"}"},
+          {"health", "/api/v1/health"},
+          {"metrics", "/metrics"},
+          {"docs", "docs/API.md"}});
+  }
+
+  void Health(const httplib::Request&, httplib::Response& res) {
+    auto state = pool_.Borrow();
+    if (!state.ok()) {
+      return Send(res, 503,
+                  {{"status", "unavailable"}, {"error", StoreUnavailable(state.status()).message}});
+    }
+    Send(res, 200, {{"status", "ok"}, {"state_schema", (*state)->SchemaVersion()}});
+  }
+
+  void Logout(const httplib::Request&, httplib::Response& res, store::StateStore& state,
+              const Caller& caller) {
+    Status deleted = state.DeleteSession(caller.session.token_hash);
+    if (!deleted.ok()) return SendError(res, FromStatus(deleted));
+    Audit(state, caller.user.email, "logout", caller.user.email, {});
+    res.set_header("Set-Cookie", fmt::format("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+                                             kSessionCookie));
+    Send(res, 200, {{"logged_out", true}});
+  }
+
+  void CurrentSession(const httplib::Request&, httplib::Response& res, store::StateStore&,
+                      const Caller& caller) {
+    Send(res, 200, SessionJson(caller));
+  }
+
+  void Comparisons(const httplib::Request&, httplib::Response& res, store::StateStore& state,
+                   const Caller&) {
+    auto list = state.ListComparisons();
+    if (!list.ok()) return SendError(res, FromStatus(list.status()));
+    json out = json::array();
+    for (auto it = list->rbegin(); it != list->rend(); ++it) {
+      out.push_back({{"comparison_id", it->id},
+                     {"from", it->from},
+                     {"to", it->to},
+                     {"created_at", it->created_at},
+                     {"counts",
+                      {{"conflicts", it->counts.conflicts},
+                       {"new", it->counts.new_records},
+                       {"modified", it->counts.modified},
+                       {"deleted", it->counts.deleted}}}});
+    }
+    Send(res, 200, {{"comparisons", out}});
+  }
+
+  void ReplaceSelection(const httplib::Request& req, httplib::Response& res,
+                        store::StateStore& state, const Caller& caller) {
+    SaveSelection(req, res, state, caller, /*replace=*/true);
+  }
+  void PatchSelection(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                      const Caller& caller) {
+    SaveSelection(req, res, state, caller, /*replace=*/false);
+  }
+
+  void CancelSync(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                  const Caller& caller) {
+    const std::string id = req.matches[1];
+    Status cancelled = CancelJob(state, id, caller.user.email, Now());
+    if (!cancelled.ok()) {
+      ApiError e = FromStatus(cancelled);
+      if (e.http == 400) e = {409, "conflict", cancelled.message(), ""};
+      return SendError(res, e);
+    }
+    Audit(state, caller.user.email, "job.cancel", id, {});
+    auto job = state.LoadJob(id);
+    Send(res, 200, job.ok() ? JobJson(*job, caller.user.time_zone) : json());
+  }
+
+  void Jobs(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+            const Caller& caller) {
+    auto jobs = state.ListJobs();
+    if (!jobs.ok()) return SendError(res, FromStatus(jobs.status()));
+    json out = json::array();
+    const size_t limit = ListLimit(req);
+    for (auto it = jobs->rbegin(); it != jobs->rend() && out.size() < limit; ++it) {
+      out.push_back(WithProgress(JobJson(*it, caller.user.time_zone), it->id));
+    }
+    Send(res, 200, {{"jobs", out}});
+  }
+
+  void OneJob(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+              const Caller& caller) {
+    auto job = state.LoadJob(req.matches[1]);
+    if (!job.ok()) return SendError(res, FromStatus(job.status()));
+    Send(res, 200, WithProgress(JobJson(*job, caller.user.time_zone), job->id));
+  }
+
+  void ReadMessage(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                   const Caller& caller) {
+    int64_t id = 0;
+    try {
+      id = std::stoll(req.matches[1]);
+    } catch (const std::exception&) {
+      return SendError(res, {404, "not_found", "no such message", ""});
+    }
+    Status marked = state.MarkMessageRead(id, caller.user.email);
+    if (!marked.ok()) return SendError(res, FromStatus(marked));
+    Send(res, 200, {{"id", id}, {"read", true}});
+  }
+
+  void History(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+               const Caller&) {
+    auto runs = state.ListSyncs();
+    if (!runs.ok()) return SendError(res, FromStatus(runs.status()));
+    json out = json::array();
+    const size_t limit = ListLimit(req);
+    for (auto it = runs->rbegin(); it != runs->rend() && out.size() < limit; ++it) {
+      out.push_back(SyncRunJson(*it));
+    }
+    Send(res, 200, {{"syncs", out}});
+  }
+
+  void Users(const httplib::Request&, httplib::Response& res, store::StateStore& state,
+             const Caller&) {
+    auto users = state.ListUsers();
+    if (!users.ok()) return SendError(res, FromStatus(users.status()));
+    json out = json::array();
+    for (const store::User& u : *users) {
+      out.push_back({{"email", u.email},
+                     {"role", u.role},
+                     {"time_zone", u.time_zone},
+                     {"created_at", u.created_at}});
+    }
+    Send(res, 200, {{"users", out}});
+  }
+
+  // The newest entries, oldest first.
+  void AuditLog(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                const Caller&) {
+    auto entries = state.ListAudit();
+    if (!entries.ok()) return SendError(res, FromStatus(entries.status()));
+    json out = json::array();
+    const size_t limit = ListLimit(req);
+    const size_t first = entries->size() > limit ? entries->size() - limit : 0;
+    for (size_t i = first; i < entries->size(); ++i) out.push_back(AuditJson((*entries)[i]));
+    Send(res, 200, {{"audit", out}});
   }
 
   static json SessionJson(const Caller& caller) {
@@ -846,7 +900,7 @@ class Service {
                 fmt::format("too many failed logins for {}: try again in {} s", email, wait), ""});
     }
     auto state = pool_.Borrow();
-    if (!state.ok()) return SendError(res, FromStatus(state.status()));
+    if (!state.ok()) return SendError(res, StoreUnavailable(state.status()));
     auto user = (*state)->FindUser(email);
     if (!user.ok()) return SendError(res, FromStatus(user.status()));
     // The hash is computed even for an unknown address, so timing does not tell which exist.
@@ -882,6 +936,9 @@ class Service {
       spdlog::warn("forgetting ended sessions: {}", purged.message());
     }
     Audit(**state, session.email, "login", session.email, {{"from", req.remote_addr}});
+    // HttpOnly: no script reads it; SameSite=Strict: no other site's page sends it. Not Secure:
+    // `envsync serve` speaks plain HTTP (TLS, where wanted, is a proxy's in front), and a browser
+    // never sends a Secure cookie back over plain HTTP.
     res.set_header(
         "Set-Cookie",
         fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", kSessionCookie, token,
@@ -891,7 +948,8 @@ class Service {
          SessionJson(Caller{**user, session, ParseRole((*user)->role).value_or(Role::kViewer)}));
   }
 
-  void Environments(httplib::Response& res) {
+  void Environments(const httplib::Request&, httplib::Response& res, store::StateStore&,
+                    const Caller&) {
     json out = json::array();
     for (const auto& [name, env] : workspace_.config().environments) {
       out.push_back({{"name", name}, {"home", name == workspace_.config().home}});
@@ -899,13 +957,14 @@ class Service {
     Send(res, 200, {{"environments", out}});
   }
 
-  void Folders(const httplib::Request& req, httplib::Response& res) {
+  void Folders(const httplib::Request& req, httplib::Response& res, store::StateStore&,
+               const Caller&) {
     auto folders = workspace_.Folders(req.matches[1]);
     if (!folders.ok()) return SendError(res, FromStatus(folders.status()));
     Send(res, 200, {{"environment", std::string(req.matches[1])}, {"folders", *folders}});
   }
 
-  void Modules(httplib::Response& res) {
+  void Modules(const httplib::Request&, httplib::Response& res, store::StateStore&, const Caller&) {
     json out = json::array();
     for (const ModuleSpec& m : workspace_.manifest().modules()) {
       json tables = json::array();
@@ -940,8 +999,8 @@ class Service {
     Send(res, 202, JobJson(*job, caller.user.time_zone));
   }
 
-  void ComparisonPage(const httplib::Request& req, httplib::Response& res,
-                      store::StateStore& state) {
+  void ComparisonPage(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                      const Caller&) {
     const std::string tab_name = req.has_param("tab") ? req.get_param_value("tab") : "conflicts";
     auto tab = ParseTab(tab_name);
     if (!tab) {
@@ -1119,7 +1178,8 @@ class Service {
   // The bytes of one gallery file of an environment, for thumbnails: `path` is the file's key
   // (`folder path/file name`). Names that could leave the gallery, symlinks pointing out of it
   // and files that are not images are refused.
-  void GalleryFile(const httplib::Request& req, httplib::Response& res) {
+  void GalleryFile(const httplib::Request& req, httplib::Response& res, store::StateStore&,
+                   const Caller&) {
     const std::string env_name = req.matches[1];
     const EnvironmentConfig* env = workspace_.config().Find(env_name);
     if (env == nullptr) {
@@ -1250,8 +1310,8 @@ class Service {
     Send(res, 200, OutcomeJson(*outcome));
   }
 
-  static void Messages(const httplib::Request& req, httplib::Response& res,
-                       store::StateStore& state, const Caller& caller) {
+  void Messages(const httplib::Request& req, httplib::Response& res, store::StateStore& state,
+                const Caller& caller) {
     auto messages = state.ListMessages(caller.user.email);
     if (!messages.ok()) return SendError(res, FromStatus(messages.status()));
     json out = json::array();
@@ -1305,9 +1365,9 @@ class Service {
     return job;
   }
 
-  void Metrics(httplib::Response& res) {
+  void Metrics(const httplib::Request&, httplib::Response& res) {
     auto state = pool_.Borrow();
-    if (!state.ok()) return SendError(res, FromStatus(state.status()));
+    if (!state.ok()) return SendError(res, StoreUnavailable(state.status()));
     std::string out;
     out += "# HELP envsync_jobs Jobs in the state store by state.\n# TYPE envsync_jobs gauge\n";
     std::map<std::string, int64_t> by_state;
@@ -1330,7 +1390,10 @@ class Service {
         if (r.status != "success" || r.test_import) continue;
         json a = json::parse(r.applied.empty() ? "{}" : r.applied, nullptr, false);
         if (!a.is_object()) continue;
-        for (auto& [kind, n] : applied) n += a.value(kind, 0);
+        for (auto& [kind, n] : applied) {
+          // A count that is not a number (a row written by hand, say) is left out, not a 500.
+          if (a.contains(kind) && a[kind].is_number_integer()) n += a[kind].get<int64_t>();
+        }
       }
     }
     out +=
@@ -1395,6 +1458,14 @@ Status Serve(const Workspace& workspace, const ServeOptions& options,
   UseStderrLogger();
   Service service(workspace, options, stop);
   return service.Run();
+}
+
+std::vector<RouteInfo> ApiRoutes() {
+  std::vector<RouteInfo> routes;
+  for (const Service::Route& r : Service::Table()) {
+    routes.push_back({r.method, r.pattern, r.role, r.needs_csrf});
+  }
+  return routes;
 }
 
 Status RunJobsOnce(const Workspace& workspace) {

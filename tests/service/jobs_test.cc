@@ -2,6 +2,8 @@
 // and every step leaves the user a message, as the seed's Messages tab shows them.
 #include "envsync/service/jobs.h"
 
+#include <ctime>
+
 #include "envsync/service/time_zone.h"
 #include "envsync/store/state_store.h"
 #include "tests/sync/compare_test_support.h"
@@ -190,6 +192,51 @@ TEST_F(JobsTest, StoreLockExcludesJobLocksWhichShare) {
   EXPECT_TRUE(*prod.TryAcquireTarget(state, "PROD"));
   EXPECT_TRUE(*test.TryAcquireTarget(state, "../TEST"));
   EXPECT_FALSE(std::filesystem::exists(paths_.state.parent_path().parent_path() / "TEST.lock"));
+}
+
+// The wall clock jumping (ENVSYNC_CLOCK_SKEW moves envsync's clock; see fault_injection.h)
+// neither loses a scheduled sync nor runs it twice: a day back, it waits; two hours forward, it
+// runs once and says it ran late; back again, it does not run again.
+TEST_F(JobsTest, ClockJumpsNeitherLoseNorRepeatAScheduledSync) {
+  Build(Start::kPendingWork);
+  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string prod_before = ReadBytes(paths_.prod_db);
+  const std::time_t in_an_hour = std::time(nullptr) + 3600;
+  char at[32];
+  std::strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&in_an_hour));
+  const std::string job = Schedule(comparison, at);
+  struct Skew {
+    explicit Skew(const char* seconds) { setenv("ENVSYNC_CLOCK_SKEW", seconds, 1); }
+    ~Skew() { unsetenv("ENVSYNC_CLOCK_SKEW"); }
+  };
+  {
+    Skew back("-86400");
+    ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
+    EXPECT_EQ(Job(job)["state"], "scheduled");
+    EXPECT_EQ(ReadBytes(paths_.prod_db), prod_before);
+  }
+  {
+    Skew forward("7200");
+    ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
+    EXPECT_EQ(Job(job)["state"], "succeeded");
+    EXPECT_NE(ReadBytes(paths_.prod_db), prod_before);
+    json messages = Cli({"messages", "--all", "--json"}).Json();
+    ASSERT_FALSE(messages.empty());
+    EXPECT_NE(messages[0]["body"].get<std::string>().find("ran late"), std::string::npos)
+        << messages[0].dump();
+  }
+  const std::string prod_after = ReadBytes(paths_.prod_db);
+  {
+    Skew back("-86400");
+    ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
+    ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
+  }
+  ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
+  EXPECT_EQ(Job(job)["state"], "succeeded");
+  EXPECT_EQ(ReadBytes(paths_.prod_db), prod_after);
+  EXPECT_EQ(Cli({"history", "--json"}).Json().size(), 1u) << "one sync, run once";
+  CliRun doctor = Cli({"doctor"});
+  EXPECT_EQ(doctor.exit_code, 0) << doctor.out;
 }
 
 }  // namespace

@@ -1,13 +1,10 @@
 // The service over HTTP: the real `envsync serve` on a free loopback port, driven as a client
 // would drive it (docs/API.md), with a real SMTP sink for its mail.
-#include <httplib.h>
-
-#include <ctime>
 #include <set>
 
 #include "envsync/service/users.h"
 #include "envsync/store/state_store.h"
-#include "tests/service/service_test_support.h"
+#include "tests/service/server_test_support.h"
 #include "tests/store/pg_support.h"
 #include "tests/sync/target_dump.h"
 
@@ -17,152 +14,7 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-// Times a little ahead of now, as the API takes them.
-std::string UtcIn(int seconds) {
-  const std::time_t t = std::time(nullptr) + seconds;
-  char text[32];
-  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return text;
-}
-
-// One API client with its own session: it logs in, keeps the cookie and the CSRF token, and
-// sends them along.
-class Api {
- public:
-  explicit Api(int port) : client_("127.0.0.1", port) {
-    client_.set_read_timeout(60, 0);
-    client_.set_connection_timeout(5, 0);
-  }
-
-  struct Answer {
-    int status = 0;
-    json body;
-    std::string raw;
-    httplib::Headers headers;
-  };
-
-  Answer Login(const std::string& email, const std::string& password) {
-    Answer a = Send("POST", "/api/v1/login", json{{"email", email}, {"password", password}});
-    if (a.status == 200) {
-      const std::string cookie = Header(a, "Set-Cookie");
-      cookie_ = cookie.substr(0, cookie.find(';'));
-      csrf_ = a.body["csrf_token"];
-    }
-    return a;
-  }
-  Answer Get(const std::string& path) { return Send("GET", path, json()); }
-  Answer Post(const std::string& path, const json& body) { return Send("POST", path, body); }
-  Answer Put(const std::string& path, const json& body) { return Send("PUT", path, body); }
-
-  // Sends with the session cookie and, unless `csrf` is false, the CSRF token.
-  Answer Send(const std::string& method, const std::string& path, const json& body,
-              bool csrf = true) {
-    httplib::Headers headers;
-    if (!cookie_.empty()) headers.emplace("Cookie", cookie_);
-    if (csrf && !csrf_.empty()) headers.emplace("X-CSRF-Token", csrf_);
-    const std::string text = body.is_null() ? "" : body.dump();
-    httplib::Result r =
-        method == "GET"     ? client_.Get(path.c_str(), headers)
-        : method == "POST"  ? client_.Post(path.c_str(), headers, text, "application/json")
-        : method == "PATCH" ? client_.Patch(path.c_str(), headers, text, "application/json")
-                            : client_.Put(path.c_str(), headers, text, "application/json");
-    Answer a;
-    if (!r) return a;
-    a.status = r->status;
-    a.raw = r->body;
-    a.headers = r->headers;
-    a.body = json::parse(r->body, nullptr, false);
-    return a;
-  }
-
-  static std::string Header(const Answer& a, const std::string& name) {
-    auto it = a.headers.find(name);
-    return it == a.headers.end() ? "" : it->second;
-  }
-
-  // Polls the job until it has ended (or `seconds` pass) and returns it.
-  json WaitForJob(const std::string& id, int seconds = 60) {
-    json job;
-    for (int i = 0; i < seconds * 10; ++i) {
-      job = Get("/api/v1/jobs/" + id).body;
-      const std::string state = job.value("state", "");
-      if (state == "succeeded" || state == "failed" || state == "cancelled") return job;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return job;
-  }
-
-  std::string cookie_;
-  std::string csrf_;
-
- private:
-  httplib::Client client_;
-};
-
-class ServerTest : public DemoEnvironments {
- protected:
-  void SetUp() override {
-    DemoEnvironments::SetUp();
-    Build(Start::kPendingWork);
-    auto state = store::OpenStateStore(paths_.state.string());
-    ASSERT_TRUE(state.ok()) << state.status().message();
-    for (const auto& [email, role] :
-         {std::pair{"olga@shop.example", "operator"}, std::pair{"vic@shop.example", "viewer"},
-          std::pair{"ada@shop.example", "admin"}}) {
-      ASSERT_TRUE(service::AddUser(**state, email, role, std::string(email) + "-pw",
-                                   "Europe/Berlin", "2026-01-01T00:00:00Z")
-                      .ok());
-    }
-  }
-  void TearDown() override {
-    server_.Stop(SIGTERM);
-    sink_.Stop(SIGTERM);
-    DemoEnvironments::TearDown();
-  }
-
-  // Starts `envsync serve` on a free port and waits until it answers.
-  void StartServer(const std::vector<std::pair<std::string, std::string>>& env = {}) {
-    StartServe(&server_, &port_, "serve.err", env);
-  }
-
-  // Starts one `envsync serve` as `child` on a free port (kept in `port`), its stderr in
-  // `err_name` in the test's folder, and waits until it answers.
-  void StartServe(Child* child, int* port, const std::string& err_name,
-                  const std::vector<std::pair<std::string, std::string>>& env) {
-    *port = FreePort();
-    child->Start({ENVSYNC_BINARY, "--config", paths_.config.string(), "serve", "--listen",
-                  "127.0.0.1:" + std::to_string(*port), "--poll", "1"},
-                 dir_ / err_name, env);
-    for (int i = 0; i < 200; ++i) {
-      if (Accepts(*port)) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    FAIL() << "envsync serve did not start: " << ReadBytes(dir_ / err_name);
-  }
-
-  Api LoggedIn(const std::string& email) {
-    Api api(port_);
-    EXPECT_EQ(api.Login(email, email + "-pw").status, 200);
-    return api;
-  }
-
-  // Starts a comparison TEST -> PROD through the API and returns its ID once it has finished.
-  std::string CompareThroughApi(Api& api, const std::string& mode = "all") {
-    Api::Answer started =
-        api.Post("/api/v1/comparisons", {{"from", "TEST"}, {"to", "PROD"}, {"mode", mode}});
-    EXPECT_EQ(started.status, 202) << started.raw;
-    const json job = api.WaitForJob(started.body.value("job_id", ""));
-    EXPECT_EQ(job.value("state", ""), "succeeded") << job.dump();
-    if (!job.contains("result") || !job["result"].is_object()) return "";
-    return job["result"].value("comparison_id", "");
-  }
-
-  json JobsOf(Api& api) { return api.Get("/api/v1/jobs").body["jobs"]; }
-
-  int port_ = 0;
-  Child server_;
-  Child sink_;
-};
+class ServerTest : public ServeFixture {};
 
 // The whole review loop over HTTP: log in, compare and wait for the job, page through a tab,
 // deselect a record, test-import (nothing changes), then schedule the sync two seconds ahead
@@ -259,6 +111,49 @@ TEST_F(ServerTest, CompareReviewTestImportAndScheduledSync) {
     }
   }
   EXPECT_TRUE(deselect_logged) << audit.dump();
+}
+
+// A state store that cannot be opened when `envsync serve` starts (here a folder stands where
+// its file belongs) does not stop the job runner for good: the runner tries again, and runs the
+// due sync once the store is back. Meanwhile the API answers 503 without saying where it is.
+TEST_F(ServerTest, JobRunnerWaitsForItsStateStoreAndThenRunsTheDueSync) {
+  namespace fs = std::filesystem;
+  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  CliRun scheduled = RunCli(
+      {"--config", paths_.config.string(), "sync", comparison, "--at", "2020-01-01T00:00:00Z"});
+  ASSERT_EQ(scheduled.exit_code, 0) << scheduled.err;
+  const std::string prod_before = ReadBytes(paths_.prod_db);
+  const fs::path away = dir_ / "state-away";
+  fs::create_directories(away);
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const fs::path file = paths_.state.string() + suffix;
+    if (fs::exists(file)) fs::rename(file, away / file.filename());
+  }
+  fs::create_directory(paths_.state);
+  StartServer();
+  const Api::Answer health = Api(port_).Get("/api/v1/health");
+  EXPECT_EQ(health.status, 503) << health.raw;
+  EXPECT_EQ(health.raw.find(dir_.string()), std::string::npos) << health.raw;
+  for (int i = 0;
+       i < 100 && ReadBytes(dir_ / "serve.err").find("trying again") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(ReadBytes(dir_ / "serve.err").find("trying again"), std::string::npos)
+      << ReadBytes(dir_ / "serve.err");
+  fs::remove(paths_.state);
+  for (const auto& file : fs::directory_iterator(away)) {
+    fs::rename(file.path(), paths_.state.parent_path() / file.path().filename());
+  }
+  bool ran = false;
+  for (int i = 0; i < 300 && !ran; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    CliRun jobs = RunCli({"--config", paths_.config.string(), "jobs", "--json"});
+    ran = jobs.exit_code == 0 && jobs.Json().back()["state"] == "succeeded";
+  }
+  EXPECT_TRUE(ran) << ReadBytes(dir_ / "serve.err");
+  EXPECT_NE(ReadBytes(paths_.prod_db), prod_before);
+  EXPECT_NE(ReadBytes(dir_ / "serve.err").find("the state store is back"), std::string::npos);
+  EXPECT_EQ(Api(port_).Get("/api/v1/health").status, 200);
 }
 
 // A scheduled sync cancelled before its time never runs, and says so.
@@ -581,6 +476,34 @@ TEST_F(ServerTest, MetricsCountJobsSyncsAndRecords) {
   EXPECT_NE(metrics.raw.find("envsync_records_applied_total{kind=\"new\"} " +
                              std::to_string(applied_new)),
             std::string::npos)
+      << metrics.raw;
+}
+
+// A sync whose stored counts are not numbers (a row edited by hand) does not break /metrics:
+// the counts that are numbers are still summed, the others left out.
+TEST_F(ServerTest, MetricsLeaveOutCountsThatAreNotNumbers) {
+  {
+    auto state = store::OpenStateStore(paths_.state.string());
+    ASSERT_TRUE(state.ok()) << state.status().message();
+    store::SyncRun run;
+    run.id = "s-000000000001";
+    run.comparison_id = "c-000000000001";
+    run.created_at = "2026-01-01T00:00:00Z";
+    run.finished_at = "2026-01-01T00:00:05Z";
+    run.started_by = "olga@shop.example";
+    run.from = "TEST";
+    run.to = "PROD";
+    run.status = "success";
+    run.applied = R"({"new": "three", "modified": 2})";
+    ASSERT_TRUE((*state)->SaveSync(run).ok());
+  }
+  StartServer();
+  Api::Answer metrics = Api(port_).Get("/metrics");
+  ASSERT_EQ(metrics.status, 200) << metrics.raw;
+  EXPECT_NE(metrics.raw.find("envsync_records_applied_total{kind=\"modified\"} 2"),
+            std::string::npos)
+      << metrics.raw;
+  EXPECT_NE(metrics.raw.find("envsync_records_applied_total{kind=\"new\"} 0"), std::string::npos)
       << metrics.raw;
 }
 

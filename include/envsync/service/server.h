@@ -2,9 +2,12 @@
 #define ENVSYNC_SERVICE_SERVER_H_
 
 #include <atomic>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "envsync/core/status.h"
+#include "envsync/service/users.h"
 #include "envsync/service/workspace.h"
 
 namespace envsync::service {
@@ -21,6 +24,20 @@ struct ServeOptions {
 // Unavailable naming the address when it cannot listen.
 Status Serve(const Workspace& workspace, const ServeOptions& options,
              const std::atomic<bool>& stop);
+
+// One route of the REST API (docs/API.md) as `envsync serve` registers it.
+struct RouteInfo {
+  std::string method;        // GET (which also answers HEAD), POST, PUT or PATCH
+  std::string pattern;       // the path, an ECMAScript regular expression matched whole
+  std::optional<Role> role;  // the least role a caller's session needs; nullopt = public
+  bool needs_csrf = false;   // it changes state: the session's X-CSRF-Token header is required
+};
+
+// Every route `envsync serve` answers besides the page's static files, in the order they are
+// registered. The server registers its handlers from this table and nowhere else, each non-public
+// one behind the session, role and CSRF checks the entry names, so a test that walks the table
+// covers the whole API. Thread-safe.
+std::vector<RouteInfo> ApiRoutes();
 
 // `envsync serve --once`: settles interrupted syncs and jobs, runs the jobs that are due, and
 // returns.
