@@ -13,11 +13,8 @@
 // connection), never with a 5xx other than the documented 503 (the state store or an
 // environment cannot be read): a 500 is a bug; and every error has the documented shape
 // {"error": {"code": "...", "message": "..."}}.
-#include <arpa/inet.h>
 #include <httplib.h>
-#include <netinet/in.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -58,6 +55,7 @@ struct Harness {
   envsync::service::ServeOptions options;
   std::atomic<bool> stop{false};
   std::atomic<bool> ended{false};
+  std::atomic<int> port{0};  // set by Serve once it listens
   std::thread server;
   std::unique_ptr<httplib::Client> client;
   std::string cookie;
@@ -71,28 +69,6 @@ Harness* harness = nullptr;
 [[noreturn]] void SetupFailed(const std::string& what) {
   std::fprintf(stderr, "envsync api fuzz: setup failed: %s\n", what.c_str());
   std::abort();
-}
-
-// The loopback port a socket of this process listens on, or 0. Serve picks a free port (port 0)
-// and only logs it, so it is read from the process's own sockets.
-int ListeningPort() {
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc/self/fd", ec)) {
-    const int fd = std::atoi(entry.path().filename().c_str());
-    int listening = 0;
-    socklen_t size = sizeof(listening);
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || listening == 0) {
-      continue;
-    }
-    sockaddr_in address{};
-    socklen_t address_size = sizeof(address);
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &address_size) != 0 ||
-        address.sin_family != AF_INET || address.sin_addr.s_addr != htonl(INADDR_LOOPBACK)) {
-      continue;
-    }
-    return ntohs(address.sin_port);
-  }
-  return 0;
 }
 
 // Sends one request with the session cookie and CSRF token.
@@ -171,17 +147,17 @@ void Setup() {
   harness->workspace = std::move(*workspace);
   harness->options.listen = "127.0.0.1:0";
   harness->options.poll_seconds = 1;
+  harness->options.on_listening = [](int bound) { harness->port = bound; };
   harness->server = std::thread([] {
     envsync::Status served =
         envsync::service::Serve(*harness->workspace, harness->options, harness->stop);
     if (!served.ok()) std::fprintf(stderr, "envsync api fuzz: %s\n", served.message().c_str());
     harness->ended = true;
   });
-  int port = 0;
-  for (int i = 0; i < 600 && port == 0 && !harness->ended; ++i) {
+  for (int i = 0; i < 600 && harness->port == 0 && !harness->ended; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    port = ListeningPort();
   }
+  const int port = harness->port;
   if (port == 0) SetupFailed("the server did not start listening");
   // One log line per request would drown libFuzzer's output; errors (a 500's cause) still show.
   spdlog::set_level(spdlog::level::err);

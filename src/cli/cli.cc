@@ -817,7 +817,8 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     }
     std::string from;
     std::string to;
-    sync::SyncRequest request{sync_id_arg, select, deselect, resolve, test_import, CurrentUser()};
+    sync::SyncRequest request{sync_id_arg, select,        deselect, resolve,
+                              test_import, CurrentUser(), ""};
     if (sync_cmd->parsed()) {
       auto comparison = (*state)->LoadComparisonHeader(sync_id_arg);
       if (!comparison.ok()) return Fail(err, comparison.status());

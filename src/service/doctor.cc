@@ -9,6 +9,7 @@
 
 #include "envsync/service/jobs.h"
 #include "envsync/store/environment.h"
+#include "envsync/sync/sync.h"
 
 namespace envsync::service {
 namespace {
@@ -20,10 +21,6 @@ const std::set<std::string> kSyncStates = {"running", "committing", "undoing",
                                            "success", "failure",    "undone"};
 const std::set<std::string> kJobStates = {"queued",    "scheduled", "running",
                                           "succeeded", "failed",    "cancelled"};
-
-bool InFlight(const store::SyncRun& run) {
-  return run.status == "running" || run.status == "committing" || run.status == "undoing";
-}
 
 // Collects findings of one check: ok unless a problem was added.
 class Check {
@@ -61,7 +58,7 @@ void CheckSyncsAndJobs(store::StateStore& state, bool judge_in_flight, DoctorRep
           check.Problem(fmt::format("sync {} has the unknown status '{}'", run.id, run.status));
           continue;
         }
-        if (InFlight(run)) {
+        if (store::InFlight(run)) {
           if (judge_in_flight) {
             check.Problem(
                 fmt::format("sync {} into {} was left {} by a stopped envsync: any envsync command "
@@ -133,7 +130,7 @@ void CheckSyncsAndJobs(store::StateStore& state, bool judge_in_flight, DoctorRep
     if (run == syncs_by_id->end()) {
       check.Problem(
           fmt::format("job {} names sync {}, which is not in the history", job.id, sync_id));
-    } else if (!InFlight(run->second)) {
+    } else if (!store::InFlight(run->second)) {
       const bool ended_well = run->second.status == "success" || run->second.status == "undone";
       if (ended_well != (job.state == "succeeded")) {
         check.Problem(fmt::format("job {} {} but its sync {} ended '{}'", job.id, job.state,
@@ -149,14 +146,14 @@ void CheckSyncsAndJobs(store::StateStore& state, bool judge_in_flight, DoctorRep
 void CheckWorkFolders(const EnvironmentConfig& env,
                       const std::map<std::string, store::SyncRun>& syncs, Check& check) {
   for (const char* kind : {"staging", "trash"}) {
-    const fs::path dir = fs::path(env.assets) / ".envsync" / kind;
+    const fs::path dir = sync::WorkFolder(env.assets, kind);
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) continue;
     for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
       const std::string id = entry.path().filename().string();
       auto run = syncs.find(id);
       // A sync in flight needs both (its settling uses them); the sync's own finding tells.
-      if (run != syncs.end() && InFlight(run->second)) continue;
+      if (run != syncs.end() && store::InFlight(run->second)) continue;
       const bool needed =
           std::string(kind) == "trash" && run != syncs.end() && run->second.status == "success";
       if (!needed) {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -151,14 +152,22 @@ store::Message ComparisonFinishedMessage(const Comparison& c, const std::string&
   return message;
 }
 
+namespace {
+constexpr const char* kSyncSucceeded = "Success: Synchronization process";
+constexpr const char* kSyncFailed = "FAILURE: Synchronization process";
+}  // namespace
+
+bool TellsHowASyncEnded(const store::Message& message) {
+  return message.title == kSyncSucceeded || message.title == kSyncFailed;
+}
+
 store::Message SyncEndedMessage(const sync::SyncOutcome& o, const std::string& user,
                                 const std::string& now, const std::string& job_id) {
   store::Message message;
   message.user = user;
   message.created_at = now;
   message.job_id = job_id;
-  message.title =
-      o.success ? "Success: Synchronization process" : "FAILURE: Synchronization process";
+  message.title = o.success ? kSyncSucceeded : kSyncFailed;
   message.body =
       o.success ? fmt::format("Sync {}{} completed: {} new, {} modified, {} deleted, {} files.",
                               o.sync_id, o.test_import ? " (test import, nothing kept)" : "",
@@ -214,11 +223,15 @@ Result<std::vector<std::string>> RecoverInterruptedJobs(
       }
       auto request = SyncRequestFromJson(job.request);
       for (const store::SyncRun& run : runs) {
-        if (request.ok() && run.comparison_id == request->comparison_id &&
-            run.started_by == request->started_by && run.created_at >= job.started_at &&
-            run.status != "running" && run.status != "committing") {
-          ran = &run;
-        }
+        if (store::InFlight(run)) continue;
+        // A sync names its job. One saved before syncs did (schema 8) is matched by comparison,
+        // user and time, which a clock jumping back can defeat.
+        const bool its_sync = run.job_id.empty()
+                                  ? request.ok() && run.comparison_id == request->comparison_id &&
+                                        run.started_by == request->started_by &&
+                                        run.created_at >= job.started_at
+                                  : run.job_id == job.id;
+        if (its_sync) ran = &run;
       }
     }
     json result = json::parse(job.result.empty() ? "{}" : job.result, nullptr, false);
@@ -244,8 +257,7 @@ Result<std::vector<std::string>> RecoverInterruptedJobs(
     message.user = job.started_by;
     message.created_at = now;
     message.job_id = job.id;
-    message.title =
-        success ? "Success: Synchronization process" : "FAILURE: Synchronization process";
+    message.title = success ? kSyncSucceeded : kSyncFailed;
     message.body = success ? fmt::format(
                                  "Sync {} was interrupted after its commit and was completed "
                                  "when envsync restarted.",
@@ -254,8 +266,16 @@ Result<std::vector<std::string>> RecoverInterruptedJobs(
                                  "Sync {} was interrupted and rolled back when envsync "
                                  "restarted: {}. Nothing was written.",
                                  ran->id, ran->error);
-    const std::string mail_problem = notify(message, "/syncs/" + ran->id);
-    result["mail"] = mail_problem.empty() ? json() : json(mail_problem);
+    // Killed after telling the user (the message is stored last): not told twice.
+    auto told = state.ListMessages(job.started_by);
+    if (!told.ok()) return told.status();
+    const bool already_told = std::any_of(told->begin(), told->end(), [&](const store::Message& m) {
+      return m.job_id == job.id && TellsHowASyncEnded(m);
+    });
+    if (!already_told) {
+      const std::string mail_problem = notify(message, "/syncs/" + ran->id);
+      result["mail"] = mail_problem.empty() ? json() : json(mail_problem);
+    }
     job.result = result.dump();
     ENVSYNC_RETURN_IF_ERROR(state.SaveJob(job));
     settled.push_back(job.id);
@@ -368,6 +388,7 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
       }
     } else {
       auto request = SyncRequestFromJson(job.request);
+      if (request.ok()) request->job_id = job.id;
       Result<sync::SyncOutcome> outcome =
           request.ok() ? h.run_sync(*request) : Result<sync::SyncOutcome>(request.status());
       sync::SyncOutcome ended;

@@ -5,11 +5,14 @@
 #include <httplib.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -356,6 +359,13 @@ class Service {
       return Status::Unavailable(fmt::format(
           "cannot listen on {}: the address is in use or not this machine's", options_.listen));
     }
+    // httplib listens with a backlog of 5, so a burst of new clients is dropped by the kernel;
+    // listening again on the bound socket raises it (Linux caps it at net.core.somaxconn).
+    if (listening_socket_ >= 0 && ::listen(listening_socket_, kListenBacklog) != 0) {
+      spdlog::warn("could not raise the listen backlog of {}: {}", options_.listen,
+                   std::strerror(errno));
+    }
+    if (options_.on_listening) options_.on_listening(bound);
     std::thread runner([this] { RunJobs(); });
     std::thread http([this] { server_.listen_after_bind(); });
     spdlog::info("listening on http://{}:{}", host, bound);
@@ -466,9 +476,7 @@ class Service {
     auto syncs = state.ListSyncs();
     if (!syncs.ok()) return false;
     for (const store::SyncRun& run : *syncs) {
-      if (run.status == "running" || run.status == "committing" || run.status == "undoing") {
-        return true;
-      }
+      if (store::InFlight(run)) return true;
     }
     return false;
   }
@@ -675,6 +683,18 @@ class Service {
 
   void Routes() {
     server_.set_payload_max_length(4 << 20);
+    // Headers and body go out in two writes: without TCP_NODELAY each answer on a kept-alive
+    // connection waits ~40 ms for the client's delayed ACK.
+    server_.set_tcp_nodelay(true);
+    server_.set_keep_alive_max_count(kKeepAliveRequests);
+    server_.new_task_queue = [] { return new httplib::ThreadPool(kRequestThreads); };
+    // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which lets a second
+    // `envsync serve` bind the same port and take half of its connections.
+    server_.set_socket_options([this](socket_t sock) {
+      const int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listening_socket_ = sock;
+    });
     server_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       // Method, path, status and the user: never bodies, cookies or tokens.
       {
@@ -1071,14 +1091,8 @@ class Service {
     auto body = Body::Parse(req, res);
     if (!body) return;
     const std::string id = req.matches[1];
-    auto refs = state.LoadChangeRefs(id);
-    if (!refs.ok()) return SendError(res, FromStatus(refs.status()));
-    if (refs->empty()) {
-      auto header = state.LoadComparisonHeader(id);
-      if (!header.ok()) return SendError(res, FromStatus(header.status()));
-    }
-    std::set<std::string> known;
-    for (const auto& [ref, tab] : *refs) known.insert(ref);
+    auto header = state.LoadComparisonHeader(id);
+    if (!header.ok()) return SendError(res, FromStatus(header.status()));
     std::vector<std::string> select;
     std::vector<std::string> deselect;
     if (auto e = body->Strings("select", &select)) return SendError(res, *e);
@@ -1090,8 +1104,14 @@ class Service {
                              "link or merge",
                              "resolve"});
     }
+    // Only the records the body names are looked up, not the comparison's every change.
+    std::vector<std::string> named = select;
+    named.insert(named.end(), deselect.begin(), deselect.end());
+    for (const auto& item : resolve.items()) named.push_back(item.key());
+    auto known = state.KnownChangeRefs(id, named);
+    if (!known.ok()) return SendError(res, FromStatus(known.status()));
     auto check = [&](const std::string& ref, const char* field) -> std::optional<ApiError> {
-      if (known.contains(ref)) return std::nullopt;
+      if (known->contains(ref)) return std::nullopt;
       return ApiError{400, "bad_request",
                       fmt::format("'{}' is not a record of comparison {}", ref, id), field};
     };
@@ -1424,6 +1444,11 @@ class Service {
   const ServeOptions& options_;
   const std::atomic<bool>& stop_;
   StorePool pool_;
+  // Requests served at once, and per kept-alive connection before it is closed.
+  static constexpr size_t kRequestThreads = 32;
+  static constexpr size_t kKeepAliveRequests = 1000;
+  static constexpr int kListenBacklog = 1024;
+  int listening_socket_ = -1;
   LoginRateLimiter logins_;
   LoginRateLimiter logins_by_ip_;
   std::counting_semaphore<2> hashing_{2};

@@ -221,15 +221,18 @@ Result<std::vector<std::string>> Workspace::Folders(const std::string& name) con
 
 std::string Workspace::Notify(store::StateStore& state, const store::Message& message,
                               const std::string& link_path) const {
+  // The mail goes first and the message is stored last: a process killed in between sends the
+  // mail again when its work is settled (at least once), and a stored message means the user
+  // was told (RecoverInterruptedJobs tells no one twice).
   std::string problem;
-  auto added = state.AddMessage(message);
-  if (!added.ok()) problem = added.status().message();
   if (IsMailAddress(message.user)) {
     auto delivered =
         Deliver(config_.mail, MailFor(message, config_.mail, link_path), 3,
                 [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); });
     if (!delivered.ok()) problem = delivered.status().message();
   }
+  auto added = state.AddMessage(message);
+  if (!added.ok() && problem.empty()) problem = added.status().message();
   return problem;
 }
 

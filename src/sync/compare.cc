@@ -255,20 +255,7 @@ Result<Comparison> Comparer::Run() {
 
 Status Comparer::CheckSchemas() {
   for (store::Environment* env : {&source_, &target_}) {
-    auto schema = env->ReadSchema();
-    if (!schema.ok()) return schema.status();
-    // A database without the platform's tables is not an environment (an empty file, the
-    // wrong path); a table with other columns is a manifest that does not fit.
-    for (const ModuleSpec& module : manifest_.modules()) {
-      for (const TableSpec& table : module.tables) {
-        if (!schema->contains(table.name)) {
-          return Status::Unavailable(
-              fmt::format("environment {} ({}): not a platform database: it has no table '{}'",
-                          env->name(), env->location(), table.name));
-        }
-      }
-    }
-    ENVSYNC_RETURN_IF_ERROR(manifest_.CheckAgainst(*schema, env->name()));
+    ENVSYNC_RETURN_IF_ERROR(CheckEnvironmentSchema(manifest_, *env));
     for (const ModuleSpec& module : manifest_.modules()) {
       for (const TableSpec& table : module.tables) {
         std::vector<std::string> tables = {table.name};
@@ -1205,6 +1192,23 @@ Status Comparer::CloseDependencies() {
 }
 
 }  // namespace
+
+Status CheckEnvironmentSchema(const Manifest& manifest, store::Environment& env) {
+  auto schema = env.ReadSchema();
+  if (!schema.ok()) return schema.status();
+  // A database without the platform's tables is not an environment (an empty file, the wrong
+  // path); a table with other columns is a manifest that does not fit.
+  for (const ModuleSpec& module : manifest.modules()) {
+    for (const TableSpec& table : module.tables) {
+      if (!schema->contains(table.name)) {
+        return Status::Unavailable(
+            fmt::format("environment {} ({}): not a platform database: it has no table '{}'",
+                        env.name(), env.location(), table.name));
+      }
+    }
+  }
+  return manifest.CheckAgainst(*schema, env.name());
+}
 
 CompareContext DefaultCompareContext() {
   CompareContext context;

@@ -18,6 +18,7 @@
 #include "envsync/core/record.h"
 #include "envsync/store/fault_injection.h"
 #include "envsync/store/json_codec.h"
+#include "envsync/sync/compare.h"
 #include "sync/ids.h"
 #include "sync/images.h"
 #include "sync/record_stream.h"
@@ -48,9 +49,8 @@ std::string_view ActionName(Action action, Resolution resolution) {
 
 using store::CrashPoint;  // fault injection for the crash tests
 
-// Where a sync keeps its files inside an assets folder, beside (not inside) the gallery.
 fs::path WorkDir(const std::string& assets, const std::string& kind, const std::string& sync_id) {
-  return fs::path(assets) / ".envsync" / kind / sync_id;
+  return fs::path(WorkFolder(assets, kind)) / sync_id;
 }
 
 // Puts a sync's files in place. Idempotent, so a restart can run it again after a crash.
@@ -370,6 +370,9 @@ Result<SyncOutcome> Syncer::Fail(SyncOutcome outcome, const std::string& error,
   RemoveWorkDirs(target_.assets().root(), run_.id, /*with_trash=*/true);
   outcome.success = false;
   outcome.error = error;
+  outcome.applied = AppliedCounts();  // rolled back: nothing was applied
+  outcome.per_module.clear();
+  outcome.files = 0;
   run_.status = "failure";
   run_.error = error;
   run_.finished_at = context_.now();
@@ -1152,6 +1155,9 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   }
   source_side_ = SideOf(source_.name());
   target_side_ = SideOf(target_.name());
+  // The manifest may have changed since the comparison: SQL is built from it only once it fits.
+  ENVSYNC_RETURN_IF_ERROR(CheckEnvironmentSchema(manifest_, source_));
+  ENVSYNC_RETURN_IF_ERROR(CheckEnvironmentSchema(manifest_, target_));
   if (!request.test_import) {
     auto syncs = state_.ListSyncs();
     if (!syncs.ok()) return syncs.status();
@@ -1189,6 +1195,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
   run_.comparison_id = comparison_.id;
   run_.created_at = context_.now();
   run_.started_by = request.started_by;
+  run_.job_id = request.job_id;
   run_.from = comparison_.from;
   run_.to = comparison_.to;
   run_.test_import = request.test_import;
@@ -1414,6 +1421,7 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
         fmt::format("sync {} is {}: only a successful sync (not a test import) can be undone",
                     sync_id, run.test_import ? "a test import" : run.status));
   }
+  ENVSYNC_RETURN_IF_ERROR(CheckEnvironmentSchema(manifest, target));
   auto identities = state.LoadIdentityMap();
   if (!identities.ok()) return identities.status();
   auto layouts = BuildLayouts(manifest, target);
@@ -1468,6 +1476,10 @@ Result<SyncOutcome> UndoSync(const Manifest& manifest, store::Environment& sourc
   return outcome;
 }
 
+std::string WorkFolder(const std::string& assets, const std::string& kind) {
+  return (fs::path(assets) / ".envsync" / kind).string();
+}
+
 Result<std::vector<std::string>> RecoverInterruptedSyncs(
     const Manifest& manifest, store::StateStore& state,
     const std::function<Result<std::unique_ptr<store::Environment>>(const std::string&)>& open,
@@ -1476,9 +1488,7 @@ Result<std::vector<std::string>> RecoverInterruptedSyncs(
   auto syncs = state.ListSyncs();
   if (!syncs.ok()) return syncs.status();
   for (const store::SyncRun& listed : *syncs) {
-    if (listed.status != "running" && listed.status != "committing" && listed.status != "undoing") {
-      continue;
-    }
+    if (!store::InFlight(listed)) continue;
     if (!only_target.empty() && listed.to != only_target) continue;
     auto loaded = state.LoadSync(listed.id);
     if (!loaded.ok()) return loaded.status();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "envsync/sync/compare.h"
 #include "sync/ids.h"
 
 namespace envsync::sync {
@@ -46,6 +47,7 @@ Result<std::vector<std::string>> EnableTracking(const Manifest& manifest,
                                                 const std::string& now) {
   auto env = store::OpenEnvironment(environment, store::Access::kReadWrite);
   if (!env.ok()) return env.status();
+  ENVSYNC_RETURN_IF_ERROR(CheckEnvironmentSchema(manifest, **env));
   return (*env)->EnableTracking(TrackableTables(manifest), RandomId("t-"), now);
 }
 

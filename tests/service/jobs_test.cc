@@ -102,6 +102,55 @@ TEST_F(JobsTest, DueSyncRunsAndReportsSuccess) {
   EXPECT_EQ(messages.back()["title"], "Comparison finished");
 }
 
+// A job killed after its sync ended is settled by the sync that names it, even when the clock
+// went back between the job's start and the sync's: not by another sync of the same comparison
+// and user that merely looks later.
+TEST_F(JobsTest, InterruptedJobIsSettledByTheSyncThatNamesIt) {
+  Build(Start::kPendingWork);
+  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string job_id = Schedule(comparison, "2020-01-01T00:00:00Z");
+  auto state = store::OpenStateStore(paths_.state.string());
+  ASSERT_TRUE(state.ok()) << state.status().message();
+  auto job = (*state)->LoadJob(job_id);
+  ASSERT_TRUE(job.ok()) << job.status().message();
+  job->state = "running";
+  job->started_at = "2026-06-01T12:00:00Z";
+  ASSERT_TRUE((*state)->SaveJob(*job).ok());
+  store::SyncRun ours;
+  ours.id = "s-its-own";
+  ours.comparison_id = comparison;
+  ours.started_by = job->started_by;
+  ours.from = "TEST";
+  ours.to = "PROD";
+  ours.created_at = "2026-06-01T11:00:00Z";  // the clock went back an hour
+  ours.finished_at = "2026-06-01T11:00:02Z";
+  ours.status = "success";
+  ours.job_id = job_id;
+  ASSERT_TRUE((*state)->SaveSync(ours).ok());
+  store::SyncRun other = ours;
+  other.id = "s-another-jobs";
+  other.created_at = "2026-06-01T12:00:05Z";
+  other.status = "failure";
+  other.error = "refused";
+  other.job_id = "j-another";
+  ASSERT_TRUE((*state)->SaveSync(other).ok());
+  int told = 0;
+  auto settled = service::RecoverInterruptedJobs(
+      **state, "2026-06-01T12:30:00Z", [&](const store::Message& m, const std::string& link) {
+        ++told;
+        EXPECT_EQ(link, "/syncs/s-its-own");
+        EXPECT_EQ(m.title, "Success: Synchronization process");
+        return std::string();
+      });
+  ASSERT_TRUE(settled.ok()) << settled.status().message();
+  EXPECT_EQ(*settled, std::vector<std::string>{job_id});
+  EXPECT_EQ(told, 1);
+  auto ended = (*state)->LoadJob(job_id);
+  ASSERT_TRUE(ended.ok());
+  EXPECT_EQ(ended->state, "succeeded");
+  EXPECT_EQ(json::parse(ended->result)["sync_id"], "s-its-own") << ended->result;
+}
+
 // A sync scheduled for later does not run before its time.
 TEST_F(JobsTest, FutureSyncWaits) {
   Build(Start::kPendingWork);

@@ -618,13 +618,7 @@ TEST(ServerPageTest, HtmlHasNoInlineScriptHandlersOrStyles) {
 class ServerSecretsTest : public ServeFixture {
  protected:
   void SetUp() override {
-    if (ServerUri().empty()) {
-      const char* ci = std::getenv("CI");
-      if (ci != nullptr && std::string(ci) == "true") {
-        FAIL() << "CI=true but ENVSYNC_TEST_PG is not set: run under scripts/with-postgres";
-      }
-      GTEST_SKIP() << "ENVSYNC_TEST_PG is not set (scripts/with-postgres sets it)";
-    }
+    ENVSYNC_REQUIRE_POSTGRES();
     static int counter = 0;
     role_ = "envsync_secrets_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
     pg_password_ = "PgPw" + service::RandomToken(8);

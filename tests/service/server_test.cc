@@ -231,6 +231,48 @@ TEST_F(ServerTest, SyncInterruptedByACrashIsSettledAtRestart) {
   }
 }
 
+// Killed after the sync's end was mailed and stored but before the job saved it, the restart
+// settles the job without telling the user again; killed before telling, the restart tells them
+// once. Either way: one message and one mail about how the sync ended.
+TEST_F(ServerTest, UserIsToldOnceHowAnInterruptedSyncEnded) {
+  // The comparison job passes these points first (#1); the sync job is #2.
+  for (const char* point : {"job_notified#2", "job_worked#2"}) {
+    SCOPED_TRACE(point);
+    TearDown();
+    SetUp();
+    const int smtp = StartSmtpSink(&sink_, dir_ / "maildir", dir_ / "sink.err");
+    ASSERT_GT(smtp, 0) << "the SMTP sink did not start";
+    UseSmtp(paths_.config, "smtp://127.0.0.1:" + std::to_string(smtp));
+    StartServer({{"ENVSYNC_CRASH_AT", point}});
+    Api api = LoggedIn("olga@shop.example");
+    const std::string id = CompareThroughApi(api);
+    Api::Answer started = api.Post("/api/v1/syncs", {{"comparison_id", id}});
+    ASSERT_EQ(started.status, 202);
+    ASSERT_EQ(server_.WaitFor(30000), std::optional<int>(-SIGKILL))
+        << "the crash point was not hit";
+    StartServer();
+    Api again = LoggedIn("olga@shop.example");
+    json job = again.WaitForJob(started.body["job_id"]);
+    EXPECT_EQ(job["state"], "succeeded") << job.dump();
+    int told = 0;
+    const json messages = again.Get("/api/v1/messages").body["messages"];
+    for (const json& m : messages) {
+      if (m["job_id"] == started.body["job_id"] &&
+          m["title"].get<std::string>().find("Synchronization process") != std::string::npos &&
+          m["title"] != "Synchronization process") {
+        ++told;
+      }
+    }
+    EXPECT_EQ(told, 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a second mail would be here
+    int mailed = 0;
+    for (const std::string& mail : Mails(dir_ / "maildir")) {
+      if (mail.find("Subject: Success: Synchronization process") != std::string::npos) ++mailed;
+    }
+    EXPECT_EQ(mailed, 1);
+  }
+}
+
 // Two syncs into PROD due at the same moment run one after the other; the second is told it
 // waits.
 TEST_F(ServerTest, SecondSyncIntoTheSameEnvironmentWaitsWithAMessage) {
@@ -481,6 +523,24 @@ TEST_F(ServerTest, MetricsCountJobsSyncsAndRecords) {
 
 // A sync whose stored counts are not numbers (a row edited by hand) does not break /metrics:
 // the counts that are numbers are still summed, the others left out.
+// httplib's default socket options include SO_REUSEPORT, under which a second server binds the
+// same port and takes part of the first one's connections: envsync must refuse to start instead.
+TEST_F(ServerTest, ASecondServerOnTheSamePortIsRefused) {
+  StartServer();
+  Child second;
+  second.Start({ENVSYNC_BINARY, "--config", paths_.config.string(), "serve", "--listen",
+                "127.0.0.1:" + std::to_string(port_), "--poll", "1"},
+               dir_ / "second.err");
+  const std::optional<int> ended = second.WaitFor(20000);
+  ASSERT_TRUE(ended.has_value()) << "a second envsync serve is listening on port " << port_;
+  EXPECT_NE(*ended, 0);
+  const std::string said = ReadBytes(dir_ / "second.err");
+  EXPECT_NE(said.find("cannot listen on 127.0.0.1:" + std::to_string(port_)), std::string::npos)
+      << said;
+  Api api = LoggedIn("vic@shop.example");
+  EXPECT_EQ(api.Get("/api/v1/jobs").status, 200);
+}
+
 TEST_F(ServerTest, MetricsLeaveOutCountsThatAreNotNumbers) {
   {
     auto state = store::OpenStateStore(paths_.state.string());
@@ -514,13 +574,7 @@ TEST_F(ServerTest, MetricsLeaveOutCountsThatAreNotNumbers) {
 class SharedStoreTest : public ServerTest {
  protected:
   void SetUp() override {
-    if (ServerUri().empty()) {
-      const char* ci = std::getenv("CI");
-      if (ci != nullptr && std::string(ci) == "true") {
-        FAIL() << "CI=true but ENVSYNC_TEST_PG is not set: run under scripts/with-postgres";
-      }
-      GTEST_SKIP() << "ENVSYNC_TEST_PG is not set (scripts/with-postgres sets it)";
-    }
+    ENVSYNC_REQUIRE_POSTGRES();
     static int counter = 0;
     db_ = "envsync_shared_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
     Pg admin(ServerUri());

@@ -1,12 +1,13 @@
 // PostgreSQL helpers for tests: the test server's URI ($ENVSYNC_TEST_PG, set by
-// scripts/with-postgres), a small libpq client, and a copy of a SQLite environment into a new
-// PostgreSQL database.
+// scripts/with-postgres), the skip-or-fail guard of tests that need it, a small libpq client,
+// and a copy of a SQLite environment into a new PostgreSQL database.
 #ifndef ENVSYNC_TESTS_STORE_PG_SUPPORT_H_
 #define ENVSYNC_TESTS_STORE_PG_SUPPORT_H_
 
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -20,6 +21,28 @@ inline std::string ServerUri() {
   const char* uri = std::getenv("ENVSYNC_TEST_PG");
   return uri != nullptr ? uri : "";
 }
+
+// Whether the tests run on CI (CI=true), where a missing test server is a failure, not a skip.
+inline bool RunningOnCi() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
+// Requires the test server: without $ENVSYNC_TEST_PG, fails the test on CI and skips it
+// elsewhere, and returns from the calling function (a fixture's SetUp, or a void helper it
+// calls; gtest then runs no test body). A macro because FAIL() and GTEST_SKIP() return only from
+// the function they are written in.
+#define ENVSYNC_REQUIRE_POSTGRES()                                                        \
+  do {                                                                                    \
+    if (::envsync::testing::ServerUri().empty()) {                                        \
+      if (::envsync::testing::RunningOnCi()) {                                            \
+        FAIL() << "CI=true but ENVSYNC_TEST_PG is not set: run the suite through "        \
+                  "scripts/with-postgres";                                                \
+      }                                                                                   \
+      GTEST_SKIP() << "ENVSYNC_TEST_PG is not set: run through scripts/with-postgres to " \
+                      "test against PostgreSQL";                                          \
+    }                                                                                     \
+  } while (false)
 
 // The URI of database `name` on the test server.
 inline std::string DatabaseUri(const std::string& name) {

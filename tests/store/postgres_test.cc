@@ -21,12 +21,7 @@ using nlohmann::json;
 class PostgresTest : public DemoEnvironments {
  protected:
   void SetUp() override {
-    if (ServerUri().empty()) {
-      if (const char* ci = std::getenv("CI"); ci != nullptr && std::string(ci) == "true") {
-        FAIL() << "ENVSYNC_TEST_PG is not set: run the suite through scripts/with-postgres";
-      }
-      GTEST_SKIP() << "no PostgreSQL server: run through scripts/with-postgres";
-    }
+    ENVSYNC_REQUIRE_POSTGRES();
     DemoEnvironments::SetUp();
     static int counter = 0;
     prefix_ = "envsync_" + std::to_string(getpid()) + "_" + std::to_string(counter++);

@@ -83,6 +83,9 @@ TEST_F(FaultTest, DiskFullWhileStagingLeavesTargetUnchanged) {
   ASSERT_FALSE(run.out.empty()) << run.err;
   EXPECT_EQ(run.Json()["status"], "failure");
   EXPECT_NE(run.Json()["error"].get<std::string>().find("staging"), std::string::npos) << run.out;
+  // Rolled back, so the report counts nothing as applied.
+  EXPECT_EQ(run.Json()["applied"], (json{{"new", 0}, {"modified", 0}, {"deleted", 0}})) << run.out;
+  EXPECT_EQ(run.Json()["files"], 0) << run.out;
   EXPECT_EQ(ReadBytes(paths_.prod_db), db_before);
   std::vector<std::string> files_after;
   for (const auto& e : std::filesystem::recursive_directory_iterator(assets)) {

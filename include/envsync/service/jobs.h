@@ -65,7 +65,9 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
 
 // Settles the jobs a killed service left "running" (after RecoverInterruptedSyncs has settled
 // their syncs): a sync job takes the end of its sync (completed or rolled back) and its user is
-// told through `notify`; a job that had written nothing yet is queued again. Returns their IDs.
+// told through `notify`, unless the killed service had already told them (its message is in the
+// store: Workspace::Notify mails first and stores the message last); a job that had written
+// nothing yet is queued again. Returns their IDs.
 Result<std::vector<std::string>> RecoverInterruptedJobs(
     store::StateStore& state, const std::string& now,
     const std::function<std::string(const store::Message&, const std::string& link_path)>& notify);
@@ -74,6 +76,8 @@ Result<std::vector<std::string>> RecoverInterruptedJobs(
 store::Message ComparisonFinishedMessage(const Comparison& comparison, const std::string& user);
 store::Message SyncEndedMessage(const sync::SyncOutcome& outcome, const std::string& user,
                                 const std::string& now, const std::string& job_id);
+// Whether `message` is the one that tells how a sync ended (success or failure).
+bool TellsHowASyncEnded(const store::Message& message);
 
 // JSON of a sync request, as jobs keep it, and back.
 std::string SyncRequestToJson(const sync::SyncRequest& request);

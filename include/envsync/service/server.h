@@ -2,6 +2,7 @@
 #define ENVSYNC_SERVICE_SERVER_H_
 
 #include <atomic>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +17,9 @@ struct ServeOptions {
   std::string listen = "127.0.0.1:8080";  // host:port; port 0 picks a free one
   int poll_seconds = 5;                   // how often the schedule is looked at
   std::string web_root;                   // the page's files; "" = no page
+  // Called once with the bound port, before the first request is accepted (tests and the fuzz
+  // harness use it with port 0).
+  std::function<void(int port)> on_listening;
 };
 
 // `envsync serve`: the REST API (docs/API.md) and the job runner in one process, until `stop`

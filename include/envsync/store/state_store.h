@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -145,9 +146,17 @@ struct SyncRun {
   std::string status;   // running, success, failure, undone
   std::string applied;  // JSON: counts per tab and per module
   std::string error;
+  std::string job_id;  // the job that ran it; "" when it ran from the CLI
   std::vector<SyncRecord> records;
   std::vector<SyncFile> files;
 };
+
+// A sync (or its undo) is in flight from its start until it reaches success, failure or undone.
+// One found in flight while no envsync runs it was interrupted: RecoverInterruptedSyncs settles
+// it.
+inline bool InFlight(const SyncRun& run) {
+  return run.status == "running" || run.status == "committing" || run.status == "undoing";
+}
 
 // A unit of background work: a comparison or a sync, run now or at `run_at` (ISO-8601 UTC).
 // States: scheduled, running, succeeded, failed, cancelled.
@@ -269,9 +278,10 @@ class StateStore {
   virtual Result<ChangePage> LoadChangePage(const std::string& id, Tab tab,
                                             const std::string& filter, int64_t offset,
                                             int64_t limit) = 0;
-  // The record (`T:ID`) and tab of every change of a comparison, in comparison order.
-  virtual Result<std::vector<std::pair<std::string, Tab>>> LoadChangeRefs(
-      const std::string& id) = 0;
+  // Which of `records` (`T:ID`) are changes of comparison `id`: looked up by index, so a
+  // selection naming a few records of a large comparison does not read them all.
+  virtual Result<std::set<std::string>> KnownChangeRefs(
+      const std::string& id, const std::vector<std::string>& records) = 0;
 
   // Removes the base of one pair (a record gone from both sides).
   virtual Status DeleteBase(const std::string& table, const Value& prod_id,
@@ -340,7 +350,7 @@ class StateStore {
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location);
 
 // The current version of the state store's schema.
-inline constexpr int kStateSchemaVersion = 8;
+inline constexpr int kStateSchemaVersion = 9;
 
 }  // namespace envsync::store
 

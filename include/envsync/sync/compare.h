@@ -39,6 +39,13 @@ struct CompareContext {
 // The default context: the system clock, random IDs, no progress reports.
 CompareContext DefaultCompareContext();
 
+// Whether `env` can be read and written under `manifest`: it has every table the manifest
+// names (Unavailable, "not a platform database", otherwise) and the manifest fits its columns
+// (Manifest::CheckAgainst: InvalidArgument naming the manifest line). Every command that builds
+// SQL from the manifest checks its environments with it first: compare both, sync both, undo the
+// target, `track enable` its own.
+Status CheckEnvironmentSchema(const Manifest& manifest, store::Environment& env);
+
 // Compares `source` with `target` as SYNC-SEMANTICS §1-3 define it and stores the comparison
 // in `state`. Reads each side in one read transaction, one thread per side, streaming rows in
 // ID order, so memory grows with the number of differences, not with the environments.

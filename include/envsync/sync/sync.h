@@ -28,6 +28,7 @@ struct SyncRequest {
   std::vector<std::string> resolve;   // T:ID=overwrite|insert_as_new|link|merge
   bool test_import = false;
   std::string started_by = "cli";
+  std::string job_id;  // the job running it ("" from the CLI); kept on the sync, not in requests
 };
 
 struct AppliedCounts {
@@ -92,6 +93,11 @@ Result<std::vector<std::string>> RecoverInterruptedSyncs(
     const Manifest& manifest, store::StateStore& state,
     const std::function<Result<std::unique_ptr<store::Environment>>(const std::string&)>& open,
     const std::string& only_target = "");
+
+// The folder where syncs keep their work of `kind` inside an assets folder, beside (not inside)
+// the gallery: "staging" (files staged before the commit) or "trash" (files replaced, kept for
+// undo), each sync in a subfolder named by its ID.
+std::string WorkFolder(const std::string& assets, const std::string& kind);
 
 }  // namespace envsync::sync
 

@@ -300,7 +300,8 @@ class PostgresEnvironment : public Environment {
       columns += (columns.empty() ? "" : ", ") + Quote(column);
       marks += fmt::format("{}${}{}", marks.empty() ? "" : ", ", params.text.size(),
                            CastFor(table, column));
-      if (column == id_column && !IsNull(value)) explicit_id = true;
+      // Only an integer ID can be behind a sequence (a setting's ID is its key, text).
+      if (column == id_column && std::holds_alternative<int64_t>(value)) explicit_id = true;
     }
     auto row = conn_.Query(fmt::format("INSERT INTO {} ({}) VALUES ({}) RETURNING {}", Quote(table),
                                        columns, marks, Quote(id_column)),

@@ -206,6 +206,12 @@ CREATE TABLE tracking_marks (
   unequal_test  bytea NOT NULL
 );
 )sql",
+    // A sync names the job that ran it, so settling after a crash finds it without trusting the
+    // clock; a selection looks up the records it names by index.
+    R"sql(
+ALTER TABLE syncs ADD COLUMN job_id text COLLATE "C" NOT NULL DEFAULT '';
+CREATE INDEX changes_by_record ON changes (comparison_id, record);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kFirstVersion + kMigrationCount - 1 == kStateSchemaVersion);
@@ -782,16 +788,16 @@ class PostgresStateStore : public StateStore {
     return page;
   }
 
-  Result<std::vector<std::pair<std::string, Tab>>> LoadChangeRefs(const std::string& id) override {
-    auto rows =
-        Read("SELECT record, tab FROM changes WHERE comparison_id = $1 ORDER BY seq", Bind({id}));
+  Result<std::set<std::string>> KnownChangeRefs(const std::string& id,
+                                                const std::vector<std::string>& records) override {
+    auto rows = Read(
+        "SELECT DISTINCT n.record FROM json_array_elements_text($2::json) AS n (record) "
+        "JOIN changes AS c ON c.comparison_id = $1 AND c.record = n.record",
+        Bind({id, nlohmann::json(records).dump()}));
     if (!rows.ok()) return rows.status();
-    std::vector<std::pair<std::string, Tab>> out;
-    out.reserve(static_cast<size_t>(rows->rows()));
-    for (int i = 0; i < rows->rows(); ++i) {
-      out.emplace_back(rows->Text(i, 0), ParseTab(rows->Text(i, 1)).value_or(Tab::kNew));
-    }
-    return out;
+    std::set<std::string> known;
+    for (int i = 0; i < rows->rows(); ++i) known.insert(rows->Text(i, 0));
+    return known;
   }
 
   Status SaveSync(const SyncRun& run) override {
@@ -1173,7 +1179,7 @@ class PostgresStateStore : public StateStore {
   Result<std::vector<SyncRun>> ReadSyncs(const std::string& id, bool all) {
     auto rows = Read(
         "SELECT id, comparison_id, created_at, finished_at, started_by, from_env, to_env, "
-        "test_import, status, applied, error FROM syncs WHERE $2 OR id = $1 "
+        "test_import, status, applied, error, job_id FROM syncs WHERE $2 OR id = $1 "
         "ORDER BY created_at, seq",
         Bind({id, Bool(all)}));
     if (!rows.ok()) return rows.status();
@@ -1191,6 +1197,7 @@ class PostgresStateStore : public StateStore {
       run.status = rows->Text(i, 8);
       run.applied = rows->Text(i, 9);
       run.error = rows->Text(i, 10);
+      run.job_id = rows->Text(i, 11);
       out.push_back(std::move(run));
     }
     return out;
@@ -1204,10 +1211,10 @@ class PostgresStateStore : public StateStore {
     if (!removed.ok()) return removed.status();
     auto head = writer_.Query(
         "INSERT INTO syncs (id, comparison_id, created_at, finished_at, started_by, from_env, "
-        "to_env, test_import, status, applied, error) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "to_env, test_import, status, applied, error, job_id) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         Bind({run.id, run.comparison_id, run.created_at, run.finished_at, run.started_by, run.from,
-              run.to, Bool(run.test_import), run.status, run.applied, run.error}));
+              run.to, Bool(run.test_import), run.status, run.applied, run.error, run.job_id}));
     if (!head.ok()) return head.status();
     ENVSYNC_RETURN_IF_ERROR(InsertBatched(
         writer_,

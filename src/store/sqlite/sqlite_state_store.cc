@@ -188,6 +188,12 @@ CREATE TABLE tracking_marks (
   unequal_test  BLOB NOT NULL
 );
 )sql",
+    // A sync names the job that ran it, so settling after a crash finds it without trusting the
+    // clock; a selection looks up the records it names by index.
+    R"sql(
+ALTER TABLE syncs ADD COLUMN job_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX changes_by_record ON changes (comparison_id, record);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
@@ -945,19 +951,19 @@ class SqliteStateStore : public StateStore {
     return page;
   }
 
-  Result<std::vector<std::pair<std::string, Tab>>> LoadChangeRefs(const std::string& id) override {
-    auto rows =
-        reader_.Prepare("SELECT record, tab FROM changes WHERE comparison_id = ?1 ORDER BY seq");
+  Result<std::set<std::string>> KnownChangeRefs(const std::string& id,
+                                                const std::vector<std::string>& records) override {
+    auto rows = reader_.Prepare(
+        "SELECT DISTINCT n.value FROM json_each(?2) AS n "
+        "JOIN changes AS c ON c.comparison_id = ?1 AND c.record = n.value");
     if (!rows.ok()) return rows.status();
     rows->Bind(1, id);
-    std::vector<std::pair<std::string, Tab>> out;
+    rows->Bind(2, nlohmann::json(records).dump());
+    std::set<std::string> known;
     Status status;
-    while (rows->Step(&status)) {
-      out.emplace_back(std::get<std::string>(rows->Column(0)),
-                       ParseTab(std::get<std::string>(rows->Column(1))).value_or(Tab::kNew));
-    }
+    while (rows->Step(&status)) known.insert(std::get<std::string>(rows->Column(0)));
     if (!status.ok()) return status.WithContext(reader_.what());
-    return out;
+    return known;
   }
 
   Result<Comparison> LoadComparison(const std::string& id) override {
@@ -1084,7 +1090,7 @@ class SqliteStateStore : public StateStore {
   Result<std::vector<SyncRun>> ReadSyncs(const std::string& id, bool all) {
     auto rows = reader_.Prepare(
         "SELECT id, comparison_id, created_at, finished_at, started_by, from_env, to_env, "
-        "test_import, status, applied, error FROM syncs WHERE ?2 = 1 OR id = ?1 "
+        "test_import, status, applied, error, job_id FROM syncs WHERE ?2 = 1 OR id = ?1 "
         "ORDER BY created_at, rowid");
     if (!rows.ok()) return rows.status();
     rows->Bind(1, id);
@@ -1104,6 +1110,7 @@ class SqliteStateStore : public StateStore {
       run.status = std::get<std::string>(rows->Column(8));
       run.applied = std::get<std::string>(rows->Column(9));
       run.error = std::get<std::string>(rows->Column(10));
+      run.job_id = std::get<std::string>(rows->Column(11));
       out.push_back(std::move(run));
     }
     if (!status.ok()) return status.WithContext(reader_.what());
@@ -1119,15 +1126,17 @@ class SqliteStateStore : public StateStore {
       ENVSYNC_RETURN_IF_ERROR(remove->Run());
     }
     auto head = writer_.Prepare(
-        "INSERT OR REPLACE INTO syncs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+        "INSERT OR REPLACE INTO syncs (id, comparison_id, created_at, finished_at, started_by, "
+        "from_env, to_env, test_import, status, applied, error, job_id) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
     if (!head.ok()) return head.status();
     const Value values[] = {run.id,         run.comparison_id,
                             run.created_at, run.finished_at,
                             run.started_by, run.from,
                             run.to,         static_cast<int64_t>(run.test_import ? 1 : 0),
                             run.status,     run.applied,
-                            run.error};
-    for (int i = 0; i < 11; ++i) head->Bind(i + 1, values[i]);
+                            run.error,      run.job_id};
+    for (int i = 0; i < 12; ++i) head->Bind(i + 1, values[i]);
     ENVSYNC_RETURN_IF_ERROR(head->Run());
     auto record = writer_.Prepare(
         "INSERT INTO sync_records (sync_id, seq, table_name, action, prod_id, test_id, target_id, "
