@@ -1,5 +1,7 @@
 #include "envsync/store/state_store.h"
 
+#include <algorithm>
+
 namespace envsync::store {
 
 Result<std::vector<BaseDigests>> StateStore::LoadBaseDigests(const std::string& table) {
@@ -14,6 +16,27 @@ Result<std::vector<BaseDigests>> StateStore::LoadBaseDigests(const std::string& 
   }
   ENVSYNC_RETURN_IF_ERROR((*cursor)->status());
   return digests;
+}
+
+PositionRange PageOfTab(int64_t first, int64_t count, int64_t offset, int64_t limit) {
+  const int64_t skip = std::clamp<int64_t>(offset, 0, count);
+  const int64_t left = count - skip;
+  const int64_t take = limit < 0 ? left : std::min(limit, left);
+  return {first + skip, first + skip + take};
+}
+
+const char* TabCountColumn(Tab tab) {
+  switch (tab) {
+    case Tab::kConflicts:
+      return "conflicts";
+    case Tab::kNew:
+      return "new_records";
+    case Tab::kModified:
+      return "modified";
+    case Tab::kDeleted:
+      return "deleted";
+  }
+  return "conflicts";
 }
 
 }  // namespace envsync::store

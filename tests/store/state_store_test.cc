@@ -1380,6 +1380,43 @@ TEST_P(StateStoreTest, ChangePageFiltersAndPages) {
   EXPECT_EQ(store->LoadChangePage("c-none", Tab::kNew, "", 0, 10)->total, 0);
 }
 
+// An unfiltered page is found by position when the tabs were saved one after another (as
+// Compare saves them), by stepping over `offset` changes otherwise: either way it is the same
+// page, at every offset and limit, negative ones included (none), and past the end.
+TEST_P(StateStoreTest, UnfilteredPagesAreTheSameWhetherTabsWereSavedInOrderOrNot) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Comparison ordered = ManyChanges("c-ordered", 23);
+  std::stable_sort(ordered.changes.begin(), ordered.changes.end(),
+                   [](const Change& a, const Change& b) { return a.tab < b.tab; });
+  ASSERT_TRUE(store->SaveComparison(ordered).ok());
+  ASSERT_TRUE(store->SaveComparison(ManyChanges("c-mixed", 23)).ok());  // tabs interleaved
+  for (Tab tab : {Tab::kConflicts, Tab::kNew, Tab::kModified, Tab::kDeleted}) {
+    std::vector<std::string> all;  // the tab's changes in comparison order
+    for (const Change& c : ordered.changes) {
+      if (c.tab == tab) all.push_back(Show(c.source_id));
+    }
+    const auto n = static_cast<int64_t>(all.size());
+    ASSERT_GT(n, 0);
+    for (int64_t offset : {int64_t{-1}, int64_t{0}, int64_t{1}, n / 2, n - 1, n, n + 3}) {
+      for (int64_t limit : {int64_t{-1}, int64_t{0}, int64_t{1}, int64_t{3}, n, n + 5}) {
+        const int64_t from = std::clamp<int64_t>(offset, 0, n);
+        const int64_t to = limit < 0 ? n : std::min(n, from + limit);
+        const std::vector<std::string> expected(all.begin() + from, all.begin() + to);
+        for (const char* id : {"c-ordered", "c-mixed"}) {
+          auto page = store->LoadChangePage(id, tab, "", offset, limit);
+          ASSERT_TRUE(page.ok()) << page.status().message();
+          EXPECT_EQ(page->total, n) << id;
+          std::vector<std::string> got;
+          for (const Change& c : page->changes) got.push_back(Show(c.source_id));
+          EXPECT_EQ(got, expected) << id << " tab " << static_cast<int>(tab) << " offset " << offset
+                                   << " limit " << limit;
+        }
+      }
+    }
+  }
+}
+
 // KnownChangeRefs says which of the records named are changes of the comparison (and of no
 // other); the header carries the counts of every tab.
 TEST_P(StateStoreTest, ChangeRefsAndHeader) {

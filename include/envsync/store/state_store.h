@@ -77,6 +77,18 @@ struct ChangePage {
   std::vector<Change> changes;
 };
 
+// A comparison is saved with its tabs one after another, so a tab's changes have the positions
+// (`seq`) first … first + count - 1, and an unfiltered page is found by position instead of by
+// stepping over `offset` changes. The positions [from, to) of the page `offset`, `limit`
+// (negative: none) of such a tab.
+struct PositionRange {
+  int64_t from = 0;
+  int64_t to = 0;
+};
+PositionRange PageOfTab(int64_t first, int64_t count, int64_t offset, int64_t limit);
+// The comparisons column that holds a tab's count.
+const char* TabCountColumn(Tab tab);
+
 // One record a sync wrote on its target, with what undo needs: the record as it was before
 // (`pre_image`, JSON of its row and child rows with every column; "" when the sync inserted
 // it), its content hash after the sync, and the pair's base before the sync.

@@ -919,6 +919,11 @@ class SqliteStateStore : public StateStore {
 
   Result<ChangePage> LoadChangePage(const std::string& id, Tab tab, const std::string& filter,
                                     int64_t offset, int64_t limit) override {
+    if (filter.empty()) {
+      auto page = PageByPosition(id, tab, offset, limit);
+      if (!page.ok()) return page.status();
+      if (*page) return std::move(**page);
+    }
     const char* where =
         "FROM changes WHERE comparison_id = ?1 AND tab = ?2 AND (?3 = '' OR "
         "instr(lower(record), ?3) > 0 OR instr(lower(record_key), ?3) > 0 OR "
@@ -949,6 +954,55 @@ class SqliteStateStore : public StateStore {
     }
     if (!status.ok()) return status.WithContext(reader_.what());
     return page;
+  }
+
+  // An unfiltered page of a tab saved as one run of positions (see PageOfTab): its count from
+  // the comparison's header and its first and last position, each found by index. nullopt when
+  // the tab's positions are not one run (the caller then pages by offset).
+  Result<std::optional<ChangePage>> PageByPosition(const std::string& id, Tab tab, int64_t offset,
+                                                   int64_t limit) {
+    auto run = reader_.Prepare(fmt::format(
+        "SELECT c.{}, (SELECT min(seq) FROM changes WHERE comparison_id = ?1 AND tab = ?2), "
+        "(SELECT max(seq) FROM changes WHERE comparison_id = ?1 AND tab = ?2) "
+        "FROM comparisons AS c WHERE c.id = ?1",
+        TabCountColumn(tab)));
+    if (!run.ok()) return run.status();
+    run->Bind(1, id);
+    run->Bind(2, std::string(TabName(tab)));
+    Status status;
+    if (!run->Step(&status)) {
+      if (!status.ok()) return status.WithContext(reader_.what());
+      return std::optional<ChangePage>(ChangePage{});  // no such comparison: an empty page
+    }
+    ChangePage page;
+    page.total = std::get<int64_t>(run->Column(0));
+    const Value first_seq = run->Column(1);
+    const Value last_seq = run->Column(2);
+    const auto* first = std::get_if<int64_t>(&first_seq);
+    const auto* last = std::get_if<int64_t>(&last_seq);
+    if (page.total == 0 && first == nullptr) return std::optional<ChangePage>(std::move(page));
+    if (first == nullptr || last == nullptr || *last - *first + 1 != page.total) {
+      return std::optional<ChangePage>();
+    }
+    const PositionRange range = PageOfTab(*first, page.total, offset, limit);
+    auto rows = reader_.Prepare(
+        "SELECT body FROM changes WHERE comparison_id = ?1 AND seq >= ?2 AND seq < ?3 AND "
+        "tab = ?4 ORDER BY seq");
+    if (!rows.ok()) return rows.status();
+    rows->Bind(1, id);
+    rows->Bind(2, range.from);
+    rows->Bind(3, range.to);
+    rows->Bind(4, std::string(TabName(tab)));
+    while (rows->Step(&status)) {
+      auto change = ChangeFromJson(std::get<std::string>(rows->Column(0)));
+      if (!change.ok()) return change.status().WithContext(reader_.what());
+      page.changes.push_back(std::move(*change));
+    }
+    if (!status.ok()) return status.WithContext(reader_.what());
+    if (static_cast<int64_t>(page.changes.size()) != range.to - range.from) {
+      return std::optional<ChangePage>();
+    }
+    return std::optional<ChangePage>(std::move(page));
   }
 
   Result<std::set<std::string>> KnownChangeRefs(const std::string& id,
