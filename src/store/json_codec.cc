@@ -311,7 +311,26 @@ void JsonWriter::Hash(const std::optional<uint64_t>& hash) {
 
 void JsonWriter::End() { out_ += first_ ? "{}" : "}"; }
 
-std::string ChangeToJson(const Change& c) {
+namespace {
+
+// The side a field's base repeats, named in the stored form instead of the text written a
+// second time ("target" or "source"), or nullptr. Only text longer than the name it is
+// replaced by: a modified or deleted record's base is mostly its unchanged target, and its
+// long fields were a third of a stored comparison's bytes.
+const char* BaseAlias(const FieldDiff& f) {
+  if (!f.base_known) return nullptr;
+  const auto* base = std::get_if<std::string>(&f.base);
+  if (base == nullptr || base->size() <= 32) return nullptr;
+  if (const auto* target = std::get_if<std::string>(&f.target); target && *target == *base) {
+    return "target";
+  }
+  if (const auto* source = std::get_if<std::string>(&f.source); source && *source == *base) {
+    return "source";
+  }
+  return nullptr;
+}
+
+std::string WriteChange(const Change& c, bool stored) {
   std::string out;
   out.reserve(256);
   JsonWriter w(&out);
@@ -354,8 +373,9 @@ std::string ChangeToJson(const Change& c) {
     field.Field(f.source, f.json);
     field.Key("target");
     field.Field(f.target, f.json);
+    const char* alias = stored ? BaseAlias(f) : nullptr;
     field.Key("base");
-    if (f.base_known) {
+    if (f.base_known && alias == nullptr) {
       field.Field(f.base, f.json);
     } else {
       field.Null();
@@ -364,6 +384,10 @@ std::string ChangeToJson(const Change& c) {
     field.Bool(f.base_known);
     field.Key("json");
     field.Bool(f.json);
+    if (alias != nullptr) {
+      field.Key("base_as");
+      field.String(alias);
+    }
     field.End();
   }
   out += ']';
@@ -374,6 +398,12 @@ std::string ChangeToJson(const Change& c) {
   w.End();
   return out;
 }
+
+}  // namespace
+
+std::string ChangeToJson(const Change& c) { return WriteChange(c, /*stored=*/false); }
+
+std::string ChangeToStoredJson(const Change& c) { return WriteChange(c, /*stored=*/true); }
 
 std::string ChangeToJsonForTest(const Change& change) {
   return Dump(ChangeObject(change, /*with_hashes=*/true));
@@ -463,6 +493,17 @@ class ChangeReader : public nlohmann::json_sax<json> {
       field_.field = std::move(value);
       return true;
     }
+    if (depth_ == 3 && field_key_ == kBaseAs) {
+      if (!MarkField(field_key_)) return false;
+      if (value == "target") {
+        base_as_ = kTarget;
+      } else if (value == "source") {
+        base_as_ = kSource;
+      } else {
+        return false;
+      }
+      return true;
+    }
     return Scalar(std::move(value), Kind::kString);
   }
   bool binary(binary_t&) override { return false; }
@@ -475,6 +516,7 @@ class ChangeReader : public nlohmann::json_sax<json> {
       depth_ = 3;
       field_ = FieldDiff();
       field_seen_ = 0;
+      base_as_ = kOtherFieldKey;
       kinds_[0] = kinds_[1] = kinds_[2] = Kind::kNull;
       return true;
     }
@@ -494,6 +536,13 @@ class ChangeReader : public nlohmann::json_sax<json> {
   bool end_object() override {
     if (depth_ == 3) {
       if ((field_seen_ & kAllField) != kAllField) return false;
+      if (base_as_ != kOtherFieldKey) {
+        // The stored form's base that repeats a side: known, written as null.
+        if (!field_.base_known || kinds_[2] != Kind::kNull) return false;
+        const int slot = base_as_ - kSource;
+        field_.base = base_as_ == kTarget ? field_.target : field_.source;
+        kinds_[2] = kinds_[slot];
+      }
       // A JSON field's value that is neither text nor NULL is kept as its JSON text.
       if (field_.json) {
         for (const Kind kind : kinds_) {
@@ -552,7 +601,7 @@ class ChangeReader : public nlohmann::json_sax<json> {
     kTargetHash,
     kOtherKey
   };
-  enum FieldKeyId { kField, kSource, kTarget, kBase, kJson, kBaseKnown, kOtherFieldKey };
+  enum FieldKeyId { kField, kSource, kTarget, kBase, kJson, kBaseKnown, kBaseAs, kOtherFieldKey };
   enum class Kind { kNull, kString, kOther };
   // The keys the object path reads with at(): all of them but the two hashes.
   static constexpr uint32_t kAllTop = (1u << kSourceHash) - 1;
@@ -574,8 +623,8 @@ class ChangeReader : public nlohmann::json_sax<json> {
     return KeyOf(kNames, name, kOtherKey);
   }
   static FieldKeyId FieldKey(const std::string& name) {
-    static constexpr std::string_view kNames[] = {"field", "source", "target",
-                                                  "base",  "json",   "base_known"};
+    static constexpr std::string_view kNames[] = {"field", "source",     "target", "base",
+                                                  "json",  "base_known", "base_as"};
     return KeyOf(kNames, name, kOtherFieldKey);
   }
   // Each key once (a duplicate is left to the object path); keys nobody reads any number of
@@ -642,6 +691,7 @@ class ChangeReader : public nlohmann::json_sax<json> {
   bool in_required_by_ = false;
   bool in_fields_ = false;
   FieldDiff field_;
+  FieldKeyId base_as_ = kOtherFieldKey;  // kSource or kTarget when the base repeats that side
   Kind kinds_[3] = {Kind::kNull, Kind::kNull, Kind::kNull};
 };
 
@@ -697,6 +747,14 @@ Result<Change> ChangeFromJsonForTest(const std::string& text) {
       field.source = value_of(f.at("source"));
       field.target = value_of(f.at("target"));
       field.base = value_of(f.at("base"));
+      if (const auto as = f.find("base_as"); as != f.end()) {
+        const bool named = as->is_string() && (*as == "target" || *as == "source");
+        if (!named || !field.base_known || !f.at("base").is_null()) {
+          return Status::Unavailable(
+              "a stored change is malformed: a field's base_as names no side it can repeat");
+        }
+        field.base = *as == "target" ? field.target : field.source;
+      }
       c.fields.push_back(std::move(field));
     }
     c.source_hash = HashFrom(j.value("source_hash", json()));

@@ -108,6 +108,108 @@ TEST(ChangeJsonTest, ReadsBackWhatItWrote) {
   EXPECT_TRUE(back->fields[2].json);
 }
 
+// Every part of a change, compared as the text ChangeToJson gives (it writes all of them).
+void ExpectSameChange(const Change& got, const Change& want, const std::string& why) {
+  EXPECT_EQ(ChangeToJson(got), ChangeToJson(want)) << why;
+  ASSERT_EQ(got.fields.size(), want.fields.size()) << why;
+  for (size_t i = 0; i < got.fields.size(); ++i) {
+    EXPECT_EQ(got.fields[i].base_known, want.fields[i].base_known) << why << " field " << i;
+    // An unknown base is not stored.
+    if (want.fields[i].base_known) {
+      EXPECT_EQ(got.fields[i].base, want.fields[i].base) << why << " field " << i;
+    }
+  }
+}
+
+// The state store's form names the side a long base repeats instead of writing it again, and
+// reads back the very change, by the events and by the object path alike.
+TEST(ChangeJsonTest, StoredFormNamesTheSideALongBaseRepeatsAndReadsBackTheSameChange) {
+  const std::string long_text(200, 'x');
+  Change modified = Sample("short");
+  modified.tab = Tab::kModified;
+  modified.fields[0].source = long_text + " edited on TEST";
+  modified.fields[0].target = long_text;
+  modified.fields[0].base = long_text;  // only the source changed since the base
+  Change deleted = Sample("short");
+  deleted.tab = Tab::kDeleted;
+  deleted.fields[0].source = Value();
+  deleted.fields[0].target = long_text;
+  deleted.fields[0].base = long_text;
+  Change reverted = Sample("short");
+  reverted.fields[0].source = long_text;  // the target changed, the source is the base
+  reverted.fields[0].target = long_text + " edited on PROD";
+  reverted.fields[0].base = long_text;
+  // Without the JSON field, which the events leave to the object path (tested below).
+  for (Change* change : {&modified, &deleted, &reverted}) change->fields.pop_back();
+
+  const std::string modified_text = ChangeToStoredJson(modified);
+  EXPECT_NE(modified_text.find("\"base\":null,\"base_known\":true,\"json\":false,"
+                               "\"base_as\":\"target\""),
+            std::string::npos)
+      << modified_text;
+  EXPECT_LT(modified_text.size() + long_text.size() / 2, ChangeToJson(modified).size());
+  EXPECT_NE(ChangeToStoredJson(reverted).find("\"base_as\":\"source\""), std::string::npos);
+  EXPECT_EQ(ChangeToJson(modified).find("base_as"), std::string::npos);
+  // A short base, an unknown one, a NULL one and one equal to neither side are written out.
+  Change neither = Sample("short");
+  neither.fields[0].source = long_text + " on TEST";
+  neither.fields[0].target = long_text + " on PROD";
+  neither.fields[0].base = long_text;
+  Change unknown = modified;
+  unknown.fields[0].base_known = false;
+  unknown.fields[0].base = Value();
+  for (const Change& change : {Sample("short"), neither, unknown}) {
+    EXPECT_EQ(ChangeToStoredJson(change), ChangeToJson(change));
+  }
+  EXPECT_NE(ChangeToStoredJson(Sample(long_text)).find("\"base_as\":\"source\""),
+            std::string::npos);
+
+  for (const Change& change : {modified, deleted, reverted}) {
+    const std::string text = ChangeToStoredJson(change);
+    auto events = ChangeFromJsonEventsForTest(text);
+    ASSERT_TRUE(events.has_value()) << "the events read the stored form alone: " << text;
+    ExpectSameChange(*events, change, text);
+    auto objects = ChangeFromJsonForTest(text);
+    ASSERT_TRUE(objects.ok()) << objects.status().message();
+    ExpectSameChange(*objects, change, text);
+    auto back = ChangeFromJson(text);
+    ASSERT_TRUE(back.ok()) << back.status().message();
+    ExpectSameChange(*back, change, text);
+  }
+
+  // A JSON field whose base repeats its target reads back as the object path reads the long
+  // form (its JSON value as nlohmann writes it).
+  Change children = Sample("short");
+  children.fields[2].source = std::string(R"([{"position":1,"caption":")") + long_text + "\"}]";
+  children.fields[2].target = children.fields[2].source;
+  children.fields[2].base = children.fields[2].source;
+  children.fields[2].base_known = true;
+  auto stored = ChangeFromJson(ChangeToStoredJson(children));
+  auto written_out = ChangeFromJson(ChangeToJson(children));
+  ASSERT_TRUE(stored.ok() && written_out.ok());
+  ExpectSameChange(*stored, *written_out, "JSON field");
+
+  // What the writer never writes is refused by both paths with the same message.
+  const std::vector<std::pair<std::string, std::string>> forged = {
+      {"\"base_as\":\"target\"", "\"base_as\":\"base\""},
+      {"\"base_as\":\"target\"", "\"base_as\":1"},
+      {"\"base_as\":\"target\"", "\"base_as\":null"},
+      {"\"base\":null,\"base_known\":true", "\"base\":\"x\",\"base_known\":true"},
+      {"\"base\":null,\"base_known\":true", "\"base\":null,\"base_known\":false"},
+  };
+  for (const auto& [from, to] : forged) {
+    std::string text = modified_text;
+    const size_t at = text.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    text.replace(at, from.size(), to);
+    auto events = ChangeFromJson(text);
+    auto objects = ChangeFromJsonForTest(text);
+    EXPECT_FALSE(events.ok()) << text;
+    ASSERT_FALSE(objects.ok()) << text;
+    EXPECT_EQ(events.status().message(), objects.status().message()) << text;
+  }
+}
+
 // ChangeFromJson reads SAX events straight into the change and leaves what it does not cover
 // to the object path: on every text the two give the same change, or the same error.
 TEST(ChangeJsonTest, EventsReadWhatTheObjectPathReads) {

@@ -23,8 +23,12 @@ std::string ComparisonToJson(const Comparison& comparison, std::optional<Tab> on
 void WriteComparisonJson(std::ostream& out, const Comparison& comparison,
                          std::optional<Tab> only_tab, int indent);
 
-// One change as JSON text, and back (the state store keeps changes this way).
+// One change as JSON text (SYNC-SEMANTICS §7's shape), and back.
 std::string ChangeToJson(const Change& change);
+// The form the state store keeps: the same, except that a field's long text base equal to its
+// target (or source) is written as `"base":null,...,"base_as":"target"` instead of a second
+// copy. ChangeFromJson reads both forms into the same Change.
+std::string ChangeToStoredJson(const Change& change);
 // The same through nlohmann::json objects, which ChangeToJson writes directly: tests hold the
 // two to the same text.
 std::string ChangeToJsonForTest(const Change& change);

@@ -212,6 +212,12 @@ CREATE TABLE tracking_marks (
 ALTER TABLE syncs ADD COLUMN job_id text COLLATE "C" NOT NULL DEFAULT '';
 CREATE INDEX changes_by_record ON changes (comparison_id, record);
 )sql",
+    // A stored change's field may name the side its base repeats (`base_as`,
+    // store::ChangeToStoredJson), which an envsync of version 9 would read as a base of NULL;
+    // the version keeps such an envsync from opening this store.
+    R"sql(
+COMMENT ON COLUMN changes.body IS 'a change as JSON; a field''s base_as names the side its base repeats';
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kFirstVersion + kMigrationCount - 1 == kStateSchemaVersion);
@@ -1325,7 +1331,7 @@ class PostgresStateStore : public StateStore {
           params->Add(static_cast<int64_t>(i));
           params->Add(std::string(TabName(change.tab)));
           params->Add(change.Ref());
-          params->Add(ChangeToJson(change));
+          params->Add(ChangeToStoredJson(change));
           params->Add(change.key);
           params->Add(change.module);
         });

@@ -194,6 +194,10 @@ CREATE TABLE tracking_marks (
 ALTER TABLE syncs ADD COLUMN job_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX changes_by_record ON changes (comparison_id, record);
 )sql",
+    // Nothing in the schema: a stored change's field may now name the side its base repeats
+    // (`base_as`, store::ChangeToStoredJson), which an envsync of version 9 would read as a
+    // base of NULL; the version keeps such an envsync from opening this store.
+    "SELECT 1",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
@@ -371,8 +375,8 @@ class SqliteStateStore : public StateStore {
         "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON"));
     ENVSYNC_RETURN_IF_ERROR(Migrate());
     ENVSYNC_RETURN_IF_ERROR(writer_.Open(path_, /*read_only=*/false, what));
-    ENVSYNC_RETURN_IF_ERROR(writer_.Exec(
-        "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536"));
+    ENVSYNC_RETURN_IF_ERROR(writer_.Exec("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL"));
+    ENVSYNC_RETURN_IF_ERROR(writer_.Exec(kWriterCache));
     return checkpointer_.Start(path_, writer_.handle(), what);
   }
 
@@ -877,13 +881,17 @@ class SqliteStateStore : public StateStore {
   }
 
   Status SaveComparison(const Comparison& c) override {
-    ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
-    Status status = InsertComparison(c);
-    if (!status.ok()) {
-      (void)writer_.Exec("ROLLBACK");
-      return status;
+    // The changes are appended in order: a small cache spills them to the WAL as it goes
+    // instead of holding (and first touching) 64 MiB of fresh pages until the commit. At 1M
+    // records and 21,018 changes, 217 MB peak RSS against 162 (docs/PERFORMANCE.md).
+    ENVSYNC_RETURN_IF_ERROR(writer_.Exec("PRAGMA cache_size = -8192"));
+    Status status = writer_.Exec("BEGIN IMMEDIATE");
+    if (status.ok()) {
+      status = InsertComparison(c);
+      status = status.ok() ? writer_.Exec("COMMIT") : (writer_.Exec("ROLLBACK"), status);
     }
-    return writer_.Exec("COMMIT");
+    Status restored = writer_.Exec(kWriterCache);
+    return status.ok() ? restored : status;
   }
 
   Result<std::pair<Comparison, TabCounts>> LoadComparisonHeader(const std::string& id) override {
@@ -1315,7 +1323,7 @@ class SqliteStateStore : public StateStore {
       row->Bind(2, seq++);
       row->Bind(3, std::string(TabName(change.tab)));
       row->Bind(4, change.Ref());
-      row->Bind(5, ChangeToJson(change));
+      row->Bind(5, ChangeToStoredJson(change));
       row->Bind(6, change.key);
       row->Bind(7, change.module);
       ENVSYNC_RETURN_IF_ERROR(row->Run());
@@ -1323,6 +1331,10 @@ class SqliteStateStore : public StateStore {
     }
     return Status::Ok();
   }
+
+  // The writer's page cache: 64 MiB for the bases and a sync's journal, whose index writes
+  // land all over the b-trees.
+  static constexpr const char* kWriterCache = "PRAGMA cache_size = -65536";
 
   std::string path_;
   SqliteDb reader_;
