@@ -56,6 +56,10 @@ struct PendingPair {
 struct DigestPlan {
   std::vector<int64_t> source_ids;  // sorted
   std::vector<int64_t> target_ids;
+  // Where each of those IDs is stored on its side, when the digests came from a SQLite file's
+  // pages (store::ScanRequest::only_ids_at); empty otherwise.
+  std::vector<uint64_t> source_at;
+  std::vector<uint64_t> target_at;
   // The digests of the rows read (the servers', or the SQLite files' pages'), per side.
   std::vector<store::RowDigest> source_digests;  // in ID order
   std::vector<store::RowDigest> target_digests;
@@ -68,12 +72,18 @@ struct DigestPlan {
   bool tracked = false;
 };
 
-// The digest of `id` in `digests` (in ID order), or nullptr.
-const uint64_t* FindDigest(const std::vector<store::RowDigest>& digests, int64_t id) {
+// The row `id` in `digests` (in ID order), or nullptr.
+const store::RowDigest* FindRow(const std::vector<store::RowDigest>& digests, int64_t id) {
   auto at = std::lower_bound(
       digests.begin(), digests.end(), id,
       [](const store::RowDigest& digest, int64_t value) { return digest.id < value; });
-  return at != digests.end() && at->id == id ? &at->digest : nullptr;
+  return at != digests.end() && at->id == id ? &*at : nullptr;
+}
+
+// The digest of `id` in `digests` (in ID order), or nullptr.
+const uint64_t* FindDigest(const std::vector<store::RowDigest>& digests, int64_t id) {
+  const store::RowDigest* row = FindRow(digests, id);
+  return row != nullptr ? &row->digest : nullptr;
 }
 
 // Change tracking is used unless ENVSYNC_TRACKING=0 (to measure a full read).
@@ -403,6 +413,8 @@ Status Comparer::CompareTable(const TableSpec& table) {
   if (plan_ != nullptr && !plan_->read_all) {
     source_context.only_ids = &plan_->source_ids;
     target_context.only_ids = &plan_->target_ids;
+    if (!plan_->source_at.empty()) source_context.only_ids_at = &plan_->source_at;
+    if (!plan_->target_at.empty()) target_context.only_ids_at = &plan_->target_at;
     source_context.full_records = target_context.full_records = true;
   }
   std::vector<PendingPair> pending;
@@ -750,6 +762,19 @@ void Comparer::PlanByRowDigests(const std::string& table, std::vector<store::Row
   ExpandToPairs(table, changed, plan);
   plan->read_all =
       static_cast<int64_t>(plan->source_ids.size() + plan->target_ids.size()) > plan->rows / 4;
+  if (!plan->read_all) {
+    // Where each row to read is stored, so it is read there alone.
+    auto places = [](const std::vector<store::RowDigest>& rows, const std::vector<int64_t>& ids,
+                     std::vector<uint64_t>* at) {
+      at->reserve(ids.size());
+      for (int64_t id : ids) {
+        const store::RowDigest* row = FindRow(rows, id);
+        at->push_back(row == nullptr ? store::kRowAbsent : row->at);
+      }
+    };
+    places(source, plan->source_ids, &plan->source_at);
+    places(target, plan->target_ids, &plan->target_at);
+  }
   // The digests a base written now keeps: of every row when the table is read whole, else of
   // the rows read.
   auto keep = [&](std::vector<store::RowDigest>& rows, const std::vector<int64_t>& ids,

@@ -110,7 +110,7 @@ Status ReadChildRows(store::Environment& env, const ImageColumns& c, const Value
   for (size_t k = 0; k < c.children.size(); ++k) {
     const ChildSpec& child = *c.children[k];
     store::ScanRequest request{child.table,          c.child[k], {child.id}, std::nullopt,
-                               {{child.parent, id}}, {},         ""};
+                               {{child.parent, id}}, {},         "",         {}};
     auto cursor = env.Scan(request);
     if (!cursor.ok()) return cursor.status();
     std::vector<Value> row;
@@ -127,7 +127,7 @@ Result<bool> ReadRootRow(store::Environment& env, const TableSpec& table, const 
   auto names = env.Columns(table.name);
   if (!names.ok()) return names.status();
   *columns = std::move(*names);
-  store::ScanRequest request{table.name, *columns, {}, std::nullopt, {{table.id, id}}, {}, ""};
+  store::ScanRequest request{table.name, *columns, {}, std::nullopt, {{table.id, id}}, {}, "", {}};
   auto cursor = env.Scan(request);
   if (!cursor.ok()) return cursor.status();
   if ((*cursor)->Next(row)) return true;
@@ -143,7 +143,7 @@ Result<std::unique_ptr<store::RowCursor>> ScanChildRows(store::Environment& env,
   if (!names.ok()) return names.status();
   *columns = std::move(*names);
   store::ScanRequest request{child.table,          *columns, {child.id}, std::nullopt,
-                             {{child.parent, id}}, {},       ""};
+                             {{child.parent, id}}, {},       "",         {}};
   return env.Scan(request);
 }
 
@@ -202,7 +202,7 @@ Result<std::string> ReadImageText(store::Environment& env, const TableSpec& tabl
   if (!c.ok()) return c.status();
   std::vector<Value> root;
   {
-    store::ScanRequest request{table.name, c->root, {}, std::nullopt, {{table.id, id}}, {}, ""};
+    store::ScanRequest request{table.name, c->root, {}, std::nullopt, {{table.id, id}}, {}, "", {}};
     auto cursor = env.Scan(request);
     if (!cursor.ok()) return cursor.status();
     if (!(*cursor)->Next(&root)) {
@@ -260,7 +260,8 @@ Status ReadImageTexts(store::Environment& env, const TableSpec& table,
   };
   Stream root{nullptr, static_cast<size_t>(id_at), {}, false};
   {
-    store::ScanRequest request{table.name, c->root, {table.id}, std::nullopt, {}, keys, table.id};
+    store::ScanRequest request{table.name, c->root, {table.id}, std::nullopt,
+                               {},         keys,    table.id,   {}};
     auto cursor = env.Scan(request);
     if (!cursor.ok()) return cursor.status();
     root.cursor = std::move(*cursor);
@@ -349,7 +350,7 @@ Status ReadRecordsAndImages(
   for (const auto& [id, i] : wanted) {
     if (keys.empty() || keys.back() != id) keys.push_back(id);
   }
-  store::ScanRequest request{table.name, c->root, {table.id}, std::nullopt, {}, keys, table.id};
+  store::ScanRequest request{table.name, c->root, {table.id}, std::nullopt, {}, keys, table.id, {}};
   auto cursor = env.Scan(request);
   if (!cursor.ok()) return cursor.status();
   TableReader builder(env, layout, context);

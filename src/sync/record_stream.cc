@@ -87,6 +87,7 @@ Status TableReader::Start() {
   if (context_.only_ids != nullptr) {
     root.only_ids = *context_.only_ids;
     root.only_ids_column = table.id;
+    if (context_.only_ids_at != nullptr) root.only_ids_at = *context_.only_ids_at;
   }
   auto cursor = env_.Scan(root);
   if (!cursor.ok()) return cursor.status();

@@ -59,6 +59,8 @@ struct ReadContext {
   bool recorded_file_bytes = false;
   // Read only the records with these IDs (sorted), when set: the rest is known unchanged.
   const std::vector<int64_t>* only_ids = nullptr;
+  // Where each of `only_ids` is stored on this side (store::ScanRequest::only_ids_at), or null.
+  const std::vector<uint64_t>* only_ids_at = nullptr;
   // Next streams full records (NextFull): for a read of a few IDs, most of which the
   // comparison lists, reading each once in full costs less than light now and full later.
   bool full_records = false;

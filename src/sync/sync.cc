@@ -626,7 +626,7 @@ Status Syncer::CheckDeletions() {
   for (const ModuleSpec& module : manifest_.modules()) {
     for (const TableSpec& table : module.tables) {
       for (const auto& [column, unused] : table.json_references) {
-        store::ScanRequest scan{table.name, {table.id, column}, {}, table.filter, {}, {}, ""};
+        store::ScanRequest scan{table.name, {table.id, column}, {}, table.filter, {}, {}, "", {}};
         auto cursor = target_.Scan(scan);
         if (!cursor.ok()) return cursor.status();
         std::vector<Value> row;

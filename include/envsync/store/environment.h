@@ -41,6 +41,9 @@ struct ScanRequest {
   // Only rows whose `only_ids_column` is one of `only_ids` (integers), when set.
   std::optional<std::vector<int64_t>> only_ids;
   std::string only_ids_column;
+  // Where each of `only_ids` is stored (RowDigest::at, or kRowAbsent), in the same order, when
+  // the environment said so in this snapshot: an adapter may read the rows there instead.
+  std::vector<uint64_t> only_ids_at;
 };
 
 // What a database server digests for the remote-efficient comparison: the rows of `table` (its
@@ -64,7 +67,13 @@ struct DigestRequest {
 struct RowDigest {
   int64_t id = 0;
   uint64_t digest = 0;
+  // Where the row is stored, for reading it again alone (ScanRequest::only_ids_at): a SQLite
+  // file's offset of the row's cell; 0 where unknown.
+  uint64_t at = 0;
 };
+
+// ScanRequest::only_ids_at of an ID whose row is not in the environment.
+inline constexpr uint64_t kRowAbsent = ~uint64_t{0};
 
 struct DigestBucket {
   int64_t bucket = 0;

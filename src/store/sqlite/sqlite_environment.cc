@@ -132,6 +132,15 @@ class SqliteEnvironment : public Environment {
   }
 
   Result<std::unique_ptr<RowCursor>> Scan(const ScanRequest& request) override {
+    // Rows whose cells the digests found are read there, in ID order (a plan's changed rows).
+    if (request.only_ids && request.only_ids_at.size() == request.only_ids->size() &&
+        !request.filter && request.equals.empty() &&
+        request.order_by == std::vector<std::string>{request.only_ids_column}) {
+      auto cursor = ReadRecordsAt(db_.handle(), location_, request.table, request.only_ids_column,
+                                  request.columns, *request.only_ids, request.only_ids_at);
+      if (cursor.ok()) return cursor;
+      if (cursor.status().code() != Status::Code::kInvalidArgument) return cursor.status();
+    }
     std::string sql = "SELECT ";
     for (size_t i = 0; i < request.columns.size(); ++i) {
       if (i > 0) sql += ", ";

@@ -8,7 +8,10 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <memory>
+
+#include "store/sqlite/sqlite_db.h"
 
 namespace envsync::store {
 namespace {
@@ -190,7 +193,9 @@ class TableReader {
       } else {
         ENVSYNC_RETURN_IF_ERROR(DigestOverflowing(p, local, size, overflow, seed, &digest));
       }
-      out->push_back(RowDigest{rowid, digest});
+      // Where the cell starts in the file, for reading the row again alone (RowDigest::at).
+      const uint64_t cell_at = overflow == 0 ? uint64_t{page - 1} * page_size_ + at : 0;
+      out->push_back(RowDigest{rowid, digest, cell_at});
     }
     return Status::Ok();
   }
@@ -273,14 +278,25 @@ std::string Text(sqlite3_stmt* statement, int column) {
 
 }  // namespace
 
-Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& database_path,
-                                              const std::string& table,
-                                              const std::string& id_column) {
-  const std::string what =
-      fmt::format("{}: table {} is not digested from its pages", database_path, table);
-  auto invalid = [&](const std::string& why) {
-    return Status::InvalidArgument(fmt::format("{}: {}", what, why));
-  };
+namespace {
+
+// A rowid table whose pages can be read from its file: what ReadRowDigests and ReadRecordsAt
+// check before they read one.
+struct TableFile {
+  sqlite3_file* file = nullptr;
+  uint32_t page_size = 0;
+  uint32_t usable = 0;
+  uint32_t pages = 0;
+  uint32_t root = 0;
+  std::string schema;
+  int id_index = -1;
+  // The stored columns in record order (a VIRTUAL generated column is not stored).
+  std::vector<std::string> names;
+  std::vector<std::string> types;
+};
+
+Result<TableFile> OpenTableFile(sqlite3* db, const std::string& table, const std::string& id_column,
+                                const std::function<Status(const std::string&)>& invalid) {
   if (sqlite3_get_autocommit(db) != 0) return invalid("no read transaction is open");
   std::string journal_mode;
   ENVSYNC_RETURN_IF_ERROR(EachRow(db, "PRAGMA journal_mode", table,
@@ -298,21 +314,20 @@ Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& da
       return invalid("its WAL holds frames the file does not");
     }
   }
+  TableFile t;
   int64_t root = 0;
-  std::string schema;
   ENVSYNC_RETURN_IF_ERROR(
       EachRow(db, "SELECT rootpage, sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
               table, [&](sqlite3_stmt* s) {
                 root = sqlite3_column_int64(s, 0);
-                schema = Text(s, 1);
+                t.schema = Text(s, 1);
               }));
-  if (root <= 0) return invalid("no such table");
+  if (root <= 0 || root > int64_t{UINT32_MAX}) return invalid("no such table");
+  t.root = static_cast<uint32_t>(root);
   // The ID is the rowid when it is the one primary-key column, declared INTEGER, with no index
   // of its own (a WITHOUT ROWID table, or INTEGER PRIMARY KEY DESC, has one).
   int pk_columns = 0;
-  int id_index = -1;
   bool id_is_integer_pk = false;
-  int column_index = 0;
   ENVSYNC_RETURN_IF_ERROR(
       EachRow(db, "SELECT name, type, pk FROM pragma_table_xinfo(?1) WHERE hidden <> 2", table,
               [&](sqlite3_stmt* s) {
@@ -320,10 +335,11 @@ Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& da
                 const bool pk = sqlite3_column_int64(s, 2) > 0;
                 pk_columns += pk ? 1 : 0;
                 if (Text(s, 0) == id_column) {
-                  id_index = column_index;
+                  t.id_index = static_cast<int>(t.names.size());
                   id_is_integer_pk = pk && Upper(Text(s, 1)) == "INTEGER";
                 }
-                ++column_index;
+                t.names.push_back(Text(s, 0));
+                t.types.push_back(Text(s, 1));
               }));
   int64_t pk_indexes = 0;
   ENVSYNC_RETURN_IF_ERROR(
@@ -332,32 +348,310 @@ Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& da
   if (pk_columns != 1 || !id_is_integer_pk || pk_indexes != 0) {
     return invalid(fmt::format("{} is not its INTEGER PRIMARY KEY", id_column));
   }
-  sqlite3_file* file = nullptr;
-  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
-      file == nullptr || file->pMethods == nullptr) {
+  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &t.file) != SQLITE_OK ||
+      t.file == nullptr || t.file->pMethods == nullptr) {
     return invalid("the database file is not reachable");
   }
   uint8_t header[100];
-  if (file->pMethods->xRead(file, header, sizeof header, 0) != SQLITE_OK ||
+  if (t.file->pMethods->xRead(t.file, header, sizeof header, 0) != SQLITE_OK ||
       std::memcmp(header, "SQLite format 3", 16) != 0) {
     return invalid("the file header does not read");
   }
-  const uint32_t page_size = Be16(header + 16) == 1 ? 65536 : Be16(header + 16);
+  t.page_size = Be16(header + 16) == 1 ? 65536 : Be16(header + 16);
   const uint32_t reserved = header[20];
   sqlite3_int64 file_size = 0;
-  if (page_size < 512 || (page_size & (page_size - 1)) != 0 || reserved >= page_size - 480 ||
-      file->pMethods->xFileSize(file, &file_size) != SQLITE_OK) {
+  if (t.page_size < 512 || (t.page_size & (t.page_size - 1)) != 0 ||
+      reserved >= t.page_size - 480 ||
+      t.file->pMethods->xFileSize(t.file, &file_size) != SQLITE_OK) {
     return invalid("the file header does not read");
   }
-  const auto pages = static_cast<uint32_t>(
-      std::min<sqlite3_int64>(file_size / page_size, sqlite3_int64{UINT32_MAX}));
+  t.usable = t.page_size - reserved;
+  t.pages = static_cast<uint32_t>(
+      std::min<sqlite3_int64>(file_size / t.page_size, sqlite3_int64{UINT32_MAX}));
+  // Text is read as stored: only a UTF-8 file stores it as SQL hands it out.
+  std::string encoding;
+  ENVSYNC_RETURN_IF_ERROR(
+      EachRow(db, "PRAGMA encoding", table, [&](sqlite3_stmt* s) { encoding = Text(s, 0); }));
+  if (encoding != "UTF-8") return invalid(fmt::format("its text is stored as {}", encoding));
+  return t;
+}
+
+// The affinity SQLite gives a column declared `type` (https://www.sqlite.org/datatype3.html,
+// 3.1): only REAL changes what a stored value reads as (an integral real is stored as an
+// integer and read back as a real).
+bool HasRealAffinity(const std::string& type) {
+  const std::string upper = Upper(type);
+  auto has = [&](const char* part) { return upper.find(part) != std::string::npos; };
+  if (has("INT") || has("CHAR") || has("CLOB") || has("TEXT") || has("BLOB") || upper.empty()) {
+    return false;
+  }
+  return has("REAL") || has("FLOA") || has("DOUB");
+}
+
+// A stored record's field of serial type `type` at `p` (before `end`) as SQL reads it, or
+// false for what SQL would read otherwise (a reserved type, a field past the record).
+bool Field(uint64_t type, const uint8_t* p, const uint8_t* end, bool real_affinity,
+           ValueView* view) {
+  *view = ValueView();
+  if (type == 0) return true;
+  if (type <= 6 || type == 8 || type == 9) {
+    static constexpr int kBytes[] = {0, 1, 2, 3, 4, 6, 8};
+    int64_t v = 0;
+    if (type == 9) {
+      v = 1;
+    } else if (type <= 6) {
+      const int n = kBytes[type];
+      if (end - p < n) return false;
+      uint64_t u = p[0] & 0x80 ? ~uint64_t{0} : 0;  // sign-extended big-endian
+      for (int i = 0; i < n; ++i) u = (u << 8) | p[i];
+      std::memcpy(&v, &u, sizeof v);
+    }
+    if (real_affinity) {
+      view->type = ValueView::Type::kReal;
+      view->real = static_cast<double>(v);
+    } else {
+      view->type = ValueView::Type::kInteger;
+      view->integer = v;
+    }
+    return true;
+  }
+  if (type == 7) {
+    if (end - p < 8) return false;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; ++i) u = (u << 8) | p[i];
+    view->type = ValueView::Type::kReal;
+    std::memcpy(&view->real, &u, sizeof u);
+    // SQL reads a stored NaN as NULL.
+    if (view->real != view->real) *view = ValueView();
+    return true;
+  }
+  if (type < 12) return false;
+  const uint64_t n = (type - 12) / 2;
+  if (static_cast<uint64_t>(end - p) < n) return false;
+  view->type = ValueView::Type::kText;
+  view->text = std::string_view(reinterpret_cast<const char*>(p), n);
+  return true;
+}
+
+// The bytes of a serial type's field.
+uint64_t FieldBytes(uint64_t type) {
+  static constexpr uint64_t kBytes[] = {0, 1, 2, 3, 4, 6, 8, 8, 0, 0, 0, 0};
+  return type < 12 ? kBytes[type] : (type - 12) / 2;
+}
+
+// Reads the rows of `ids` where their cells are (`at`), each decoded from a read of its own
+// cell instead of a copy of its page; a row whose cell is unknown (0), or does not decode as
+// the row it should be, is read through SQL by its ID.
+class RecordsAtCursor : public RowCursor {
+ public:
+  RecordsAtCursor(sqlite3* db, TableFile table_file, std::vector<int> record_index,
+                  std::vector<bool> real_affinity, std::vector<int64_t> ids,
+                  std::vector<uint64_t> at, std::string by_id_sql, std::string what,
+                  int64_t* decoded)
+      : db_(db),
+        t_(std::move(table_file)),
+        record_index_(std::move(record_index)),
+        real_affinity_(std::move(real_affinity)),
+        ids_(std::move(ids)),
+        at_(std::move(at)),
+        by_id_sql_(std::move(by_id_sql)),
+        what_(std::move(what)),
+        decoded_(decoded) {}
+  ~RecordsAtCursor() override { sqlite3_finalize(by_id_); }
+
+  bool NextView(std::vector<ValueView>* row) override {
+    while (status_.ok() && next_ < ids_.size()) {
+      const size_t i = next_++;
+      if (at_[i] == kRowAbsent) continue;
+      row->assign(record_index_.size(), ValueView());
+      if (at_[i] != 0 && Decode(ids_[i], at_[i], row)) {
+        if (decoded_ != nullptr) ++*decoded_;
+        return true;
+      }
+      if (ReadById(ids_[i], row)) return true;
+    }
+    return false;
+  }
+  Status status() const override { return status_; }
+
+ private:
+  // The cell at `at`: its payload size, rowid and record, the record within its page.
+  bool Decode(int64_t id, uint64_t at, std::vector<ValueView>* row) {
+    const uint64_t in_page = at % t_.page_size;
+    if (at / t_.page_size >= t_.pages || in_page >= t_.usable) return false;
+    // Most cells fit in the first read; a longer one is read again whole.
+    size_t want = std::min<uint64_t>(t_.usable - in_page, 4096);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      buffer_.resize(want);
+      if (t_.file->pMethods->xRead(t_.file, buffer_.data(), static_cast<int>(want),
+                                   static_cast<sqlite3_int64>(at)) != SQLITE_OK) {
+        return false;
+      }
+      const uint8_t* p = buffer_.data();
+      const uint8_t* end = p + want;
+      uint64_t size = 0;
+      uint64_t rowid = 0;
+      if (!Varint(&p, end, &size) || !Varint(&p, end, &rowid)) return false;
+      if (static_cast<int64_t>(rowid) != id || size > t_.usable - 35) return false;  // overflows
+      const uint64_t header_bytes = static_cast<uint64_t>(p - buffer_.data());
+      if (header_bytes + size > t_.usable - in_page) return false;
+      if (header_bytes + size > want) {
+        if (attempt == 1) return false;
+        want = header_bytes + size;
+        continue;
+      }
+      return Fields(id, p, p + size, row);
+    }
+    return false;
+  }
+
+  bool Fields(int64_t id, const uint8_t* record, const uint8_t* end, std::vector<ValueView>* row) {
+    const uint8_t* p = record;
+    uint64_t header_size = 0;
+    if (!Varint(&p, end, &header_size) || header_size > static_cast<uint64_t>(end - record)) {
+      return false;
+    }
+    const uint8_t* header_end = record + header_size;
+    const uint8_t* body = header_end;
+    types_.clear();
+    offsets_.clear();
+    while (p < header_end) {
+      uint64_t type = 0;
+      if (!Varint(&p, header_end, &type)) return false;
+      types_.push_back(type);
+      offsets_.push_back(body);
+      body += FieldBytes(type);
+      if (body > end) return false;
+    }
+    for (size_t c = 0; c < record_index_.size(); ++c) {
+      const int index = record_index_[c];
+      ValueView& view = (*row)[c];
+      if (index == t_.id_index) {
+        view.type = ValueView::Type::kInteger;
+        view.integer = id;
+        continue;
+      }
+      // A column added after the row was written is not in it: SQL reads its default.
+      if (static_cast<size_t>(index) >= types_.size()) return false;
+      if (!Field(types_[index], offsets_[index], end, real_affinity_[c], &view)) return false;
+    }
+    return true;
+  }
+
+  bool ReadById(int64_t id, std::vector<ValueView>* row) {
+    if (by_id_ == nullptr &&
+        sqlite3_prepare_v2(db_, by_id_sql_.c_str(), -1, &by_id_, nullptr) != SQLITE_OK) {
+      status_ = Status::Unavailable(fmt::format("{}: {}", what_, sqlite3_errmsg(db_)));
+      return false;
+    }
+    sqlite3_reset(by_id_);
+    sqlite3_bind_int64(by_id_, 1, id);
+    const int rc = sqlite3_step(by_id_);
+    if (rc == SQLITE_DONE) return false;
+    if (rc != SQLITE_ROW) {
+      status_ = Status::Unavailable(fmt::format("{}: {}", what_, sqlite3_errmsg(db_)));
+      return false;
+    }
+    // Held as values: the statement's own buffers move on with the next read.
+    held_.assign(record_index_.size(), Value());
+    for (size_t c = 0; c < record_index_.size(); ++c) {
+      const int column = static_cast<int>(c);
+      switch (sqlite3_column_type(by_id_, column)) {
+        case SQLITE_NULL:
+          break;
+        case SQLITE_INTEGER:
+          held_[c] = static_cast<int64_t>(sqlite3_column_int64(by_id_, column));
+          break;
+        case SQLITE_FLOAT:
+          held_[c] = sqlite3_column_double(by_id_, column);
+          break;
+        case SQLITE_BLOB: {
+          const auto* data = static_cast<const char*>(sqlite3_column_blob(by_id_, column));
+          held_[c] = std::string(data == nullptr ? "" : data,
+                                 static_cast<size_t>(sqlite3_column_bytes(by_id_, column)));
+          break;
+        }
+        default: {
+          const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(by_id_, column));
+          held_[c] = std::string(text == nullptr ? "" : text,
+                                 static_cast<size_t>(sqlite3_column_bytes(by_id_, column)));
+        }
+      }
+      (*row)[c] = ViewOf(held_[c]);
+    }
+    return true;
+  }
+
+  sqlite3* db_;
+  TableFile t_;
+  std::vector<int> record_index_;
+  std::vector<bool> real_affinity_;
+  std::vector<int64_t> ids_;
+  std::vector<uint64_t> at_;
+  std::string by_id_sql_;
+  std::string what_;
+  sqlite3_stmt* by_id_ = nullptr;
+  int64_t* decoded_;
+  size_t next_ = 0;
+  std::vector<uint8_t> buffer_;
+  std::vector<uint64_t> types_;
+  std::vector<const uint8_t*> offsets_;
+  std::vector<Value> held_;
+  Status status_;
+};
+
+}  // namespace
+
+Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& database_path,
+                                              const std::string& table,
+                                              const std::string& id_column) {
+  const std::string what =
+      fmt::format("{}: table {} is not digested from its pages", database_path, table);
+  auto invalid = [&](const std::string& why) -> Status {
+    return Status::InvalidArgument(fmt::format("{}: {}", what, why));
+  };
+  auto opened = OpenTableFile(db, table, id_column, invalid);
+  if (!opened.ok()) return opened.status();
+  const TableFile& t = *opened;
   // The same bytes read as other values under another definition (a column added with a
   // default, another affinity): the table's CREATE statement is folded into every digest.
-  const uint64_t schema_seed = XXH3_64bits(schema.data(), schema.size());
-  TableReader reader(file, page_size, page_size - reserved, pages, id_index, schema_seed, what);
+  const uint64_t schema_seed = XXH3_64bits(t.schema.data(), t.schema.size());
+  TableReader reader(t.file, t.page_size, t.usable, t.pages, t.id_index, schema_seed, what);
   std::vector<RowDigest> digests;
-  ENVSYNC_RETURN_IF_ERROR(reader.Read(static_cast<uint32_t>(root), &digests));
+  ENVSYNC_RETURN_IF_ERROR(reader.Read(t.root, &digests));
   return digests;
+}
+
+Result<std::unique_ptr<RowCursor>> ReadRecordsAt(sqlite3* db, const std::string& database_path,
+                                                 const std::string& table,
+                                                 const std::string& id_column,
+                                                 const std::vector<std::string>& columns,
+                                                 std::vector<int64_t> ids, std::vector<uint64_t> at,
+                                                 int64_t* decoded) {
+  const std::string what =
+      fmt::format("{}: rows of table {} are not read where they are stored", database_path, table);
+  auto invalid = [&](const std::string& why) -> Status {
+    return Status::InvalidArgument(fmt::format("{}: {}", what, why));
+  };
+  if (ids.size() != at.size()) return invalid("the IDs and their places differ in number");
+  auto opened = OpenTableFile(db, table, id_column, invalid);
+  if (!opened.ok()) return opened.status();
+  std::vector<int> record_index;
+  std::vector<bool> real_affinity;
+  std::string sql = "SELECT ";
+  for (const std::string& column : columns) {
+    const auto found = std::find(opened->names.begin(), opened->names.end(), column);
+    if (found == opened->names.end()) return invalid(fmt::format("{} is not stored", column));
+    const auto index = static_cast<size_t>(found - opened->names.begin());
+    record_index.push_back(static_cast<int>(index));
+    real_affinity.push_back(HasRealAffinity(opened->types[index]));
+    if (record_index.size() > 1) sql += ", ";
+    sql += QuoteIdentifier(column);
+  }
+  sql += " FROM " + QuoteIdentifier(table) + " WHERE " + QuoteIdentifier(id_column) + " = ?1";
+  return std::unique_ptr<RowCursor>(
+      new RecordsAtCursor(db, std::move(*opened), std::move(record_index), std::move(real_affinity),
+                          std::move(ids), std::move(at), std::move(sql), what, decoded));
 }
 
 }  // namespace envsync::store

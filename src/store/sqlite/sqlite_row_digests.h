@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,9 +31,28 @@ namespace envsync::store {
 // file cannot be read so (no read transaction, WAL frames, a WITHOUT ROWID table, an ID that
 // is not the rowid, a page that does not parse): the caller then reads the table through SQL,
 // which reports a corrupt file properly.
+//
+// Each row's digest carries where its cell starts in the file (RowDigest::at), unless its
+// payload spills into overflow pages.
 Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& database_path,
                                               const std::string& table,
                                               const std::string& id_column);
+
+// The rows of `ids` (ascending) with `columns`, each read where its cell is (`at`, from
+// ReadRowDigests in the same read transaction; 0 where unknown, kRowAbsent where the row is not
+// there) instead of through SQL: a changed record costs a read of its cell, not a copy of its
+// whole page. The values are what SQL reads (an integral real in a REAL column is a real, a
+// stored NaN is NULL, the ID is the rowid). A row whose cell is unknown, spills into overflow
+// pages, lacks a column added after it was written, or does not decode as the row it should be
+// is read through SQL by its ID. InvalidArgument when the table cannot be read so (as for
+// ReadRowDigests, or text not stored as UTF-8): the caller then reads it through SQL.
+// `decoded`, when given, counts the rows decoded from their cells.
+Result<std::unique_ptr<RowCursor>> ReadRecordsAt(sqlite3* db, const std::string& database_path,
+                                                 const std::string& table,
+                                                 const std::string& id_column,
+                                                 const std::vector<std::string>& columns,
+                                                 std::vector<int64_t> ids, std::vector<uint64_t> at,
+                                                 int64_t* decoded = nullptr);
 
 }  // namespace envsync::store
 
