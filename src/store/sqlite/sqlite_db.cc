@@ -41,6 +41,10 @@ void SqliteStatement::BindBlob(int index, const void* data, size_t size) {
                     SQLITE_TRANSIENT);
 }
 
+void SqliteStatement::BindText(int index, std::string_view text) {
+  sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+}
+
 bool SqliteStatement::Step(Status* status) {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -26,6 +27,8 @@ class SqliteStatement {
 
   void Bind(int index, const Value& value);  // 1-based
   void BindBlob(int index, const void* data, size_t size);
+  // Text bound in place, not copied: it must outlive the statement's next Reset.
+  void BindText(int index, std::string_view text);
   // Steps once: true with a row, false when done; on failure false and `status` is set.
   bool Step(Status* status);
   Status Run();  // steps to the end, for statements without rows
