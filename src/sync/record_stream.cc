@@ -379,6 +379,7 @@ Status ReadRecords(store::Environment& env, const RecordLayout& layout, const Re
   }
   ReadContext stream_context = context;
   stream_context.only_ids = &ids;
+  stream_context.only_ids_at = nullptr;  // the caller's places belong to the caller's IDs
   stream_context.unfiltered = true;
   TableReader stream(env, layout, stream_context);
   ENVSYNC_RETURN_IF_ERROR(stream.Start());

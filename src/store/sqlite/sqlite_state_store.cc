@@ -888,7 +888,12 @@ class SqliteStateStore : public StateStore {
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec("PRAGMA cache_size = -8192"));
     Status status = writer_.Exec("BEGIN IMMEDIATE");
     if (status.ok()) {
-      status = InsertComparison(c);
+      try {
+        status = InsertComparison(c);
+      } catch (const std::exception& e) {
+        // A thread that cannot start, or memory that runs out, for the JSON written beside.
+        status = Status::Internal(fmt::format("cannot store comparison '{}': {}", c.id, e.what()));
+      }
       status = status.ok() ? writer_.Exec("COMMIT") : (writer_.Exec("ROLLBACK"), status);
     }
     Status restored = writer_.Exec(kWriterCache);
