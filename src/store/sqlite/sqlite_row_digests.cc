@@ -368,11 +368,6 @@ Result<TableFile> OpenTableFile(sqlite3* db, const std::string& table, const std
   t.usable = t.page_size - reserved;
   t.pages = static_cast<uint32_t>(
       std::min<sqlite3_int64>(file_size / t.page_size, sqlite3_int64{UINT32_MAX}));
-  // Text is read as stored: only a UTF-8 file stores it as SQL hands it out.
-  std::string encoding;
-  ENVSYNC_RETURN_IF_ERROR(
-      EachRow(db, "PRAGMA encoding", table, [&](sqlite3_stmt* s) { encoding = Text(s, 0); }));
-  if (encoding != "UTF-8") return invalid(fmt::format("its text is stored as {}", encoding));
   return t;
 }
 
@@ -457,7 +452,6 @@ class RecordsAtCursor : public RowCursor {
         by_id_sql_(std::move(by_id_sql)),
         what_(std::move(what)),
         decoded_(decoded) {}
-  ~RecordsAtCursor() override { sqlite3_finalize(by_id_); }
 
   bool NextView(std::vector<ValueView>* row) override {
     while (status_.ok() && next_ < ids_.size()) {
@@ -539,46 +533,28 @@ class RecordsAtCursor : public RowCursor {
   }
 
   bool ReadById(int64_t id, std::vector<ValueView>* row) {
-    if (by_id_ == nullptr &&
-        sqlite3_prepare_v2(db_, by_id_sql_.c_str(), -1, &by_id_, nullptr) != SQLITE_OK) {
-      status_ = Status::Unavailable(fmt::format("{}: {}", what_, sqlite3_errmsg(db_)));
-      return false;
+    if (by_id_.get() == nullptr) {
+      sqlite3_stmt* statement = nullptr;
+      if (sqlite3_prepare_v2(db_, by_id_sql_.c_str(), -1, &statement, nullptr) != SQLITE_OK) {
+        sqlite3_finalize(statement);
+        status_ = Status::Unavailable(fmt::format("{}: {}", what_, sqlite3_errmsg(db_)));
+        return false;
+      }
+      by_id_ = SqliteStatement(db_, statement);
     }
-    sqlite3_reset(by_id_);
-    sqlite3_bind_int64(by_id_, 1, id);
-    const int rc = sqlite3_step(by_id_);
-    if (rc == SQLITE_DONE) return false;
-    if (rc != SQLITE_ROW) {
-      status_ = Status::Unavailable(fmt::format("{}: {}", what_, sqlite3_errmsg(db_)));
+    by_id_.Reset();
+    by_id_.Bind(1, Value(id));
+    Status status;
+    if (!by_id_.Step(&status)) {
+      if (!status.ok()) status_ = status.WithContext(what_);
       return false;
     }
     // Held as values: the statement's own buffers move on with the next read.
-    held_.assign(record_index_.size(), Value());
+    held_.clear();
     for (size_t c = 0; c < record_index_.size(); ++c) {
-      const int column = static_cast<int>(c);
-      switch (sqlite3_column_type(by_id_, column)) {
-        case SQLITE_NULL:
-          break;
-        case SQLITE_INTEGER:
-          held_[c] = static_cast<int64_t>(sqlite3_column_int64(by_id_, column));
-          break;
-        case SQLITE_FLOAT:
-          held_[c] = sqlite3_column_double(by_id_, column);
-          break;
-        case SQLITE_BLOB: {
-          const auto* data = static_cast<const char*>(sqlite3_column_blob(by_id_, column));
-          held_[c] = std::string(data == nullptr ? "" : data,
-                                 static_cast<size_t>(sqlite3_column_bytes(by_id_, column)));
-          break;
-        }
-        default: {
-          const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(by_id_, column));
-          held_[c] = std::string(text == nullptr ? "" : text,
-                                 static_cast<size_t>(sqlite3_column_bytes(by_id_, column)));
-        }
-      }
-      (*row)[c] = ViewOf(held_[c]);
+      held_.push_back(by_id_.Column(static_cast<int>(c)));
     }
+    for (size_t c = 0; c < held_.size(); ++c) (*row)[c] = ViewOf(held_[c]);
     return true;
   }
 
@@ -590,7 +566,7 @@ class RecordsAtCursor : public RowCursor {
   std::vector<uint64_t> at_;
   std::string by_id_sql_;
   std::string what_;
-  sqlite3_stmt* by_id_ = nullptr;
+  SqliteStatement by_id_;
   int64_t* decoded_;
   size_t next_ = 0;
   std::vector<uint8_t> buffer_;
@@ -636,6 +612,11 @@ Result<std::unique_ptr<RowCursor>> ReadRecordsAt(sqlite3* db, const std::string&
   if (ids.size() != at.size()) return invalid("the IDs and their places differ in number");
   auto opened = OpenTableFile(db, table, id_column, invalid);
   if (!opened.ok()) return opened.status();
+  // Text is read as stored: only a UTF-8 file stores it as SQL hands it out.
+  std::string encoding;
+  ENVSYNC_RETURN_IF_ERROR(
+      EachRow(db, "PRAGMA encoding", table, [&](sqlite3_stmt* s) { encoding = Text(s, 0); }));
+  if (encoding != "UTF-8") return invalid(fmt::format("its text is stored as {}", encoding));
   std::vector<int> record_index;
   std::vector<bool> real_affinity;
   std::string sql = "SELECT ";
