@@ -167,14 +167,21 @@ std::pair<Value, Value> BaseKeyOf(const store::SyncRecord& record) {
           IsNull(record.test_id) ? record.target_id : record.test_id};
 }
 
-// Pairs deleted from both sides by a sync lose their base.
+// Pairs deleted from both sides by a sync lose their base, all in one base update.
 Status ForgetDeletedBases(store::StateStore& state, const store::SyncRun& run) {
+  const auto deleted = [](const store::SyncRecord& r) { return r.action == "delete"; };
+  if (std::none_of(run.records.begin(), run.records.end(), deleted)) return Status::Ok();
+  ENVSYNC_RETURN_IF_ERROR(state.BeginBaseUpdate());
   for (const store::SyncRecord& record : run.records) {
-    if (record.action != "delete") continue;
+    if (!deleted(record)) continue;
     const auto [prod, test] = BaseKeyOf(record);
-    ENVSYNC_RETURN_IF_ERROR(state.DeleteBase(record.table, prod, test));
+    Status status = state.DeleteBase(record.table, prod, test);
+    if (!status.ok()) {
+      state.AbortBaseUpdate();
+      return status;
+    }
   }
-  return Status::Ok();
+  return state.CommitBaseUpdate();
 }
 
 // How many records the sync really changed now show their pre-image, and how many their

@@ -1,5 +1,6 @@
 #include "envsync/store/state_store.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -114,20 +116,24 @@ int64_t FirstDifference(const std::string& a, const std::string& b) {
 }
 
 // An integer PRAGMA of a SQLite file, read with the plain SQLite API; -1 on error.
-int IntegerPragma(const fs::path& path, const char* pragma) {
+// The first column of the first row `sql` gives on a SQLite file, or -1.
+int64_t QueryInteger(const fs::path& path, const std::string& sql) {
   sqlite3* db = nullptr;
-  int version = -1;
+  int64_t value = -1;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, (std::string("PRAGMA ") + pragma).c_str(), -1, &stmt, nullptr) ==
-            SQLITE_OK &&
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
         sqlite3_step(stmt) == SQLITE_ROW) {
-      version = sqlite3_column_int(stmt, 0);
+      value = sqlite3_column_int64(stmt, 0);
     }
     sqlite3_finalize(stmt);
   }
   sqlite3_close(db);
-  return version;
+  return value;
+}
+
+int IntegerPragma(const fs::path& path, const char* pragma) {
+  return static_cast<int>(QueryInteger(path, std::string("PRAGMA ") + pragma));
 }
 
 int UserVersion(const fs::path& path) { return IntegerPragma(path, "user_version"); }
@@ -747,6 +753,135 @@ TEST_P(StateStoreTest, DeleteBaseRemovesOnePair) {
   ASSERT_TRUE(gone.ok());
   EXPECT_FALSE(gone->has_value());
   EXPECT_EQ(IdsOf(ScanAll(*store, kPages)), std::vector<std::string>{"int 3/int 3"});
+}
+
+// The bases' digests a comparison holds its rows against, compared with the same digests read
+// through ScanDirectBase after every step.
+void ExpectDigestsAsScanned(StateStore& store, const std::string& table, const std::string& step) {
+  auto loaded = store.LoadBaseDigests(table);
+  auto scanned = store.StateStore::LoadBaseDigests(table);  // through ScanDirectBase
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ASSERT_TRUE(scanned.ok()) << scanned.status().message();
+  ASSERT_EQ(loaded->size(), scanned->size()) << step;
+  for (size_t i = 0; i < loaded->size(); ++i) {
+    ASSERT_EQ((*loaded)[i].id, (*scanned)[i].id) << step << ", entry " << i;
+    ASSERT_EQ((*loaded)[i].prod_digest, (*scanned)[i].prod_digest)
+        << step << ", ID " << (*loaded)[i].id;
+    ASSERT_EQ((*loaded)[i].test_digest, (*scanned)[i].test_digest)
+        << step << ", ID " << (*loaded)[i].id;
+  }
+}
+
+// Every way a base is written (puts with and without digests, IDs as integers, reals, text and
+// unequal pairs, deletes inside and outside a base update, aborted updates) leaves the digests a
+// comparison loads equal to the bases', whether the store keeps them packed (the SQLite store,
+// BaseDigestPacks) or reads them from the bases (PostgreSQL).
+TEST_P(StateStoreTest, BaseDigestsStayTheBasesDigestsThroughEveryKindOfWrite) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  std::mt19937_64 random(11);
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(random);
+  };
+  // IDs over several packs of 4,096, negative ones too.
+  auto id = [&] { return pick(-5000, 14000); };
+  auto value_of = [&](int64_t n) -> Value {
+    switch (pick(0, 9)) {
+      case 0:
+        return static_cast<double>(n);  // the same key as the integer, not an entry
+      case 1:
+        return std::to_string(n);  // text: another key
+      default:
+        return n;
+    }
+  };
+  auto random_base = [&] {
+    const int64_t n = id();
+    SyncBase base = Base(value_of(n), pick(0, 7) == 0 ? value_of(id()) : value_of(n),
+                         static_cast<uint64_t>(pick(1, 1000)), {1});
+    if (pick(0, 5) != 0) base.prod_digest = random();
+    if (pick(0, 5) != 0) base.test_digest = random();
+    return base;
+  };
+  int packed_loads = 0;
+  for (int round = 0; round < 60; ++round) {
+    const std::string step = fmt::format("round {}", round);
+    const int64_t kind = pick(0, 9);
+    if (kind <= 2) {
+      // A comparison: loads the digests inside its base update, then records bases.
+      ASSERT_TRUE(store->BeginBaseUpdate().ok());
+      auto digests = store->LoadBaseDigests(kPages);
+      ASSERT_TRUE(digests.ok()) << digests.status().message();
+      for (int i = pick(0, 300); i > 0; --i)
+        ASSERT_TRUE(store->PutBase(kPages, random_base()).ok());
+      ASSERT_TRUE(store->CommitBaseUpdate().ok());
+    } else if (kind <= 7) {
+      // A sync: puts and deletes in one update, now and then aborted.
+      ASSERT_TRUE(store->BeginBaseUpdate().ok());
+      for (int i = pick(1, 400); i > 0; --i) {
+        if (pick(0, 4) == 0) {
+          const int64_t n = id();
+          ASSERT_TRUE(store->DeleteBase(kPages, value_of(n), value_of(n)).ok());
+        } else {
+          ASSERT_TRUE(store->PutBase(kPages, random_base()).ok());
+        }
+      }
+      ASSERT_TRUE(store->PutBase("other_table", random_base()).ok());
+      if (pick(0, 4) == 0) {
+        store->AbortBaseUpdate();
+      } else {
+        ASSERT_TRUE(store->CommitBaseUpdate().ok());
+      }
+    } else {
+      // An undo's delete, outside a base update.
+      const int64_t n = id();
+      ASSERT_TRUE(store->DeleteBase(kPages, n, n).ok());
+    }
+    ExpectDigestsAsScanned(*store, kPages, step);
+    ExpectDigestsAsScanned(*store, "other_table", step);
+    if (GetParam() == "sqlite") {
+      // Those loads came from packs when the table was marked.
+      packed_loads += QueryInteger(
+          path_, "SELECT count(*) FROM base_digest_marks WHERE table_name = 'cms_pages'");
+    }
+  }
+  auto scanned = store->StateStore::LoadBaseDigests(kPages);
+  ASSERT_TRUE(scanned.ok());
+  EXPECT_GT(scanned->size(), 500u);  // the rounds left many entries to hold
+  if (GetParam() == "sqlite") {
+    EXPECT_GT(packed_loads, 20);
+  }
+}
+
+// A malformed pack is not trusted: the digests come from the bases, and the next comparison's
+// base update packs the table again.
+TEST_F(SqliteStateStoreTest, MalformedPackIsReadFromTheBasesAndPackedAgain) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  std::vector<SyncBase> bases;
+  for (int64_t n = 1; n <= 9000; ++n) {
+    SyncBase base = Base(n, n, static_cast<uint64_t>(n), {1});
+    base.prod_digest = static_cast<uint64_t>(n) * 3;
+    base.test_digest = static_cast<uint64_t>(n) * 5;
+    bases.push_back(base);
+  }
+  PutBases(*store, kPages, bases);
+  ASSERT_TRUE(store->BeginBaseUpdate().ok());
+  ASSERT_TRUE(store->LoadBaseDigests(kPages).ok());
+  ASSERT_TRUE(store->CommitBaseUpdate().ok());
+  EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_packs"), 3);
+  ExpectDigestsAsScanned(*store, kPages, "packed");
+  for (const char* damage : {"UPDATE base_digest_packs SET entries = x'0102' WHERE chunk = 1",
+                             "UPDATE base_digest_packs SET chunk = 5 WHERE chunk = 1"}) {
+    ExecSql(path_, damage);
+    ExpectDigestsAsScanned(*store, kPages, damage);
+    ASSERT_TRUE(store->BeginBaseUpdate().ok());
+    ASSERT_TRUE(store->LoadBaseDigests(kPages).ok());
+    ASSERT_TRUE(store->CommitBaseUpdate().ok());
+    ExpectDigestsAsScanned(*store, kPages, std::string("packed again after ") + damage);
+    EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_packs"), 3);
+    EXPECT_EQ(QueryInteger(path_, "SELECT sum(length(entries)) FROM base_digest_packs"), 9000 * 24);
+  }
 }
 
 // Base writes may run while a scan cursor is open; the cursor still finishes.

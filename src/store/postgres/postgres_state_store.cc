@@ -218,6 +218,11 @@ CREATE INDEX changes_by_record ON changes (comparison_id, record);
     R"sql(
 COMMENT ON COLUMN changes.body IS 'a change as JSON; a field''s base_as names the side its base repeats';
 )sql",
+    // Nothing here: version 11 is the SQLite store's packs of the bases' digests
+    // (store/sqlite/base_digest_packs.h); the versions of the two stores go together.
+    R"sql(
+COMMENT ON TABLE sync_base IS 'the last common state of each pair of records';
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kFirstVersion + kMigrationCount - 1 == kStateSchemaVersion);

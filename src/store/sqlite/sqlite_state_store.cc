@@ -13,6 +13,7 @@
 #include "envsync/store/state_store.h"
 #include "store/postgres/postgres_environment.h"
 #include "store/postgres/postgres_state_store.h"
+#include "store/sqlite/base_digest_packs.h"
 #include "store/sqlite/sqlite_db.h"
 
 namespace envsync::store {
@@ -199,6 +200,20 @@ CREATE INDEX changes_by_record ON changes (comparison_id, record);
     // (`base_as`, store::ChangeToStoredJson), which an envsync of version 9 would read as a
     // base of NULL; the version keeps such an envsync from opening this store.
     "SELECT 1",
+    // The bases' digests of each table, packed by 4,096 IDs, for a comparison of two SQLite
+    // files (BaseDigestPacks, store/sqlite/base_digest_packs.h): a marked table's packs hold
+    // exactly its bases' digests.
+    R"sql(
+CREATE TABLE base_digest_packs (
+  table_name TEXT NOT NULL,
+  chunk      INTEGER NOT NULL,
+  entries    BLOB NOT NULL,
+  PRIMARY KEY (table_name, chunk)
+);
+CREATE TABLE base_digest_marks (
+  table_name TEXT PRIMARY KEY
+);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
@@ -432,24 +447,13 @@ class SqliteStateStore : public StateStore {
   }
 
   Result<std::vector<BaseDigests>> LoadBaseDigests(const std::string& table) override {
-    // Only the three columns: a comparison holds every row's digest against these, and the
-    // full bases (field hashes and all) cost it more than reading the rows' digests.
-    auto statement = reader_.Prepare(
-        "SELECT prod_id, prod_digest, test_digest FROM sync_base WHERE table_name = ?1 AND "
-        "prod_id = test_id AND prod_digest IS NOT NULL AND test_digest IS NOT NULL ORDER BY "
-        "prod_id");
-    if (!statement.ok()) return statement.status();
-    statement->Bind(1, table);
-    std::vector<BaseDigests> digests;
-    sqlite3_stmt* row = statement->get();
-    Status status;
-    while (statement->Step(&status)) {
-      if (sqlite3_column_type(row, 0) != SQLITE_INTEGER) continue;
-      digests.push_back(BaseDigests{sqlite3_column_int64(row, 0),
-                                    ToUnsigned(sqlite3_column_int64(row, 1)),
-                                    ToUnsigned(sqlite3_column_int64(row, 2))});
-    }
-    if (!status.ok()) return status.WithContext(reader_.what());
+    auto packed = BaseDigestPacks::Load(reader_, table);
+    if (!packed.ok()) return packed.status();
+    if (packed->has_value()) return std::move(**packed);
+    // Not packed (or a pack is malformed): read sync_base, and pack it when the base update
+    // this comparison is part of commits.
+    auto digests = BaseDigestPacks::LoadDirectDigests(reader_, table);
+    if (digests.ok()) packs_.Wanted(table);
     return digests;
   }
 
@@ -534,7 +538,18 @@ class SqliteStateStore : public StateStore {
     statement->Bind(1, table);
     statement->Bind(2, prod_id);
     statement->Bind(3, test_id);
-    return statement->Run();
+    if (in_base_update_) {
+      ENVSYNC_RETURN_IF_ERROR(statement->Run());
+      return packs_.Noted(writer_, table, prod_id, test_id, std::nullopt, std::nullopt);
+    }
+    // Outside a base update the table's packs stop vouching for its bases, in the same
+    // transaction as the delete.
+    const bool own = sqlite3_get_autocommit(writer_.handle()) != 0;
+    if (own) ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
+    Status status = statement->Run();
+    if (status.ok()) status = BaseDigestPacks::Unmark(writer_, table);
+    if (own) status = status.ok() ? writer_.Exec("COMMIT") : (writer_.Exec("ROLLBACK"), status);
+    return status;
   }
 
   Status SaveSync(const SyncRun& run) override {
@@ -855,6 +870,8 @@ class SqliteStateStore : public StateStore {
       return put.status();
     }
     put_ = std::move(*put);
+    packs_.Clear();
+    in_base_update_ = true;
     return Status::Ok();
   }
 
@@ -868,16 +885,27 @@ class SqliteStateStore : public StateStore {
     put_.Bind(7, DigestValue(base.test_digest));
     Status status = put_.Run();
     put_.Reset();
-    return status;
+    if (!status.ok()) return status;
+    return packs_.Noted(writer_, table, base.prod_id, base.test_id, base.prod_digest,
+                        base.test_digest);
   }
 
   Status CommitBaseUpdate() override {
     put_ = SqliteStatement();
+    in_base_update_ = false;
+    Status status = packs_.WriteBeforeCommit(writer_);
+    packs_.Clear();
+    if (!status.ok()) {
+      (void)writer_.Exec("ROLLBACK");
+      return status.WithContext(writer_.what());
+    }
     return writer_.Exec("COMMIT");
   }
 
   void AbortBaseUpdate() override {
     put_ = SqliteStatement();
+    in_base_update_ = false;
+    packs_.Clear();
     (void)writer_.Exec("ROLLBACK");
   }
 
@@ -1363,6 +1391,8 @@ class SqliteStateStore : public StateStore {
   SqliteDb reader_;
   SqliteDb writer_;
   SqliteStatement put_;
+  bool in_base_update_ = false;
+  BaseDigestPacks packs_;
   WalCheckpointer checkpointer_;
   int version_ = 0;
 };
