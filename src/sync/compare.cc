@@ -1050,6 +1050,21 @@ void Comparer::AddChange(const RecordLayout& layout, const Pair& pair, const Cla
     if (change.key.empty()) change.key = pair.target->key;
     change.target_hash = pair.target->hash;
   }
+  // Keep the record's references for the closure pass (before its values move into the change).
+  if (pair.source != nullptr) {
+    const size_t position = comparison_.changes.size();
+    auto& refs = references_[position];
+    for (const auto& [referenced, id] : pair.source->references) refs.emplace_back(*referenced, id);
+    for (const auto& [column, assets] : layout.table->json_references) {
+      const int index = layout.ColumnIndex(column);
+      if (index < 0) continue;
+      const Value& json = pair.source->values[index];
+      if (!std::holds_alternative<std::string>(json)) continue;
+      for (const std::string& key : GalleryReferences(std::get<std::string>(json))) {
+        json_references_[position].emplace_back(assets, key);
+      }
+    }
+  }
   const size_t n = layout.fields.size();
   const bool base_fields = pair.base && pair.base->field_hashes.size() == n;
   bool source_changed_any = false;
@@ -1062,8 +1077,9 @@ void Comparer::AddChange(const RecordLayout& layout, const Pair& pair, const Cla
     FieldDiff diff;
     diff.field = layout.fields[f].name;
     diff.json = layout.fields[f].kind == FieldLayout::Kind::kChildren;
-    if (pair.source != nullptr) diff.source = pair.source->values[f];
-    if (pair.target != nullptr) diff.target = pair.target->values[f];
+    // The pair's records are read again for the next pair: their values move into the change.
+    if (pair.source != nullptr) diff.source = std::move(pair.source->values[f]);
+    if (pair.target != nullptr) diff.target = std::move(pair.target->values[f]);
     if (sh == nullptr && th != nullptr && IsNull(diff.target) && !base_fields) continue;
     if (th == nullptr && sh != nullptr && IsNull(diff.source) && !base_fields) continue;
     if (base_fields) {
@@ -1086,20 +1102,6 @@ void Comparer::AddChange(const RecordLayout& layout, const Pair& pair, const Cla
   change.mergeable = c.conflict == Conflict::kBothModified && base_fields && source_changed_any &&
                      target_changed_any && !overlap;
   comparison_.changes.push_back(std::move(change));
-  // Keep the record's references for the closure pass.
-  if (pair.source != nullptr) {
-    auto& refs = references_[comparison_.changes.size() - 1];
-    for (const auto& [referenced, id] : pair.source->references) refs.emplace_back(*referenced, id);
-    for (const auto& [column, assets] : layout.table->json_references) {
-      const int index = layout.ColumnIndex(column);
-      if (index < 0) continue;
-      const Value& json = pair.source->values[index];
-      if (!std::holds_alternative<std::string>(json)) continue;
-      for (const std::string& key : GalleryReferences(std::get<std::string>(json))) {
-        json_references_[comparison_.changes.size() - 1].emplace_back(assets, key);
-      }
-    }
-  }
 }
 
 Result<std::optional<Value>> Comparer::SourceIdOfGalleryKey(const TableSpec& assets,
