@@ -269,8 +269,11 @@ std::string Notify(const service::Workspace& ws, store::StateStore& state,
   return problem;
 }
 
+// Compares as `flags` say; the state store it opened is handed to `*open_state` when given (the
+// caller closes it), else closed before this returns.
 Result<Comparison> RunCompare(const service::Workspace& ws, const CompareFlags& flags, bool quiet,
-                              std::ostream& err) {
+                              std::ostream& err,
+                              std::unique_ptr<store::StateStore>* open_state = nullptr) {
   // Checked before anything is opened, so a bad name is bad input even with a database missing.
   ENVSYNC_RETURN_IF_ERROR(ws.CheckCompare(flags.options, "--"));
   auto state = ws.OpenState([&](const std::string& line) { Log(err, line); });
@@ -313,6 +316,7 @@ Result<Comparison> RunCompare(const service::Workspace& ws, const CompareFlags& 
       err << fmt::format("read through the change logs (envsync track): {}\n", tables);
     }
   }
+  if (open_state != nullptr) *open_state = std::move(*state);
   return comparison;
 }
 
@@ -773,7 +777,11 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
   if (track_cmd->parsed()) return Track(**ws, track_subs, track_env, track_json, out, err);
 
   if (compare->parsed()) {
-    auto comparison = RunCompare(**ws, compare_flags, /*quiet=*/false, err);
+    std::unique_ptr<store::StateStore> state;
+    auto comparison = RunCompare(**ws, compare_flags, /*quiet=*/false, err, &state);
+    // The store closes (its WAL copied back into the file, then synced) while the comparison
+    // is printed and freed; the thread is joined before the command returns.
+    std::jthread closing([&state] { state.reset(); });
     if (!comparison.ok()) return Fail(err, comparison.status());
     if (compare_flags.json) {
       store::WriteComparisonJson(out, *comparison, std::nullopt, 2);
@@ -781,6 +789,7 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     } else {
       PrintSummary(*comparison, std::nullopt, compare_flags.limit, out);
     }
+    *comparison = Comparison();
     return kExitOk;
   }
   if (sync_cmd->parsed() || undo_cmd->parsed() || history_cmd->parsed()) {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <mutex>
+
 namespace envsync::store {
 
 SqliteStatement::SqliteStatement(SqliteStatement&& other) noexcept
@@ -158,7 +160,19 @@ void SqliteDb::Release(SqliteStatement* statement) {
   if (it != by_address_.end()) it->second->out = false;
 }
 
+namespace {
+
+// SQLite counts every allocation under a global mutex for sqlite3_memory_used, which envsync
+// never asks: off, once, before SQLite initializes (a later call is refused and changes nothing).
+void ConfigureSqliteOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+}
+
+}  // namespace
+
 Status SqliteDb::Open(const std::string& path, bool read_only, const std::string& what) {
+  ConfigureSqliteOnce();
   what_ = what;
   const int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
