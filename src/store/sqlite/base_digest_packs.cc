@@ -120,7 +120,7 @@ Status EachDirectDigest(SqliteDb& db, const std::string& table, Each each) {
   // Only the three columns: a comparison holds every row's digest against these, and the
   // full bases (field hashes and all) cost it more than reading the rows' digests.
   auto statement = db.Prepare(
-      "SELECT prod_id, prod_digest, test_digest FROM sync_base WHERE table_name = ?1 AND "
+      "SELECT prod_id, prod_digest, test_digest FROM bases WHERE table_name = ?1 AND "
       "prod_id = test_id AND prod_digest IS NOT NULL AND test_digest IS NOT NULL ORDER BY "
       "prod_id");
   if (!statement.ok()) return statement.status();
@@ -157,7 +157,7 @@ void BaseDigestPacks::Clear() {
 Status BaseDigestPacks::Noted(SqliteDb& writer, const std::string& table, const Value& prod_id,
                               const Value& test_id, const std::optional<uint64_t>& prod_digest,
                               const std::optional<uint64_t>& test_digest) {
-  // Which entry the write makes or replaces: sync_base's key compares an INTEGER and a REAL
+  // Which entry the write makes or replaces: the bases' key compares an INTEGER and a REAL
   // as numbers, and only a row whose PROD ID is an INTEGER equal to its TEST ID is an entry.
   const std::optional<int64_t> id = AsInteger(prod_id);
   if (!id || AsInteger(test_id) != id) return Status::Ok();

@@ -17,31 +17,32 @@
 namespace envsync::store {
 
 // The bases' digests of a table, packed (state schema 11). A comparison of two SQLite files
-// holds every row's digest against the digests its bases recorded; reading those from
-// sync_base stepped a million rows (≈ 0.3 s of a core beside the files' own digests). The SQLite
-// state store keeps them also as blobs of 4,096 IDs each (`base_digest_packs`), read in a few
-// milliseconds.
+// holds every row's digest against the digests its bases recorded; reading those from the
+// bases' table (`bases`; `sync_base` before schema 11) stepped a million rows (≈ 0.3 s of a core
+// beside the files' own digests). The SQLite state store keeps them also as blobs of 4,096 IDs
+// each (`base_digest_packs`), read in a few milliseconds.
 //
 // The rule: while `base_digest_marks` names a table, its packs hold exactly what
-// `LoadDirectDigests` reads from sync_base (a range without a pack holds nothing). Every write
-// of sync_base goes through the state store's PutBase or DeleteBase, and this class keeps the
-// rule in the same transaction:
+// `LoadDirectDigests` reads from `bases` (a range without a pack holds nothing). Every write of
+// `bases` goes through the state store's PutBase or DeleteBase, and this class keeps the rule in
+// the same transaction:
 //   - inside a base update, each write is noted (`Noted`) and the packs it touches are rewritten
 //     just before the commit (`WriteBeforeCommit`);
 //   - a DeleteBase outside one unmarks the table (`Unmark`): the next comparison reads its
-//     bases from sync_base and packs them again.
-// A comparison that finds a table unmarked (or a pack malformed) reads sync_base as before and
-// asks for the table to be packed when its base update commits.
+//     bases whole and packs them again.
+// A comparison that finds a table unmarked (or a pack malformed) reads `bases` as before and
+// asks for the table to be packed when its base update commits. An envsync of an older schema
+// that still has the store open cannot write past the packs: the table it knew is gone.
 class BaseDigestPacks {
  public:
   // IDs per pack: 2^12.
   static constexpr int kBits = 12;
 
   // The direct pairs' digests of `table` from its packs, in ID order; nullopt when the table
-  // is not marked or a pack is malformed (the caller reads sync_base and calls Wanted).
+  // is not marked or a pack is malformed (the caller reads `bases` and calls Wanted).
   static Result<std::optional<std::vector<BaseDigests>>> Load(SqliteDb& db,
                                                               const std::string& table);
-  // The same, read from sync_base (the digests the packs must equal).
+  // The same, read from `bases` (the digests the packs must equal).
   static Result<std::vector<BaseDigests>> LoadDirectDigests(SqliteDb& db, const std::string& table);
 
   // A base update begins or ends: forget what was noted.
@@ -52,12 +53,12 @@ class BaseDigestPacks {
   Status Noted(SqliteDb& writer, const std::string& table, const Value& prod_id,
                const Value& test_id, const std::optional<uint64_t>& prod_digest,
                const std::optional<uint64_t>& test_digest);
-  // Asked by a comparison that read `table` from sync_base: pack it when the update commits.
+  // Asked by a comparison that read `table` from the bases: pack it when the update commits.
   void Wanted(const std::string& table);
   // Rewrites the packs the noted writes touched and packs the wanted tables, through the
   // writer inside its transaction.
   Status WriteBeforeCommit(SqliteDb& writer);
-  // `table`'s packs no longer vouch for sync_base (a write outside a base update).
+  // `table`'s packs no longer vouch for its bases (a write outside a base update).
   static Status Unmark(SqliteDb& writer, const std::string& table);
 
  private:

@@ -202,8 +202,11 @@ CREATE INDEX changes_by_record ON changes (comparison_id, record);
     "SELECT 1",
     // The bases' digests of each table, packed by 4,096 IDs, for a comparison of two SQLite
     // files (BaseDigestPacks, store/sqlite/base_digest_packs.h): a marked table's packs hold
-    // exactly its bases' digests.
+    // exactly its bases' digests. The bases' table is renamed so that an envsync of version 10
+    // still holding the store open (an `envsync serve` across an upgrade) fails its next base
+    // write ("no such table") instead of writing bases past the packs.
     R"sql(
+ALTER TABLE sync_base RENAME TO bases;
 CREATE TABLE base_digest_packs (
   table_name TEXT NOT NULL,
   chunk      INTEGER NOT NULL,
@@ -439,7 +442,7 @@ class SqliteStateStore : public StateStore {
 
   Result<std::unique_ptr<BaseCursor>> ScanDirectBase(const std::string& table) override {
     auto statement = reader_.Prepare(
-        "SELECT prod_id, test_id, hash, field_hashes, prod_digest, test_digest FROM sync_base "
+        "SELECT prod_id, test_id, hash, field_hashes, prod_digest, test_digest FROM bases "
         "WHERE table_name = ?1 AND prod_id = test_id ORDER BY prod_id");
     if (!statement.ok()) return statement.status();
     statement->Bind(1, table);
@@ -450,7 +453,7 @@ class SqliteStateStore : public StateStore {
     auto packed = BaseDigestPacks::Load(reader_, table);
     if (!packed.ok()) return packed.status();
     if (packed->has_value()) return std::move(**packed);
-    // Not packed (or a pack is malformed): read sync_base, and pack it when the base update
+    // Not packed (or a pack is malformed): read the bases, and pack it when the base update
     // this comparison is part of commits.
     auto digests = BaseDigestPacks::LoadDirectDigests(reader_, table);
     if (digests.ok()) packs_.Wanted(table);
@@ -460,7 +463,7 @@ class SqliteStateStore : public StateStore {
   Result<std::unique_ptr<BaseCursor>> ScanDirectBase(const std::string& table,
                                                      const std::vector<int64_t>& ids) override {
     auto statement = reader_.Prepare(
-        "SELECT prod_id, test_id, hash, field_hashes, prod_digest, test_digest FROM sync_base "
+        "SELECT prod_id, test_id, hash, field_hashes, prod_digest, test_digest FROM bases "
         "WHERE table_name = ?1 AND prod_id IN (SELECT value FROM json_each(?2)) AND "
         "prod_id = test_id ORDER BY prod_id");
     if (!statement.ok()) return statement.status();
@@ -516,7 +519,7 @@ class SqliteStateStore : public StateStore {
     // Prepared once: a sync looks up the base of every record it writes.
     ScopedStatement statement(reader_);
     ENVSYNC_RETURN_IF_ERROR(statement.Prepare(
-        "SELECT prod_id, test_id, hash, field_hashes, prod_digest, test_digest FROM sync_base "
+        "SELECT prod_id, test_id, hash, field_hashes, prod_digest, test_digest FROM bases "
         "WHERE table_name = ?1 AND prod_id = ?2 AND test_id = ?3"));
     statement->Bind(1, table);
     statement->Bind(2, prod_id);
@@ -533,7 +536,7 @@ class SqliteStateStore : public StateStore {
 
   Status DeleteBase(const std::string& table, const Value& prod_id, const Value& test_id) override {
     auto statement = writer_.Prepare(
-        "DELETE FROM sync_base WHERE table_name = ?1 AND prod_id = ?2 AND test_id = ?3");
+        "DELETE FROM bases WHERE table_name = ?1 AND prod_id = ?2 AND test_id = ?3");
     if (!statement.ok()) return statement.status();
     statement->Bind(1, table);
     statement->Bind(2, prod_id);
@@ -863,7 +866,7 @@ class SqliteStateStore : public StateStore {
   Status BeginBaseUpdate() override {
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
     auto put = writer_.Prepare(
-        "INSERT OR REPLACE INTO sync_base (table_name, prod_id, test_id, hash, field_hashes, "
+        "INSERT OR REPLACE INTO bases (table_name, prod_id, test_id, hash, field_hashes, "
         "prod_digest, test_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     if (!put.ok()) {
       AbortBaseUpdate();
