@@ -772,6 +772,27 @@ void ExpectDigestsAsScanned(StateStore& store, const std::string& table, const s
   }
 }
 
+// Bases of the direct pairs 1..n, each with both digests.
+std::vector<SyncBase> BasesWithDigests(int64_t n) {
+  std::vector<SyncBase> bases;
+  for (int64_t id = 1; id <= n; ++id) {
+    SyncBase base = Base(id, id, static_cast<uint64_t>(id), {1});
+    base.prod_digest = static_cast<uint64_t>(id) * 3;
+    base.test_digest = static_cast<uint64_t>(id) * 5;
+    bases.push_back(base);
+  }
+  return bases;
+}
+
+// What a comparison does to the packs: loads `table`'s digests inside its base update, then
+// commits (which packs the table when it was not marked).
+void PackAsAComparisonWould(StateStore& store, const std::string& table) {
+  ASSERT_TRUE(store.BeginBaseUpdate().ok());
+  auto digests = store.LoadBaseDigests(table);
+  ASSERT_TRUE(digests.ok()) << digests.status().message();
+  ASSERT_TRUE(store.CommitBaseUpdate().ok());
+}
+
 // Every way a base is written (puts with and without digests, IDs as integers, reals, text and
 // unequal pairs, deletes inside and outside a base update, aborted updates) leaves the digests a
 // comparison loads equal to the bases', whether the store keeps them packed (the SQLite store,
@@ -859,26 +880,15 @@ TEST_P(StateStoreTest, BaseDigestsStayTheBasesDigestsThroughEveryKindOfWrite) {
 TEST_F(SqliteStateStoreTest, MalformedPackIsReadFromTheBasesAndPackedAgain) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  std::vector<SyncBase> bases;
-  for (int64_t n = 1; n <= 9000; ++n) {
-    SyncBase base = Base(n, n, static_cast<uint64_t>(n), {1});
-    base.prod_digest = static_cast<uint64_t>(n) * 3;
-    base.test_digest = static_cast<uint64_t>(n) * 5;
-    bases.push_back(base);
-  }
-  PutBases(*store, kPages, bases);
-  ASSERT_TRUE(store->BeginBaseUpdate().ok());
-  ASSERT_TRUE(store->LoadBaseDigests(kPages).ok());
-  ASSERT_TRUE(store->CommitBaseUpdate().ok());
+  PutBases(*store, kPages, BasesWithDigests(9000));
+  PackAsAComparisonWould(*store, kPages);
   EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_packs"), 3);
   ExpectDigestsAsScanned(*store, kPages, "packed");
   for (const char* damage : {"UPDATE base_digest_packs SET entries = x'0102' WHERE chunk = 1",
                              "UPDATE base_digest_packs SET chunk = 5 WHERE chunk = 1"}) {
     ExecSql(path_, damage);
     ExpectDigestsAsScanned(*store, kPages, damage);
-    ASSERT_TRUE(store->BeginBaseUpdate().ok());
-    ASSERT_TRUE(store->LoadBaseDigests(kPages).ok());
-    ASSERT_TRUE(store->CommitBaseUpdate().ok());
+    PackAsAComparisonWould(*store, kPages);
     ExpectDigestsAsScanned(*store, kPages, std::string("packed again after ") + damage);
     EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_packs"), 3);
     EXPECT_EQ(QueryInteger(path_, "SELECT sum(length(entries)) FROM base_digest_packs"), 9000 * 24);
@@ -894,9 +904,7 @@ TEST_F(SqliteStateStoreTest, MalformedPackFoundWhilePatchingUnmarksTheTable) {
   base.prod_digest = 70;
   base.test_digest = 71;
   PutBases(*store, kPages, {base});
-  ASSERT_TRUE(store->BeginBaseUpdate().ok());
-  ASSERT_TRUE(store->LoadBaseDigests(kPages).ok());
-  ASSERT_TRUE(store->CommitBaseUpdate().ok());
+  PackAsAComparisonWould(*store, kPages);
   ASSERT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_marks"), 1);
   ExecSql(path_, "UPDATE base_digest_packs SET entries = x'00'");
   base.test_digest = 72;
@@ -911,25 +919,13 @@ TEST_F(SqliteStateStoreTest, MalformedPackFoundWhilePatchingUnmarksTheTable) {
 TEST_F(SqliteStateStoreTest, DeleteOutsideABaseUpdateUnmarksAndTheNextComparisonPacksAgain) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  std::vector<SyncBase> bases;
-  for (int64_t n = 1; n <= 10; ++n) {
-    SyncBase base = Base(n, n, static_cast<uint64_t>(n), {1});
-    base.prod_digest = static_cast<uint64_t>(n);
-    base.test_digest = static_cast<uint64_t>(n) + 100;
-    bases.push_back(base);
-  }
-  PutBases(*store, kPages, bases);
-  auto pack = [&] {
-    ASSERT_TRUE(store->BeginBaseUpdate().ok());
-    ASSERT_TRUE(store->LoadBaseDigests(kPages).ok());
-    ASSERT_TRUE(store->CommitBaseUpdate().ok());
-  };
-  pack();
+  PutBases(*store, kPages, BasesWithDigests(10));
+  PackAsAComparisonWould(*store, kPages);
   ASSERT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_marks"), 1);
   ASSERT_TRUE(store->DeleteBase(kPages, int64_t{5}, int64_t{5}).ok());
   EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_marks"), 0);
   ExpectDigestsAsScanned(*store, kPages, "after the delete");
-  pack();
+  PackAsAComparisonWould(*store, kPages);
   EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_marks"), 1);
   EXPECT_EQ(QueryInteger(path_, "SELECT sum(length(entries)) FROM base_digest_packs"), 9 * 24);
   ExpectDigestsAsScanned(*store, kPages, "packed again");

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <bit>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
@@ -237,17 +238,6 @@ constexpr size_t kInsertBatch = 500;
 // Rows per FETCH of a base scan.
 constexpr int kFetchBatch = 10000;
 
-int64_t ToSigned(uint64_t v) {
-  int64_t s;
-  std::memcpy(&s, &v, sizeof(s));
-  return s;
-}
-uint64_t ToUnsigned(int64_t v) {
-  uint64_t u;
-  std::memcpy(&u, &v, sizeof(u));
-  return u;
-}
-
 Params Bind(std::initializer_list<Value> values) {
   Params params;
   for (const Value& v : values) params.Add(v);
@@ -375,24 +365,24 @@ constexpr const char* kBaseColumns =
 void ReadBase(const PgResult& rows, int row, SyncBase* base) {
   base->prod_id = ReadId(rows, row, 0);
   base->test_id = ReadId(rows, row, 3);
-  base->hash = ToUnsigned(rows.Integer(row, 6));
+  base->hash = std::bit_cast<uint64_t>(rows.Integer(row, 6));
   base->field_hashes = FromBytea(rows.Text(row, 7));
   base->prod_digest.reset();
   base->test_digest.reset();
-  if (!rows.IsNull(row, 8)) base->prod_digest = ToUnsigned(rows.Integer(row, 8));
-  if (!rows.IsNull(row, 9)) base->test_digest = ToUnsigned(rows.Integer(row, 9));
+  if (!rows.IsNull(row, 8)) base->prod_digest = std::bit_cast<uint64_t>(rows.Integer(row, 8));
+  if (!rows.IsNull(row, 9)) base->test_digest = std::bit_cast<uint64_t>(rows.Integer(row, 9));
 }
 
 // IDs as the bytea of their bits (see ToBytea), and back.
 std::string IdsToBytea(const std::vector<int64_t>& ids) {
   std::vector<uint64_t> bits(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) bits[i] = ToUnsigned(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i) bits[i] = std::bit_cast<uint64_t>(ids[i]);
   return ToBytea(bits);
 }
 std::vector<int64_t> IdsFromBytea(const std::string& text) {
   const std::vector<uint64_t> bits = FromBytea(text);
   std::vector<int64_t> ids(bits.size());
-  for (size_t i = 0; i < bits.size(); ++i) ids[i] = ToSigned(bits[i]);
+  for (size_t i = 0; i < bits.size(); ++i) ids[i] = std::bit_cast<int64_t>(bits[i]);
   return ids;
 }
 
@@ -407,7 +397,7 @@ TrackingMark ReadMark(const PgResult& rows, int row) {
   mark.prod_position = rows.Text(row, 2);
   mark.test_epoch = rows.Text(row, 3);
   mark.test_position = rows.Text(row, 4);
-  mark.mix = ToUnsigned(rows.Integer(row, 5));
+  mark.mix = std::bit_cast<uint64_t>(rows.Integer(row, 5));
   mark.unequal_prod = IdsFromBytea(rows.Text(row, 6));
   mark.unequal_test = IdsFromBytea(rows.Text(row, 7));
   return mark;
@@ -627,8 +617,8 @@ class PostgresStateStore : public StateStore {
                            "unequal_test = $8::bytea",
                            kMarkColumns),
                Bind({mark.table, mark.prod_epoch, mark.prod_position, mark.test_epoch,
-                     mark.test_position, ToSigned(mark.mix), IdsToBytea(mark.unequal_prod),
-                     IdsToBytea(mark.unequal_test)}))
+                     mark.test_position, std::bit_cast<int64_t>(mark.mix),
+                     IdsToBytea(mark.unequal_prod), IdsToBytea(mark.unequal_test)}))
         .status();
   }
 
@@ -887,13 +877,13 @@ class PostgresStateStore : public StateStore {
       r.target_id = ReadTaggedId(*records, i, 4);
       r.pre_image = records->Text(i, 5);
       r.after_image = records->Text(i, 9);
-      if (!records->IsNull(i, 6)) r.after_hash = ToUnsigned(records->Integer(i, 6));
+      if (!records->IsNull(i, 6)) r.after_hash = std::bit_cast<uint64_t>(records->Integer(i, 6));
       if (!records->IsNull(i, 7)) {
         SyncBase base;
         // A deleted record's pair has the target's ID on its missing side.
         base.prod_id = IsNull(r.prod_id) ? r.target_id : r.prod_id;
         base.test_id = IsNull(r.test_id) ? r.target_id : r.test_id;
-        base.hash = ToUnsigned(records->Integer(i, 7));
+        base.hash = std::bit_cast<uint64_t>(records->Integer(i, 7));
         base.field_hashes = FromBytea(records->Text(i, 8));
         r.base_before = std::move(base);
       }
@@ -1177,10 +1167,12 @@ class PostgresStateStore : public StateStore {
           params->Add(table);
           AddId(params, base.prod_id);
           AddId(params, base.test_id);
-          params->Add(ToSigned(base.hash));
+          params->Add(std::bit_cast<int64_t>(base.hash));
           params->Add(ToBytea(base.field_hashes));
-          params->Add(base.prod_digest ? Value(ToSigned(*base.prod_digest)) : Value());
-          params->Add(base.test_digest ? Value(ToSigned(*base.test_digest)) : Value());
+          params->Add(base.prod_digest ? Value(std::bit_cast<int64_t>(*base.prod_digest))
+                                       : Value());
+          params->Add(base.test_digest ? Value(std::bit_cast<int64_t>(*base.test_digest))
+                                       : Value());
         });
     pending_.clear();
     pending_index_.clear();
@@ -1285,9 +1277,9 @@ class PostgresStateStore : public StateStore {
           params->Add(TaggedId(r.test_id));
           params->Add(TaggedId(r.target_id));
           params->Add(r.pre_image);
-          params->Add(r.after_hash ? Value(ToSigned(*r.after_hash)) : Value());
+          params->Add(r.after_hash ? Value(std::bit_cast<int64_t>(*r.after_hash)) : Value());
           if (r.base_before) {
-            params->Add(ToSigned(r.base_before->hash));
+            params->Add(std::bit_cast<int64_t>(r.base_before->hash));
             params->Add(ToBytea(r.base_before->field_hashes));
           } else {
             params->Add(Value());

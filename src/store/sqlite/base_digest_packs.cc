@@ -13,18 +13,6 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "packs are little-endian");
 constexpr size_t kEntryBytes = 3 * sizeof(uint64_t);
 
-int64_t ToSigned(uint64_t v) {
-  int64_t s;
-  std::memcpy(&s, &v, sizeof(s));
-  return s;
-}
-
-uint64_t ToUnsigned(int64_t v) {
-  uint64_t u;
-  std::memcpy(&u, &v, sizeof(u));
-  return u;
-}
-
 int64_t ChunkOf(int64_t id) { return id >> BaseDigestPacks::kBits; }
 
 // The integer a value equals under SQLite's comparison of an INTEGER with a REAL, if any.
@@ -47,7 +35,7 @@ bool Unpack(const void* data, int size, int64_t chunk, std::vector<BaseDigests>*
   for (size_t at = 0; at < static_cast<size_t>(size); at += kEntryBytes) {
     uint64_t words[3];
     std::memcpy(words, bytes + at, kEntryBytes);
-    const int64_t id = ToSigned(words[0]);
+    const int64_t id = std::bit_cast<int64_t>(words[0]);
     if (ChunkOf(id) != chunk || (!out->empty() && out->back().id >= id)) return false;
     out->push_back(BaseDigests{id, words[1], words[2]});
   }
@@ -57,7 +45,7 @@ bool Unpack(const void* data, int size, int64_t chunk, std::vector<BaseDigests>*
 std::string Packed(const std::vector<BaseDigests>& entries) {
   std::string bytes(entries.size() * kEntryBytes, '\0');
   for (size_t i = 0; i < entries.size(); ++i) {
-    const uint64_t words[3] = {ToUnsigned(entries[i].id), entries[i].prod_digest,
+    const uint64_t words[3] = {std::bit_cast<uint64_t>(entries[i].id), entries[i].prod_digest,
                                entries[i].test_digest};
     std::memcpy(bytes.data() + i * kEntryBytes, words, kEntryBytes);
   }
@@ -129,9 +117,9 @@ Status EachDirectDigest(SqliteDb& db, const std::string& table, Each each) {
   Status status;
   while (statement->Step(&status)) {
     if (sqlite3_column_type(row, 0) != SQLITE_INTEGER) continue;
-    ENVSYNC_RETURN_IF_ERROR(
-        each(BaseDigests{sqlite3_column_int64(row, 0), ToUnsigned(sqlite3_column_int64(row, 1)),
-                         ToUnsigned(sqlite3_column_int64(row, 2))}));
+    ENVSYNC_RETURN_IF_ERROR(each(BaseDigests{
+        sqlite3_column_int64(row, 0), std::bit_cast<uint64_t>(sqlite3_column_int64(row, 1)),
+        std::bit_cast<uint64_t>(sqlite3_column_int64(row, 2))}));
   }
   return status.ok() ? status : status.WithContext(db.what());
 }
@@ -151,7 +139,9 @@ Result<std::vector<BaseDigests>> BaseDigestPacks::LoadDirectDigests(SqliteDb& db
 void BaseDigestPacks::Clear() {
   std::lock_guard<std::mutex> lock(mutex_);
   wanted_.clear();
+  wanted_count_.store(0, std::memory_order_release);
   noted_.clear();
+  last_ = LastTable{};
 }
 
 Status BaseDigestPacks::Noted(SqliteDb& writer, const std::string& table, const Value& prod_id,
@@ -161,8 +151,33 @@ Status BaseDigestPacks::Noted(SqliteDb& writer, const std::string& table, const 
   // as numbers, and only a row whose PROD ID is an INTEGER equal to its TEST ID is an entry.
   const std::optional<int64_t> id = AsInteger(prod_id);
   if (!id || AsInteger(test_id) != id) return Status::Ok();
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (wanted_.contains(table)) return Status::Ok();  // packed whole at the commit
+  // A base update writes one table's bases in a run (a million in a first comparison): what
+  // the table is to this update is looked up once, and again only when another table is
+  // written or another table is wanted.
+  const size_t wanted_count = wanted_count_.load(std::memory_order_acquire);
+  if (!last_.valid || last_.table != table || last_.wanted_count != wanted_count) {
+    Result<std::vector<Note>*> notes = NotesOf(writer, table);
+    if (!notes.ok()) return notes.status();
+    last_.notes = *notes;
+    last_.valid = true;
+    last_.table = table;
+    last_.wanted_count = wanted_count;
+  }
+  if (last_.notes == nullptr) return Status::Ok();
+  Note note{*id, false, 0, 0};
+  if (std::holds_alternative<int64_t>(prod_id) && prod_digest && test_digest) {
+    note = Note{*id, true, *prod_digest, *test_digest};
+  }
+  last_.notes->push_back(note);
+  return Status::Ok();
+}
+
+Result<std::vector<BaseDigestPacks::Note>*> BaseDigestPacks::NotesOf(SqliteDb& writer,
+                                                                     const std::string& table) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (wanted_.contains(table)) return nullptr;  // packed whole at the commit
+  }
   auto [it, first] = noted_.try_emplace(table);
   if (first) {
     auto marked = writer.Prepare("SELECT 1 FROM base_digest_marks WHERE table_name = ?1");
@@ -172,18 +187,14 @@ Status BaseDigestPacks::Noted(SqliteDb& writer, const std::string& table, const 
     it->second.marked = marked->Step(&status);
     ENVSYNC_RETURN_IF_ERROR(status);
   }
-  if (!it->second.marked) return Status::Ok();
-  Note note{*id, false, 0, 0};
-  if (std::holds_alternative<int64_t>(prod_id) && prod_digest && test_digest) {
-    note = Note{*id, true, *prod_digest, *test_digest};
-  }
-  it->second.notes.push_back(note);
-  return Status::Ok();
+  return it->second.marked ? &it->second.notes : nullptr;
 }
 
 void BaseDigestPacks::Wanted(const std::string& table) {
   std::lock_guard<std::mutex> lock(mutex_);
-  wanted_.insert(table);
+  if (wanted_.insert(table).second) {
+    wanted_count_.store(wanted_.size(), std::memory_order_release);
+  }
 }
 
 Status BaseDigestPacks::WriteBeforeCommit(SqliteDb& writer) {

@@ -1,6 +1,7 @@
 #ifndef ENVSYNC_STORE_SQLITE_BASE_DIGEST_PACKS_H_
 #define ENVSYNC_STORE_SQLITE_BASE_DIGEST_PACKS_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -73,12 +74,24 @@ class BaseDigestPacks {
     bool marked = false;
     std::vector<Note> notes;  // in the order of the writes
   };
+  // What one table is to this update: where its notes go, or nullptr when it keeps none (not
+  // marked, or wanted).
+  struct LastTable {
+    bool valid = false;
+    std::string table;
+    size_t wanted_count = 0;
+    std::vector<Note>* notes = nullptr;
+  };
+  Result<std::vector<Note>*> NotesOf(SqliteDb& writer, const std::string& table);
   Status Pack(SqliteDb& writer, const std::string& table);
   static Status Patch(SqliteDb& writer, const std::string& table, std::vector<Note> notes);
 
-  std::mutex mutex_;  // Wanted is called from a comparison's digest thread
+  // Wanted is called from a comparison's digest thread; the rest from the writer's.
+  std::mutex mutex_;  // guards wanted_
   std::set<std::string> wanted_;
+  std::atomic<size_t> wanted_count_ = 0;  // wanted_'s size, read without the lock
   std::map<std::string, TableNotes> noted_;
+  LastTable last_;
 };
 
 }  // namespace envsync::store

@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 
+#include <bit>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -221,21 +222,10 @@ CREATE TABLE base_digest_marks (
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
 
-int64_t ToSigned(uint64_t v) {
-  int64_t s;
-  std::memcpy(&s, &v, sizeof(s));
-  return s;
-}
-uint64_t ToUnsigned(int64_t v) {
-  uint64_t u;
-  std::memcpy(&u, &v, sizeof(u));
-  return u;
-}
-
 void ReadBase(const SqliteStatement& statement, SyncBase* base) {
   base->prod_id = statement.Column(0);
   base->test_id = statement.Column(1);
-  base->hash = ToUnsigned(std::get<int64_t>(statement.Column(2)));
+  base->hash = std::bit_cast<uint64_t>(std::get<int64_t>(statement.Column(2)));
   int size = 0;
   const void* data = statement.ColumnBlob(3, &size);
   base->field_hashes.resize(static_cast<size_t>(size) / sizeof(uint64_t));
@@ -243,9 +233,9 @@ void ReadBase(const SqliteStatement& statement, SyncBase* base) {
   base->prod_digest.reset();
   base->test_digest.reset();
   if (auto d = statement.Column(4); !IsNull(d))
-    base->prod_digest = ToUnsigned(std::get<int64_t>(d));
+    base->prod_digest = std::bit_cast<uint64_t>(std::get<int64_t>(d));
   if (auto d = statement.Column(5); !IsNull(d))
-    base->test_digest = ToUnsigned(std::get<int64_t>(d));
+    base->test_digest = std::bit_cast<uint64_t>(std::get<int64_t>(d));
 }
 
 std::string IdList(const std::vector<int64_t>& ids) {
@@ -277,14 +267,15 @@ TrackingMark ReadMark(const SqliteStatement& statement) {
   mark.test_epoch = text(3);
   mark.test_position = text(4);
   const Value mix = statement.Column(5);
-  mark.mix = std::holds_alternative<int64_t>(mix) ? ToUnsigned(std::get<int64_t>(mix)) : 0;
+  mark.mix =
+      std::holds_alternative<int64_t>(mix) ? std::bit_cast<uint64_t>(std::get<int64_t>(mix)) : 0;
   mark.unequal_prod = IdsOfBlob(statement, 6);
   mark.unequal_test = IdsOfBlob(statement, 7);
   return mark;
 }
 
 Value DigestValue(const std::optional<uint64_t>& digest) {
-  return digest ? Value(ToSigned(*digest)) : Value();
+  return digest ? Value(std::bit_cast<int64_t>(*digest)) : Value();
 }
 
 class SqliteBaseCursor : public BaseCursor {
@@ -507,7 +498,7 @@ class SqliteStateStore : public StateStore {
     statement->Bind(3, mark.prod_position);
     statement->Bind(4, mark.test_epoch);
     statement->Bind(5, mark.test_position);
-    statement->Bind(6, ToSigned(mark.mix));
+    statement->Bind(6, std::bit_cast<int64_t>(mark.mix));
     statement->BindBlob(7, mark.unequal_prod.data(), mark.unequal_prod.size() * sizeof(int64_t));
     statement->BindBlob(8, mark.unequal_test.data(), mark.unequal_test.size() * sizeof(int64_t));
     return statement->Run().WithContext(writer_.what() + ": saving the tracking mark of " +
@@ -597,13 +588,14 @@ class SqliteStateStore : public StateStore {
       r.target_id = records->Column(4);
       r.pre_image = std::get<std::string>(records->Column(5));
       r.after_image = std::get<std::string>(records->Column(9));
-      if (auto h = records->Column(6); !IsNull(h)) r.after_hash = ToUnsigned(std::get<int64_t>(h));
+      if (auto h = records->Column(6); !IsNull(h))
+        r.after_hash = std::bit_cast<uint64_t>(std::get<int64_t>(h));
       if (auto h = records->Column(7); !IsNull(h)) {
         SyncBase base;
         // A deleted record's pair has the target's ID on its missing side.
         base.prod_id = IsNull(r.prod_id) ? r.target_id : r.prod_id;
         base.test_id = IsNull(r.test_id) ? r.target_id : r.test_id;
-        base.hash = ToUnsigned(std::get<int64_t>(h));
+        base.hash = std::bit_cast<uint64_t>(std::get<int64_t>(h));
         int size = 0;
         const void* data = records->ColumnBlob(8, &size);
         base.field_hashes.resize(static_cast<size_t>(size) / sizeof(uint64_t));
@@ -882,7 +874,7 @@ class SqliteStateStore : public StateStore {
     put_.Bind(1, table);
     put_.Bind(2, base.prod_id);
     put_.Bind(3, base.test_id);
-    put_.Bind(4, ToSigned(base.hash));
+    put_.Bind(4, std::bit_cast<int64_t>(base.hash));
     put_.BindBlob(5, base.field_hashes.data(), base.field_hashes.size() * sizeof(uint64_t));
     put_.Bind(6, DigestValue(base.prod_digest));
     put_.Bind(7, DigestValue(base.test_digest));
@@ -1253,9 +1245,9 @@ class SqliteStateStore : public StateStore {
       record->Bind(7, r.target_id);
       record->Bind(8, r.pre_image);
       record->Bind(12, r.after_image);
-      record->Bind(9, r.after_hash ? Value(ToSigned(*r.after_hash)) : Value());
+      record->Bind(9, r.after_hash ? Value(std::bit_cast<int64_t>(*r.after_hash)) : Value());
       if (r.base_before) {
-        record->Bind(10, ToSigned(r.base_before->hash));
+        record->Bind(10, std::bit_cast<int64_t>(r.base_before->hash));
         record->BindBlob(11, r.base_before->field_hashes.data(),
                          r.base_before->field_hashes.size() * sizeof(uint64_t));
       } else {
