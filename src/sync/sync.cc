@@ -1292,6 +1292,7 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
     if (status.ok()) status = bases_status;
   }
   if (!status.ok()) return Fail(outcome, status.message(), false);
+  lap("read_back");
   run_.status = "committing";
   run_.applied = AppliedJson(outcome).dump();
   ENVSYNC_RETURN_IF_ERROR(state_.SaveSync(run_));
