@@ -6,6 +6,8 @@
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <tuple>
 
 #include "envsync/service/time_zone.h"
 #include "envsync/store/fault_injection.h"
@@ -190,6 +192,26 @@ std::string TargetOf(store::StateStore& state, const store::Job& job) {
   return comparison.ok() ? comparison->first.to : "";
 }
 
+// The job ClaimDueJob would take at `now` (the oldest due of `kind`), read without claiming it.
+Result<std::optional<store::Job>> NextDueJob(store::StateStore& state, const std::string& kind,
+                                             const std::string& now) {
+  auto jobs = state.ListJobs();
+  if (!jobs.ok()) return jobs.status();
+  std::optional<store::Job> next;
+  for (store::Job& job : *jobs) {
+    if (!Due(job, now) || (!kind.empty() && job.kind != kind)) continue;
+    if (!next || std::tie(job.created_at, job.id) < std::tie(next->created_at, next->id)) {
+      next = std::move(job);
+    }
+  }
+  return next;
+}
+
+std::string LockedElsewhere(const std::string& target) {
+  return fmt::format("another synchronization into {} is running in another envsync process",
+                     target);
+}
+
 // Tells the user of every due sync that it waits for `why` (once per job).
 Status NoteWaitingAll(store::StateStore& state, const std::string& now, const std::string& why) {
   auto jobs = state.ListJobs();
@@ -324,6 +346,27 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
       }
     }
     const std::string started = h.now();
+    // A sync holds its target environment: two syncs into one environment never overlap, even
+    // from two processes. The target of the job the claim would take is locked first, so a
+    // sync that must wait stays "queued" and is never shown "running" for the moment of a poll.
+    std::shared_ptr<void> target_lock;
+    std::string locked_target;
+    if (h.lock_target && (h.kind.empty() || h.kind == "sync")) {
+      auto next = NextDueJob(state, h.kind, started);
+      if (!next.ok()) return next.status();
+      if (next->has_value() && (*next)->kind == "sync") {
+        store::Job& waiting = **next;
+        const std::string target = TargetOf(state, waiting);
+        auto held = h.lock_target(target);
+        if (!held.ok()) return held.status();
+        if (*held == nullptr) {
+          ENVSYNC_RETURN_IF_ERROR(NoteWaiting(state, waiting, LockedElsewhere(target), started));
+          break;  // it is the oldest due: the others wait behind it
+        }
+        target_lock = std::move(*held);
+        locked_target = target;
+      }
+    }
     auto claimed = state.ClaimDueJob(h.kind, started, h.runner);
     if (!claimed.ok()) return claimed.status();
     if (!claimed->has_value()) break;
@@ -333,11 +376,10 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
     job.state = "running";
     job.started_at = started;
     job.runner = h.runner;
-    // A sync holds its target environment: two syncs into one environment never overlap, even
-    // from two processes.
-    std::shared_ptr<void> target_lock;
-    if (job.kind == "sync" && h.lock_target) {
-      const std::string target = TargetOf(state, job);
+    const std::string target = job.kind == "sync" ? TargetOf(state, job) : "";
+    if (job.kind != "sync" || target != locked_target) target_lock.reset();
+    if (job.kind == "sync" && h.lock_target && target_lock == nullptr) {
+      // Another runner claimed the job looked at first, and this claim took a later one.
       auto held = h.lock_target(target);
       if (!held.ok() || *held == nullptr) {
         store::Job back = job;
@@ -347,11 +389,7 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
         auto returned = state.SaveJobIf(back, {"running"});
         if (!returned.ok()) return returned.status();
         if (!held.ok()) return held.status();
-        ENVSYNC_RETURN_IF_ERROR(NoteWaiting(
-            state, back,
-            fmt::format("another synchronization into {} is running in another envsync process",
-                        target),
-            started));
+        ENVSYNC_RETURN_IF_ERROR(NoteWaiting(state, back, LockedElsewhere(target), started));
         break;  // it is the oldest due: the others wait behind it
       }
       target_lock = std::move(*held);

@@ -2,6 +2,7 @@
 // and every step leaves the user a message, as the seed's Messages tab shows them.
 #include "envsync/service/jobs.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include "envsync/service/time_zone.h"
@@ -219,6 +220,49 @@ TEST_F(JobsTest, SyncWaitsForItsTargetLockAndRunsWhenItIsFree) {
   EXPECT_EQ(Job(job)["state"], "succeeded");
   EXPECT_NE(Job(job)["runner"].get<std::string>().find(':'), std::string::npos);
   EXPECT_NE(ReadBytes(paths_.prod_db), prod_before);
+}
+
+// A due sync whose target another process holds is not claimed at all: when the runner asks for
+// the target's lock the job is still "scheduled" in the store, so no one watching the job list
+// sees it "running" for the moment of a poll, and it is left as it was, with its user told.
+TEST_F(JobsTest, SyncWhoseTargetIsHeldIsNeverClaimed) {
+  Build(Start::kPendingWork);
+  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string job = Schedule(comparison, "2020-01-01T00:00:00Z");
+  auto state = store::OpenStateStore(paths_.state.string());
+  ASSERT_TRUE(state.ok()) << state.status().message();
+  service::JobHandlers handlers;
+  handlers.now = [] { return std::string("2026-12-03T12:00:00Z"); };
+  handlers.runner = "test-runner";
+  handlers.notify = [](const store::Message&, const std::string&) { return std::string(); };
+  handlers.run_compare = [](const store::Job&) -> Result<Comparison> {
+    return Status::InvalidArgument("no compare is due");
+  };
+  handlers.run_sync = [](const sync::SyncRequest&) -> Result<sync::SyncOutcome> {
+    ADD_FAILURE() << "the sync ran while its target was held";
+    return Status::InvalidArgument("target held");
+  };
+  std::vector<std::string> seen;  // the job's state each time its target's lock was asked for
+  handlers.lock_target = [&](const std::string& target) -> Result<std::shared_ptr<void>> {
+    EXPECT_EQ(target, "PROD");
+    auto loaded = (*state)->LoadJob(job);
+    seen.push_back(loaded.ok() ? loaded->state : loaded.status().message());
+    return std::shared_ptr<void>();  // held by another process
+  };
+  for (int poll = 0; poll < 3; ++poll) {
+    auto ran = service::RunDueJobs(**state, handlers);
+    ASSERT_TRUE(ran.ok()) << ran.status().message();
+    EXPECT_TRUE(ran->empty());
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"scheduled", "scheduled", "scheduled"}));
+  auto after = (*state)->LoadJob(job);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->state, "scheduled");
+  EXPECT_TRUE(after->started_at.empty()) << after->started_at;
+  EXPECT_TRUE(after->runner.empty()) << after->runner;
+  const std::vector<std::string> titles = MessageTitles();
+  EXPECT_EQ(std::count(titles.begin(), titles.end(), "Synchronization process waiting"), 1)
+      << "told once";
 }
 
 // The whole store's lock excludes the job lock and the other way round; job locks share.

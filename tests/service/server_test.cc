@@ -671,17 +671,15 @@ TEST_F(SharedStoreTest, SyncWaitsWhileItsTargetIsLockedElsewhere) {
   ASSERT_EQ(started.status, 202) << started.raw;
   const std::string job_id = started.body["job_id"];
   std::this_thread::sleep_for(std::chrono::seconds(4));
-  // Each poll of the two runners claims the job and, finding PROD locked, puts it back: it may
-  // be seen "running" for that moment, but it stays unfinished and returns to "queued".
+  // Each poll of the two runners finds PROD locked before it claims the job: the job is seen
+  // "queued" at every look, never "running" for the moment of a poll.
   json job;
-  bool queued = false;
-  for (int look = 0; look < 50 && !queued; ++look) {
+  for (int look = 0; look < 30; ++look) {
     job = a.Get("/api/v1/jobs/" + job_id).body;
-    EXPECT_TRUE(job["state"] == "queued" || job["state"] == "running") << job.dump();
-    queued = job["state"] == "queued";
-    if (!queued) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_EQ(job["state"], "queued") << "look " << look << ": " << job.dump();
+    EXPECT_TRUE(job["started_at"].is_null()) << job.dump();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  EXPECT_TRUE(queued) << job.dump();
   EXPECT_EQ(DumpTarget(paths_), before);
   bool told = false;
   const json messages = a.Get("/api/v1/messages").body;

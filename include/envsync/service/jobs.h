@@ -56,11 +56,11 @@ struct JobHandlers {
 // Runs every job that is due (queued, or scheduled with its time come), oldest first, claiming
 // each with StateStore::ClaimDueJob so several processes sharing a store run each job once. With
 // a state location, each job runs under the store's job lock and a sync also under its target's
-// lock; a sync whose target another process holds goes back to waiting, and its user is told. A
-// sync ends with a "Success: / FAILURE: Synchronization process" message for the user who asked for
-// it (saying when it ran late), a comparison with "Comparison finished". A due sync that has to
-// wait for another one into the same environment is told so first. The job keeps how the mail
-// went. Returns the IDs of the jobs it ran.
+// lock; a sync whose target another process holds is left waiting (not claimed), and its user is
+// told. A sync ends with a "Success: / FAILURE: Synchronization process" message for the user who
+// asked for it (saying when it ran late), a comparison with "Comparison finished". A due sync that
+// has to wait for another one into the same environment is told so first. The job keeps how the
+// mail went. Returns the IDs of the jobs it ran.
 Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobHandlers& handlers);
 
 // Settles the jobs a killed service left "running" (after RecoverInterruptedSyncs has settled
