@@ -351,6 +351,7 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
     // sync that must wait stays "queued" and is never shown "running" for the moment of a poll.
     std::shared_ptr<void> target_lock;
     std::string locked_target;
+    std::string locked_for;  // the job looked at, whose target is locked
     if (h.lock_target && (h.kind.empty() || h.kind == "sync")) {
       auto next = NextDueJob(state, h.kind, started);
       if (!next.ok()) return next.status();
@@ -365,6 +366,7 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
         }
         target_lock = std::move(*held);
         locked_target = target;
+        locked_for = waiting.id;
       }
     }
     auto claimed = state.ClaimDueJob(h.kind, started, h.runner);
@@ -376,10 +378,14 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
     job.state = "running";
     job.started_at = started;
     job.runner = h.runner;
-    const std::string target = job.kind == "sync" ? TargetOf(state, job) : "";
-    if (job.kind != "sync" || target != locked_target) target_lock.reset();
+    const bool looked_at = target_lock != nullptr && job.id == locked_for;
+    if (!looked_at) target_lock.reset();
+    const std::string target = looked_at            ? locked_target
+                               : job.kind == "sync" ? TargetOf(state, job)
+                                                    : "";
     if (job.kind == "sync" && h.lock_target && target_lock == nullptr) {
-      // Another runner claimed the job looked at first, and this claim took a later one.
+      // The claim took another job than the one looked at (another runner claimed that one
+      // meanwhile): its target is locked now, and it goes back if another process holds it.
       auto held = h.lock_target(target);
       if (!held.ok() || *held == nullptr) {
         store::Job back = job;

@@ -881,14 +881,14 @@ TEST_F(SqliteStateStoreTest, MalformedPackIsReadFromTheBasesAndPackedAgain) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   PutBases(*store, kPages, BasesWithDigests(9000));
-  PackAsAComparisonWould(*store, kPages);
+  ASSERT_NO_FATAL_FAILURE(PackAsAComparisonWould(*store, kPages));
   EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_packs"), 3);
   ExpectDigestsAsScanned(*store, kPages, "packed");
   for (const char* damage : {"UPDATE base_digest_packs SET entries = x'0102' WHERE chunk = 1",
                              "UPDATE base_digest_packs SET chunk = 5 WHERE chunk = 1"}) {
     ExecSql(path_, damage);
     ExpectDigestsAsScanned(*store, kPages, damage);
-    PackAsAComparisonWould(*store, kPages);
+    ASSERT_NO_FATAL_FAILURE(PackAsAComparisonWould(*store, kPages));
     ExpectDigestsAsScanned(*store, kPages, std::string("packed again after ") + damage);
     EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_packs"), 3);
     EXPECT_EQ(QueryInteger(path_, "SELECT sum(length(entries)) FROM base_digest_packs"), 9000 * 24);
@@ -904,7 +904,7 @@ TEST_F(SqliteStateStoreTest, MalformedPackFoundWhilePatchingUnmarksTheTable) {
   base.prod_digest = 70;
   base.test_digest = 71;
   PutBases(*store, kPages, {base});
-  PackAsAComparisonWould(*store, kPages);
+  ASSERT_NO_FATAL_FAILURE(PackAsAComparisonWould(*store, kPages));
   ASSERT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_marks"), 1);
   ExecSql(path_, "UPDATE base_digest_packs SET entries = x'00'");
   base.test_digest = 72;
@@ -920,12 +920,12 @@ TEST_F(SqliteStateStoreTest, DeleteOutsideABaseUpdateUnmarksAndTheNextComparison
   auto store = Open();
   ASSERT_NE(store, nullptr);
   PutBases(*store, kPages, BasesWithDigests(10));
-  PackAsAComparisonWould(*store, kPages);
+  ASSERT_NO_FATAL_FAILURE(PackAsAComparisonWould(*store, kPages));
   ASSERT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_marks"), 1);
   ASSERT_TRUE(store->DeleteBase(kPages, int64_t{5}, int64_t{5}).ok());
   EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_marks"), 0);
   ExpectDigestsAsScanned(*store, kPages, "after the delete");
-  PackAsAComparisonWould(*store, kPages);
+  ASSERT_NO_FATAL_FAILURE(PackAsAComparisonWould(*store, kPages));
   EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM base_digest_marks"), 1);
   EXPECT_EQ(QueryInteger(path_, "SELECT sum(length(entries)) FROM base_digest_packs"), 9 * 24);
   ExpectDigestsAsScanned(*store, kPages, "packed again");
