@@ -63,6 +63,11 @@ class JobsTest : public DemoEnvironments {
     args.insert(args.begin(), {"--config", paths_.config.string()});
     return RunCli(args);
   }
+  // The demo with pending work, compared TEST -> PROD: the comparison's ID.
+  std::string PendingComparison() {
+    Build(Start::kPendingWork);
+    return CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  }
   std::string Schedule(const std::string& comparison_id, const std::string& at) {
     CliRun run = Cli({"sync", comparison_id, "--at", at, "--json"});
     EXPECT_EQ(run.exit_code, 0) << run.err;
@@ -83,8 +88,7 @@ class JobsTest : public DemoEnvironments {
 
 // A sync scheduled in the past runs at the next `serve`, says it ran late, and changes PROD.
 TEST_F(JobsTest, DueSyncRunsAndReportsSuccess) {
-  Build(Start::kPendingWork);
-  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string comparison = PendingComparison();
   const std::string prod_before = ReadBytes(paths_.prod_db);
   const std::string job = Schedule(comparison, "2020-01-01T00:00:00Z");
   EXPECT_EQ(Job(job)["state"], "scheduled");
@@ -107,8 +111,7 @@ TEST_F(JobsTest, DueSyncRunsAndReportsSuccess) {
 // went back between the job's start and the sync's: not by another sync of the same comparison
 // and user that merely looks later.
 TEST_F(JobsTest, InterruptedJobIsSettledByTheSyncThatNamesIt) {
-  Build(Start::kPendingWork);
-  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string comparison = PendingComparison();
   const std::string job_id = Schedule(comparison, "2020-01-01T00:00:00Z");
   auto state = store::OpenStateStore(paths_.state.string());
   ASSERT_TRUE(state.ok()) << state.status().message();
@@ -154,8 +157,7 @@ TEST_F(JobsTest, InterruptedJobIsSettledByTheSyncThatNamesIt) {
 
 // A sync scheduled for later does not run before its time.
 TEST_F(JobsTest, FutureSyncWaits) {
-  Build(Start::kPendingWork);
-  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string comparison = PendingComparison();
   const std::string prod_before = ReadBytes(paths_.prod_db);
   const std::string job = Schedule(comparison, "2099-01-01T00:00:00+01:00");
   ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
@@ -166,8 +168,7 @@ TEST_F(JobsTest, FutureSyncWaits) {
 
 // A cancelled sync never runs; cancelling it again is refused.
 TEST_F(JobsTest, CancelledSyncNeverRuns) {
-  Build(Start::kPendingWork);
-  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string comparison = PendingComparison();
   const std::string prod_before = ReadBytes(paths_.prod_db);
   const std::string job = Schedule(comparison, "2020-01-01T00:00:00Z");
   ASSERT_EQ(Cli({"cancel", job}).exit_code, 0);
@@ -182,8 +183,7 @@ TEST_F(JobsTest, CancelledSyncNeverRuns) {
 
 // A scheduled sync that drifts fails when it runs, with a FAILURE message giving the reason.
 TEST_F(JobsTest, FailedSyncLeavesAFailureMessage) {
-  Build(Start::kPendingWork);
-  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string comparison = PendingComparison();
   const std::string job = Schedule(comparison, "2020-01-01T00:00:00Z");
   Prod("UPDATE cms_pages SET title = 'Edited meanwhile' WHERE id = 2");
   ASSERT_EQ(Cli({"serve", "--once"}).exit_code, 0);
@@ -198,8 +198,7 @@ TEST_F(JobsTest, FailedSyncLeavesAFailureMessage) {
 // and it runs at the next look once the lock is gone. `serve --once` records itself as the
 // job's runner.
 TEST_F(JobsTest, SyncWaitsForItsTargetLockAndRunsWhenItIsFree) {
-  Build(Start::kPendingWork);
-  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string comparison = PendingComparison();
   const std::string prod_before = ReadBytes(paths_.prod_db);
   const std::string job = Schedule(comparison, "2020-01-01T00:00:00Z");
   {
@@ -226,8 +225,7 @@ TEST_F(JobsTest, SyncWaitsForItsTargetLockAndRunsWhenItIsFree) {
 // the target's lock the job is still "scheduled" in the store, so no one watching the job list
 // sees it "running" for the moment of a poll, and it is left as it was, with its user told.
 TEST_F(JobsTest, SyncWhoseTargetIsHeldIsNeverClaimed) {
-  Build(Start::kPendingWork);
-  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string comparison = PendingComparison();
   const std::string job = Schedule(comparison, "2020-01-01T00:00:00Z");
   auto state = store::OpenStateStore(paths_.state.string());
   ASSERT_TRUE(state.ok()) << state.status().message();
@@ -291,8 +289,7 @@ TEST_F(JobsTest, StoreLockExcludesJobLocksWhichShare) {
 // neither loses a scheduled sync nor runs it twice: a day back, it waits; two hours forward, it
 // runs once and says it ran late; back again, it does not run again.
 TEST_F(JobsTest, ClockJumpsNeitherLoseNorRepeatAScheduledSync) {
-  Build(Start::kPendingWork);
-  const std::string comparison = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
+  const std::string comparison = PendingComparison();
   const std::string prod_before = ReadBytes(paths_.prod_db);
   const std::time_t in_an_hour = std::time(nullptr) + 3600;
   char at[32];
