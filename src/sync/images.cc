@@ -6,6 +6,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "envsync/store/json_codec.h"
@@ -32,24 +33,32 @@ std::vector<size_t> ByName(const std::vector<std::string>& columns) {
   return order;
 }
 
+// One value of an image after its key in `object`: text that is not UTF-8 as {"hex": "…"}.
+void WriteImageValue(store::JsonWriter& object, const Value& value, std::string* out) {
+  const auto* text = std::get_if<std::string>(&value);
+  if (text != nullptr && !IsValidUtf8(*text)) {
+    store::JsonWriter hex(out);
+    hex.Key("hex");
+    hex.String(Hex(*text));
+    hex.End();
+  } else {
+    object.Field(value);
+  }
+}
+
 // One row as an object of `columns` (in name order) and their values.
 void WriteRow(const std::vector<std::string>& columns, const std::vector<size_t>& by_name,
               const std::vector<Value>& row, std::string* out) {
   store::JsonWriter object(out);
   for (const size_t i : by_name) {
     object.Key(columns[i]);
-    const auto* text = std::get_if<std::string>(&row[i]);
-    if (text != nullptr && !IsValidUtf8(*text)) {
-      store::JsonWriter hex(out);
-      hex.Key("hex");
-      hex.String(Hex(*text));
-      hex.End();
-    } else {
-      object.Field(row[i]);
-    }
+    WriteImageValue(object, row[i], out);
   }
   object.End();
 }
+
+constexpr std::string_view kColumnImageStart = "{\"row\":";
+constexpr std::string_view kWholeKey = ",\"whole\":\"";
 
 // Every column of a record's root table and of its child tables (the children in table-name
 // order, as the image's keys are), each with its name order.
@@ -220,7 +229,7 @@ Result<std::string> ReadImageText(store::Environment& env, const TableSpec& tabl
 
 Status ReadImageTexts(store::Environment& env, const TableSpec& table,
                       const std::vector<Value>& ids,
-                      const std::function<void(size_t, std::string_view)>& visit) {
+                      const std::function<void(size_t, const ImageText&)>& visit) {
   // The integer IDs in order, each with the positions asking for it; the others one by one.
   std::vector<std::pair<int64_t, size_t>> wanted;
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -230,7 +239,7 @@ Status ReadImageTexts(store::Environment& env, const TableSpec& table,
     }
     auto text = ReadImageText(env, table, ids[i]);
     if (!text.ok()) return text.status();
-    visit(i, *text);
+    visit(i, ImageText{*text});
   }
   if (wanted.empty()) return Status::Ok();
   std::sort(wanted.begin(), wanted.end());
@@ -292,7 +301,7 @@ Status ReadImageTexts(store::Environment& env, const TableSpec& table,
     }
     for (; w < wanted.size() && wanted[w].first == keys[n]; ++w) {
       if (found) {
-        visit(wanted[w].second, text);
+        visit(wanted[w].second, ImageText{text, &c->root, &root.row});
       } else {
         missed.push_back(w);
       }
@@ -302,14 +311,54 @@ Status ReadImageTexts(store::Environment& env, const TableSpec& table,
   // integer (the scan orders such rows apart): then each such ID is read by itself.
   for (const size_t m : missed) {
     if (root.integers) {
-      visit(wanted[m].second, std::string_view());
+      visit(wanted[m].second, ImageText{});
       continue;
     }
     auto image = ReadImageText(env, table, Value(wanted[m].first));
     if (!image.ok()) return image.status();
-    visit(wanted[m].second, *image);
+    visit(wanted[m].second, ImageText{*image});
   }
   return Status::Ok();
+}
+
+std::string ImageDigest(std::string_view text) {
+  return fmt::format("xxh3:{:016x}", HashBytes(text));
+}
+
+std::optional<std::string> ColumnImageText(const ImageText& image,
+                                           const std::set<std::string>& kept) {
+  if (image.columns == nullptr || image.row == nullptr || image.text.empty()) return std::nullopt;
+  std::string out;
+  out.reserve(256);
+  store::JsonWriter outer(&out);
+  outer.Key("row");
+  {
+    store::JsonWriter row(&out);
+    for (const std::string& name : kept) {  // a std::set: in name order, as images are
+      const auto at = std::find(image.columns->begin(), image.columns->end(), name);
+      if (at == image.columns->end()) return std::nullopt;
+      row.Key(name);
+      WriteImageValue(row, (*image.row)[at - image.columns->begin()], &out);
+    }
+    row.End();
+  }
+  outer.Key("whole");
+  outer.String(ImageDigest(image.text));
+  outer.End();
+  return out;
+}
+
+std::optional<std::string_view> WholeDigestOf(std::string_view pre_image) {
+  // {"row":{…},"whole":"xxh3:<16 hex digits>"}: a whole image starts with "children".
+  constexpr size_t kDigestSize = 5 + 16;
+  if (pre_image.substr(0, kColumnImageStart.size()) != kColumnImageStart) return std::nullopt;
+  const size_t tail = kWholeKey.size() + kDigestSize + 2;  // the digest's closing quote and '}'
+  if (pre_image.size() < kColumnImageStart.size() + tail) return std::nullopt;
+  const std::string_view end = pre_image.substr(pre_image.size() - tail);
+  if (end.substr(0, kWholeKey.size()) != kWholeKey || end.substr(end.size() - 2) != "\"}") {
+    return std::nullopt;
+  }
+  return end.substr(kWholeKey.size(), kDigestSize);
 }
 
 Status ReadRecordsAndImages(
@@ -339,8 +388,8 @@ Status ReadRecordsAndImages(
                                         [&](size_t i, const Record* record, const RawRecord*) {
                                           if (record != nullptr) records[i] = *record;
                                         }));
-    return ReadImageTexts(env, table, ids, [&](size_t i, std::string_view text) {
-      visit(i, records[i] ? &*records[i] : nullptr, text);
+    return ReadImageTexts(env, table, ids, [&](size_t i, const ImageText& image) {
+      visit(i, records[i] ? &*records[i] : nullptr, image.text);
     });
   }
   std::vector<std::pair<int64_t, size_t>> wanted;

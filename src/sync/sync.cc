@@ -191,27 +191,34 @@ struct ImageEvidence {
   int after = 0;
 };
 
-// A record's after-image is journaled as a digest of its JSON text ("xxh3:…"): recovery only
+// A record's after-image is journaled as a digest of its JSON text (ImageDigest): recovery only
 // asks whether the record shows it now, and keeping the text doubled what a sync writes into
-// the state store. (Pre-images stay whole: undo writes them back. A journal written before the
-// digest holds the text, which compares as text.)
-std::string AfterImageDigest(std::string_view image) {
-  return fmt::format("xxh3:{:016x}", HashBytes(image));
-}
+// the state store. A pre-image is whole, as undo writes it back, except an update's that writes
+// only some columns: those columns and the whole image's digest (ColumnImageText). A journal
+// written before the digests holds texts, which compare as texts.
 bool ShowsAfterImage(const std::string& current, const std::string& after_image) {
-  if (after_image.rfind("xxh3:", 0) == 0) return AfterImageDigest(current) == after_image;
+  if (after_image.rfind("xxh3:", 0) == 0) return ImageDigest(current) == after_image;
   return current == after_image;
+}
+bool ShowsPreImage(const std::string& current, const std::string& pre_image) {
+  if (const auto whole = WholeDigestOf(pre_image)) return ImageDigest(current) == *whole;
+  return current == pre_image;
+}
+// Whether the sync left the record as it found it: its pre-image and after-image are one.
+bool LeftAsFound(const store::SyncRecord& record) {
+  if (const auto whole = WholeDigestOf(record.pre_image)) return *whole == record.after_image;
+  return ShowsAfterImage(record.pre_image, record.after_image);
 }
 
 Result<ImageEvidence> CompareImages(const Manifest& manifest, store::Environment& target,
                                     const store::SyncRun& run) {
   ImageEvidence evidence;
   for (const store::SyncRecord& record : run.records) {
-    if (ShowsAfterImage(record.pre_image, record.after_image)) continue;
+    if (LeftAsFound(record)) continue;
     auto now = ReadImageText(target, *manifest.FindTable(record.table), record.target_id);
     if (!now.ok()) return now.status();
     const std::string& current = *now;
-    if (current == record.pre_image) ++evidence.pre;
+    if (ShowsPreImage(current, record.pre_image)) ++evidence.pre;
     if (ShowsAfterImage(current, record.after_image)) ++evidence.after;
   }
   return evidence;
@@ -344,6 +351,7 @@ class Syncer {
   std::vector<size_t> ParentsFirst(const std::vector<size_t>& upserts) const;
   Result<Value> TargetIdFor(const std::string& table, const Value& source_id);
   Status WriteRecord(Planned& p, store::SyncRecord* record);
+  std::optional<std::set<std::string>> WrittenFields(const Planned& p) const;
   Status ReadPreImages();
   Status JournalBases();
   Status JournalAfterImages(const IdentityMap& after);
@@ -844,6 +852,31 @@ Status Syncer::StageFiles() {
   return Status::Ok();
 }
 
+// The fields an insert or update writes; nothing for all of them.
+// - A merge writes those the source changed (a field is a column, or a child table).
+// - An update of a pair the comparison saw on both sides writes only the columns it listed as
+//   different: the drift guard found both records as compared, so the others already hold the
+//   source's values. SQLite then leaves alone the indexes and foreign keys of the unwritten
+//   columns (a unique slug's index entry, a hero image's parent lookup), and tracking triggers
+//   `OF` them do not fire. Its child rows are written whole.
+std::optional<std::set<std::string>> Syncer::WrittenFields(const Planned& p) const {
+  const Change& c = *p.change;
+  if (p.resolution == Resolution::kMerge) {
+    std::set<std::string> merged;
+    for (const FieldDiff& f : c.fields) {
+      if (f.base_known && CompareValues(f.base, f.target) == 0) merged.insert(f.field);
+    }
+    return merged;
+  }
+  if (p.action == Action::kUpdate && !IsNull(c.source_id) && !IsNull(c.target_id) &&
+      CompareValues(c.target_id, p.target_id) == 0) {
+    std::set<std::string> differing;
+    for (const FieldDiff& f : c.fields) differing.insert(f.field);
+    return differing;
+  }
+  return std::nullopt;
+}
+
 Status Syncer::WriteRecord(Planned& p, store::SyncRecord* record) {
   const TableSpec& table = *p.layout->table;
   const Change& c = *p.change;
@@ -856,30 +889,11 @@ Status Syncer::WriteRecord(Planned& p, store::SyncRecord* record) {
   }
   if (p.action == Action::kDelete) return DeleteRecord(target_, table, p.target_id);
 
-  // Which compared columns to write: all, or for a merge those the source changed.
-  std::set<std::string> merged;
-  if (p.resolution == Resolution::kMerge) {
-    for (const FieldDiff& f : c.fields) {
-      if (f.base_known && CompareValues(f.base, f.target) == 0) merged.insert(f.field);
-    }
-  }
-  // An update of a pair the comparison saw on both sides writes only the columns it listed as
-  // different: the drift guard found both records as compared, so the others already hold the
-  // source's values. SQLite then leaves alone the indexes and foreign keys of the unwritten
-  // columns (a unique slug's index entry, a hero image's parent lookup), and tracking triggers
-  // `OF` them do not fire.
-  std::set<std::string> differing;
-  const bool only_differing = p.action == Action::kUpdate && p.resolution != Resolution::kMerge &&
-                              !IsNull(c.source_id) && !IsNull(c.target_id) &&
-                              CompareValues(c.target_id, p.target_id) == 0;
-  if (only_differing) {
-    for (const FieldDiff& f : c.fields) differing.insert(f.field);
-  }
+  const std::optional<std::set<std::string>> written = WrittenFields(p);
   std::vector<std::pair<std::string, Value>> values;
   for (size_t f = 0; f < p.layout->columns.size(); ++f) {
     const FieldLayout& field = p.layout->fields[f];
-    if (p.resolution == Resolution::kMerge && !merged.contains(field.name)) continue;
-    if (only_differing && !differing.contains(field.name)) continue;
+    if (written && !written->contains(field.name)) continue;
     Value value = p.source.columns[f];
     if (!field.referenced_table.empty() && !IsNull(value)) {
       auto target_id = TargetIdFor(field.referenced_table, value);
@@ -907,7 +921,7 @@ Status Syncer::WriteRecord(Planned& p, store::SyncRecord* record) {
   }
   for (size_t i = 0; i < p.layout->children.size(); ++i) {
     const ChildLayout& child = p.layout->children[i];
-    if (p.resolution == Resolution::kMerge && !merged.contains(child.spec->table)) continue;
+    if (p.resolution == Resolution::kMerge && !written->contains(child.spec->table)) continue;
     ENVSYNC_RETURN_IF_ERROR(target_.Delete(child.spec->table, child.spec->parent, p.target_id));
     for (const ChildRow& row : p.source.children[i]) {
       std::vector<std::pair<std::string, Value>> child_values;
@@ -984,8 +998,20 @@ Status Syncer::ReadPreImages() {
     ids.reserve(planned.size());
     for (const size_t i : planned) ids.push_back(plan_[i].target_id);
     ENVSYNC_RETURN_IF_ERROR(ReadImageTexts(
-        target_, *manifest_.FindTable(table), ids,
-        [&](size_t k, std::string_view text) { plan_[planned[k]].pre_image = std::string(text); }));
+        target_, *manifest_.FindTable(table), ids, [&](size_t k, const ImageText& image) {
+          Planned& p = plan_[planned[k]];
+          // An update's pre-image needs only the columns it writes (ColumnImageText). Not for
+          // an asset's row: its old file's name and folder are read from the pre-image.
+          if (p.action == Action::kUpdate && !p.layout->table->asset) {
+            if (const auto written = WrittenFields(p)) {
+              if (auto kept = ColumnImageText(image, *written)) {
+                p.pre_image = std::move(*kept);
+                return;
+              }
+            }
+          }
+          p.pre_image = std::string(image.text);
+        }));
   }
   return Status::Ok();
 }
@@ -1047,13 +1073,13 @@ Status Syncer::JournalAfterImages(const IdentityMap& after) {
     const std::vector<size_t>& records = entry.second;
     std::vector<Value> ids;
     for (const size_t i : records) ids.push_back(run_.records[i].target_id);
-    ENVSYNC_RETURN_IF_ERROR(ReadRecordsAndImages(
-        target_, layouts_.at(table), context, ids,
-        [&](size_t k, const Record* record, std::string_view text) {
-          store::SyncRecord& written_record = run_.records[records[k]];
-          if (record != nullptr) written_record.after_hash = record->hash;
-          written_record.after_image = text.empty() ? "" : AfterImageDigest(text);
-        }));
+    ENVSYNC_RETURN_IF_ERROR(
+        ReadRecordsAndImages(target_, layouts_.at(table), context, ids,
+                             [&](size_t k, const Record* record, std::string_view text) {
+                               store::SyncRecord& written_record = run_.records[records[k]];
+                               if (record != nullptr) written_record.after_hash = record->hash;
+                               written_record.after_image = text.empty() ? "" : ImageDigest(text);
+                             }));
   }
   return Status::Ok();
 }

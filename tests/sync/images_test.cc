@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,10 +59,11 @@ TEST_F(ImagesTest, DirectTextIsWhatNlohmannWritesForEveryRecord) {
         asked.push_back(all.front());
         std::vector<std::string> batch(asked.size());
         std::vector<int> visits(asked.size(), 0);
-        ASSERT_TRUE(sync::ReadImageTexts(**env, table, asked, [&](size_t i, std::string_view text) {
-                      batch[i] = std::string(text);
-                      ++visits[i];
-                    }).ok());
+        ASSERT_TRUE(
+            sync::ReadImageTexts(**env, table, asked, [&](size_t i, const sync::ImageText& image) {
+              batch[i] = std::string(image.text);
+              ++visits[i];
+            }).ok());
         for (size_t i = 0; i < asked.size(); ++i) {
           SCOPED_TRACE(std::string(name) + " batch " + RecordRef(table.name, asked[i]));
           EXPECT_EQ(visits[i], 1);
@@ -94,6 +96,49 @@ TEST_F(ImagesTest, DirectTextIsWhatNlohmannWritesForEveryRecord) {
   EXPECT_GT(images, 50);
   EXPECT_GT(with_children, 0);
   EXPECT_GE(with_hex, 2);  // the page's BLOB on TEST, the slide's caption on PROD
+}
+
+// An update's pre-image as a sync journals it (ColumnImageText): the columns kept, in name
+// order, with the values the whole image has (text that is not UTF-8 as hex too), and the whole
+// image's digest, which WholeDigestOf finds again; a whole image has none.
+TEST_F(ImagesTest, ColumnImageKeepsTheWrittenColumnsAndTheWholeImagesDigest) {
+  Build(Start::kPendingWork);
+  Test("UPDATE cms_pages SET title = X'FF00C328' WHERE id = (SELECT min(id) FROM cms_pages);");
+  auto config = LoadConfig(paths_.config.string());
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  auto manifest = Manifest::Parse(EmbeddedManifest(), kEmbeddedManifestName);
+  ASSERT_TRUE(manifest.ok()) << manifest.status().message();
+  auto env = store::OpenEnvironment(*config->Find("TEST"), store::Access::kReadOnly);
+  ASSERT_TRUE(env.ok()) << env.status().message();
+  const TableSpec& table = *manifest->FindTable("cms_pages");
+  const std::vector<Value> ids = {int64_t{3}, int64_t{1}, int64_t{2}};
+  const std::set<std::string> kept = {"title", "status"};
+  int64_t checked = 0;
+  ASSERT_TRUE(sync::ReadImageTexts(**env, table, ids, [&](size_t i, const sync::ImageText& image) {
+                SCOPED_TRACE(RenderValue(ids[i]));
+                ASSERT_FALSE(image.text.empty());
+                EXPECT_FALSE(sync::WholeDigestOf(image.text).has_value());
+                const auto column_image = sync::ColumnImageText(image, kept);
+                ASSERT_TRUE(column_image.has_value());
+                const nlohmann::json whole = nlohmann::json::parse(image.text);
+                const nlohmann::json part = nlohmann::json::parse(*column_image);
+                nlohmann::json expected_row = nlohmann::json::object();
+                for (const std::string& column : kept) expected_row[column] = whole["row"][column];
+                EXPECT_EQ(part, nlohmann::json({{"row", expected_row},
+                                                {"whole", sync::ImageDigest(image.text)}}));
+                EXPECT_EQ(part.dump(), *column_image);  // nlohmann's text, as whole images are
+                const auto digest = sync::WholeDigestOf(*column_image);
+                ASSERT_TRUE(digest.has_value());
+                EXPECT_EQ(*digest, sync::ImageDigest(image.text));
+                // A column the row does not have, or an image not read by the scan: the whole text.
+                EXPECT_FALSE(sync::ColumnImageText(image, {"title", "no_such_column"}).has_value());
+                EXPECT_FALSE(sync::ColumnImageText(sync::ImageText{image.text}, kept).has_value());
+                ++checked;
+              }).ok());
+  EXPECT_EQ(checked, 3);
+  auto first = sync::ReadImageText(**env, table, int64_t{1});
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_NE(first->find("\"title\":{\"hex\":\"ff00c328\"}"), std::string::npos) << *first;
 }
 
 // A child table whose parent column is TEXT holds '1' where the root's ID is 1: a read by the
@@ -130,8 +175,8 @@ description = "Boxes"
   const TableSpec& table = *manifest->FindTable("boxes");
   const std::vector<Value> ids = {int64_t{3}, int64_t{1}, int64_t{2}, int64_t{4}};
   std::vector<std::string> batch(ids.size());
-  ASSERT_TRUE(sync::ReadImageTexts(**env, table, ids, [&](size_t i, std::string_view text) {
-                batch[i] = std::string(text);
+  ASSERT_TRUE(sync::ReadImageTexts(**env, table, ids, [&](size_t i, const sync::ImageText& image) {
+                batch[i] = std::string(image.text);
               }).ok());
   for (size_t i = 0; i < ids.size(); ++i) {
     auto one = sync::ReadImageText(**env, table, ids[i]);

@@ -543,6 +543,41 @@ TEST_F(SyncTest, AnUpdateWritesOnlyTheColumnsThatDiffer) {
   }
 }
 
+// The journal keeps an update's pre-image as only the columns it writes, with the digest of
+// the whole record (sync::ColumnImageText): page 2, modified on TEST, keeps its listed fields and
+// not its body. Undo writes those columns back, and every page is again byte for byte what it
+// was, its environment-local columns too.
+TEST_F(SyncTest, AnUpdatesPreImageHoldsTheColumnsItWritesAndUndoRestoresTheWholeRecord) {
+  Build(Start::kPendingWork);
+  json c = CompareTestToProd();
+  std::set<std::string> fields;
+  for (const json& change : c["changes"]) {
+    if (change["table"] == "cms_pages" && change["source_id"] == 2) {
+      ASSERT_EQ(change["tab"], "modified") << change.dump();
+      for (const json& f : change["fields"]) fields.insert(f["field"].get<std::string>());
+    }
+  }
+  ASSERT_FALSE(fields.empty()) << "the demo's pending work modifies page 2";
+  ASSERT_FALSE(fields.contains("body_html"));
+  const std::string pages = Dump(paths_.prod_db, "SELECT * FROM cms_pages ORDER BY id");
+  const std::string before = ProdSynchronizedState();
+  json result = SyncOk(c["comparison_id"], WithoutFiles());
+  const std::string sync_id = result["sync_id"];
+  const json pre = json::parse(
+      Scalar(paths_.state, "SELECT pre_image FROM sync_records WHERE sync_id = '" + sync_id +
+                               "' AND table_name = 'cms_pages' AND target_id = 2"));
+  std::set<std::string> kept;
+  for (const auto& [column, value] : pre["row"].items()) kept.insert(column);
+  EXPECT_EQ(kept, fields) << pre.dump();
+  EXPECT_FALSE(pre.contains("children")) << pre.dump();
+  EXPECT_EQ(pre["whole"].get<std::string>().substr(0, 5), "xxh3:") << pre.dump();
+  ASSERT_NE(Dump(paths_.prod_db, "SELECT * FROM cms_pages ORDER BY id"), pages);
+  CliRun undo = Undo(sync_id);
+  ASSERT_EQ(undo.exit_code, 0) << undo.err;
+  EXPECT_EQ(Dump(paths_.prod_db, "SELECT * FROM cms_pages ORDER BY id"), pages);
+  EXPECT_EQ(ProdSynchronizedState(), before);
+}
+
 // overwrite on a both_modified conflict: PROD gets TEST's version.
 TEST_F(SyncTest, OverwriteResolvesBothModified) {
   Build(Start::kPendingWork);

@@ -362,7 +362,7 @@ class StateStore {
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location);
 
 // The current version of the state store's schema.
-inline constexpr int kStateSchemaVersion = 11;
+inline constexpr int kStateSchemaVersion = 12;
 
 }  // namespace envsync::store
 

@@ -224,6 +224,12 @@ COMMENT ON COLUMN changes.body IS 'a change as JSON; a field''s base_as names th
     R"sql(
 COMMENT ON TABLE sync_base IS 'the last common state of each pair of records';
 )sql",
+    // A sync record's pre-image may hold only the columns the update wrote and a digest of the
+    // whole record (sync::ColumnImageText), which an envsync of version 11 would compare as a
+    // whole image after a crash; the version keeps such an envsync from opening this store.
+    R"sql(
+COMMENT ON COLUMN sync_records.pre_image IS 'the record before the sync as JSON: whole, or an update''s written columns with the whole record''s digest';
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kFirstVersion + kMigrationCount - 1 == kStateSchemaVersion);
