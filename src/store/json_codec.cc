@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <ostream>
 #include <sstream>
 #include <string_view>
+#include <thread>
 
 namespace envsync::store {
 namespace {
@@ -711,6 +713,38 @@ std::optional<Change> ChangeFromJsonEventsForTest(const std::string& text) {
 Result<Change> ChangeFromJson(const std::string& text) {
   if (auto change = ChangeFromJsonEventsForTest(text)) return std::move(*change);
   return ChangeFromJsonForTest(text);
+}
+
+Status ChangesFromJson(const std::vector<std::string>& texts, std::vector<Change>* out,
+                       unsigned threads) {
+  // Below this many changes a thread costs more than it saves.
+  constexpr size_t kPerThread = 1024;
+  const size_t parts = std::clamp<size_t>(texts.size() / kPerThread, 1, std::max(threads, 1u));
+  std::vector<Change> changes(texts.size());
+  std::vector<Status> failed(parts);
+  std::vector<size_t> failed_at(parts, texts.size());
+  auto parse = [&](size_t part) {
+    const size_t from = texts.size() * part / parts;
+    const size_t to = texts.size() * (part + 1) / parts;
+    for (size_t i = from; i < to; ++i) {
+      auto change = ChangeFromJson(texts[i]);
+      if (!change.ok()) {
+        failed[part] = change.status();
+        failed_at[part] = i;
+        return;
+      }
+      changes[i] = std::move(*change);
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (size_t part = 1; part < parts; ++part) helpers.emplace_back(parse, part);
+  parse(0);
+  for (std::thread& helper : helpers) helper.join();
+  const auto first = std::min_element(failed_at.begin(), failed_at.end());
+  if (*first != texts.size()) return failed[first - failed_at.begin()];
+  out->reserve(out->size() + changes.size());
+  std::move(changes.begin(), changes.end(), std::back_inserter(*out));
+  return Status::Ok();
 }
 
 Result<Change> ChangeFromJsonForTest(const std::string& text) {

@@ -121,6 +121,43 @@ void ExpectSameChange(const Change& got, const Change& want, const std::string& 
   }
 }
 
+// Many changes read at once, split over threads: each is what ChangeFromJson reads, in order.
+// A text that does not read fails the whole batch with the first such text's error, and what
+// was already read stays as it was.
+TEST(ChangeJsonTest, ManyChangesReadInOrderOverThreadsAndTheFirstErrorIsTold) {
+  std::vector<std::string> texts;
+  std::vector<Change> want;
+  for (int i = 0; i < 5000; ++i) {
+    Change c = Sample("page " + std::to_string(i));
+    c.source_id = int64_t{i};
+    c.fields.resize(static_cast<size_t>(i % 3) + 1);
+    texts.push_back(i % 2 == 0 ? ChangeToJson(c) : ChangeToStoredJson(c));
+    want.push_back(std::move(c));
+  }
+  for (const unsigned threads : {1u, 2u, 4u}) {
+    SCOPED_TRACE(threads);
+    std::vector<Change> got(1);  // appended after what is there
+    ASSERT_TRUE(ChangesFromJson(texts, &got, threads).ok());
+    ASSERT_EQ(got.size(), texts.size() + 1);
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_NO_FATAL_FAILURE(ExpectSameChange(got[i + 1], want[i], std::to_string(i)));
+    }
+  }
+  // Two bad texts, each in its own thread's part: the earlier one is told.
+  std::vector<std::string> bad = texts;
+  bad[4000] = "{\"tab\":\"modified\"";
+  bad[1500] = "{\"tab\":\"nowhere\"}";
+  std::vector<Change> kept(2);
+  const Status status = ChangesFromJson(bad, &kept, 2);
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(status.message(), ChangeFromJson(bad[1500]).status().message());
+  EXPECT_NE(status.message(), ChangeFromJson(bad[4000]).status().message());
+  EXPECT_EQ(kept.size(), 2u);
+  std::vector<Change> none;
+  EXPECT_TRUE(ChangesFromJson({}, &none).ok());
+  EXPECT_TRUE(none.empty());
+}
+
 // The state store's form names the side a long base repeats instead of writing it again, and
 // reads back the very change, by the events and by the object path alike.
 TEST(ChangeJsonTest, StoredFormNamesTheSideALongBaseRepeatsAndReadsBackTheSameChange) {

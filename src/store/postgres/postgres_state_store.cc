@@ -713,12 +713,11 @@ class PostgresStateStore : public StateStore {
     Comparison c = std::move(header->first);
     auto rows = Read("SELECT body FROM changes WHERE comparison_id = $1 ORDER BY seq", Bind({id}));
     if (!rows.ok()) return rows.status();
-    c.changes.reserve(static_cast<size_t>(rows->rows()));
-    for (int i = 0; i < rows->rows(); ++i) {
-      auto change = ChangeFromJson(rows->Text(i, 0));
-      if (!change.ok()) return change.status().WithContext(reader_.conn.what());
-      c.changes.push_back(std::move(*change));
-    }
+    std::vector<std::string> texts;
+    texts.reserve(static_cast<size_t>(rows->rows()));
+    for (int i = 0; i < rows->rows(); ++i) texts.push_back(rows->Text(i, 0));
+    Status parsed = ChangesFromJson(texts, &c.changes);
+    if (!parsed.ok()) return parsed.WithContext(reader_.conn.what());
     return c;
   }
 
