@@ -192,21 +192,6 @@ std::string TargetOf(store::StateStore& state, const store::Job& job) {
   return comparison.ok() ? comparison->first.to : "";
 }
 
-// The job ClaimDueJob would take at `now` (the oldest due of `kind`), read without claiming it.
-Result<std::optional<store::Job>> NextDueJob(store::StateStore& state, const std::string& kind,
-                                             const std::string& now) {
-  auto jobs = state.ListJobs();
-  if (!jobs.ok()) return jobs.status();
-  std::optional<store::Job> next;
-  for (store::Job& job : *jobs) {
-    if (!Due(job, now) || (!kind.empty() && job.kind != kind)) continue;
-    if (!next || std::tie(job.created_at, job.id) < std::tie(next->created_at, next->id)) {
-      next = std::move(job);
-    }
-  }
-  return next;
-}
-
 std::string LockedElsewhere(const std::string& target) {
   return fmt::format("another synchronization into {} is running in another envsync process",
                      target);
@@ -353,7 +338,7 @@ Result<std::vector<std::string>> RunDueJobs(store::StateStore& state, const JobH
     std::string locked_target;
     std::string locked_for;  // the job looked at, whose target is locked
     if (h.lock_target && (h.kind.empty() || h.kind == "sync")) {
-      auto next = NextDueJob(state, h.kind, started);
+      auto next = state.NextDueJob(h.kind, started);
       if (!next.ok()) return next.status();
       if (next->has_value() && (*next)->kind == "sync") {
         store::Job& waiting = **next;

@@ -1774,6 +1774,22 @@ TEST_P(StateStoreTest, SaveJobIfSavesOnlyFromListedStates) {
 
 constexpr char kNow[] = "2024-06-01T10:00:00Z";
 
+// ClaimDueJob, after NextDueJob has said which job it would claim: the claim takes that job, and
+// the look changed nothing.
+Result<std::optional<Job>> ClaimAsLookedAt(StateStore& store, const std::string& kind,
+                                           const std::string& now, const std::string& runner) {
+  auto next = store.NextDueJob(kind, now);
+  EXPECT_TRUE(next.ok()) << next.status().message();
+  if (!next.ok()) return next.status();
+  if (next->has_value()) ExpectSameJob(**next, *store.LoadJob((*next)->id));
+  auto claimed = store.ClaimDueJob(kind, now, runner);
+  if (claimed.ok()) {
+    EXPECT_EQ(next->has_value(), claimed->has_value());
+    if (next->has_value() && claimed->has_value()) ExpectSameJob(**next, **claimed);
+  }
+  return claimed;
+}
+
 // ClaimDueJob takes the oldest due job (queued, or scheduled and due), returns it as it was and
 // stores it as running since `now` for the runner; jobs not due, running or ended stay.
 TEST_P(StateStoreTest, ClaimDueJobTakesOldestDueJob) {
@@ -1791,7 +1807,7 @@ TEST_P(StateStoreTest, ClaimDueJobTakesOldestDueJob) {
     ASSERT_TRUE(store->SaveJob(job).ok());
   }
 
-  auto claimed = store->ClaimDueJob("", kNow, "runner-1");
+  auto claimed = ClaimAsLookedAt(*store, "", kNow, "runner-1");
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
   ASSERT_TRUE(claimed->has_value());
   ExpectSameJob(queued, **claimed);
@@ -1801,13 +1817,13 @@ TEST_P(StateStoreTest, ClaimDueJobTakesOldestDueJob) {
   stored.runner = "runner-1";
   ExpectSameJob(stored, *store->LoadJob("j-queued"));
 
-  claimed = store->ClaimDueJob("", kNow, "runner-2");
+  claimed = ClaimAsLookedAt(*store, "", kNow, "runner-2");
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
   ASSERT_TRUE(claimed->has_value());
   ExpectSameJob(due, **claimed);
   EXPECT_EQ(store->LoadJob("j-due")->runner, "runner-2");
 
-  claimed = store->ClaimDueJob("", kNow, "runner-1");
+  claimed = ClaimAsLookedAt(*store, "", kNow, "runner-1");
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
   EXPECT_FALSE(claimed->has_value());
   ExpectSameJob(running, *store->LoadJob("j-running"));
@@ -1815,7 +1831,7 @@ TEST_P(StateStoreTest, ClaimDueJobTakesOldestDueJob) {
   ExpectSameJob(not_due, *store->LoadJob("j-not-due"));
 
   // At its run_at a scheduled job is due.
-  claimed = store->ClaimDueJob("", "2024-06-01T12:00:00Z", "runner-1");
+  claimed = ClaimAsLookedAt(*store, "", "2024-06-01T12:00:00Z", "runner-1");
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
   ASSERT_TRUE(claimed->has_value());
   EXPECT_EQ((*claimed)->id, "j-not-due");
@@ -1826,7 +1842,7 @@ TEST_P(StateStoreTest, ClaimDueJobTakesOldestDueJob) {
 TEST_P(StateStoreTest, ClaimDueJobOnEmptyStoreIsNothing) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  auto claimed = store->ClaimDueJob("sync", kNow, "runner-1");
+  auto claimed = ClaimAsLookedAt(*store, "sync", kNow, "runner-1");
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
   EXPECT_FALSE(claimed->has_value());
 }
@@ -1838,19 +1854,19 @@ TEST_P(StateStoreTest, ClaimDueJobHonoursKind) {
   ASSERT_TRUE(store->SaveJob(MakeJob("j-b", "queued", "2024-01-01T00:00:00Z", "", "compare")).ok());
   ASSERT_TRUE(store->SaveJob(MakeJob("j-a", "queued", "2024-01-01T00:00:00Z", "", "compare")).ok());
   ASSERT_TRUE(store->SaveJob(MakeJob("j-sync", "queued", "2024-01-02T00:00:00Z")).ok());
-  auto claimed = store->ClaimDueJob("other", kNow, "r");
+  auto claimed = ClaimAsLookedAt(*store, "other", kNow, "r");
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
   EXPECT_FALSE(claimed->has_value());
-  claimed = store->ClaimDueJob("sync", kNow, "r");
+  claimed = ClaimAsLookedAt(*store, "sync", kNow, "r");
   ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status().message();
   EXPECT_EQ((*claimed)->id, "j-sync");
-  claimed = store->ClaimDueJob("", kNow, "r");
+  claimed = ClaimAsLookedAt(*store, "", kNow, "r");
   ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status().message();
   EXPECT_EQ((*claimed)->id, "j-a");
-  claimed = store->ClaimDueJob("compare", kNow, "r");
+  claimed = ClaimAsLookedAt(*store, "compare", kNow, "r");
   ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status().message();
   EXPECT_EQ((*claimed)->id, "j-b");
-  claimed = store->ClaimDueJob("", kNow, "r");
+  claimed = ClaimAsLookedAt(*store, "", kNow, "r");
   ASSERT_TRUE(claimed.ok()) << claimed.status().message();
   EXPECT_FALSE(claimed->has_value());
 }

@@ -321,6 +321,10 @@ class StateStore {
   // the claim, or nullopt when none is due.
   virtual Result<std::optional<Job>> ClaimDueJob(const std::string& kind, const std::string& now,
                                                  const std::string& runner) = 0;
+  // The job ClaimDueJob would claim at `now`, read without claiming it (by the same query, so
+  // the two agree while no other process claims in between); nullopt when none is due.
+  virtual Result<std::optional<Job>> NextDueJob(const std::string& kind,
+                                                const std::string& now) = 0;
   // NotFound naming the ID when there is no such job.
   virtual Result<Job> LoadJob(const std::string& id) = 0;
   // Every job, oldest first.

@@ -943,18 +943,27 @@ class PostgresStateStore : public StateStore {
     // SKIP LOCKED lets a concurrent claimer take the next due job instead of waiting for this
     // one. RETURNING gives the claimed row as it was before (state, started_at, runner).
     auto claimed = writer_.Query(
-        "UPDATE jobs SET state = 'running', started_at = $1, runner = $3 "
-        "FROM (SELECT id, state AS was_state, started_at AS was_started_at, runner AS was_runner "
-        "FROM jobs due_job WHERE (state = 'queued' OR (state = 'scheduled' AND run_at <= $1)) "
-        "AND ($2 = '' OR kind = $2) ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) due "
-        "WHERE jobs.id = due.id "
-        "RETURNING jobs.id, jobs.kind, due.was_state, jobs.created_at, jobs.run_at, "
-        "due.was_started_at, jobs.finished_at, jobs.started_by, jobs.request, jobs.result, "
-        "jobs.error, due.was_runner",
+        fmt::format(
+            "UPDATE jobs SET state = 'running', started_at = $1, runner = $3 "
+            "FROM (SELECT id, state AS was_state, started_at AS was_started_at, runner AS "
+            "was_runner FROM jobs due_job WHERE {} FOR UPDATE SKIP LOCKED) due "
+            "WHERE jobs.id = due.id "
+            "RETURNING jobs.id, jobs.kind, due.was_state, jobs.created_at, jobs.run_at, "
+            "due.was_started_at, jobs.finished_at, jobs.started_by, jobs.request, jobs.result, "
+            "jobs.error, due.was_runner",
+            kDueJob),
         Bind({now, kind, runner}));
     if (!claimed.ok()) return claimed.status();
     if (claimed->rows() == 0) return std::optional<Job>();
     return std::optional<Job>(ReadJob(*claimed, 0));
+  }
+
+  Result<std::optional<Job>> NextDueJob(const std::string& kind, const std::string& now) override {
+    auto due =
+        Read(fmt::format("SELECT {} FROM jobs WHERE {}", kJobColumns, kDueJob), Bind({now, kind}));
+    if (!due.ok()) return due.status();
+    if (due->rows() == 0) return std::optional<Job>();
+    return std::optional<Job>(ReadJob(*due, 0));
   }
 
   Result<Job> LoadJob(const std::string& id) override {
@@ -1137,6 +1146,11 @@ class PostgresStateStore : public StateStore {
   }
 
  private:
+  // The oldest due job of kind $2 ('' = any) at $1: what ClaimDueJob claims and NextDueJob
+  // tells.
+  static constexpr const char* kDueJob =
+      "(state = 'queued' OR (state = 'scheduled' AND run_at <= $1)) AND ($2 = '' OR kind = $2) "
+      "ORDER BY created_at, id LIMIT 1";
   static constexpr const char* kJobColumns =
       "id, kind, state, created_at, run_at, started_at, finished_at, started_by, request, result, "
       "error, runner";

@@ -678,6 +678,10 @@ class SqliteStateStore : public StateStore {
     return claimed;
   }
 
+  Result<std::optional<Job>> NextDueJob(const std::string& kind, const std::string& now) override {
+    return DueJob(reader_, kind, now);
+  }
+
   Result<Job> LoadJob(const std::string& id) override {
     auto jobs = ReadJobs(id, false);
     if (!jobs.ok()) return jobs.status();
@@ -1154,20 +1158,9 @@ class SqliteStateStore : public StateStore {
 
   Result<std::optional<Job>> ClaimInTransaction(const std::string& kind, const std::string& now,
                                                 const std::string& runner) {
-    auto due = writer_.Prepare(fmt::format(
-        "SELECT {} FROM jobs WHERE (state = 'queued' OR (state = 'scheduled' AND run_at <= ?1)) "
-        "AND (?2 = '' OR kind = ?2) ORDER BY created_at, id LIMIT 1",
-        kJobColumns));
-    if (!due.ok()) return due.status();
-    due->Bind(1, now);
-    due->Bind(2, kind);
-    Status status;
-    if (!due->Step(&status)) {
-      if (!status.ok()) return status.WithContext(writer_.what());
-      return std::optional<Job>();
-    }
-    Job job = ReadJob(*due);
-    due = Result<SqliteStatement>(SqliteStatement());
+    auto due = DueJob(writer_, kind, now);
+    if (!due.ok() || !due->has_value()) return due;
+    Job job = std::move(**due);
     auto claim = writer_.Prepare(
         "UPDATE jobs SET state = 'running', started_at = ?2, runner = ?3 WHERE id = ?1");
     if (!claim.ok()) return claim.status();
@@ -1176,6 +1169,23 @@ class SqliteStateStore : public StateStore {
     claim->Bind(3, runner);
     ENVSYNC_RETURN_IF_ERROR(claim->Run());
     return std::optional<Job>(std::move(job));
+  }
+
+  // The oldest due job of `kind` through `db`: what a claim takes and NextDueJob tells.
+  Result<std::optional<Job>> DueJob(SqliteDb& db, const std::string& kind, const std::string& now) {
+    auto due = db.Prepare(fmt::format(
+        "SELECT {} FROM jobs WHERE (state = 'queued' OR (state = 'scheduled' AND run_at <= ?1)) "
+        "AND (?2 = '' OR kind = ?2) ORDER BY created_at, id LIMIT 1",
+        kJobColumns));
+    if (!due.ok()) return due.status();
+    due->Bind(1, now);
+    due->Bind(2, kind);
+    Status status;
+    if (!due->Step(&status)) {
+      if (!status.ok()) return status.WithContext(db.what());
+      return std::optional<Job>();
+    }
+    return std::optional<Job>(ReadJob(*due));
   }
 
   Result<std::vector<Job>> ReadJobs(const std::string& id, bool all) {
