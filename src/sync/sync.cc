@@ -328,7 +328,8 @@ struct Planned {
   RawRecord source;
   uint64_t source_hash = 0;  // as read by the drift guard
   std::vector<uint64_t> source_fields;
-  // The target's image of the record before the sync, when read ahead (ReadPreImages).
+  // The target's image of the record before the sync, when read ahead (ReadPreImages): whole,
+  // or for an update only the columns it writes (ColumnImageText).
   std::optional<std::string> pre_image;
 };
 
