@@ -57,9 +57,6 @@ void WriteRow(const std::vector<std::string>& columns, const std::vector<size_t>
   object.End();
 }
 
-constexpr std::string_view kColumnImageStart = "{\"row\":";
-constexpr std::string_view kWholeKey = ",\"whole\":\"";
-
 // Every column of a record's root table and of its child tables (the children in table-name
 // order, as the image's keys are), each with its name order.
 struct ImageColumns {
@@ -347,6 +344,11 @@ std::optional<std::string> ColumnImageText(const ImageText& image,
   outer.End();
   return out;
 }
+
+// How WholeDigestOf knows the text ColumnImageText writes: its start, and the key before the
+// digest at its end.
+constexpr std::string_view kColumnImageStart = "{\"row\":";
+constexpr std::string_view kWholeKey = ",\"whole\":\"";
 
 std::optional<std::string_view> WholeDigestOf(std::string_view pre_image) {
   // {"row":{…},"whole":"xxh3:<16 hex digits>"}: a whole image starts with "children".

@@ -1078,17 +1078,17 @@ class SqliteStateStore : public StateStore {
     constexpr size_t kBatch = 16384;
     std::vector<std::string> texts;
     texts.reserve(kBatch);
-    bool more = true;
-    while (more) {
-      more = rows->Step(&status);
-      if (more) texts.push_back(std::get<std::string>(rows->Column(0)));
-      if (texts.size() == kBatch || (!more && !texts.empty())) {
-        Status parsed = ChangesFromJson(texts, &c.changes);
-        if (!parsed.ok()) return parsed.WithContext(reader_.what());
-        texts.clear();
-      }
+    auto parse = [&]() -> Status {
+      Status parsed = ChangesFromJson(texts, &c.changes);
+      texts.clear();
+      return parsed.ok() ? parsed : parsed.WithContext(reader_.what());
+    };
+    while (rows->Step(&status)) {
+      texts.push_back(std::get<std::string>(rows->Column(0)));
+      if (texts.size() == kBatch) ENVSYNC_RETURN_IF_ERROR(parse());
     }
     if (!status.ok()) return status.WithContext(reader_.what());
+    ENVSYNC_RETURN_IF_ERROR(parse());
     return c;
   }
 
