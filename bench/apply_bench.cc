@@ -40,9 +40,11 @@ nlohmann::json ReadJson(const std::string& path) {
   return nlohmann::json::parse(text.str(), nullptr, false);
 }
 
+// Copies a tree of the pair, flushed to disk before anything is timed.
 void CopyTree(const fs::path& from, const fs::path& to) {
   fs::remove_all(to);
   fs::copy(from, to, fs::copy_options::recursive);
+  envsync::bench::FlushFileSystem(to);
 }
 
 }  // namespace

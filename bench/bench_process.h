@@ -3,6 +3,7 @@
 
 // Runs one command as its own process for the benchmarks: wall time, peak RSS, exit status.
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,7 +11,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace envsync::bench {
@@ -46,6 +49,38 @@ inline Sample RunProcess(const std::vector<std::string>& argv, const std::string
   sample.peak_kib = usage.ru_maxrss;
   sample.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
   return sample;
+}
+
+// Flushes the file system that holds `path` (syncfs). A bench calls it after restoring its
+// files and before a timed run: otherwise the run also pays for the restore's writeback (on
+// ext4, the first fsync of the run waits for the journal, and with it the copied data).
+inline void FlushFileSystem(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  ::syncfs(fd);
+  ::close(fd);
+}
+
+// Copies the database `from` over `to`, dropping `to`'s -journal, -wal and -shm first (a stale
+// WAL beside a restored file would be read as its own), and flushes the copy to disk. On
+// failure, returns false with the reason in `error`.
+inline bool RestoreFile(const std::filesystem::path& from, const std::filesystem::path& to,
+                        std::string* error) {
+  std::error_code ec;
+  for (const char* suffix : {"-journal", "-wal", "-shm"}) {
+    std::filesystem::remove(to.string() + suffix, ec);
+  }
+  std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) {
+    *error = "cannot copy " + from.string() + " to " + to.string() + ": " + ec.message();
+    return false;
+  }
+  const int fd = ::open(to.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  return true;
 }
 
 // The median of `v` (the mean of the middle two for an even count).

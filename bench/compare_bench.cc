@@ -29,11 +29,9 @@
 //
 // Before the timed runs the bench checks the pair: envsync's counts and sqldiff's statements
 // on the edited pair must be the demo's alone plus exactly the mix.
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <malloc.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -161,23 +159,12 @@ Counts ReadSqldiffCounts(const fs::path& path) {
   return counts;
 }
 
-// Copies `from` over `to`, first removing `to`'s journal, WAL and shared-memory files, and
-// flushes it to disk so that no write-back of the copy runs during the measurement after it.
+// envsync::bench::RestoreFile, saying why when it fails.
 bool RestoreFile(const fs::path& from, const fs::path& to) {
-  for (const char* suffix : {"-journal", "-wal", "-shm"}) fs::remove(to.string() + suffix);
-  std::error_code ec;
-  fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
-  if (ec) {
-    fmt::print(stderr, "compare_bench: cannot copy {} to {}: {}\n", from.string(), to.string(),
-               ec.message());
-    return false;
-  }
-  const int fd = ::open(to.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  return true;
+  std::string error;
+  if (envsync::bench::RestoreFile(from, to, &error)) return true;
+  fmt::print(stderr, "compare_bench: {}\n", error);
+  return false;
 }
 
 // One SQLite connection for the bench's own edits. Not thread-safe.

@@ -10,6 +10,7 @@
 #include <ostream>
 #include <sstream>
 #include <string_view>
+#include <system_error>
 #include <thread>
 
 namespace envsync::store {
@@ -332,6 +333,55 @@ const char* BaseAlias(const FieldDiff& f) {
   return nullptr;
 }
 
+// How the stored form writes a field's target that is mostly its source: the bytes kept from
+// the source's head and tail, and the text between them ("P,S,middle"), or nothing when the
+// target is not such a text or the edit would not save much. The middle is cut at whole UTF-8
+// characters, so it is written as the JSON string it is.
+std::optional<std::string> TargetEdit(const FieldDiff& f) {
+  constexpr size_t kWorthIt = 64;  // bytes kept from the source, at least
+  if (f.json) return std::nullopt;
+  const auto* source = std::get_if<std::string>(&f.source);
+  const auto* target = std::get_if<std::string>(&f.target);
+  if (source == nullptr || target == nullptr) return std::nullopt;
+  const size_t shorter = std::min(source->size(), target->size());
+  if (shorter < kWorthIt) return std::nullopt;
+  size_t head = std::mismatch(source->begin(), source->begin() + shorter, target->begin()).first -
+                source->begin();
+  size_t tail = 0;
+  while (tail < shorter - head &&
+         (*source)[source->size() - 1 - tail] == (*target)[target->size() - 1 - tail]) {
+    ++tail;
+  }
+  auto continuation = [](char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; };
+  while (head > 0 && head < target->size() && continuation((*target)[head])) --head;
+  while (tail > 0 && continuation((*target)[target->size() - tail])) --tail;
+  if (head + tail < kWorthIt) return std::nullopt;
+  const std::string_view middle(target->data() + head, target->size() - head - tail);
+  if (!IsValidUtf8(middle)) return std::nullopt;
+  return fmt::format("{},{},{}", head, tail, middle);
+}
+
+// The target a field's `target_edit` ("P,S,middle") makes of its source text, or nothing when
+// the edit is malformed or does not fit the source.
+std::optional<std::string> TargetFromEdit(const Value& source, std::string_view edit) {
+  const auto* text = std::get_if<std::string>(&source);
+  if (text == nullptr) return std::nullopt;
+  size_t lengths[2] = {0, 0};
+  const char* at = edit.data();
+  const char* end = edit.data() + edit.size();
+  for (size_t& length : lengths) {
+    const auto [next, error] = std::from_chars(at, end, length);
+    if (error != std::errc() || next == at || next == end || *next != ',') return std::nullopt;
+    at = next + 1;
+  }
+  const auto [head, tail] = lengths;
+  if (head > text->size() || tail > text->size() - head) return std::nullopt;
+  std::string target;
+  target.reserve(head + static_cast<size_t>(end - at) + tail);
+  target.append(*text, 0, head).append(at, end).append(*text, text->size() - tail, tail);
+  return target;
+}
+
 std::string WriteChange(const Change& c, bool stored) {
   std::string out;
   out.reserve(256);
@@ -373,8 +423,13 @@ std::string WriteChange(const Change& c, bool stored) {
     field.String(f.field);
     field.Key("source");
     field.Field(f.source, f.json);
+    const std::optional<std::string> edit = stored ? TargetEdit(f) : std::nullopt;
     field.Key("target");
-    field.Field(f.target, f.json);
+    if (edit) {
+      field.Null();
+    } else {
+      field.Field(f.target, f.json);
+    }
     const char* alias = stored ? BaseAlias(f) : nullptr;
     field.Key("base");
     if (f.base_known && alias == nullptr) {
@@ -389,6 +444,10 @@ std::string WriteChange(const Change& c, bool stored) {
     if (alias != nullptr) {
       field.Key("base_as");
       field.String(alias);
+    }
+    if (edit) {
+      field.Key("target_edit");
+      field.String(*edit);
     }
     field.End();
   }
@@ -495,6 +554,11 @@ class ChangeReader : public nlohmann::json_sax<json> {
       field_.field = std::move(value);
       return true;
     }
+    if (depth_ == 3 && field_key_ == kTargetEdit) {
+      if (!MarkField(field_key_)) return false;
+      target_edit_ = std::move(value);
+      return true;
+    }
     if (depth_ == 3 && field_key_ == kBaseAs) {
       if (!MarkField(field_key_)) return false;
       if (value == "target") {
@@ -519,6 +583,7 @@ class ChangeReader : public nlohmann::json_sax<json> {
       field_ = FieldDiff();
       field_seen_ = 0;
       base_as_ = kOtherFieldKey;
+      target_edit_.reset();
       kinds_[0] = kinds_[1] = kinds_[2] = Kind::kNull;
       return true;
     }
@@ -538,6 +603,14 @@ class ChangeReader : public nlohmann::json_sax<json> {
   bool end_object() override {
     if (depth_ == 3) {
       if ((field_seen_ & kAllField) != kAllField) return false;
+      if (target_edit_) {
+        // The stored form's target made from its source, written as null.
+        if (field_.json || kinds_[1] != Kind::kNull) return false;
+        auto target = TargetFromEdit(field_.source, *target_edit_);
+        if (!target) return false;
+        field_.target = std::move(*target);
+        kinds_[1] = Kind::kString;
+      }
       if (base_as_ != kOtherFieldKey) {
         // The stored form's base that repeats a side: known, written as null.
         if (!field_.base_known || kinds_[2] != Kind::kNull) return false;
@@ -603,7 +676,17 @@ class ChangeReader : public nlohmann::json_sax<json> {
     kTargetHash,
     kOtherKey
   };
-  enum FieldKeyId { kField, kSource, kTarget, kBase, kJson, kBaseKnown, kBaseAs, kOtherFieldKey };
+  enum FieldKeyId {
+    kField,
+    kSource,
+    kTarget,
+    kBase,
+    kJson,
+    kBaseKnown,
+    kBaseAs,
+    kTargetEdit,
+    kOtherFieldKey
+  };
   enum class Kind { kNull, kString, kOther };
   // The keys the object path reads with at(): all of them but the two hashes.
   static constexpr uint32_t kAllTop = (1u << kSourceHash) - 1;
@@ -625,8 +708,8 @@ class ChangeReader : public nlohmann::json_sax<json> {
     return KeyOf(kNames, name, kOtherKey);
   }
   static FieldKeyId FieldKey(const std::string& name) {
-    static constexpr std::string_view kNames[] = {"field", "source",     "target", "base",
-                                                  "json",  "base_known", "base_as"};
+    static constexpr std::string_view kNames[] = {"field", "source",     "target",  "base",
+                                                  "json",  "base_known", "base_as", "target_edit"};
     return KeyOf(kNames, name, kOtherFieldKey);
   }
   // Each key once (a duplicate is left to the object path); keys nobody reads any number of
@@ -693,7 +776,8 @@ class ChangeReader : public nlohmann::json_sax<json> {
   bool in_required_by_ = false;
   bool in_fields_ = false;
   FieldDiff field_;
-  FieldKeyId base_as_ = kOtherFieldKey;  // kSource or kTarget when the base repeats that side
+  FieldKeyId base_as_ = kOtherFieldKey;     // kSource or kTarget when the base repeats that side
+  std::optional<std::string> target_edit_;  // when the target is written as an edit of the source
   Kind kinds_[3] = {Kind::kNull, Kind::kNull, Kind::kNull};
 };
 
@@ -737,7 +821,14 @@ Status ChangesFromJson(const std::vector<std::string>& texts, std::vector<Change
     }
   };
   std::vector<std::thread> helpers;
-  for (size_t part = 1; part < parts; ++part) helpers.emplace_back(parse, part);
+  helpers.reserve(parts - 1);
+  for (size_t part = 1; part < parts; ++part) {
+    try {
+      helpers.emplace_back(parse, part);
+    } catch (const std::system_error&) {
+      parse(part);  // No thread to be had: this part is parsed here, the result is the same.
+    }
+  }
   parse(0);
   for (std::thread& helper : helpers) helper.join();
   const auto first = std::min_element(failed_at.begin(), failed_at.end());
@@ -781,6 +872,17 @@ Result<Change> ChangeFromJsonForTest(const std::string& text) {
       field.source = value_of(f.at("source"));
       field.target = value_of(f.at("target"));
       field.base = value_of(f.at("base"));
+      if (const auto edit = f.find("target_edit"); edit != f.end()) {
+        std::optional<std::string> target;
+        if (edit->is_string() && !field.json && f.at("target").is_null()) {
+          target = TargetFromEdit(field.source, edit->get<std::string>());
+        }
+        if (!target) {
+          return Status::Unavailable(
+              "a stored change is malformed: a field's target_edit does not fit its source");
+        }
+        field.target = std::move(*target);
+      }
       if (const auto as = f.find("base_as"); as != f.end()) {
         const bool named = as->is_string() && (*as == "target" || *as == "source");
         if (!named || !field.base_known || !f.at("base").is_null()) {

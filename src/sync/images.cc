@@ -322,42 +322,39 @@ std::string ImageDigest(std::string_view text) {
   return fmt::format("xxh3:{:016x}", HashBytes(text));
 }
 
+// A column image's text around its row, written by ColumnImageText and recognised by
+// WholeDigestOf: {"row":{…},"whole":"xxh3:<16 hex digits>"}.
+constexpr std::string_view kColumnImageStart = "{\"row\":";
+constexpr std::string_view kWholeKey = ",\"whole\":\"";
+constexpr std::string_view kColumnImageEnd = "\"}";
+
 std::optional<std::string> ColumnImageText(const ImageText& image,
                                            const std::set<std::string>& kept) {
   if (image.columns == nullptr || image.row == nullptr || image.text.empty()) return std::nullopt;
   std::string out;
   out.reserve(256);
-  store::JsonWriter outer(&out);
-  outer.Key("row");
-  {
-    store::JsonWriter row(&out);
-    for (const std::string& name : kept) {  // a std::set: in name order, as images are
-      const auto at = std::find(image.columns->begin(), image.columns->end(), name);
-      if (at == image.columns->end()) return std::nullopt;
-      row.Key(name);
-      WriteImageValue(row, (*image.row)[at - image.columns->begin()], &out);
-    }
-    row.End();
+  out.append(kColumnImageStart);
+  store::JsonWriter row(&out);
+  for (const std::string& name : kept) {  // a std::set: in name order, as images are
+    const auto at = std::find(image.columns->begin(), image.columns->end(), name);
+    if (at == image.columns->end()) return std::nullopt;
+    row.Key(name);
+    WriteImageValue(row, (*image.row)[at - image.columns->begin()], &out);
   }
-  outer.Key("whole");
-  outer.String(ImageDigest(image.text));
-  outer.End();
+  row.End();
+  out.append(kWholeKey).append(ImageDigest(image.text)).append(kColumnImageEnd);  // plain hex
   return out;
 }
-
-// How WholeDigestOf knows the text ColumnImageText writes: its start, and the key before the
-// digest at its end.
-constexpr std::string_view kColumnImageStart = "{\"row\":";
-constexpr std::string_view kWholeKey = ",\"whole\":\"";
 
 std::optional<std::string_view> WholeDigestOf(std::string_view pre_image) {
   // {"row":{…},"whole":"xxh3:<16 hex digits>"}: a whole image starts with "children".
   constexpr size_t kDigestSize = 5 + 16;
   if (pre_image.substr(0, kColumnImageStart.size()) != kColumnImageStart) return std::nullopt;
-  const size_t tail = kWholeKey.size() + kDigestSize + 2;  // the digest's closing quote and '}'
+  const size_t tail = kWholeKey.size() + kDigestSize + kColumnImageEnd.size();
   if (pre_image.size() < kColumnImageStart.size() + tail) return std::nullopt;
   const std::string_view end = pre_image.substr(pre_image.size() - tail);
-  if (end.substr(0, kWholeKey.size()) != kWholeKey || end.substr(end.size() - 2) != "\"}") {
+  if (end.substr(0, kWholeKey.size()) != kWholeKey ||
+      end.substr(end.size() - kColumnImageEnd.size()) != kColumnImageEnd) {
     return std::nullopt;
   }
   return end.substr(kWholeKey.size(), kDigestSize);

@@ -196,8 +196,14 @@ TEST(ChangeJsonTest, StoredFormNamesTheSideALongBaseRepeatsAndReadsBackTheSameCh
   unknown.fields[0].base_known = false;
   unknown.fields[0].base = Value();
   for (const Change& change : {Sample("short"), neither, unknown}) {
-    EXPECT_EQ(ChangeToStoredJson(change), ChangeToJson(change));
+    const std::string text = ChangeToStoredJson(change);
+    EXPECT_EQ(text.find("base_as"), std::string::npos) << text;
+    auto back = ChangeFromJson(text);
+    ASSERT_TRUE(back.ok()) << back.status().message();
+    ExpectSameChange(*back, change, text);
   }
+  EXPECT_EQ(ChangeToStoredJson(Sample("short")), ChangeToJson(Sample("short")));
+  EXPECT_NE(ChangeToStoredJson(neither).find("\"base\":\"" + long_text + "\""), std::string::npos);
   EXPECT_NE(ChangeToStoredJson(Sample(long_text)).find("\"base_as\":\"source\""),
             std::string::npos);
 
@@ -247,6 +253,102 @@ TEST(ChangeJsonTest, StoredFormNamesTheSideALongBaseRepeatsAndReadsBackTheSameCh
     ASSERT_FALSE(objects.ok()) << text;
     EXPECT_NE(objects.status().message().find("base_as"), std::string::npos)
         << objects.status().message();
+  }
+}
+
+// The state store's form writes a long target that is mostly its source as the edit that makes
+// it ("head,tail,middle": the bytes kept from the source's head and tail, and the text between),
+// cut at whole UTF-8 characters, and reads back the very bytes by both paths.
+TEST(ChangeJsonTest, StoredFormWritesAMostlyUnchangedTargetAsAnEditOfItsSource) {
+  const std::string head(100, 'h');
+  const std::string tail(50, 't');
+  auto with_title = [](Value source, Value target) {
+    Change c = Sample("short");
+    c.tab = Tab::kModified;
+    c.fields.resize(1);
+    c.fields[0].source = std::move(source);
+    c.fields[0].target = std::move(target);
+    c.fields[0].base_known = false;
+    c.fields[0].base = Value();
+    return c;
+  };
+  auto expect_reads_back = [](const Change& change, const std::string& text) {
+    for (auto read : {ChangeFromJsonEventsForTest(text), std::optional<Change>()}) {
+      if (!read) {
+        auto objects = ChangeFromJsonForTest(text);
+        ASSERT_TRUE(objects.ok()) << objects.status().message();
+        read = std::move(*objects);
+      }
+      ExpectSameChange(*read, change, text);
+      EXPECT_EQ(read->fields[0].target, change.fields[0].target) << text;
+      EXPECT_EQ(read->fields[0].source, change.fields[0].source) << text;
+    }
+  };
+
+  // Text replaced in the middle: the head and the tail are kept from the source.
+  const Change middle = with_title(head + "A" + tail, head + "BB \" \\ " + tail);
+  const std::string text = ChangeToStoredJson(middle);
+  EXPECT_NE(text.find(R"("target":null,)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("target_edit":"100,50,BB \" \\ ")"), std::string::npos) << text;
+  EXPECT_EQ(ChangeToJson(middle).find("target_edit"), std::string::npos);
+  EXPECT_LT(text.size() + head.size(), ChangeToJson(middle).size());
+  expect_reads_back(middle, text);
+
+  // Appended, cut, emptied into the other side, and an edit between two multi-byte characters
+  // that share their first byte: the middle starts at the character, not inside it.
+  const std::vector<Change> edited = {
+      with_title(head + tail, head + tail + " appended"),
+      with_title(head + tail + " cut", head + tail),
+      with_title(head + "caf\xc3\xa9" + tail, head + "caf\xc3\xa8" + tail),
+      with_title(head + "\xe2\x82\xac" + tail, head + "\xe2\x82\xa4" + tail),
+  };
+  for (const Change& change : edited) {
+    const std::string stored = ChangeToStoredJson(change);
+    EXPECT_NE(stored.find("target_edit"), std::string::npos) << stored;
+    expect_reads_back(change, stored);
+  }
+  EXPECT_NE(ChangeToStoredJson(edited[2]).find("\"target_edit\":\"103,50,\xc3\xa8\""),
+            std::string::npos)
+      << ChangeToStoredJson(edited[2]);
+
+  // Written out whole: short texts, a new or deleted record's side, a JSON field, text that is
+  // not UTF-8 between the kept parts, a real, and sides with too little in common.
+  Change json_field = with_title(head + "1" + tail, head + "2" + tail);
+  json_field.fields[0].json = true;
+  const std::vector<Change> whole = {
+      with_title(std::string("short A"), std::string("short B")),
+      with_title(Value(), head + tail),
+      with_title(head + tail, Value()),
+      json_field,
+      with_title(head + "A" + tail, head + "\xff" + tail),
+      with_title(1.5, head),
+      with_title(std::string(60, 'x') + "A", std::string(60, 'x') + "B"),
+  };
+  for (const Change& change : whole) {
+    EXPECT_EQ(ChangeToStoredJson(change).find("target_edit"), std::string::npos)
+        << ChangeToStoredJson(change);
+  }
+
+  // What the writer never writes is refused by both paths with the same message.
+  const std::vector<std::pair<std::string, std::string>> forged = {
+      {R"("target_edit":"100,50,)", R"("target_edit":"100,52,)"},
+      {R"("target_edit":"100,50,)", R"("target_edit":"100,)"},
+      {R"("target_edit":"100,50,)", R"("target_edit":"-1,50,)"},
+      {R"("target_edit":"100,50,)", R"("target_edit":",50,)"},
+      {R"("target_edit":"100,50,BB \" \\ ")", R"("target_edit":7)"},
+      {R"("target":null,)", R"("target":"x",)"},
+      {R"("json":false)", R"("json":true)"},
+  };
+  for (const auto& [from, to] : forged) {
+    std::string bad = text;
+    const size_t at = bad.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    bad.replace(at, from.size(), to);
+    EXPECT_FALSE(ChangeFromJsonEventsForTest(bad).has_value()) << bad;
+    auto read = ChangeFromJson(bad);
+    ASSERT_FALSE(read.ok()) << bad;
+    EXPECT_NE(read.status().message().find("target_edit"), std::string::npos)
+        << read.status().message();
   }
 }
 

@@ -230,6 +230,12 @@ COMMENT ON TABLE sync_base IS 'the last common state of each pair of records';
     R"sql(
 COMMENT ON COLUMN sync_records.pre_image IS 'the record before the sync as JSON: whole, or an update''s written columns with the whole record''s digest';
 )sql",
+    // A stored change's field may write its target as an edit of its source (`target_edit`,
+    // store::ChangeToStoredJson), which an envsync of version 12 would read as a target of NULL;
+    // the version keeps such an envsync from opening this store.
+    R"sql(
+COMMENT ON COLUMN changes.body IS 'a change as JSON; a field''s base_as names the side its base repeats, its target_edit the target as an edit of its source';
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kFirstVersion + kMigrationCount - 1 == kStateSchemaVersion);

@@ -223,6 +223,10 @@ CREATE TABLE base_digest_marks (
     // version 11 would compare as a whole image after a crash; the version keeps such an envsync
     // from opening this store.
     "SELECT 1",
+    // Nothing in the schema: a stored change's field may now write its target as an edit of its
+    // source (`target_edit`, store::ChangeToStoredJson), which an envsync of version 12 would
+    // read as a target of NULL; the version keeps such an envsync from opening this store.
+    "SELECT 1",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
