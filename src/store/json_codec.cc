@@ -336,13 +336,17 @@ const char* BaseAlias(const FieldDiff& f) {
 // How the stored form writes a field's target that is mostly its source: the bytes kept from
 // the source's head and tail, and the text between them ("P,S,middle"), or nothing when the
 // target is not such a text or the edit would not save much. The middle is cut at whole UTF-8
-// characters, so it is written as the JSON string it is.
+// characters of the (valid UTF-8) target, so it is written as the JSON string it is.
 std::optional<std::string> TargetEdit(const FieldDiff& f) {
   constexpr size_t kWorthIt = 64;  // bytes kept from the source, at least
   if (f.json) return std::nullopt;
   const auto* source = std::get_if<std::string>(&f.source);
   const auto* target = std::get_if<std::string>(&f.target);
-  if (source == nullptr || target == nullptr) return std::nullopt;
+  // A side that is not UTF-8 is written lossily (JsonWriter::String): the target would be
+  // rebuilt from other bytes.
+  if (source == nullptr || target == nullptr || !IsValidUtf8(*source) || !IsValidUtf8(*target)) {
+    return std::nullopt;
+  }
   const size_t shorter = std::min(source->size(), target->size());
   if (shorter < kWorthIt) return std::nullopt;
   size_t head = std::mismatch(source->begin(), source->begin() + shorter, target->begin()).first -
@@ -357,7 +361,6 @@ std::optional<std::string> TargetEdit(const FieldDiff& f) {
   while (tail > 0 && continuation((*target)[target->size() - tail])) --tail;
   if (head + tail < kWorthIt) return std::nullopt;
   const std::string_view middle(target->data() + head, target->size() - head - tail);
-  if (!IsValidUtf8(middle)) return std::nullopt;
   return fmt::format("{},{},{}", head, tail, middle);
 }
 

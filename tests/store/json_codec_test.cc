@@ -311,8 +311,8 @@ TEST(ChangeJsonTest, StoredFormWritesAMostlyUnchangedTargetAsAnEditOfItsSource) 
             std::string::npos)
       << ChangeToStoredJson(edited[2]);
 
-  // Written out whole: short texts, a new or deleted record's side, a JSON field, text that is
-  // not UTF-8 between the kept parts, a real, and sides with too little in common.
+  // Written out whole: short texts, a new or deleted record's side, a JSON field, a side that is
+  // not UTF-8 (the writer replaces its bad bytes), a real, and sides with too little in common.
   Change json_field = with_title(head + "1" + tail, head + "2" + tail);
   json_field.fields[0].json = true;
   const std::vector<Change> whole = {
@@ -321,6 +321,7 @@ TEST(ChangeJsonTest, StoredFormWritesAMostlyUnchangedTargetAsAnEditOfItsSource) 
       with_title(head + tail, Value()),
       json_field,
       with_title(head + "A" + tail, head + "\xff" + tail),
+      with_title(head + "\xff" + tail, head + "A" + tail),
       with_title(1.5, head),
       with_title(std::string(60, 'x') + "A", std::string(60, 'x') + "B"),
   };
