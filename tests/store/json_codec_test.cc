@@ -121,6 +121,28 @@ void ExpectSameChange(const Change& got, const Change& want, const std::string& 
   }
 }
 
+// Replaces each `from` in `text` with its `to` (what the writer never writes) and expects both
+// paths to refuse the result, the events themselves (not only the object path they fall back
+// to), with a message naming `key`.
+void ExpectForgedRefused(const std::string& text,
+                         const std::vector<std::pair<std::string, std::string>>& forged,
+                         const std::string& key) {
+  for (const auto& [from, to] : forged) {
+    std::string bad = text;
+    const size_t at = bad.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    bad.replace(at, from.size(), to);
+    EXPECT_FALSE(ChangeFromJsonEventsForTest(bad).has_value()) << bad;
+    auto read = ChangeFromJson(bad);
+    auto objects = ChangeFromJsonForTest(bad);
+    ASSERT_FALSE(read.ok()) << bad;
+    ASSERT_FALSE(objects.ok()) << bad;
+    EXPECT_NE(read.status().message().find(key), std::string::npos) << read.status().message();
+    EXPECT_NE(objects.status().message().find(key), std::string::npos)
+        << objects.status().message();
+  }
+}
+
 // Many changes read at once, split over threads: each is what ChangeFromJson reads, in order.
 // A text that does not read fails the whole batch with the first such text's error, and what
 // was already read stays as it was.
@@ -240,20 +262,7 @@ TEST(ChangeJsonTest, StoredFormNamesTheSideALongBaseRepeatsAndReadsBackTheSameCh
       {"\"base\":null,\"base_known\":true", "\"base\":\"x\",\"base_known\":true"},
       {"\"base\":null,\"base_known\":true", "\"base\":null,\"base_known\":false"},
   };
-  for (const auto& [from, to] : forged) {
-    std::string text = modified_text;
-    const size_t at = text.find(from);
-    ASSERT_NE(at, std::string::npos) << from;
-    text.replace(at, from.size(), to);
-    // The events refuse it themselves (not only the object path they fall back to).
-    EXPECT_FALSE(ChangeFromJsonEventsForTest(text).has_value()) << text;
-    auto read = ChangeFromJson(text);
-    auto objects = ChangeFromJsonForTest(text);
-    EXPECT_FALSE(read.ok()) << text;
-    ASSERT_FALSE(objects.ok()) << text;
-    EXPECT_NE(objects.status().message().find("base_as"), std::string::npos)
-        << objects.status().message();
-  }
+  ExpectForgedRefused(modified_text, forged, "base_as");
 }
 
 // The state store's form writes a long target that is mostly its source as the edit that makes
@@ -340,17 +349,7 @@ TEST(ChangeJsonTest, StoredFormWritesAMostlyUnchangedTargetAsAnEditOfItsSource) 
       {R"("target":null,)", R"("target":"x",)"},
       {R"("json":false)", R"("json":true)"},
   };
-  for (const auto& [from, to] : forged) {
-    std::string bad = text;
-    const size_t at = bad.find(from);
-    ASSERT_NE(at, std::string::npos) << from;
-    bad.replace(at, from.size(), to);
-    EXPECT_FALSE(ChangeFromJsonEventsForTest(bad).has_value()) << bad;
-    auto read = ChangeFromJson(bad);
-    ASSERT_FALSE(read.ok()) << bad;
-    EXPECT_NE(read.status().message().find("target_edit"), std::string::npos)
-        << read.status().message();
-  }
+  ExpectForgedRefused(text, forged, "target_edit");
 }
 
 // ChangeFromJson reads SAX events straight into the change and leaves what it does not cover
