@@ -58,7 +58,7 @@ json ChangeObject(const Change& c, bool with_hashes) {
     json field = {{"field", f.field},
                   {"source", FieldValue(f.source, f.json)},
                   {"target", FieldValue(f.target, f.json)},
-                  {"base", f.base_known ? FieldValue(f.base, f.json) : json(nullptr)}};
+                  {"base", f.base_known ? FieldValue(f.Base(), f.json) : json(nullptr)}};
     if (with_hashes) {
       field["base_known"] = f.base_known;
       field["json"] = f.json;
@@ -322,7 +322,7 @@ namespace {
 // long fields were a third of a stored comparison's bytes.
 const char* BaseAlias(const FieldDiff& f) {
   if (!f.base_known) return nullptr;
-  const auto* base = std::get_if<std::string>(&f.base);
+  const auto* base = std::get_if<std::string>(&f.Base());
   if (base == nullptr || base->size() <= 32) return nullptr;
   if (const auto* target = std::get_if<std::string>(&f.target); target && *target == *base) {
     return "target";
@@ -436,7 +436,7 @@ std::string WriteChange(const Change& c, bool stored) {
     const char* alias = stored ? BaseAlias(f) : nullptr;
     field.Key("base");
     if (f.base_known && alias == nullptr) {
-      field.Field(f.base, f.json);
+      field.Field(f.Base(), f.json);
     } else {
       field.Null();
     }
@@ -618,7 +618,8 @@ class ChangeReader : public nlohmann::json_sax<json> {
         // The stored form's base that repeats a side: known, written as null.
         if (!field_.base_known || kinds_[2] != Kind::kNull) return false;
         const int slot = base_as_ - kSource;
-        field_.base = base_as_ == kTarget ? field_.target : field_.source;
+        field_.base_is =
+            base_as_ == kTarget ? FieldDiff::BaseIs::kTarget : FieldDiff::BaseIs::kSource;
         kinds_[2] = kinds_[slot];
       }
       // A JSON field's value that is neither text nor NULL is kept as its JSON text.
@@ -892,7 +893,7 @@ Result<Change> ChangeFromJsonForTest(const std::string& text) {
           return Status::Unavailable(
               "a stored change is malformed: a field's base_as names no side it can repeat");
         }
-        field.base = *as == "target" ? field.target : field.source;
+        field.base_is = *as == "target" ? FieldDiff::BaseIs::kTarget : FieldDiff::BaseIs::kSource;
       }
       c.fields.push_back(std::move(field));
     }

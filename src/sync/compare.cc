@@ -1093,10 +1093,10 @@ void Comparer::AddChange(const RecordLayout& layout, const Pair& pair, const Cla
     if (base_fields) {
       const uint64_t bh = pair.base->field_hashes[f];
       if (sh != nullptr && *sh == bh) {
-        diff.base = diff.source;
+        diff.base_is = FieldDiff::BaseIs::kSource;
         diff.base_known = true;
       } else if (th != nullptr && *th == bh) {
-        diff.base = diff.target;
+        diff.base_is = FieldDiff::BaseIs::kTarget;
         diff.base_known = true;
       }
       const bool s_changed = sh != nullptr && *sh != bh;

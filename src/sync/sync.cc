@@ -865,7 +865,7 @@ std::optional<std::set<std::string>> Syncer::WrittenFields(const Planned& p) con
   if (p.resolution == Resolution::kMerge) {
     std::set<std::string> merged;
     for (const FieldDiff& f : c.fields) {
-      if (f.base_known && CompareValues(f.base, f.target) == 0) merged.insert(f.field);
+      if (f.base_known && CompareValues(f.Base(), f.target) == 0) merged.insert(f.field);
     }
     return merged;
   }

@@ -253,7 +253,7 @@ void ExpectSameField(const FieldDiff& expected, const FieldDiff& actual) {
   EXPECT_EQ(actual.field, expected.field);
   EXPECT_EQ(Show(actual.source), Show(expected.source));
   EXPECT_EQ(Show(actual.target), Show(expected.target));
-  EXPECT_EQ(Show(actual.base), Show(expected.base));
+  EXPECT_EQ(Show(actual.Base()), Show(expected.Base()));
   EXPECT_EQ(actual.base_known, expected.base_known);
   EXPECT_EQ(actual.json, expected.json);
 }

@@ -38,16 +38,25 @@ std::optional<Mode> ParseMode(std::string_view name);
 std::optional<Conflict> ParseConflict(std::string_view name);
 std::optional<Reason> ParseReason(std::string_view name);
 
-// One field's difference. `base` is the value at the last common state where envsync can
-// tell it (`base_known`); a field changed on both sides since the base has no known value.
+// One field's difference. Its base (Base()) is the value at the last common state where envsync
+// can tell it (`base_known`); a field changed on both sides since the base has no known value.
 // `json` marks values that are JSON text (child rows), which JSON output embeds as JSON.
 struct FieldDiff {
+  // Where the base is held: in `base`, or it is the side that did not change since it (most
+  // known bases), which is not held twice.
+  enum class BaseIs { kOwn, kSource, kTarget };
+
   std::string field;
   Value source;
   Value target;
-  Value base;
+  Value base;  // the base when base_is is kOwn
+  BaseIs base_is = BaseIs::kOwn;
   bool base_known = false;
   bool json = false;
+
+  const Value& Base() const {
+    return base_is == BaseIs::kSource ? source : base_is == BaseIs::kTarget ? target : base;
+  }
 };
 
 // One listed record pair of a comparison.
