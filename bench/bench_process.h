@@ -1,7 +1,9 @@
 #ifndef ENVSYNC_BENCH_BENCH_PROCESS_H_
 #define ENVSYNC_BENCH_BENCH_PROCESS_H_
 
-// Runs one command as its own process for the benchmarks: wall time, peak RSS, exit status.
+// What the benchmarks share: running one command as its own process (wall time, peak RSS, exit
+// status), the median of samples, and restoring a file from its pristine copy, flushed to disk
+// before anything is timed (RestoreFile, FlushFileSystem).
 
 #include <fcntl.h>
 #include <sys/resource.h>

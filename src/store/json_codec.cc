@@ -351,11 +351,9 @@ std::optional<std::string> TargetEdit(const FieldDiff& f) {
   if (shorter < kWorthIt) return std::nullopt;
   size_t head = std::mismatch(source->begin(), source->begin() + shorter, target->begin()).first -
                 source->begin();
-  size_t tail = 0;
-  while (tail < shorter - head &&
-         (*source)[source->size() - 1 - tail] == (*target)[target->size() - 1 - tail]) {
-    ++tail;
-  }
+  size_t tail =
+      std::mismatch(source->rbegin(), source->rbegin() + (shorter - head), target->rbegin()).first -
+      source->rbegin();
   auto continuation = [](char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; };
   while (head > 0 && head < target->size() && continuation((*target)[head])) --head;
   while (tail > 0 && continuation((*target)[target->size() - tail])) --tail;
