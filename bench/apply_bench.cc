@@ -53,6 +53,10 @@ int main(int argc, char** argv) {
   int64_t records = 1000000;
   std::string dir;
   std::vector<int64_t> selected;
+  if (!envsync::bench::FlagsHaveValues(
+          argc, argv, "apply_bench [--records N] [--dir DIR] [--selected K ...]")) {
+    return 2;
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--records") {

@@ -85,6 +85,15 @@ inline bool RestoreFile(const std::filesystem::path& from, const std::filesystem
   return true;
 }
 
+// Whether every flag on the command line comes with its value, each bench taking only
+// `--flag value` pairs; else prints which flag has none and `usage`. A lone flag (`--help`)
+// must not start a run of several minutes with the defaults.
+inline bool FlagsHaveValues(int argc, char** argv, const char* usage) {
+  if (argc % 2 == 1) return true;
+  std::fprintf(stderr, "%s needs a value\nusage: %s\n", argv[argc - 1], usage);
+  return false;
+}
+
 // The median of `v` (the mean of the middle two for an even count).
 inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -331,8 +331,8 @@ int main(int argc, char** argv) {
   int runs = 3;
   std::string dir;
   Mix mix;
-  if (argc % 2 == 0) {
-    fmt::print(stderr, "compare_bench: {} needs a value\n", argv[argc - 1]);
+  if (!envsync::bench::FlagsHaveValues(
+          argc, argv, "compare_bench [--records N] [--dir DIR] [--runs R] [--mix M,A,D]")) {
     return 2;
   }
   for (int i = 1; i + 1 < argc; i += 2) {

@@ -83,6 +83,11 @@ int main(int argc, char** argv) {
   std::string dir;
   std::vector<int64_t> edits = {0, 100, 1000, 10000, 100000};
   int64_t writes = 0;
+  if (!envsync::bench::FlagsHaveValues(
+          argc, argv,
+          "tracking_bench [--records N] [--dir DIR] [--runs R] [--edits K1,K2,...] [--writes M]")) {
+    return 2;
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--records") {
