@@ -10,6 +10,8 @@
 #include <fstream>
 #include <random>
 
+#include "store/shared_library.h"
+
 namespace envsync::service {
 namespace {
 
@@ -73,25 +75,64 @@ size_t ReadUpload(char* buffer, size_t size, size_t count, void* user) {
   return n;
 }
 
+// libcurl, loaded when the first mail is sent (store::SharedLibrary): most commands send none.
+struct Curl {
+  Status status;
+  decltype(&::curl_easy_init) easy_init = nullptr;
+  CURLcode (*easy_setopt)(CURL*, CURLoption, ...) = nullptr;
+  decltype(&::curl_easy_perform) easy_perform = nullptr;
+  decltype(&::curl_easy_cleanup) easy_cleanup = nullptr;
+  decltype(&::curl_easy_strerror) easy_strerror = nullptr;
+  decltype(&::curl_slist_append) slist_append = nullptr;
+  decltype(&::curl_slist_free_all) slist_free_all = nullptr;
+};
+
+const Curl& LoadedCurl() {
+  static const Curl curl = [] {
+    Curl c;
+    auto so = store::SharedLibrary::Open("libcurl.so.4", "sending mail");
+    if (!so.ok()) {
+      c.status = so.status();
+      return c;
+    }
+    for (Status taken :
+         {so->Take("curl_easy_init", &c.easy_init), so->Take("curl_easy_setopt", &c.easy_setopt),
+          so->Take("curl_easy_perform", &c.easy_perform),
+          so->Take("curl_easy_cleanup", &c.easy_cleanup),
+          so->Take("curl_easy_strerror", &c.easy_strerror),
+          so->Take("curl_slist_append", &c.slist_append),
+          so->Take("curl_slist_free_all", &c.slist_free_all)}) {
+      if (c.status.ok()) c.status = taken;
+    }
+    return c;
+  }();
+  return curl;
+}
+
 Status SendSmtp(const MailConfig& config, const Mail& mail, const std::string& eml) {
-  CURL* curl = curl_easy_init();
+  const Curl& lib = LoadedCurl();
+  if (!lib.status.ok()) {
+    return Status::Unavailable(fmt::format("mail to {}: {}", mail.to, lib.status.message()));
+  }
+  CURL* curl = lib.easy_init();
   if (curl == nullptr) return Status::Unavailable("cannot start libcurl");
   Upload upload{&eml};
   const std::string from = "<" + config.from + ">";
-  curl_slist* recipients = curl_slist_append(nullptr, ("<" + mail.to + ">").c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, config.smtp.c_str());
-  curl_easy_setopt(curl, CURLOPT_MAIL_FROM, from.c_str());
-  curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, recipients);
-  curl_easy_setopt(curl, CURLOPT_READFUNCTION, ReadUpload);
-  curl_easy_setopt(curl, CURLOPT_READDATA, &upload);
-  curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 5L);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  if (config.starttls) curl_easy_setopt(curl, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL));
-  const CURLcode result = curl_easy_perform(curl);
-  curl_slist_free_all(recipients);
-  curl_easy_cleanup(curl);
+  curl_slist* recipients = lib.slist_append(nullptr, ("<" + mail.to + ">").c_str());
+  lib.easy_setopt(curl, CURLOPT_URL, config.smtp.c_str());
+  lib.easy_setopt(curl, CURLOPT_MAIL_FROM, from.c_str());
+  lib.easy_setopt(curl, CURLOPT_MAIL_RCPT, recipients);
+  // The read function as the pointer libcurl takes (curl_read_callback).
+  lib.easy_setopt(curl, CURLOPT_READFUNCTION, static_cast<curl_read_callback>(ReadUpload));
+  lib.easy_setopt(curl, CURLOPT_READDATA, &upload);
+  lib.easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+  lib.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 5L);
+  lib.easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+  lib.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  if (config.starttls) lib.easy_setopt(curl, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL));
+  const CURLcode result = lib.easy_perform(curl);
+  lib.slist_free_all(recipients);
+  lib.easy_cleanup(curl);
   if (result != CURLE_OK) {
     // The URL may hold a password: name the server without it.
     std::string server = config.smtp;
@@ -99,7 +140,7 @@ Status SendSmtp(const MailConfig& config, const Mail& mail, const std::string& e
       server = server.substr(0, server.find("://") + 3) + server.substr(at + 1);
     }
     return Status::Unavailable(
-        fmt::format("mail to {} via {} failed: {}", mail.to, server, curl_easy_strerror(result)));
+        fmt::format("mail to {} via {} failed: {}", mail.to, server, lib.easy_strerror(result)));
   }
   return Status::Ok();
 }

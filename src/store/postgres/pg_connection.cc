@@ -4,6 +4,8 @@
 
 #include <charconv>
 
+#include "store/postgres/libpq.h"
+
 namespace envsync::store {
 
 std::string Quote(const std::string& identifier) {
@@ -64,6 +66,9 @@ PgConnection::~PgConnection() {
 
 Status PgConnection::Open(const std::string& uri, const std::string& what) {
   what_ = what;
+  if (Status loaded = LoadLibPq(); !loaded.ok()) {
+    return Status::Unavailable(fmt::format("{}: cannot connect: {}", what_, loaded.message()));
+  }
   conn_ = PQconnectdb(uri.c_str());
   if (PQstatus(conn_) != CONNECTION_OK) {
     std::string why = PQerrorMessage(conn_);
