@@ -4,8 +4,10 @@
 
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 #include "envsync/core/embedded_data.h"
@@ -42,6 +44,30 @@ Result<std::unique_ptr<store::Environment>> OpenNamed(const Config& config, cons
                     config.source_name));
   }
   return store::OpenEnvironment(*env, access);
+}
+
+// A comparison's or a sync's two environments, opened at once: opening one may be a connection
+// to a database server (TCP, authentication, the first queries), and the two need not wait for
+// each other. The source's error is the one reported when both fail.
+struct OpenedPair {
+  std::unique_ptr<store::Environment> source;
+  std::unique_ptr<store::Environment> target;
+};
+Result<OpenedPair> OpenPair(const Config& config, const std::string& source,
+                            const std::string& source_field, const std::string& target,
+                            const std::string& target_field, store::Access target_access) {
+  auto open_target = [&] { return OpenNamed(config, target, target_field, target_access); };
+  std::future<Result<std::unique_ptr<store::Environment>>> target_opened;
+  try {
+    target_opened = std::async(std::launch::async, open_target);
+  } catch (const std::system_error&) {
+    target_opened = std::async(std::launch::deferred, open_target);  // no thread to spare
+  }
+  auto source_env = OpenNamed(config, source, source_field, store::Access::kReadOnly);
+  auto target_env = target_opened.get();
+  if (!source_env.ok()) return source_env.status();
+  if (!target_env.ok()) return target_env.status();
+  return OpenedPair{std::move(*source_env), std::move(*target_env)};
 }
 
 Status CheckHome(const Config& config) {
@@ -158,15 +184,14 @@ Result<Comparison> Workspace::Compare(store::StateStore& state, const CompareOpt
                                       const sync::CompareContext& context,
                                       std::string_view prefix) const {
   ENVSYNC_RETURN_IF_ERROR(CheckCompare(o, prefix));
-  auto source = OpenNamed(config_, o.from, std::string(prefix) + "from", store::Access::kReadOnly);
-  if (!source.ok()) return source.status();
-  auto target = OpenNamed(config_, o.to, std::string(prefix) + "to", store::Access::kReadOnly);
-  if (!target.ok()) return target.status();
+  auto pair = OpenPair(config_, o.from, std::string(prefix) + "from", o.to,
+                       std::string(prefix) + "to", store::Access::kReadOnly);
+  if (!pair.ok()) return pair.status();
   sync::CompareRequest request;
   request.mode = *ParseMode(o.mode);
   request.modules = o.modules;
   request.folders = o.folders;
-  return sync::Compare(manifest_, **source, **target, state, request, context);
+  return sync::Compare(manifest_, *pair->source, *pair->target, state, request, context);
 }
 
 Result<sync::SyncOutcome> Workspace::Sync(store::StateStore& state,
@@ -176,11 +201,10 @@ Result<sync::SyncOutcome> Workspace::Sync(store::StateStore& state,
   auto header = state.LoadComparisonHeader(request.comparison_id);
   if (!header.ok()) return header.status();
   const Comparison* comparison = &header->first;
-  auto source = OpenNamed(config_, comparison->from, "source", store::Access::kReadOnly);
-  if (!source.ok()) return source.status();
-  auto target = OpenNamed(config_, comparison->to, "target", store::Access::kReadWrite);
-  if (!target.ok()) return target.status();
-  return sync::ExecuteSync(manifest_, **source, **target, state, request,
+  auto pair = OpenPair(config_, comparison->from, "source", comparison->to, "target",
+                       store::Access::kReadWrite);
+  if (!pair.ok()) return pair.status();
+  return sync::ExecuteSync(manifest_, *pair->source, *pair->target, state, request,
                            sync::DefaultSyncContext());
 }
 
@@ -189,11 +213,10 @@ Result<sync::SyncOutcome> Workspace::Undo(store::StateStore& state,
   ENVSYNC_RETURN_IF_ERROR(CheckHome(config_));
   auto run = state.LoadSync(sync_id);
   if (!run.ok()) return run.status();
-  auto source = OpenNamed(config_, run->from, "source", store::Access::kReadOnly);
-  if (!source.ok()) return source.status();
-  auto target = OpenNamed(config_, run->to, "target", store::Access::kReadWrite);
-  if (!target.ok()) return target.status();
-  return sync::UndoSync(manifest_, **source, **target, state, sync_id, sync::DefaultSyncContext());
+  auto pair = OpenPair(config_, run->from, "source", run->to, "target", store::Access::kReadWrite);
+  if (!pair.ok()) return pair.status();
+  return sync::UndoSync(manifest_, *pair->source, *pair->target, state, sync_id,
+                        sync::DefaultSyncContext());
 }
 
 Result<std::vector<std::string>> Workspace::Folders(const std::string& name) const {

@@ -417,6 +417,35 @@ TEST_F(PostgresTest, DigestCompareReadsOnlyWhatChangedAndAgreesWithAFullRead) {
 // changed by an UPDATE, and a write that was still uncommitted while a compare ran (PostgreSQL
 // commits out of transaction-ID order: the next compare must see it). A TRUNCATE and a disabled
 // trigger make the table read whole; `track disable` leaves nothing behind.
+// The platform's tables in a schema whose name is quoted ("Shop", not folded to shop): the
+// schema's columns are read and tracking is enabled and removed there, found by its name.
+TEST_F(PostgresTest, TrackingInAMixedCaseSchemaIsEnabledAndRemoved) {
+  Build(Start::kPendingWork);
+  const std::string db = prefix_ + "_mixed";
+  created_.push_back(db);
+  Pg(ServerUri()).Run("CREATE DATABASE " + db);
+  Pg shop(DatabaseUri(db));
+  shop.Run("CREATE SCHEMA \"Shop\"; SET search_path = \"Shop\"; " +
+           ReadBytes(std::filesystem::path(ENVSYNC_SOURCE_DIR) / "data/schema.postgres.sql"));
+  // search_path="Shop", quoted, as a libpq option.
+  const std::string uri = DatabaseUri(db) + "?options=-csearch_path%3D%5C%22Shop%5C%22";
+  const std::filesystem::path config = Config("mixed", paths_.prod_db.string(), uri);
+  const std::string envsync_objects =
+      "SELECT (SELECT count(*) FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid JOIN "
+      "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'Shop' AND g.tgname LIKE "
+      "'envsync_track_%') + (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+      "c.relnamespace WHERE n.nspname = 'Shop' AND c.relname LIKE 'envsync_%')";
+
+  CliRun enabled = Cli(config, {"track", "enable", "TEST"});
+  ASSERT_EQ(enabled.exit_code, 0) << enabled.err;
+  EXPECT_NE(shop.Run(envsync_objects), "0|\n");
+  CliRun compared = Cli(config, {"compare", "--from", "TEST", "--to", "PROD"});
+  EXPECT_EQ(compared.exit_code, 0) << compared.err;
+  CliRun disabled = Cli(config, {"track", "disable", "TEST"});
+  ASSERT_EQ(disabled.exit_code, 0) << disabled.err;
+  EXPECT_EQ(shop.Run(envsync_objects), "0|\n");
+}
+
 TEST_F(PostgresTest, TrackedCompareReadsTheLogsAndAgreesWithAFullRead) {
   Build(Start::kPendingWork);
   const std::string prod = CopyToPostgres(paths_.prod_db, "prod");

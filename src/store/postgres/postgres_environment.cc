@@ -593,8 +593,10 @@ class PostgresEnvironment : public Environment {
   // transaction.
   Status DropTracking() {
     auto functions = conn_.Query(
-        "SELECT p.proname FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace "
-        "AND starts_with(p.proname, 'envsync_track_')");
+        // By the schema's name: current_schema()::regnamespace would fold a quoted mixed-case
+        // name ("MySchema") to lower case and find no schema.
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = current_schema() AND starts_with(p.proname, 'envsync_track_')");
     if (!functions.ok()) return functions.status();
     for (int i = 0; i < functions->rows(); ++i) {
       // CASCADE drops the function's triggers with it.
@@ -608,21 +610,29 @@ class PostgresEnvironment : public Environment {
 
   struct ColumnInfo {
     std::string name;
-    std::string type;  // information_schema data_type
+    std::string type;  // as information_schema.columns' data_type: "bigint", "text" ...
     bool not_null = false;
   };
 
   // The columns of every table of the current schema, read once.
   Status LoadColumns() {
     if (!columns_.empty()) return Status::Ok();
+    // What information_schema.columns says (a domain's column has its base type; NOT NULL is the
+    // column's or its domain's), read from the catalogs: 2 ms on the issue-7 databases against
+    // 7-9 ms through the view, on every connection.
     auto rows = conn_.Query(
-        "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
-        "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position");
+        "SELECT c.relname, a.attname, format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype "
+        "ELSE a.atttypid END, NULL), a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) "
+        "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+        "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'v', 'f', 'p') "
+        "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum");
     if (!rows.ok()) return rows.status().WithContext("reading the schema");
     for (int i = 0; i < PQntuples(rows->r); ++i) {
       columns_[PQgetvalue(rows->r, i, 0)].push_back(
           ColumnInfo{PQgetvalue(rows->r, i, 1), PQgetvalue(rows->r, i, 2),
-                     std::string_view(PQgetvalue(rows->r, i, 3)) == "NO"});
+                     std::string_view(PQgetvalue(rows->r, i, 3)) == "t"});
     }
     return Status::Ok();
   }

@@ -1099,8 +1099,8 @@ class PostgresStateStore : public StateStore {
     // planner and no longer enforces its uniqueness.
     auto invalid = Read(
         "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_class t ON t.oid = i.indrelid "
-        "WHERE t.relnamespace = current_schema()::regnamespace "
+        "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE n.nspname = current_schema() "
         "AND (NOT i.indisvalid OR NOT i.indisready)");
     if (!invalid.ok()) return invalid.status();
     for (int i = 0; i < invalid->rows(); ++i) {
