@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <system_error>
@@ -90,7 +91,9 @@ inline bool RestoreFile(const std::filesystem::path& from, const std::filesystem
 // must not start a run of several minutes with the defaults.
 inline bool FlagsHaveValues(int argc, char** argv, const char* usage) {
   if (argc % 2 == 1) return true;
-  std::fprintf(stderr, "%s needs a value\nusage: %s\n", argv[argc - 1], usage);
+  const char* last = argv[argc - 1];
+  std::fprintf(stderr, "%s %s\nusage: %s\n", last,
+               std::strncmp(last, "--", 2) == 0 ? "needs a value" : "is not a flag", usage);
   return false;
 }
 

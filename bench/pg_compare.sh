@@ -112,7 +112,10 @@ for _ in $(seq "$RUNS"); do
   done
 done
 # Timed as a user runs it (the summary printed); the JSON of every change only for the counts.
-ENVSYNC_TRACKING=1 "$ENVSYNC" --config "$DIR/postgres-tracked.toml" compare --from TEST --to PROD --json >"$DIR/out.json" 2>/dev/null
+ENVSYNC_TRACKING=1 "$ENVSYNC" --config "$DIR/postgres-tracked.toml" compare --from TEST --to PROD --json >"$DIR/out.json" 2>"$DIR/err" || {
+  cat "$DIR/err"
+  exit 1
+}
 python3 - "$DIR/out.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))["counts"]

@@ -87,8 +87,9 @@ struct Curl {
   decltype(&::curl_slist_free_all) slist_free_all = nullptr;
 };
 
+// Never destroyed: a mail sent while the process ends still finds it.
 const Curl& LoadedCurl() {
-  static const Curl curl = [] {
+  static const Curl& curl = *new Curl([] {
     Curl c;
     auto so = store::SharedLibrary::Open("libcurl.so.4", "sending mail");
     if (!so.ok()) {
@@ -105,7 +106,7 @@ const Curl& LoadedCurl() {
       if (c.status.ok()) c.status = taken;
     }
     return c;
-  }();
+  }());
   return curl;
 }
 
@@ -201,6 +202,10 @@ Result<std::string> Deliver(const MailConfig& config, const Mail& mail, int atte
           fmt::format("cannot write mail to the outbox '{}'", config.outbox));
     }
     return path.string();
+  }
+  // Without libcurl no attempt can succeed: said at once, not after the pauses.
+  if (const Status& loaded = LoadedCurl().status; !loaded.ok()) {
+    return Status::Unavailable(fmt::format("mail to {}: {}", mail.to, loaded.message()));
   }
   Status status;
   int wait_ms = 500;

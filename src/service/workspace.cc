@@ -48,7 +48,8 @@ Result<std::unique_ptr<store::Environment>> OpenNamed(const Config& config, cons
 
 // A comparison's or a sync's two environments, opened at once: opening one may be a connection
 // to a database server (TCP, authentication, the first queries), and the two need not wait for
-// each other. The source's error is the one reported when both fail.
+// each other. The source's error is the one reported when both fail; it is reported once the
+// target's open has ended too (a server that does not answer: its connect timeout).
 struct OpenedPair {
   std::unique_ptr<store::Environment> source;
   std::unique_ptr<store::Environment> target;

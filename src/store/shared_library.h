@@ -1,6 +1,6 @@
 // A shared library envsync loads when it first needs it (dlopen), not when it starts. The
 // PostgreSQL client (libpq) and libcurl bring about thirty libraries with them (Kerberos, LDAP,
-// GnuTLS, ...), and mapping them cost every command ≈ 3.5 ms of its start (docs/PERFORMANCE.md);
+// GnuTLS, ...), and mapping them cost every command ≈ 3.7 ms of its start (docs/PERFORMANCE.md);
 // most commands talk to neither a PostgreSQL server nor a mail server.
 #ifndef ENVSYNC_SRC_STORE_SHARED_LIBRARY_H_
 #define ENVSYNC_SRC_STORE_SHARED_LIBRARY_H_

@@ -411,12 +411,6 @@ TEST_F(PostgresTest, DigestCompareReadsOnlyWhatChangedAndAgreesWithAFullRead) {
   EXPECT_EQ(page.is_object() ? page.value("tab", "") : "", "modified") << page.dump();
 }
 
-// Change tracking with both sides on PostgreSQL: after one compare has marked where both logs
-// stood, every compare reads only what the logs list and what was unequal, and gives what a full
-// read of the same state gives: edits on each side and to child rows, an insert, a delete, an ID
-// changed by an UPDATE, and a write that was still uncommitted while a compare ran (PostgreSQL
-// commits out of transaction-ID order: the next compare must see it). A TRUNCATE and a disabled
-// trigger make the table read whole; `track disable` leaves nothing behind.
 // The platform's tables in a schema whose name is quoted ("Shop", not folded to shop): the
 // schema's columns are read and tracking is enabled and removed there, found by its name.
 TEST_F(PostgresTest, TrackingInAMixedCaseSchemaIsEnabledAndRemoved) {
@@ -444,8 +438,31 @@ TEST_F(PostgresTest, TrackingInAMixedCaseSchemaIsEnabledAndRemoved) {
   CliRun disabled = Cli(config, {"track", "disable", "TEST"});
   ASSERT_EQ(disabled.exit_code, 0) << disabled.err;
   EXPECT_EQ(shop.Run(envsync_objects), "0|\n");
+
+  // envsync's state in a quoted schema of its own: `doctor` checks its indexes there.
+  const std::string state_db = prefix_ + "_mixed_state";
+  created_.push_back(state_db);
+  Pg(ServerUri()).Run("CREATE DATABASE " + state_db);
+  Pg(DatabaseUri(state_db)).Run("CREATE SCHEMA \"State\"");
+  const std::string state_uri =
+      DatabaseUri(state_db) + "?options=-csearch_path%3D%5C%22State%5C%22";
+  const std::filesystem::path with_state = dir_ / "mixed-state.toml";
+  WriteBytes(with_state, "home = \"PROD\"\nstate = \"" + state_uri +
+                             "\"\n[environments.PROD]\ndatabase = \"" + paths_.prod_db.string() +
+                             "\"\nassets = \"" + paths_.prod_assets.string() +
+                             "\"\n[environments.TEST]\ndatabase = \"" + uri + "\"\nassets = \"" +
+                             paths_.test_assets.string() + "\"\n");
+  CliRun doctor = Cli(with_state, {"doctor"});
+  EXPECT_EQ(doctor.exit_code, 0) << doctor.out << doctor.err;
+  EXPECT_NE(doctor.out.find("everything is sound"), std::string::npos) << doctor.out;
 }
 
+// Change tracking with both sides on PostgreSQL: after one compare has marked where both logs
+// stood, every compare reads only what the logs list and what was unequal, and gives what a full
+// read of the same state gives: edits on each side and to child rows, an insert, a delete, an ID
+// changed by an UPDATE, and a write that was still uncommitted while a compare ran (PostgreSQL
+// commits out of transaction-ID order: the next compare must see it). A TRUNCATE and a disabled
+// trigger make the table read whole; `track disable` leaves nothing behind.
 TEST_F(PostgresTest, TrackedCompareReadsTheLogsAndAgreesWithAFullRead) {
   Build(Start::kPendingWork);
   const std::string prod = CopyToPostgres(paths_.prod_db, "prod");

@@ -1,6 +1,7 @@
 // store::SharedLibrary: the libraries envsync loads when it first needs them (libpq, libcurl).
 #include "store/shared_library.h"
 
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
@@ -33,9 +34,14 @@ TEST(SharedLibraryTest, AFunctionTheLibraryLacksIsNamed) {
   EXPECT_NE(status.message().find("PQnoSuchFunction"), std::string::npos) << status.message();
 }
 
-// envsync's own PQ* functions reach the loaded libpq: a connection to nowhere fails with
-// libpq's own message.
+// envsync's own PQ* functions (this test binary links libpq too, and the executable's win) reach
+// the loaded libpq: a connection to nowhere fails with libpq's own message.
 TEST(SharedLibraryTest, LibPqLoadsAndItsFunctionsReachIt) {
+  Dl_info where{};
+  ASSERT_NE(dladdr(reinterpret_cast<void*>(&PQconnectdb), &where), 0);
+  ASSERT_NE(where.dli_fname, nullptr);
+  EXPECT_EQ(std::string(where.dli_fname).find("libpq"), std::string::npos)
+      << "PQconnectdb is libpq's own, not envsync's forwarding one: " << where.dli_fname;
   ASSERT_TRUE(LoadLibPq().ok()) << LoadLibPq().message();
   PGconn* conn = PQconnectdb("host=/nonexistent-envsync-socket-dir port=1 connect_timeout=1");
   ASSERT_NE(conn, nullptr);

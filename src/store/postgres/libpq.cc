@@ -40,8 +40,9 @@ struct LibPq {
 #undef ENVSYNC_LIBPQ_MEMBER
 };
 
+// Never destroyed: a connection closed while the process ends still finds it.
 const LibPq& Loaded() {
-  static const LibPq lib = [] {
+  static const LibPq& lib = *new LibPq([] {
     LibPq l;
     auto so = SharedLibrary::Open("libpq.so.5", "PostgreSQL environments and state stores");
     if (!so.ok()) {
@@ -53,7 +54,7 @@ const LibPq& Loaded() {
     ENVSYNC_LIBPQ_FUNCTIONS(ENVSYNC_LIBPQ_TAKE)
 #undef ENVSYNC_LIBPQ_TAKE
     return l;
-  }();
+  }());
   return lib;
 }
 
@@ -62,7 +63,8 @@ const LibPq& Loaded() {
 const LibPq& Lib() {
   const LibPq& lib = Loaded();
   if (!lib.status.ok()) {
-    std::fprintf(stderr, "envsync: libpq called before it was loaded: %s\n",
+    std::fprintf(stderr,
+                 "envsync: a libpq function was called, but libpq could not be loaded: %s\n",
                  lib.status.message().c_str());
     std::abort();
   }
