@@ -617,8 +617,8 @@ class PostgresEnvironment : public Environment {
   // The columns of every table of the current schema, read once.
   Status LoadColumns() {
     if (!columns_.empty()) return Status::Ok();
-    // What information_schema.columns says, read from the catalogs (1.0 ms on the issue-7
-    // databases against 10.7 ms through the view, on every connection): the columns the role
+    // What information_schema.columns says, read from the catalogs (2.7-2.9 ms on a new
+    // connection against 7-14 ms through the view, the platform's schema): the columns the role
     // may use, a domain's column with its base type, NOT NULL the column's or its domain's. The
     // types the adapter tells apart (bigint, integer, smallint, text, character varying,
     // double precision) are named as data_type names them; an array or an extension's type is
