@@ -395,10 +395,12 @@ Status ReadRecords(store::Environment& env, const RecordLayout& layout, const Re
   return Status::Ok();
 }
 
-PrefetchingReader::PrefetchingReader(TableReader* reader)
-    : reader_(reader), thread_([this] { Produce(); }) {}
+PrefetchingReader::PrefetchingReader(TableReader* reader, bool on_thread) : reader_(reader) {
+  if (on_thread) thread_ = std::thread([this] { Produce(); });
+}
 
 PrefetchingReader::~PrefetchingReader() {
+  if (!thread_.joinable()) return;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
@@ -433,6 +435,7 @@ void PrefetchingReader::Produce() {
 }
 
 bool PrefetchingReader::Next(Record* record) {
+  if (!thread_.joinable()) return reader_->Next(record);
   if (position_ >= current_.size()) {
     std::unique_lock<std::mutex> lock(mutex_);
     if (!current_.empty()) free_.push_back(std::move(current_));

@@ -142,10 +142,12 @@ Status ReadRecords(store::Environment& env, const RecordLayout& layout, const Re
 // Runs a TableReader on its own thread and hands its records over in batches through a
 // bounded queue, so the two sides of a comparison are read at once. Batches are recycled, so
 // records keep their buffers and streaming allocates nothing once warm.
+// With `on_thread` false the reader runs on the caller's thread: for a few records (a tracked
+// compare's handful of IDs) starting and joining a thread costs more than it saves.
 // Thread safety: Next is called from one consumer thread.
 class PrefetchingReader {
  public:
-  explicit PrefetchingReader(TableReader* reader);
+  explicit PrefetchingReader(TableReader* reader, bool on_thread = true);
   ~PrefetchingReader();
 
   // Swaps the next record into `record`.

@@ -1556,6 +1556,38 @@ Comparison ManyChanges(const std::string& id, int n) {
   return c;
 }
 
+// The WAL checkpointer: opening the store starts no thread (a tracked compare, `show`); a commit
+// that leaves 1,000 pages in the WAL starts it, and it copies the WAL into the database file
+// while the store is still open.
+TEST_F(SqliteStateStoreTest, CheckpointerStartsWithTheFirstLargeCommit) {
+  auto threads = [] {
+    size_t n = 0;
+    for (const auto& task : fs::directory_iterator("/proc/self/task")) n += task.exists() ? 1 : 0;
+    return n;
+  };
+  const size_t before = threads();
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(threads(), before) << "opening the store started a thread";
+  ASSERT_TRUE(store->SaveComparison(FullComparison("c-small")).ok());
+  EXPECT_EQ(threads(), before) << "a small commit started a thread";
+  const uintmax_t small = fs::file_size(path_);
+
+  // 12,000 changes with 2 KB of text each: ≈ 1,600 pages of 16 KiB in one commit.
+  Comparison big = ManyChanges("c-big", 12000);
+  for (Change& change : big.changes) change.fields[0].source = std::string(2000, 'x');
+  ASSERT_TRUE(store->SaveComparison(big).ok());
+  uintmax_t size = fs::file_size(path_);
+  for (int i = 0; i < 1000 && size < small + 16'000'000; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    size = fs::file_size(path_);
+  }
+  EXPECT_GE(size, small + 16'000'000) << "the WAL was not copied into the database";
+  EXPECT_GT(threads(), before);
+  store.reset();
+  EXPECT_EQ(threads(), before) << "the checkpointer outlived its store";
+}
+
 // A page lists a tab's changes in comparison order; the filter matches record, key or module,
 // ignoring case; the total counts every match, not only the page.
 TEST_P(StateStoreTest, ChangePageFiltersAndPages) {

@@ -8,6 +8,7 @@
 #include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <system_error>
 #include <thread>
 
 #include "envsync/store/json_codec.h"
@@ -308,6 +309,8 @@ class SqliteBaseCursor : public BaseCursor {
 // start; now the copy runs beside the target's commit and the bases. A PASSIVE checkpoint never
 // blocks the writer, and a checkpoint is SQLite's own crash-safe step wherever it is cut off.
 // Whatever is left when the store closes, the last connection's close checkpoints, as before.
+// The thread and its connection start with the first checkpoint asked for: most commands (a
+// tracked compare, `show`) never fill the WAL that far.
 class WalCheckpointer {
  public:
   WalCheckpointer() = default;
@@ -316,24 +319,24 @@ class WalCheckpointer {
   ~WalCheckpointer() { Stop(); }
 
   // Takes over `writer`'s automatic checkpoints (sqlite3_wal_hook replaces them).
-  Status Start(const std::string& path, sqlite3* writer, const std::string& what) {
-    ENVSYNC_RETURN_IF_ERROR(db_.Open(path, /*read_only=*/false, what));
-    ENVSYNC_RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous = NORMAL"));
-    sqlite3_wal_hook(writer, &WalCheckpointer::Committed, this);
+  void Start(const std::string& path, sqlite3* writer, const std::string& what) {
+    path_ = path;
+    what_ = what;
     writer_ = writer;
-    thread_ = std::thread([this] { Run(); });
-    return Status::Ok();
+    sqlite3_wal_hook(writer, &WalCheckpointer::Committed, this);
   }
 
   void Stop() {
-    if (!thread_.joinable()) return;
+    if (writer_ == nullptr) return;
+    // After this no commit calls Committed (the hook is changed under the connection's mutex).
     sqlite3_wal_hook(writer_, nullptr, nullptr);
+    writer_ = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stop_ = true;
     }
     wake_.notify_one();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
   }
 
  private:
@@ -346,6 +349,13 @@ class WalCheckpointer {
       {
         std::lock_guard<std::mutex> lock(checkpointer->mutex_);
         checkpointer->pending_ = true;
+        if (!checkpointer->thread_.joinable()) {
+          try {
+            checkpointer->thread_ = std::thread([checkpointer] { checkpointer->Run(); });
+          } catch (const std::system_error&) {
+            // No thread to spare: the store's close checkpoints what is left.
+          }
+        }
       }
       checkpointer->wake_.notify_one();
     }
@@ -353,6 +363,11 @@ class WalCheckpointer {
   }
 
   void Run() {
+    // A connection that cannot open checkpoints nothing; the store's close still does.
+    if (!db_.Open(path_, /*read_only=*/false, what_).ok() ||
+        !db_.Exec("PRAGMA synchronous = NORMAL").ok()) {
+      return;
+    }
     std::unique_lock<std::mutex> lock(mutex_);
     while (true) {
       wake_.wait(lock, [this] { return pending_ || stop_; });
@@ -366,6 +381,8 @@ class WalCheckpointer {
     }
   }
 
+  std::string path_;
+  std::string what_;
   SqliteDb db_;
   sqlite3* writer_ = nullptr;
   std::thread thread_;
@@ -396,7 +413,8 @@ class SqliteStateStore : public StateStore {
     ENVSYNC_RETURN_IF_ERROR(writer_.Open(path_, /*read_only=*/false, what));
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL"));
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec(kWriterCache));
-    return checkpointer_.Start(path_, writer_.handle(), what);
+    checkpointer_.Start(path_, writer_.handle(), what);
+    return Status::Ok();
   }
 
   int SchemaVersion() const override { return version_; }
