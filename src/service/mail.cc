@@ -110,11 +110,9 @@ const Curl& LoadedCurl() {
   return curl;
 }
 
-Status SendSmtp(const MailConfig& config, const Mail& mail, const std::string& eml) {
-  const Curl& lib = LoadedCurl();
-  if (!lib.status.ok()) {
-    return Status::Unavailable(fmt::format("mail to {}: {}", mail.to, lib.status.message()));
-  }
+// One attempt through `lib`, which Deliver has loaded.
+Status SendSmtp(const Curl& lib, const MailConfig& config, const Mail& mail,
+                const std::string& eml) {
   CURL* curl = lib.easy_init();
   if (curl == nullptr) return Status::Unavailable("cannot start libcurl");
   Upload upload{&eml};
@@ -204,13 +202,14 @@ Result<std::string> Deliver(const MailConfig& config, const Mail& mail, int atte
     return path.string();
   }
   // Without libcurl no attempt can succeed: said at once, not after the pauses.
-  if (const Status& loaded = LoadedCurl().status; !loaded.ok()) {
-    return Status::Unavailable(fmt::format("mail to {}: {}", mail.to, loaded.message()));
+  const Curl& lib = LoadedCurl();
+  if (!lib.status.ok()) {
+    return Status::Unavailable(fmt::format("mail to {}: {}", mail.to, lib.status.message()));
   }
   Status status;
   int wait_ms = 500;
   for (int attempt = 1; attempt <= attempts; ++attempt) {
-    status = SendSmtp(config, mail, eml);
+    status = SendSmtp(lib, config, mail, eml);
     if (status.ok()) return std::string("sent to ") + mail.to;
     if (attempt < attempts) {
       pause(wait_ms);

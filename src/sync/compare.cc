@@ -444,9 +444,10 @@ Status Comparer::CompareTable(const TableSpec& table) {
                            : state_.ScanDirectBase(table.name);
     if (!base_cursor.ok()) return base_cursor.status();
     // One thread per side; this thread merges the two ID-ordered streams with the base. A
-    // plan's few IDs (at most a batch a side) are read here.
-    const bool few = source_context.only_ids != nullptr &&
-                     plan_->source_ids.size() + plan_->target_ids.size() < 1024;
+    // plan's few IDs (less than one batch for both sides together) are read here.
+    const bool few =
+        source_context.only_ids != nullptr &&
+        plan_->source_ids.size() + plan_->target_ids.size() < PrefetchingReader::kBatch;
     PrefetchingReader source(&source_reader, !few);
     PrefetchingReader target(&target_reader, !few);
 

@@ -7,7 +7,6 @@
 namespace envsync::sync {
 namespace {
 
-constexpr size_t kBatchSize = 1024;
 constexpr size_t kMaxQueuedBatches = 8;
 
 }  // namespace
@@ -419,11 +418,11 @@ void PrefetchingReader::Produce() {
         free_.pop_back();
       }
     }
-    batch.resize(kBatchSize);
+    batch.resize(kBatch);
     size_t n = 0;
-    while (n < kBatchSize && reader_->Next(&batch[n])) ++n;
+    while (n < kBatch && reader_->Next(&batch[n])) ++n;
     batch.resize(n);
-    const bool last = n < kBatchSize;
+    const bool last = n < kBatch;
     std::unique_lock<std::mutex> lock(mutex_);
     changed_.wait(lock, [&] { return stop_ || batches_.size() < kMaxQueuedBatches; });
     if (stop_) return;

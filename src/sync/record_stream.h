@@ -147,6 +147,9 @@ Status ReadRecords(store::Environment& env, const RecordLayout& layout, const Re
 // Thread safety: Next is called from one consumer thread.
 class PrefetchingReader {
  public:
+  // Records handed over at a time.
+  static constexpr size_t kBatch = 1024;
+
   explicit PrefetchingReader(TableReader* reader, bool on_thread = true);
   ~PrefetchingReader();
 

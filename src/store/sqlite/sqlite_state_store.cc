@@ -328,7 +328,8 @@ class WalCheckpointer {
 
   void Stop() {
     if (writer_ == nullptr) return;
-    // After this no commit calls Committed (the hook is changed under the connection's mutex).
+    // After this no commit calls Committed: the store is being closed, and its writer connection
+    // (opened without a mutex) is used by one thread at a time.
     sqlite3_wal_hook(writer_, nullptr, nullptr);
     writer_ = nullptr;
     {
