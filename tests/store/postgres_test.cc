@@ -10,6 +10,7 @@
 #include <csignal>
 #include <thread>
 
+#include "envsync/store/environment.h"
 #include "tests/store/pg_support.h"
 #include "tests/sync/compare_test_support.h"
 
@@ -413,6 +414,72 @@ TEST_F(PostgresTest, DigestCompareReadsOnlyWhatChangedAndAgreesWithAFullRead) {
 
 // The platform's tables in a schema whose name is quoted ("Shop", not folded to shop): the
 // schema's columns are read and tracking is enabled and removed there, found by its name.
+// A whole-table read streams through a cursor whose next FETCH is sent while the rows before
+// are being read (PgRowCursor): every row comes back once and in order across the growing
+// batches, while other statements run on the same connection between two rows (a second cursor
+// read whole, a point read), and a cursor dropped with a FETCH still in flight leaves the
+// connection usable.
+TEST_F(PostgresTest, CursorReadsAheadAndSharesItsConnection) {
+  const std::string db = prefix_ + "_cursor";
+  created_.push_back(db);
+  Pg(ServerUri()).Run("CREATE DATABASE " + db);
+  constexpr int kRows = 25000;  // past the batches of 1,000, 2,000, 4,000, 8,000 and 10,000 rows
+  Pg(DatabaseUri(db))
+      .Run(
+          "CREATE TABLE pages (id bigint PRIMARY KEY, body text NOT NULL); INSERT INTO pages "
+          "SELECT g, 'page ' || g FROM generate_series(1, " +
+          std::to_string(kRows) + ") g");
+  std::filesystem::create_directories(dir_);  // its assets folder
+  auto env = store::OpenEnvironment(EnvironmentConfig{"TEST", DatabaseUri(db), dir_.string()});
+  ASSERT_TRUE(env.ok()) << env.status().message();
+  store::Environment& pg = **env;
+  ASSERT_TRUE(pg.BeginSnapshot().ok());
+  store::ScanRequest all;
+  all.table = "pages";
+  all.columns = {"id", "body"};
+  all.order_by = {"id"};
+
+  auto first = pg.Scan(all);
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  std::vector<Value> row;
+  int64_t expected = 0;
+  while ((*first)->Next(&row)) {
+    ++expected;
+    ASSERT_EQ(row, (std::vector<Value>{expected, "page " + std::to_string(expected)}));
+    if (expected == 1500 || expected == 7777) {
+      // A FETCH of the first cursor is in flight: a second cursor read whole, and a point read.
+      auto second = pg.Scan(all);
+      ASSERT_TRUE(second.ok()) << second.status().message();
+      int64_t rows = 0;
+      std::vector<Value> other;
+      while ((*second)->Next(&other)) ++rows;
+      EXPECT_TRUE((*second)->status().ok()) << (*second)->status().message();
+      EXPECT_EQ(rows, kRows);
+      store::ScanRequest one = all;
+      one.equals = {{"id", int64_t{4242}}};
+      auto point = pg.Scan(one);
+      ASSERT_TRUE(point.ok()) << point.status().message();
+      ASSERT_TRUE((*point)->Next(&other));
+      EXPECT_EQ(other, (std::vector<Value>{int64_t{4242}, "page 4242"}));
+    }
+  }
+  EXPECT_TRUE((*first)->status().ok()) << (*first)->status().message();
+  EXPECT_EQ(expected, kRows);
+
+  // Dropped after its first batch, with the next one asked for and not read.
+  auto dropped = pg.Scan(all);
+  ASSERT_TRUE(dropped.ok()) << dropped.status().message();
+  ASSERT_TRUE((*dropped)->Next(&row));
+  dropped->reset();
+  auto after = pg.Scan(all);
+  ASSERT_TRUE(after.ok()) << after.status().message();
+  int64_t rows = 0;
+  while ((*after)->Next(&row)) ++rows;
+  EXPECT_TRUE((*after)->status().ok()) << (*after)->status().message();
+  EXPECT_EQ(rows, kRows);
+  EXPECT_TRUE(pg.EndSnapshot().ok());
+}
+
 TEST_F(PostgresTest, TrackingInAMixedCaseSchemaIsEnabledAndRemoved) {
   Build(Start::kPendingWork);
   const std::string db = prefix_ + "_mixed";

@@ -17,6 +17,8 @@
   X(PQerrorMessage) \
   X(PQexec) \
   X(PQexecParams) \
+  X(PQsendQuery) \
+  X(PQgetResult) \
   X(PQresultStatus) \
   X(PQresultErrorMessage) \
   X(PQresultErrorField) \
@@ -95,6 +97,8 @@ PGresult* PQexecParams(PGconn* conn, const char* command, int nParams, const Oid
   return Lib().PQexecParams(conn, command, nParams, paramTypes, paramValues, paramLengths,
                             paramFormats, resultFormat);
 }
+int PQsendQuery(PGconn* conn, const char* query) { return Lib().PQsendQuery(conn, query); }
+PGresult* PQgetResult(PGconn* conn) { return Lib().PQgetResult(conn); }
 ExecStatusType PQresultStatus(const PGresult* res) { return Lib().PQresultStatus(res); }
 char* PQresultErrorMessage(const PGresult* res) { return Lib().PQresultErrorMessage(res); }
 char* PQresultErrorField(const PGresult* res, int fieldcode) {

@@ -79,9 +79,13 @@ Status PgConnection::Open(const std::string& uri, const std::string& what) {
 }
 
 Result<PgResult> PgConnection::Query(const std::string& sql, const Params& params) {
+  Settle();
   const std::vector<const char*> values = params.Pointers();
-  PgResult result(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                               values.data(), nullptr, nullptr, 0));
+  return Checked(PgResult(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                                       values.data(), nullptr, nullptr, 0)));
+}
+
+Result<PgResult> PgConnection::Checked(PgResult result) {
   const ExecStatusType status = PQresultStatus(result.r);
   if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) return Error(result.r);
   const int rows = PQntuples(result.r);
@@ -94,10 +98,43 @@ Result<PgResult> PgConnection::Query(const std::string& sql, const Params& param
 }
 
 Status PgConnection::Exec(const std::string& sql) {
+  Settle();
   PgResult result(PQexec(conn_, sql.c_str()));
   const ExecStatusType status = PQresultStatus(result.r);
   if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) return Error(result.r);
   return Status::Ok();
+}
+
+Result<uint64_t> PgConnection::Send(const std::string& sql) {
+  Settle();
+  if (PQsendQuery(conn_, sql.c_str()) == 0) return Error(nullptr);
+  in_flight_ = ++last_ticket_;
+  return in_flight_;
+}
+
+void PgConnection::Settle() {
+  if (in_flight_ == 0) return;
+  // The first result is the statement's; libpq ends each with a null one.
+  PgResult result(PQgetResult(conn_));
+  while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+  settled_.emplace_back(in_flight_, Checked(std::move(result)));
+  in_flight_ = 0;
+}
+
+Result<PgResult> PgConnection::Receive(uint64_t ticket) {
+  if (in_flight_ == ticket) Settle();
+  for (auto it = settled_.begin(); it != settled_.end(); ++it) {
+    if (it->first != ticket) continue;
+    Result<PgResult> result = std::move(it->second);
+    settled_.erase(it);
+    return result;
+  }
+  return Status::Internal(fmt::format("{}: nothing was sent with ticket {}", what_, ticket));
+}
+
+void PgConnection::Forget(uint64_t ticket) {
+  if (in_flight_ == ticket) Settle();
+  std::erase_if(settled_, [ticket](const auto& entry) { return entry.first == ticket; });
 }
 
 Status PgConnection::Error(PGresult* r) const {

@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "envsync/core/status.h"
@@ -56,15 +57,31 @@ class PgConnection {
   Status Exec(const std::string& sql);
   Status Error(PGresult* r) const;
 
+  // Sends `sql` (no parameters) without waiting for it: the server works on it while the
+  // caller does something else, and Receive(ticket) takes its result. One statement is in
+  // flight at a time: any other statement on the connection first receives it and keeps the
+  // result for its ticket.
+  Result<uint64_t> Send(const std::string& sql);
+  Result<PgResult> Receive(uint64_t ticket);
+  // Drops what was sent with `ticket` and not received (waiting for it if it is in flight).
+  void Forget(uint64_t ticket);
+
   bool InTransaction() const { return PQtransactionStatus(conn_) == PQTRANS_INTRANS; }
   // Bytes of row values received so far.
   uint64_t bytes_read() const { return bytes_read_; }
   const std::string& what() const { return what_; }
 
  private:
+  // The statement in flight's result, checked, kept for its ticket.
+  void Settle();
+  Result<PgResult> Checked(PgResult result);
+
   PGconn* conn_ = nullptr;
   std::string what_;
   uint64_t bytes_read_ = 0;
+  uint64_t last_ticket_ = 0;
+  uint64_t in_flight_ = 0;  // the ticket of the statement sent and not yet received, or 0
+  std::vector<std::pair<uint64_t, Result<PgResult>>> settled_;
 };
 
 }  // namespace envsync::store

@@ -53,39 +53,46 @@ ValueView ViewOfField(PGresult* r, int row, int column) {
   }
 }
 
-// Streams a query through a server-side cursor, `kBatch` rows per round trip, so a table is
-// never held whole in memory.
+// Streams a query through a server-side cursor, so a table is never held whole in memory. Each
+// FETCH is sent as soon as the one before has arrived, and the server reads it while envsync
+// works on the rows before; the batches grow from kFirstBatch rows to kBatch, so the first rows
+// come back soon and a long read takes few round trips.
 class PgRowCursor : public RowCursor {
  public:
+  static constexpr int kFirstBatch = 1000;
   static constexpr int kBatch = 10000;
   PgRowCursor(PgConnection* conn, std::string cursor, size_t columns, PgResult first)
       : conn_(conn), cursor_(std::move(cursor)), columns_(columns), batch_(std::move(first)) {
     streaming_ = !cursor_.empty();
   }
   ~PgRowCursor() override {
+    if (ticket_ != 0) conn_->Forget(ticket_);
     if (streaming_ && conn_->InTransaction()) (void)conn_->Exec("CLOSE " + cursor_);
   }
 
   bool NextView(std::vector<ValueView>* row) override {
     if (done_) return false;
     while (batch_.r == nullptr || next_ >= PQntuples(batch_.r)) {
-      if (!streaming_ || (batch_.r != nullptr && PQntuples(batch_.r) < kBatch && fetched_)) {
+      if (!streaming_ || (batch_.r != nullptr && fetched_ && PQntuples(batch_.r) < batch_asked_)) {
         done_ = true;
         return false;
       }
-      auto more = conn_->Query(fmt::format("FETCH {} FROM {}", kBatch, cursor_));
+      const Status sent = ticket_ != 0 ? Status::Ok() : Ask();
+      auto more = sent.ok() ? conn_->Receive(ticket_) : Result<PgResult>(sent);
+      ticket_ = 0;
       if (!more.ok()) {
         status_ = more.status().WithContext("reading");
         done_ = true;
         return false;
       }
       batch_ = std::move(*more);
+      batch_asked_ = asked_;
       fetched_ = true;
       next_ = 0;
-      if (PQntuples(batch_.r) == 0) {
-        done_ = true;
-        return false;
-      }
+      if (PQntuples(batch_.r) < batch_asked_) continue;  // the last batch: nothing to ask ahead
+      // A full batch: the next is asked for now, read by the server beside this one's rows (a
+      // failure to send shows again at the next Ask).
+      (void)Ask();
     }
     row->resize(columns_);
     for (size_t i = 0; i < columns_; ++i) {
@@ -97,12 +104,24 @@ class PgRowCursor : public RowCursor {
   Status status() const override { return status_; }
 
  private:
+  // Sends the next FETCH, of twice the rows of the one before (at most kBatch).
+  Status Ask() {
+    asked_ = asked_ == 0 ? kFirstBatch : std::min(asked_ * 2, kBatch);
+    auto sent = conn_->Send(fmt::format("FETCH {} FROM {}", asked_, cursor_));
+    if (!sent.ok()) return sent.status();
+    ticket_ = *sent;
+    return Status::Ok();
+  }
+
   PgConnection* conn_;
   std::string cursor_;
   size_t columns_;
   PgResult batch_;
   bool streaming_ = false;
   bool fetched_ = false;
+  uint64_t ticket_ = 0;  // of the FETCH sent and not yet received, or 0
+  int asked_ = 0;        // rows the last FETCH sent asked for
+  int batch_asked_ = 0;  // rows the FETCH of batch_ asked for
   int next_ = 0;
   bool done_ = false;
   Status status_;
