@@ -204,11 +204,14 @@ Result<Comparison> Comparer::Run() {
   ENVSYNC_RETURN_IF_ERROR(source_.BeginSnapshot());
   ENVSYNC_RETURN_IF_ERROR(target_.BeginSnapshot());
   if (TrackingEnabled()) {
-    for (auto [env, tracking] :
-         {std::pair{&source_, &source_tracking_}, std::pair{&target_, &target_tracking_}}) {
-      auto state = env->ReadTracking();
-      if (!state.ok()) return state.status();
-      *tracking = std::move(*state);
+    // Both sides at once (on a database server, a few round trips each).
+    auto source_state = std::async(std::launch::async, [&] { return source_.ReadTracking(); });
+    auto target_state = target_.ReadTracking();
+    auto source_state_now = source_state.get();
+    for (auto [env, tracking, state] : {std::tuple{&source_, &source_tracking_, &source_state_now},
+                                        std::tuple{&target_, &target_tracking_, &target_state}}) {
+      if (!state->ok()) return state->status();
+      *tracking = std::move(**state);
       if (!*tracking) continue;
       for (const std::string& table : (*tracking)->broken) {
         comparison_.warnings.push_back(Warning{
@@ -431,8 +434,19 @@ Status Comparer::CompareTable(const TableSpec& table) {
   {
     TableReader source_reader(source_, layout, source_context);
     TableReader target_reader(target_, layout, target_context);
-    ENVSYNC_RETURN_IF_ERROR(source_reader.Start());
-    ENVSYNC_RETURN_IF_ERROR(target_reader.Start());
+    // A plan's few IDs (less than one batch for both sides together) are read on this thread;
+    // otherwise each side is read on a thread of its own, and both sides' queries start at once
+    // (on a database server, planning a read of 11,000 IDs takes 4-7 ms).
+    const bool few =
+        source_context.only_ids != nullptr &&
+        plan_->source_ids.size() + plan_->target_ids.size() < PrefetchingReader::kBatch;
+    {
+      std::future<Status> source_started = std::async(
+          few ? std::launch::deferred : std::launch::async, [&] { return source_reader.Start(); });
+      const Status target_started = target_reader.Start();
+      ENVSYNC_RETURN_IF_ERROR(source_started.get());
+      ENVSYNC_RETURN_IF_ERROR(target_started);
+    }
     // Only the bases of the records read, when a plan leaves most of them unread.
     std::vector<int64_t> read_ids;
     if (source_context.only_ids != nullptr) {
@@ -443,11 +457,7 @@ Status Comparer::CompareTable(const TableSpec& table) {
                            ? state_.ScanDirectBase(table.name, read_ids)
                            : state_.ScanDirectBase(table.name);
     if (!base_cursor.ok()) return base_cursor.status();
-    // One thread per side; this thread merges the two ID-ordered streams with the base. A
-    // plan's few IDs (less than one batch for both sides together) are read here.
-    const bool few =
-        source_context.only_ids != nullptr &&
-        plan_->source_ids.size() + plan_->target_ids.size() < PrefetchingReader::kBatch;
+    // This thread merges the two ID-ordered streams with the base.
     PrefetchingReader source(&source_reader, !few);
     PrefetchingReader target(&target_reader, !few);
 

@@ -136,7 +136,13 @@ class PostgresEnvironment : public Environment {
         assets_(config.assets),
         access_(access) {}
 
-  Status Open() { return conn_.Open(uri_, fmt::format("environment {} ({})", name_, location_)); }
+  // Connects and reads the schema's columns, which every use of an environment needs: a
+  // compare opens both environments at once, so each side's catalog query runs beside the
+  // other's instead of after it.
+  Status Open() {
+    ENVSYNC_RETURN_IF_ERROR(conn_.Open(uri_, fmt::format("environment {} ({})", name_, location_)));
+    return LoadColumns();
+  }
 
   const std::string& name() const override { return name_; }
   const std::string& location() const override { return location_; }
