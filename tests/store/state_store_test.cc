@@ -2151,6 +2151,34 @@ TEST_F(PostgresStateStoreTest, NewerSchemaIsRefusedNamingServerWithoutPassword) 
   EXPECT_EQ(pg.Run("SELECT count(*) FROM jobs"), "1|\n");
 }
 
+// A state store pointed at another application's schema (the platform's, which has a `users`
+// table) is refused before anything is written, naming the tables in the way; the same database
+// with a schema of its own for the state works.
+TEST_F(PostgresStateStoreTest, SchemaHoldingOtherTablesIsRefusedNamingThem) {
+  envsync::testing::Pg pg(location_);
+  pg.Run(
+      "CREATE TABLE users (id bigint PRIMARY KEY, email text); CREATE TABLE audit (id "
+      "bigint); CREATE TABLE orders (id bigint)");
+  auto refused = OpenStateStore(location_);
+  ASSERT_FALSE(refused.ok());
+  const std::string& message = refused.status().message();
+  EXPECT_TRUE(refused.status().IsInvalidArgument()) << message;
+  EXPECT_NE(message.find("schema \"public\" already has tables named audit, users"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("a schema of its own"), std::string::npos) << message;
+  EXPECT_EQ(message.find(PasswordOf(location_)), std::string::npos) << message;
+  EXPECT_EQ(pg.Run("SELECT to_regclass('envsync_schema') IS NULL, count(*) FROM pg_tables WHERE "
+                   "schemaname = 'public'"),
+            "t|3|\n");
+
+  pg.Run("CREATE SCHEMA envsync_state");
+  auto own = OpenStateStore(location_ + "?options=-csearch_path%3Denvsync_state");
+  ASSERT_TRUE(own.ok()) << own.status().message();
+  EXPECT_EQ(pg.Run("SELECT version FROM envsync_state.envsync_schema"),
+            std::to_string(kStateSchemaVersion) + "|\n");
+}
+
 // A wrong password is Unavailable naming the store, and the password is not in the message.
 TEST_F(PostgresStateStoreTest, WrongPasswordIsUnavailableWithoutEchoingIt) {
   const std::string password = PasswordOf(location_);

@@ -1393,6 +1393,7 @@ class PostgresStateStore : public StateStore {
           "state store '{}' has schema version {}, which no envsync stores in PostgreSQL",
           location_, found));
     }
+    if (found == 0) ENVSYNC_RETURN_IF_ERROR(CheckSchemaIsFree());
     version_ = found;
     while (version_ < kStateSchemaVersion) {
       const int next = version_ == 0 ? kFirstVersion : version_ + 1;
@@ -1408,6 +1409,38 @@ class PostgresStateStore : public StateStore {
       version_ = next;
     }
     return Status::Ok();
+  }
+
+  // A store about to be made: none of the tables it makes may be in the schema already. The
+  // platform's own schema has a `users` table, and the first migration would fail on it with
+  // "relation "users" already exists", which does not say what to do.
+  Status CheckSchemaIsFree() {
+    std::string tables = "{";  // a text[] literal of plain names
+    for (const char* migration : kMigrations) {
+      const std::string_view text(migration);
+      constexpr std::string_view kCreate = "CREATE TABLE ";
+      for (size_t at = text.find(kCreate); at != std::string_view::npos;
+           at = text.find(kCreate, at + 1)) {
+        size_t name = at + kCreate.size();
+        if (text.substr(name).starts_with("IF NOT EXISTS ")) continue;  // envsync_schema
+        const size_t end = text.find_first_of(" (", name);
+        if (tables.size() > 1) tables += ',';
+        tables.append(text.substr(name, end - name));
+      }
+    }
+    auto taken = writer_.Query(
+        "SELECT string_agg(c.relname, ', ' ORDER BY c.relname), current_schema() "
+        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND c.relname = ANY($1::text[])",
+        Bind({tables + "}"}));
+    if (!taken.ok()) return taken.status();
+    if (taken->IsNull(0, 0)) return Status::Ok();
+    return Status::InvalidArgument(fmt::format(
+        "state store '{}': schema \"{}\" already has tables named {}, and none of envsync's "
+        "state (no envsync_schema table): it is another application's schema (the platform's?). "
+        "Nothing was written. Give envsync's state a database of its own, or a schema of its own "
+        "(create it, then add ?options=-csearch_path%3Denvsync_state to the state URI)",
+        location_, taken->Text(0, 1), taken->Text(0, 0)));
   }
 
   std::string uri_;
