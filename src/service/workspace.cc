@@ -48,27 +48,40 @@ Result<std::unique_ptr<store::Environment>> OpenNamed(const Config& config, cons
 
 // A comparison's or a sync's two environments, opened at once: opening one may be a connection
 // to a database server (TCP, authentication, the first queries), and the two need not wait for
-// each other. The source's error is the one reported when both fail; it is reported once the
-// target's open has ended too (a server that does not answer: its connect timeout).
+// each other. The source's error is the one reported when both fail, and it is reported as soon
+// as the source's open has failed: the target's open is left to end on its own thread (a server
+// that does not answer holds it until its connect timeout), which then closes what it opened.
 struct OpenedPair {
   std::unique_ptr<store::Environment> source;
   std::unique_ptr<store::Environment> target;
 };
+
 Result<OpenedPair> OpenPair(const Config& config, const std::string& source,
                             const std::string& source_field, const std::string& target,
                             const std::string& target_field, store::Access target_access) {
-  auto open_target = [&] { return OpenNamed(config, target, target_field, target_access); };
-  std::future<Result<std::unique_ptr<store::Environment>>> target_opened;
+  using Opened = Result<std::unique_ptr<store::Environment>>;
+  // The thread owns what it needs: it may outlive this call, and the config with it.
+  auto target_opened = std::make_shared<std::promise<Opened>>();
+  std::future<Opened> target_env = target_opened->get_future();
+  auto open_target = [target_opened, config = config, target, target_field, target_access] {
+    try {
+      target_opened->set_value(OpenNamed(config, target, target_field, target_access));
+    } catch (...) {
+      target_opened->set_exception(std::current_exception());  // rethrown by get(), as before
+    }
+  };
+  bool on_thread = true;
   try {
-    target_opened = std::async(std::launch::async, open_target);
+    std::thread(open_target).detach();
   } catch (const std::system_error&) {
-    target_opened = std::async(std::launch::deferred, open_target);  // no thread to spare
+    on_thread = false;  // no thread to spare: the target opens here, after the source
   }
   auto source_env = OpenNamed(config, source, source_field, store::Access::kReadOnly);
-  auto target_env = target_opened.get();
   if (!source_env.ok()) return source_env.status();
-  if (!target_env.ok()) return target_env.status();
-  return OpenedPair{std::move(*source_env), std::move(*target_env)};
+  if (!on_thread) open_target();
+  Opened opened = target_env.get();
+  if (!opened.ok()) return opened.status();
+  return OpenedPair{std::move(*source_env), std::move(*opened)};
 }
 
 Status CheckHome(const Config& config) {

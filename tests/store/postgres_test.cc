@@ -3,10 +3,15 @@
 // and both mixes; a sync on PostgreSQL gives the same target as on SQLite and moves the identity
 // sequences; and the faults: a server that is down, a wrong password, a connection dropped in
 // the middle of an apply.
+#include <arpa/inet.h>
+#include <fmt/format.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <thread>
 
@@ -190,6 +195,35 @@ TEST_F(PostgresTest, ServerDownIsNamed) {
 }
 
 // A wrong password is reported without the password.
+// A compare whose source cannot be opened says so at once, even while the target's server
+// does not answer: here a listening socket that never replies (no connect timeout would end
+// the wait for 10 s).
+TEST_F(PostgresTest, SourceErrorIsReportedWithoutWaitingForTheTarget) {
+  Build(Start::kPendingWork);
+  const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(silent, 4), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string hanging = fmt::format(
+      "postgresql://envsync:secret@127.0.0.1:{}/shop?connect_timeout=10", ntohs(address.sin_port));
+  const std::filesystem::path config =
+      Config("silent", hanging, (dir_ / "no-such-test.db").string());
+
+  const auto started = std::chrono::steady_clock::now();
+  CliRun run = Cli(config, {"compare", "--from", "TEST", "--to", "PROD"});
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.err.find("no-such-test.db"), std::string::npos) << run.err;
+  EXPECT_LT(seconds, 5.0) << run.err;
+  ::close(silent);  // the target's open, still waiting, now ends
+}
+
 TEST_F(PostgresTest, BadCredentialsAreReportedWithoutThePassword) {
   Build(Start::kCommonWithBase);
   std::string uri = DatabaseUri("postgres");
