@@ -396,6 +396,22 @@ TEST_F(PostgresTest, DigestCompareReadsOnlyWhatChangedAndAgreesWithAFullRead) {
     return run;
   };
 
+  // A new state store, with nothing recorded: the rows are digested without the pass over the
+  // buckets, and the result is a full read's from a new store too.
+  {
+    const std::filesystem::path fresh = Config("fresh", prod, test);
+    const std::filesystem::path fresh_full = Config("fresh-full", prod, test);
+    std::filesystem::remove(dir_ / "fresh-state.db");
+    std::filesystem::remove(dir_ / "fresh-full-state.db");
+    CliRun digested = Cli(fresh, compare);
+    setenv("ENVSYNC_REMOTE_DIGESTS", "0", 1);
+    CliRun read = Cli(fresh_full, compare);
+    unsetenv("ENVSYNC_REMOTE_DIGESTS");
+    ASSERT_EQ(digested.exit_code, 0) << digested.err;
+    ASSERT_EQ(read.exit_code, 0) << read.err;
+    EXPECT_EQ(Stable(digested.Json()), Stable(read.Json()));
+  }
+
   CliRun whole = full_read_from_here("whole-1");
   CliRun first = Cli(config, compare);
   ASSERT_EQ(first.exit_code, 0) << first.err;
@@ -446,8 +462,6 @@ TEST_F(PostgresTest, DigestCompareReadsOnlyWhatChangedAndAgreesWithAFullRead) {
   EXPECT_EQ(page.is_object() ? page.value("tab", "") : "", "modified") << page.dump();
 }
 
-// The platform's tables in a schema whose name is quoted ("Shop", not folded to shop): the
-// schema's columns are read and tracking is enabled and removed there, found by its name.
 // A whole-table read streams through a cursor whose next FETCH is sent while the rows before
 // are being read (PgRowCursor): every row comes back once and in order across the growing
 // batches, while other statements run on the same connection between two rows (a second cursor
@@ -514,6 +528,8 @@ TEST_F(PostgresTest, CursorReadsAheadAndSharesItsConnection) {
   EXPECT_TRUE(pg.EndSnapshot().ok());
 }
 
+// The platform's tables in a schema whose name is quoted ("Shop", not folded to shop): the
+// schema's columns are read and tracking is enabled and removed there, found by its name.
 TEST_F(PostgresTest, TrackingInAMixedCaseSchemaIsEnabledAndRemoved) {
   Build(Start::kPendingWork);
   const std::string db = prefix_ + "_mixed";
