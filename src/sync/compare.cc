@@ -686,7 +686,7 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
   constexpr int kLevels[] = {5, 0};
   std::vector<int64_t> within;
   int within_bits = 0;
-  std::set<int64_t> dirty_ids;
+  std::vector<int64_t> dirty_ids;  // sorted
   // Nothing recorded (the table's first compare, or a new mix): every bucket would differ, so
   // the rows are digested at once, without the pass over the buckets (≈ 4 s of a first compare
   // at 1M rows a side).
@@ -716,40 +716,70 @@ Result<std::optional<DigestPlan>> Comparer::PlanByDigests(const RecordLayout& la
         for (const auto& b : **now) plan.rows += b.rows;
       }
     }
-    std::map<int64_t, std::pair<Tally, Tally>> now;  // bucket -> (source, target)
-    for (const auto& b : *source_now) now[b.bucket].first = {b.rows, b.digest};
-    for (const auto& b : *target_now) now[b.bucket].second = {b.rows, b.digest};
-    std::map<int64_t, std::pair<Tally, Tally>> then;
-    std::set<int64_t> inside_set;
-    if (inside != nullptr) inside_set.insert(within.begin(), within.end());
+    // Both servers answer in bucket order and `recorded` is in ID order, so each list of
+    // tallies comes out in bucket order and one merge finds the buckets that differ (maps of
+    // 31,000 buckets filled from 1M recorded digests took ≈ 16 % of the comparing thread).
+    struct Bucket {
+      int64_t bucket = 0;
+      Tally source;
+      Tally target;
+      bool operator==(const Bucket&) const = default;
+    };
+    std::vector<Bucket> now;
+    now.reserve(std::max(source_now->size(), target_now->size()));
+    for (size_t i = 0, j = 0; i < source_now->size() || j < target_now->size();) {
+      const store::DigestBucket* s = i < source_now->size() ? &(*source_now)[i] : nullptr;
+      const store::DigestBucket* t = j < target_now->size() ? &(*target_now)[j] : nullptr;
+      const int64_t bucket = s == nullptr   ? t->bucket
+                             : t == nullptr ? s->bucket
+                                            : std::min(s->bucket, t->bucket);
+      Bucket b{bucket, {}, {}};
+      if (s != nullptr && s->bucket == bucket) {
+        b.source = {s->rows, s->digest};
+        ++i;
+      }
+      if (t != nullptr && t->bucket == bucket) {
+        b.target = {t->rows, t->digest};
+        ++j;
+      }
+      now.push_back(b);
+    }
+    std::vector<Bucket> then;
     for (const Recorded& r : recorded) {
-      if (inside != nullptr && !inside_set.contains(r.id >> within_bits)) continue;
-      auto& [source, target] = then[r.id >> bits];
-      ++source.rows;
-      source.digest ^= r.source;
-      ++target.rows;
-      target.digest ^= r.target;
+      if (inside != nullptr &&
+          !std::binary_search(within.begin(), within.end(), r.id >> within_bits)) {
+        continue;
+      }
+      const int64_t bucket = r.id >> bits;
+      if (then.empty() || then.back().bucket != bucket) then.push_back(Bucket{bucket, {}, {}});
+      ++then.back().source.rows;
+      then.back().source.digest ^= r.source;
+      ++then.back().target.rows;
+      then.back().target.digest ^= r.target;
     }
     std::vector<int64_t> dirty;
-    for (const auto& [bucket, tallies] : now) {
-      auto it = then.find(bucket);
-      if (it == then.end() || !(it->second == tallies)) dirty.push_back(bucket);
+    for (size_t i = 0, j = 0; i < now.size() || j < then.size();) {
+      if (j == then.size() || (i < now.size() && now[i].bucket < then[j].bucket)) {
+        dirty.push_back(now[i++].bucket);  // no base recorded in it
+      } else if (i == now.size() || then[j].bucket < now[i].bucket) {
+        dirty.push_back(then[j++].bucket);  // its rows are gone
+      } else {
+        if (!(now[i] == then[j])) dirty.push_back(now[i].bucket);
+        ++i;
+        ++j;
+      }
     }
-    for (const auto& [bucket, tallies] : then) {
-      if (!now.contains(bucket)) dirty.push_back(bucket);
-    }
-    std::sort(dirty.begin(), dirty.end());
     if (bits == 0) {
       // Single rows: the digests of these are what a base written now keeps.
       for (const auto& b : *source_now) plan.source_digests.push_back({b.bucket, b.digest});
       for (const auto& b : *target_now) plan.target_digests.push_back({b.bucket, b.digest});
-      dirty_ids.insert(dirty.begin(), dirty.end());
+      dirty_ids = dirty;
     }
     within = std::move(dirty);
     within_bits = bits;
     if (within.empty()) break;
   }
-  ExpandToPairs(table.name, std::vector<int64_t>(dirty_ids.begin(), dirty_ids.end()), &plan);
+  ExpandToPairs(table.name, dirty_ids, &plan);
   plan.read_all =
       static_cast<int64_t>(plan.source_ids.size() + plan.target_ids.size()) > plan.rows / 4;
   return std::optional<DigestPlan>(std::move(plan));

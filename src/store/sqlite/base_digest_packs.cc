@@ -77,7 +77,8 @@ Result<std::optional<std::vector<BaseDigests>>> BaseDigestPacks::Load(SqliteDb& 
                                                                       const std::string& table) {
   // One statement, so the mark and the packs come from one snapshot.
   auto statement = db.Prepare(
-      "SELECT NULL, NULL FROM base_digest_marks WHERE table_name = ?1 UNION ALL "
+      "SELECT NULL, (SELECT sum(length(entries)) FROM base_digest_packs WHERE table_name = ?1) "
+      "FROM base_digest_marks WHERE table_name = ?1 UNION ALL "
       "SELECT chunk, entries FROM base_digest_packs WHERE table_name = ?1 ORDER BY 1");
   if (!statement.ok()) return statement.status();
   statement->Bind(1, table);
@@ -90,6 +91,10 @@ Result<std::optional<std::vector<BaseDigests>>> BaseDigestPacks::Load(SqliteDb& 
   sqlite3_stmt* row = statement->get();
   if (sqlite3_column_type(row, 0) != SQLITE_NULL) return Digests();  // not marked
   std::vector<BaseDigests> digests;
+  // Sized once from the packs' bytes (read from their headers, not their pages): growing it by
+  // doubling touched ≈ twice its memory (1M entries: 24 MB).
+  digests.reserve(static_cast<size_t>(std::max<int64_t>(0, sqlite3_column_int64(row, 1))) /
+                  kEntryBytes);
   while (statement->Step(&status)) {
     if (sqlite3_column_type(row, 0) != SQLITE_INTEGER) return Digests();
     int size = 0;
