@@ -1,5 +1,7 @@
 #include "envsync/core/identity_map.h"
 
+#include <algorithm>
+
 namespace envsync {
 
 Side SideOf(const std::string& environment) {
@@ -35,6 +37,20 @@ bool IdentityMap::IsDirect(const std::string& table, int64_t id) const {
   const TablePairs* pairs = Find(table);
   if (pairs == nullptr) return true;
   return !pairs->prod_to_test.contains(id) && !pairs->test_to_prod.contains(id);
+}
+
+std::vector<int64_t> IdentityMap::PairedIds(const std::string& table) const {
+  std::vector<int64_t> ids;
+  if (const TablePairs* pairs = Find(table)) {
+    ids.reserve(pairs->prod_to_test.size() * 2);
+    for (const auto& [prod, test] : pairs->prod_to_test) {
+      ids.push_back(prod);
+      ids.push_back(test);
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  }
+  return ids;
 }
 
 std::optional<int64_t> IdentityMap::Counterpart(const std::string& table, Side from,

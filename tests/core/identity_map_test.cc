@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace envsync {
 namespace {
@@ -48,6 +50,24 @@ TEST(IdentityMap, PairedIdsAreNotDirect) {
   const IdentityMap map = Test8IsProd63();
   EXPECT_FALSE(map.IsDirect(kTable, 8));
   EXPECT_FALSE(map.IsDirect(kTable, 63));
+}
+
+// PairedIds lists exactly the IDs IsDirect refuses, in order, once each, after pairs replaced
+// each other and across a swap (PROD 5 <-> TEST 9 and PROD 9 <-> TEST 5 name 5 and 9 once).
+TEST(IdentityMap, PairedIdsAreTheIdsThatAreNotDirectAscending) {
+  IdentityMap map = Test8IsProd63();
+  map.Add(kTable, 5, 9);
+  map.Add(kTable, 9, 5);
+  map.Add(kTable, 40, 2);
+  map.Add(kTable, 40, 3);  // replaces PROD 40 <-> TEST 2: 2 is direct again
+  map.Add("gallery_files", 1, 7);
+  const std::vector<int64_t> paired = map.PairedIds(kTable);
+  EXPECT_EQ(paired, (std::vector<int64_t>{3, 5, 8, 9, 40, 63}));
+  for (int64_t id = 0; id <= 70; ++id) {
+    EXPECT_EQ(map.IsDirect(kTable, id), !std::binary_search(paired.begin(), paired.end(), id))
+        << id;
+  }
+  EXPECT_TRUE(map.PairedIds("menus").empty());
 }
 
 // TEST 8's counterpart is PROD 63.
