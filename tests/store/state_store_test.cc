@@ -1556,6 +1556,61 @@ Comparison ManyChanges(const std::string& id, int n) {
   return c;
 }
 
+// A comparison of many changes (more than one commit's worth in a SQLite store) comes back
+// whole and in order; saving another under its ID is refused and keeps the stored one whole,
+// and leaves no transaction open.
+TEST_P(StateStoreTest, ALargeComparisonIsStoredWholeOrNotAtAll) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const Comparison big = ManyChanges("c-big", 7000);
+  ASSERT_TRUE(store->SaveComparison(big).ok());
+  auto loaded = store->LoadComparison("c-big");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  ASSERT_EQ(loaded->changes.size(), big.changes.size());
+  for (size_t i = 0; i < big.changes.size(); i += 997) {
+    EXPECT_EQ(Show(loaded->changes[i].source_id), Show(big.changes[i].source_id)) << i;
+    EXPECT_EQ(loaded->changes[i].tab, big.changes[i].tab) << i;
+  }
+
+  Comparison again = ManyChanges("c-big", 5000);
+  const Status refused = store->SaveComparison(again);
+  EXPECT_TRUE(refused.IsInvalidArgument()) << refused.message();
+  EXPECT_NE(refused.message().find("c-big"), std::string::npos) << refused.message();
+  loaded = store->LoadComparison("c-big");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->changes.size(), big.changes.size());
+
+  EXPECT_TRUE(store->SaveComparison(FullComparison("c-after")).ok());
+}
+
+// A save that fails part-way, past its first commits (change 6,000 refused by a trigger),
+// takes back the changes it committed: nothing of the comparison is left, and the store
+// stores the next one.
+TEST_F(SqliteStateStoreTest, ALargeComparisonFailingPartWayLeavesNothing) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+  }
+  ExecSql(path_,
+          "CREATE TRIGGER refuse_6000 BEFORE INSERT ON changes WHEN NEW.seq = 6000 "
+          "BEGIN SELECT RAISE(ABORT, 'change 6000 refused'); END;");
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const Status failed = store->SaveComparison(ManyChanges("c-broken", 7000));
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.message().find("change 6000 refused"), std::string::npos) << failed.message();
+  EXPECT_TRUE(store->LoadComparison("c-broken").status().IsNotFound());
+  store.reset();
+  EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM changes"), 0);
+  EXPECT_EQ(QueryInteger(path_, "SELECT count(*) FROM comparisons_being_stored"), 0);
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(store->SaveComparison(ManyChanges("c-after", 3000)).ok());
+  auto loaded = store->LoadComparison("c-after");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->changes.size(), 3000u);
+}
+
 // The WAL checkpointer: opening the store starts no thread (a tracked compare, `show`); a commit
 // that leaves 1,000 pages in the WAL starts it, and it copies the WAL into the database file
 // while the store is still open.

@@ -366,7 +366,7 @@ class StateStore {
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location);
 
 // The current version of the state store's schema.
-inline constexpr int kStateSchemaVersion = 13;
+inline constexpr int kStateSchemaVersion = 14;
 
 }  // namespace envsync::store
 

@@ -236,6 +236,12 @@ COMMENT ON COLUMN sync_records.pre_image IS 'the record before the sync as JSON:
     R"sql(
 COMMENT ON COLUMN changes.body IS 'a change as JSON; a field''s base_as names the side its base repeats, its target_edit the target as an edit of its source';
 )sql",
+    // Nothing here: version 14 is the SQLite store's comparisons stored in several commits
+    // (comparisons_being_stored); this store keeps one transaction a comparison, and the
+    // versions of the two stores go together.
+    R"sql(
+COMMENT ON TABLE changes IS 'the changes of each comparison, stored with its header in one transaction';
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kFirstVersion + kMigrationCount - 1 == kStateSchemaVersion);

@@ -11,6 +11,7 @@
 #include <system_error>
 #include <thread>
 
+#include "envsync/store/fault_injection.h"
 #include "envsync/store/json_codec.h"
 #include "envsync/store/state_store.h"
 #include "store/postgres/postgres_environment.h"
@@ -228,6 +229,15 @@ CREATE TABLE base_digest_marks (
     // source (`target_edit`, store::ChangeToStoredJson), which an envsync of version 12 would
     // read as a target of NULL; the version keeps such an envsync from opening this store.
     "SELECT 1",
+    // A comparison of many changes is stored in several commits (SaveComparison); its ID is
+    // listed here from the first until the last, which adds its header. An ID left here names
+    // changes a killed envsync left half stored, which no reader finds (every read starts from
+    // a header) and the next open that holds the store alone deletes.
+    R"sql(
+CREATE TABLE comparisons_being_stored (
+  comparison_id TEXT PRIMARY KEY
+);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
@@ -415,7 +425,7 @@ class SqliteStateStore : public StateStore {
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL"));
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec(kWriterCache));
     checkpointer_.Start(path_, writer_.handle(), what);
-    return Status::Ok();
+    return DiscardHalfStoredComparisons();
   }
 
   int SchemaVersion() const override { return version_; }
@@ -941,15 +951,37 @@ class SqliteStateStore : public StateStore {
     // instead of holding (and first touching) 64 MiB of fresh pages until the commit. At 1M
     // records and 21,018 changes, 217 MB peak RSS against 162 (docs/PERFORMANCE.md).
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec("PRAGMA cache_size = -8192"));
-    Status status = writer_.Exec("BEGIN IMMEDIATE");
+    // Many changes are committed kChangesPerCommit at a time, so the checkpointer copies each
+    // commit into the database on the other core while the next is inserted, instead of all
+    // 40 MB after the last (docs/PERFORMANCE.md). Readers see the comparison whole or not at
+    // all: its header comes with the last commit, and until then its ID is in
+    // comparisons_being_stored, with the store's job lock held (shared) so that no open
+    // mistakes it for what a killed envsync left (DiscardHalfStoredComparisons).
+    WorkLock storing;
+    bool in_commits = false;
+    if (c.changes.size() > kChangesPerCommit) {
+      auto held = storing.TryAcquireJob(path_);
+      in_commits = held.ok() && *held;  // else one commit, as a smaller comparison
+    }
+    Status status;
+    committed_changes_ = false;
+    if (in_commits) status = writer_.Exec("PRAGMA foreign_keys = OFF");  // the header comes last
+    if (status.ok()) status = writer_.Exec("BEGIN IMMEDIATE");
     if (status.ok()) {
       try {
-        status = InsertComparison(c);
+        status = InsertComparison(c, in_commits);
       } catch (const std::exception& e) {
         // A thread that cannot start, or memory that runs out, for the JSON written beside.
         status = Status::Internal(fmt::format("cannot store comparison '{}': {}", c.id, e.what()));
       }
       status = status.ok() ? writer_.Exec("COMMIT") : (writer_.Exec("ROLLBACK"), status);
+      // Changes already committed are taken back; with none, its ID may be another
+      // comparison's (a second save of one ID is refused, as in one commit), kept whole.
+      if (!status.ok() && committed_changes_) (void)DiscardChanges(c.id);
+    }
+    if (in_commits) {
+      const Status on = writer_.Exec("PRAGMA foreign_keys = ON");
+      if (status.ok()) status = on;
     }
     Status restored = writer_.Exec(kWriterCache);
     return status.ok() ? restored : status;
@@ -1363,7 +1395,39 @@ class SqliteStateStore : public StateStore {
     return Status::Ok();
   }
 
-  Status InsertComparison(const Comparison& c) {
+  // Inserts the comparison's header and its changes, inside the transaction the caller began.
+  // `in_commits`: its changes first, committed kChangesPerCommit at a time with its ID in
+  // comparisons_being_stored, then the header in the caller's last commit.
+  Status InsertComparison(const Comparison& c, bool in_commits) {
+    auto being_stored = [&](const char* sql) {
+      auto statement = writer_.Prepare(sql);
+      if (!statement.ok()) return statement.status();
+      statement->Bind(1, c.id);
+      return statement->Run();
+    };
+    if (in_commits) {
+      // The header comes last, so a stored comparison's ID is refused here, before any change.
+      auto stored = writer_.Prepare("SELECT 1 FROM comparisons WHERE id = ?1");
+      if (!stored.ok()) return stored.status();
+      stored->Bind(1, c.id);
+      Status status;
+      if (stored->Step(&status)) {
+        return Status::InvalidArgument(
+            fmt::format("cannot store comparison '{}': a comparison with that ID is stored", c.id));
+      }
+      ENVSYNC_RETURN_IF_ERROR(status.WithContext(writer_.what()));
+      ENVSYNC_RETURN_IF_ERROR(
+          being_stored("INSERT INTO comparisons_being_stored (comparison_id) VALUES (?1)"));
+    } else {
+      ENVSYNC_RETURN_IF_ERROR(InsertHeader(c));
+    }
+    ENVSYNC_RETURN_IF_ERROR(InsertChanges(c, in_commits));
+    if (!in_commits) return Status::Ok();
+    ENVSYNC_RETURN_IF_ERROR(InsertHeader(c));
+    return being_stored("DELETE FROM comparisons_being_stored WHERE comparison_id = ?1");
+  }
+
+  Status InsertHeader(const Comparison& c) {
     const TabCounts counts = c.Counts();
     auto head = writer_.Prepare(
         "INSERT INTO comparisons VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
@@ -1389,6 +1453,10 @@ class SqliteStateStore : public StateStore {
       return Status::InvalidArgument(
           fmt::format("cannot store comparison '{}': {}", c.id, status.message()));
     }
+    return Status::Ok();
+  }
+
+  Status InsertChanges(const Comparison& c, bool in_commits) {
     auto row = writer_.Prepare(
         "INSERT INTO changes (comparison_id, seq, tab, record, body, record_key, module) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
@@ -1420,10 +1488,58 @@ class SqliteStateStore : public StateStore {
         row->Bind(7, change.module);
         ENVSYNC_RETURN_IF_ERROR(row->Run());
         row->Reset();
+        if (in_commits && (i + 1) % kChangesPerCommit == 0 && i + 1 < count) {
+          ENVSYNC_RETURN_IF_ERROR(writer_.Exec("COMMIT"));
+          committed_changes_ = true;
+          CrashPoint("comparison_changes_committed");
+          ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
+        }
       }
     }
     return Status::Ok();
   }
+
+  // Deletes the changes of comparison `id` and its mark in comparisons_being_stored, in a
+  // transaction of its own.
+  Status DiscardChanges(const std::string& id) {
+    ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
+    Status status;
+    for (const char* sql : {"DELETE FROM changes WHERE comparison_id = ?1",
+                            "DELETE FROM comparisons_being_stored WHERE comparison_id = ?1"}) {
+      auto statement = writer_.Prepare(sql);
+      status = statement.ok() ? (statement->Bind(1, id), statement->Run()) : statement.status();
+      if (!status.ok()) break;
+    }
+    if (!status.ok()) {
+      (void)writer_.Exec("ROLLBACK");
+      return status.WithContext(writer_.what());
+    }
+    return writer_.Exec("COMMIT");
+  }
+
+  // What a killed envsync left half stored (SaveComparison): deleted when this open can hold
+  // the store alone (no other envsync is storing, syncing or running a job); else left for a
+  // later open. Its changes are unreachable meanwhile: every read starts from a header.
+  Status DiscardHalfStoredComparisons() {
+    std::vector<std::string> ids;
+    {
+      auto left = reader_.Prepare("SELECT comparison_id FROM comparisons_being_stored");
+      if (!left.ok()) return left.status();
+      Status status;
+      while (left->Step(&status)) ids.push_back(std::get<std::string>(left->Column(0)));
+      if (!status.ok()) return status.WithContext(reader_.what());
+    }
+    if (ids.empty()) return Status::Ok();
+    WorkLock alone;
+    auto held = alone.TryAcquire(path_);
+    if (!held.ok() || !*held) return Status::Ok();
+    for (const std::string& id : ids) ENVSYNC_RETURN_IF_ERROR(DiscardChanges(id));
+    return Status::Ok();
+  }
+
+  // Changes a comparison stores in one commit; more are committed this many at a time.
+  static constexpr size_t kChangesPerCommit = 2048;
+  bool committed_changes_ = false;  // by the SaveComparison under way
 
   // The writer's page cache: 64 MiB for the bases and a sync's journal, whose index writes
   // land all over the b-trees.
