@@ -116,22 +116,6 @@ int64_t FirstDifference(const std::string& a, const std::string& b) {
 }
 
 // An integer PRAGMA of a SQLite file, read with the plain SQLite API; -1 on error.
-// The first column of the first row `sql` gives on a SQLite file, or -1.
-int64_t QueryInteger(const fs::path& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  int64_t value = -1;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW) {
-      value = sqlite3_column_int64(stmt, 0);
-    }
-    sqlite3_finalize(stmt);
-  }
-  sqlite3_close(db);
-  return value;
-}
-
 int IntegerPragma(const fs::path& path, const char* pragma) {
   return static_cast<int>(QueryInteger(path, std::string("PRAGMA ") + pragma));
 }

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "envsync/store/state_store.h"
+#include "tests/store/sqlite_exec.h"
 #include "tests/sync/compare_test_support.h"
 #include "tests/sync/target_dump.h"
 
@@ -358,22 +359,6 @@ TEST_F(CrashTest, ScheduledSyncRunsAfterTheServerWasKilled) {
   EXPECT_EQ(jobs.Json().back()["state"], "succeeded");
 }
 
-// The first column of the first row of `sql` on the SQLite file `db_path` (-1 when none).
-int64_t CountIn(const std::filesystem::path& db_path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  int64_t value = -1;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK &&
-        sqlite3_step(statement) == SQLITE_ROW) {
-      value = sqlite3_column_int64(statement, 0);
-    }
-    sqlite3_finalize(statement);
-  }
-  sqlite3_close(db);
-  return value;
-}
-
 // A comparison of many changes is stored in several commits. Killed between two of them, the
 // compare leaves no comparison anyone can read, and the next envsync that holds the store
 // alone deletes the half-stored changes: never while another holds its job lock (it may be
@@ -381,39 +366,39 @@ int64_t CountIn(const std::filesystem::path& db_path, const std::string& sql) {
 TEST_F(CrashTest, CompareKilledBetweenItsCommitsLeavesNothingReadable) {
   const std::string first = Prepare();  // stored with its 20,000 modified pages
   const std::filesystem::path state = paths_.state;
-  const int64_t comparisons = CountIn(state, "SELECT count(*) FROM comparisons");
-  const int64_t changes = CountIn(state, "SELECT count(*) FROM changes");
+  const int64_t comparisons = store::QueryInteger(state, "SELECT count(*) FROM comparisons");
+  const int64_t changes = store::QueryInteger(state, "SELECT count(*) FROM changes");
   ASSERT_GT(changes, 20000);
   const std::vector<std::string> compare = {"--config", paths_.config.string(), "compare",
                                             "--from",   "TEST",                 "--to",
                                             "PROD",     "--json"};
   EXPECT_EQ(RunBinary(compare, "comparison_changes_committed#2"), -SIGKILL);
-  EXPECT_EQ(CountIn(state, "SELECT count(*) FROM comparisons_being_stored"), 1);
-  EXPECT_EQ(CountIn(state, "SELECT count(*) FROM changes"), changes + 2 * 2048)
+  EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM comparisons_being_stored"), 1);
+  EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM changes"), changes + 2 * 2048)
       << "two commits of changes were expected before the kill";
-  EXPECT_EQ(CountIn(state, "SELECT count(*) FROM comparisons"), comparisons);
+  EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM comparisons"), comparisons);
   {
     store::WorkLock other;  // another envsync running a job, or storing a comparison
     auto held = other.TryAcquireJob(state.string());
     ASSERT_TRUE(held.ok() && *held);
     ASSERT_EQ(RunBinary({"--config", paths_.config.string(), "history", "--json"}, ""), 0);
-    EXPECT_EQ(CountIn(state, "SELECT count(*) FROM comparisons_being_stored"), 1)
+    EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM comparisons_being_stored"), 1)
         << "half-stored changes were deleted while another envsync held the store";
   }
   Restart();
-  EXPECT_EQ(CountIn(state, "SELECT count(*) FROM comparisons_being_stored"), 0);
-  EXPECT_EQ(CountIn(state, "SELECT count(*) FROM changes"), changes);
+  EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM comparisons_being_stored"), 0);
+  EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM changes"), changes);
   CliRun shown = RunCli({"--config", paths_.config.string(), "show", first, "--json"});
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
   const size_t listed = shown.Json()["changes"].size();
   EXPECT_EQ(static_cast<int64_t>(listed),
-            CountIn(state, "SELECT count(*) FROM changes WHERE comparison_id = '" + first + "'"));
+            store::QueryInteger(state, "SELECT count(*) FROM changes WHERE comparison_id = '" + first + "'"));
   // The same compare, not killed, stores every change again.
   const std::string again = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
   CliRun shown_again = RunCli({"--config", paths_.config.string(), "show", again, "--json"});
   ASSERT_EQ(shown_again.exit_code, 0) << shown_again.err;
   EXPECT_EQ(shown_again.Json()["changes"].size(), listed);
-  EXPECT_EQ(CountIn(state, "SELECT count(*) FROM comparisons_being_stored"), 0);
+  EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM comparisons_being_stored"), 0);
 }
 
 }  // namespace
