@@ -455,6 +455,14 @@ class Service {
       return;
     }
     for (const std::string& id : *settled) spdlog::info("settled interrupted sync {}", id);
+    auto discarded = state.DiscardHalfStoredComparisons();
+    if (!discarded.ok()) {
+      spdlog::error("deleting a half-stored comparison: {}", discarded.status().message());
+      return;
+    }
+    for (const std::string& id : *discarded) {
+      spdlog::info("deleted comparison {}, which an earlier run left half stored", id);
+    }
     auto jobs =
         RecoverInterruptedJobs(state, Now(), [&](const store::Message& m, const std::string& link) {
           return workspace_.Notify(state, m, link);

@@ -137,6 +137,13 @@ Result<std::unique_ptr<store::StateStore>> Workspace::OpenState(
   for (const std::string& id : *settled) {
     if (log) log(fmt::format("settled sync {}, which an earlier run left unfinished", id));
   }
+  auto discarded = (*state)->DiscardHalfStoredComparisons();
+  if (!discarded.ok()) {
+    return discarded.status().WithContext("deleting a comparison an earlier run left half stored");
+  }
+  for (const std::string& id : *discarded) {
+    if (log) log(fmt::format("deleted comparison {}, which an earlier run left half stored", id));
+  }
   return state;
 }
 

@@ -360,9 +360,9 @@ TEST_F(CrashTest, ScheduledSyncRunsAfterTheServerWasKilled) {
 }
 
 // A comparison of many changes is stored in several commits. Killed between two of them, the
-// compare leaves no comparison anyone can read, and the next envsync that holds the store
-// alone deletes the half-stored changes: never while another holds its job lock (it may be
-// the one storing), and the comparisons stored before are kept whole.
+// compare leaves no comparison anyone can read, and the next start that holds the store alone
+// deletes the half-stored changes: never while another holds its job lock (it may be the one
+// storing), never in `doctor`, and the comparisons stored before are kept whole.
 TEST_F(CrashTest, CompareKilledBetweenItsCommitsLeavesNothingReadable) {
   const std::string first = Prepare();  // stored with its 20,000 modified pages
   const std::filesystem::path state = paths_.state;
@@ -377,6 +377,9 @@ TEST_F(CrashTest, CompareKilledBetweenItsCommitsLeavesNothingReadable) {
   EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM changes"), changes + 2 * 2048)
       << "two commits of changes were expected before the kill";
   EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM comparisons"), comparisons);
+  // `doctor` reads only: it leaves them for the next start.
+  ASSERT_GE(RunBinary({"--config", paths_.config.string(), "doctor"}, ""), 0);
+  EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM comparisons_being_stored"), 1);
   {
     store::WorkLock other;  // another envsync running a job, or storing a comparison
     auto held = other.TryAcquireJob(state.string());

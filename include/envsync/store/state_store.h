@@ -280,6 +280,14 @@ class StateStore {
 
   // Stores a comparison with its changes. InvalidArgument if its ID is taken.
   virtual Status SaveComparison(const Comparison& comparison) = 0;
+  // Deletes the changes a compare killed while storing them left behind (a SQLite store stores a
+  // large comparison in several commits, its header last, so they are never read) and returns
+  // those comparisons' IDs. Call only while holding the store's lock exclusively
+  // (WorkLock::TryAcquire): what is half-stored then was left by a process that died. A store
+  // that keeps one transaction a comparison has nothing to delete.
+  virtual Result<std::vector<std::string>> DiscardHalfStoredComparisons() {
+    return std::vector<std::string>();
+  }
   // NotFound naming the ID when there is no such comparison.
   virtual Result<Comparison> LoadComparison(const std::string& id) = 0;
   virtual Result<std::vector<ComparisonSummary>> ListComparisons() = 0;

@@ -425,7 +425,7 @@ class SqliteStateStore : public StateStore {
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL"));
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec(kWriterCache));
     checkpointer_.Start(path_, writer_.handle(), what);
-    return DiscardHalfStoredComparisons();
+    return Status::Ok();
   }
 
   int SchemaVersion() const override { return version_; }
@@ -1517,10 +1517,10 @@ class SqliteStateStore : public StateStore {
     return writer_.Exec("COMMIT");
   }
 
-  // What a killed envsync left half stored (SaveComparison): deleted when this open can hold
-  // the store alone (no other envsync is storing, syncing or running a job); else left for a
-  // later open. Its changes are unreachable meanwhile: every read starts from a header.
-  Status DiscardHalfStoredComparisons() {
+  // What a killed envsync left half stored (SaveComparison), deleted by whoever settles the
+  // store under its exclusive lock (service::Workspace::OpenState, the job runner); until then
+  // its changes are unreachable: every read starts from a header.
+  Result<std::vector<std::string>> DiscardHalfStoredComparisons() override {
     std::vector<std::string> ids;
     {
       auto left = reader_.Prepare("SELECT comparison_id FROM comparisons_being_stored");
@@ -1529,12 +1529,8 @@ class SqliteStateStore : public StateStore {
       while (left->Step(&status)) ids.push_back(std::get<std::string>(left->Column(0)));
       if (!status.ok()) return status.WithContext(reader_.what());
     }
-    if (ids.empty()) return Status::Ok();
-    WorkLock alone;
-    auto held = alone.TryAcquire(path_);
-    if (!held.ok() || !*held) return Status::Ok();
     for (const std::string& id : ids) ENVSYNC_RETURN_IF_ERROR(DiscardChanges(id));
-    return Status::Ok();
+    return ids;
   }
 
   // Changes a comparison stores in one commit; more are committed this many at a time.
