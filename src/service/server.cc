@@ -455,12 +455,12 @@ class Service {
       return;
     }
     for (const std::string& id : *settled) spdlog::info("settled interrupted sync {}", id);
+    // A failure here leaves unreachable rows, not unsettled work: the jobs are settled anyway.
     auto discarded = state.DiscardHalfStoredComparisons();
     if (!discarded.ok()) {
       spdlog::error("deleting a half-stored comparison: {}", discarded.status().message());
-      return;
     }
-    for (const std::string& id : *discarded) {
+    for (const std::string& id : discarded.ok() ? *discarded : std::vector<std::string>()) {
       spdlog::info("deleted comparison {}, which an earlier run left half stored", id);
     }
     auto jobs =

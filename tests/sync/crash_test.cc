@@ -369,9 +369,8 @@ TEST_F(CrashTest, CompareKilledBetweenItsCommitsLeavesNothingReadable) {
   const int64_t comparisons = store::QueryInteger(state, "SELECT count(*) FROM comparisons");
   const int64_t changes = store::QueryInteger(state, "SELECT count(*) FROM changes");
   ASSERT_GT(changes, 20000);
-  const std::vector<std::string> compare = {"--config", paths_.config.string(), "compare",
-                                            "--from",   "TEST",                 "--to",
-                                            "PROD",     "--json"};
+  const std::vector<std::string> compare = {
+      "--config", paths_.config.string(), "compare", "--from", "TEST", "--to", "PROD", "--json"};
   EXPECT_EQ(RunBinary(compare, "comparison_changes_committed#2"), -SIGKILL);
   EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM comparisons_being_stored"), 1);
   EXPECT_EQ(store::QueryInteger(state, "SELECT count(*) FROM changes"), changes + 2 * 2048)
@@ -395,7 +394,8 @@ TEST_F(CrashTest, CompareKilledBetweenItsCommitsLeavesNothingReadable) {
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
   const size_t listed = shown.Json()["changes"].size();
   EXPECT_EQ(static_cast<int64_t>(listed),
-            store::QueryInteger(state, "SELECT count(*) FROM changes WHERE comparison_id = '" + first + "'"));
+            store::QueryInteger(
+                state, "SELECT count(*) FROM changes WHERE comparison_id = '" + first + "'"));
   // The same compare, not killed, stores every change again.
   const std::string again = CompareJson({"--from", "TEST", "--to", "PROD"})["comparison_id"];
   CliRun shown_again = RunCli({"--config", paths_.config.string(), "show", again, "--json"});

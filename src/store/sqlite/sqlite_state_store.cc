@@ -232,7 +232,7 @@ CREATE TABLE base_digest_marks (
     // A comparison of many changes is stored in several commits (SaveComparison); its ID is
     // listed here from the first until the last, which adds its header. An ID left here names
     // changes a killed envsync left half stored, which no reader finds (every read starts from
-    // a header) and the next open that holds the store alone deletes.
+    // a header) and whoever next settles the store deletes (DiscardHalfStoredComparisons).
     R"sql(
 CREATE TABLE comparisons_being_stored (
   comparison_id TEXT PRIMARY KEY
@@ -955,7 +955,7 @@ class SqliteStateStore : public StateStore {
     // commit into the database on the other core while the next is inserted, instead of all
     // 40 MB after the last (docs/PERFORMANCE.md). Readers see the comparison whole or not at
     // all: its header comes with the last commit, and until then its ID is in
-    // comparisons_being_stored, with the store's job lock held (shared) so that no open
+    // comparisons_being_stored, with the store's job lock held (shared) so that no settling
     // mistakes it for what a killed envsync left (DiscardHalfStoredComparisons).
     WorkLock storing;
     bool in_commits = false;
@@ -964,12 +964,12 @@ class SqliteStateStore : public StateStore {
       in_commits = held.ok() && *held;  // else one commit, as a smaller comparison
     }
     Status status;
-    committed_changes_ = false;
+    bool committed = false;  // some of its changes, by an earlier commit of this save
     if (in_commits) status = writer_.Exec("PRAGMA foreign_keys = OFF");  // the header comes last
     if (status.ok()) status = writer_.Exec("BEGIN IMMEDIATE");
     if (status.ok()) {
       try {
-        status = InsertComparison(c, in_commits);
+        status = InsertComparison(c, in_commits, &committed);
       } catch (const std::exception& e) {
         // A thread that cannot start, or memory that runs out, for the JSON written beside.
         status = Status::Internal(fmt::format("cannot store comparison '{}': {}", c.id, e.what()));
@@ -977,7 +977,7 @@ class SqliteStateStore : public StateStore {
       status = status.ok() ? writer_.Exec("COMMIT") : (writer_.Exec("ROLLBACK"), status);
       // Changes already committed are taken back; with none, its ID may be another
       // comparison's (a second save of one ID is refused, as in one commit), kept whole.
-      if (!status.ok() && committed_changes_) (void)DiscardChanges(c.id);
+      if (!status.ok() && committed) (void)DiscardChanges(c.id);
     }
     if (in_commits) {
       const Status on = writer_.Exec("PRAGMA foreign_keys = ON");
@@ -1397,14 +1397,9 @@ class SqliteStateStore : public StateStore {
 
   // Inserts the comparison's header and its changes, inside the transaction the caller began.
   // `in_commits`: its changes first, committed kChangesPerCommit at a time with its ID in
-  // comparisons_being_stored, then the header in the caller's last commit.
-  Status InsertComparison(const Comparison& c, bool in_commits) {
-    auto being_stored = [&](const char* sql) {
-      auto statement = writer_.Prepare(sql);
-      if (!statement.ok()) return statement.status();
-      statement->Bind(1, c.id);
-      return statement->Run();
-    };
+  // comparisons_being_stored (`*committed` set once one commit is made), then the header in the
+  // caller's last commit.
+  Status InsertComparison(const Comparison& c, bool in_commits, bool* committed) {
     if (in_commits) {
       // The header comes last, so a stored comparison's ID is refused here, before any change.
       auto stored = writer_.Prepare("SELECT 1 FROM comparisons WHERE id = ?1");
@@ -1417,14 +1412,22 @@ class SqliteStateStore : public StateStore {
       }
       ENVSYNC_RETURN_IF_ERROR(status.WithContext(writer_.what()));
       ENVSYNC_RETURN_IF_ERROR(
-          being_stored("INSERT INTO comparisons_being_stored (comparison_id) VALUES (?1)"));
+          RunWithId("INSERT INTO comparisons_being_stored (comparison_id) VALUES (?1)", c.id));
     } else {
       ENVSYNC_RETURN_IF_ERROR(InsertHeader(c));
     }
-    ENVSYNC_RETURN_IF_ERROR(InsertChanges(c, in_commits));
+    ENVSYNC_RETURN_IF_ERROR(InsertChanges(c, in_commits, committed));
     if (!in_commits) return Status::Ok();
     ENVSYNC_RETURN_IF_ERROR(InsertHeader(c));
-    return being_stored("DELETE FROM comparisons_being_stored WHERE comparison_id = ?1");
+    return RunWithId("DELETE FROM comparisons_being_stored WHERE comparison_id = ?1", c.id);
+  }
+
+  // Runs `sql` on the writer with `id` bound to ?1.
+  Status RunWithId(const char* sql, const std::string& id) {
+    auto statement = writer_.Prepare(sql);
+    if (!statement.ok()) return statement.status();
+    statement->Bind(1, id);
+    return statement->Run();
   }
 
   Status InsertHeader(const Comparison& c) {
@@ -1456,7 +1459,7 @@ class SqliteStateStore : public StateStore {
     return Status::Ok();
   }
 
-  Status InsertChanges(const Comparison& c, bool in_commits) {
+  Status InsertChanges(const Comparison& c, bool in_commits, bool* committed) {
     auto row = writer_.Prepare(
         "INSERT INTO changes (comparison_id, seq, tab, record, body, record_key, module) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
@@ -1490,7 +1493,7 @@ class SqliteStateStore : public StateStore {
         row->Reset();
         if (in_commits && (i + 1) % kChangesPerCommit == 0 && i + 1 < count) {
           ENVSYNC_RETURN_IF_ERROR(writer_.Exec("COMMIT"));
-          committed_changes_ = true;
+          *committed = true;
           CrashPoint("comparison_changes_committed");
           ENVSYNC_RETURN_IF_ERROR(writer_.Exec("BEGIN IMMEDIATE"));
         }
@@ -1506,8 +1509,7 @@ class SqliteStateStore : public StateStore {
     Status status;
     for (const char* sql : {"DELETE FROM changes WHERE comparison_id = ?1",
                             "DELETE FROM comparisons_being_stored WHERE comparison_id = ?1"}) {
-      auto statement = writer_.Prepare(sql);
-      status = statement.ok() ? (statement->Bind(1, id), statement->Run()) : statement.status();
+      status = RunWithId(sql, id);
       if (!status.ok()) break;
     }
     if (!status.ok()) {
@@ -1535,7 +1537,6 @@ class SqliteStateStore : public StateStore {
 
   // Changes a comparison stores in one commit; more are committed this many at a time.
   static constexpr size_t kChangesPerCommit = 2048;
-  bool committed_changes_ = false;  // by the SaveComparison under way
 
   // The writer's page cache: 64 MiB for the bases and a sync's journal, whose index writes
   // land all over the b-trees.
