@@ -67,8 +67,9 @@ struct DigestRequest {
 struct RowDigest {
   int64_t id = 0;
   uint64_t digest = 0;
-  // Where the row is stored, for reading it again alone (ScanRequest::only_ids_at): a SQLite
-  // file's offset of the row's cell; 0 where unknown.
+  // Where the row is stored, for reading it again alone (ScanRequest::only_ids_at): in a SQLite
+  // file, its cell's offset and length (store/sqlite/sqlite_row_digests.cc, CellPlace); 0 where
+  // unknown.
   uint64_t at = 0;
 };
 

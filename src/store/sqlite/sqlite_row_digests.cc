@@ -51,6 +51,17 @@ struct StateDeleter {
   void operator()(XXH3_state_t* state) const { XXH3_freeState(state); }
 };
 
+// A cell's place (RowDigest::at): its offset in the file in the low 48 bits and its length in
+// bytes (the two varints and the local payload) in the high 16, or 0 (unknown) for a file past
+// 256 TiB. A length of 64 KiB or more is left out (0: ReadRecordsAt reads 4 KiB, then the rest).
+constexpr int kCellLengthShift = 48;
+constexpr uint64_t kCellOffsetMask = (uint64_t{1} << kCellLengthShift) - 1;
+
+uint64_t CellPlace(uint64_t offset, uint64_t length) {
+  if (offset > kCellOffsetMask) return 0;
+  return length <= 0xFFFF ? offset | length << kCellLengthShift : offset;
+}
+
 class TableReader {
  public:
   TableReader(sqlite3_file* file, uint32_t page_size, uint32_t usable, uint32_t pages, int id_index,
@@ -193,9 +204,12 @@ class TableReader {
       } else {
         ENVSYNC_RETURN_IF_ERROR(DigestOverflowing(p, local, size, overflow, seed, &digest));
       }
-      // Where the cell starts in the file, for reading the row again alone (RowDigest::at).
-      const uint64_t cell_at = overflow == 0 ? uint64_t{page - 1} * page_size_ + at : 0;
-      out->push_back(RowDigest{rowid, digest, cell_at});
+      // Where the cell is in the file, for reading the row again alone (RowDigest::at).
+      const uint64_t place = overflow == 0
+                                 ? CellPlace(uint64_t{page - 1} * page_size_ + at,
+                                             static_cast<uint64_t>(p - bytes) - at + local)
+                                 : 0;
+      out->push_back(RowDigest{rowid, digest, place});
     }
     return Status::Ok();
   }
@@ -470,11 +484,14 @@ class RecordsAtCursor : public RowCursor {
 
  private:
   // The cell at `at`: its payload size, rowid and record, the record within its page.
-  bool Decode(int64_t id, uint64_t at, std::vector<ValueView>* row) {
+  bool Decode(int64_t id, uint64_t place, std::vector<ValueView>* row) {
+    const uint64_t at = place & kCellOffsetMask;
     const uint64_t in_page = at % t_.page_size;
     if (at / t_.page_size >= t_.pages || in_page >= t_.usable) return false;
-    // Most cells fit in the first read; a longer one is read again whole.
-    size_t want = std::min<uint64_t>(t_.usable - in_page, 4096);
+    // The cell's own length when its place holds it; else most cells fit in 4 KiB. A longer
+    // one is read again whole.
+    const uint64_t length = place >> kCellLengthShift;
+    size_t want = std::min<uint64_t>(t_.usable - in_page, length != 0 ? length : 4096);
     for (int attempt = 0; attempt < 2; ++attempt) {
       buffer_.resize(want);
       if (t_.file->pMethods->xRead(t_.file, buffer_.data(), static_cast<int>(want),

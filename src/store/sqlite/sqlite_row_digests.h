@@ -32,8 +32,8 @@ namespace envsync::store {
 // is not the rowid, a page that does not parse): the caller then reads the table through SQL,
 // which reports a corrupt file properly.
 //
-// Each row's digest carries where its cell starts in the file (RowDigest::at), unless its
-// payload spills into overflow pages.
+// Each row's digest carries where its cell is in the file (RowDigest::at: its offset and
+// length), unless its payload spills into overflow pages.
 Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& database_path,
                                               const std::string& table,
                                               const std::string& id_column);
