@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <system_error>
 #include <tuple>
 #include <unordered_map>
 
@@ -20,6 +21,7 @@
 #include "envsync/sync/tracking.h"
 #include "sync/ids.h"
 #include "sync/record_stream.h"
+#include "sync/row_walker.h"
 
 namespace envsync::sync {
 namespace {
@@ -809,64 +811,80 @@ void Comparer::PlanByRowDigests(const std::string& table, std::vector<store::Row
                                 const std::vector<store::BaseDigests>& bases, DigestPlan* plan) {
   // One merge of the three lists, all in ID order: an ID is read when a side gained, lost or
   // changed its row since its base recorded both digests, or has no such base (`bases`: the
-  // direct pairs' digests as stored, with the mix).
-  std::vector<int64_t> changed;
-  size_t s = 0;
-  size_t t = 0;
-  size_t r = 0;
-  constexpr int64_t kEnd = std::numeric_limits<int64_t>::max();
+  // direct pairs' digests as stored, with the mix). A long merge is cut at its middle ID and
+  // the upper half merged on a second thread (≈ 15 ms of a 1M table's planning each).
   const bool source_is_prod = source_side_ == Side::kProd;
-  DirectIds direct(identities_, table);
-  while (s < source.size() || t < target.size() || r < bases.size()) {
-    const int64_t id =
-        std::min({s < source.size() ? source[s].id : kEnd, t < target.size() ? target[t].id : kEnd,
-                  r < bases.size() ? bases[r].id : kEnd});
-    const store::RowDigest* on_source =
-        s < source.size() && source[s].id == id ? &source[s++] : nullptr;
-    const store::RowDigest* on_target =
-        t < target.size() && target[t].id == id ? &target[t++] : nullptr;
-    const store::BaseDigests* base = r < bases.size() && bases[r].id == id ? &bases[r++] : nullptr;
-    // A pair joined through the identity map is read whatever its digests.
-    if (on_source == nullptr || on_target == nullptr || base == nullptr || !direct(id) ||
-        on_source->digest !=
-            ((source_is_prod ? base->prod_digest : base->test_digest) ^ plan->mix) ||
-        on_target->digest !=
-            ((source_is_prod ? base->test_digest : base->prod_digest) ^ plan->mix)) {
-      changed.push_back(id);
+  const uint64_t mix = plan->mix;
+  auto merge = [&](size_t s, size_t s_end, size_t t, size_t t_end, size_t r, size_t r_end,
+                   DirectIds direct, std::vector<int64_t>* changed) {
+    constexpr int64_t kEnd = std::numeric_limits<int64_t>::max();
+    while (s < s_end || t < t_end || r < r_end) {
+      const int64_t id = std::min({s < s_end ? source[s].id : kEnd, t < t_end ? target[t].id : kEnd,
+                                   r < r_end ? bases[r].id : kEnd});
+      const store::RowDigest* on_source = s < s_end && source[s].id == id ? &source[s++] : nullptr;
+      const store::RowDigest* on_target = t < t_end && target[t].id == id ? &target[t++] : nullptr;
+      const store::BaseDigests* base = r < r_end && bases[r].id == id ? &bases[r++] : nullptr;
+      // A pair joined through the identity map is read whatever its digests.
+      if (on_source == nullptr || on_target == nullptr || base == nullptr || !direct(id) ||
+          on_source->digest != ((source_is_prod ? base->prod_digest : base->test_digest) ^ mix) ||
+          on_target->digest != ((source_is_prod ? base->test_digest : base->prod_digest) ^ mix)) {
+        changed->push_back(id);
+      }
     }
+  };
+  const DirectIds direct(identities_, table);
+  std::vector<int64_t> changed;
+  constexpr size_t kSplitFrom = size_t{1} << 15;  // rows on both sides
+  if (source.size() + target.size() < kSplitFrom || source.empty()) {
+    merge(0, source.size(), 0, target.size(), 0, bases.size(), direct, &changed);
+  } else {
+    const int64_t middle = source[source.size() / 2].id;
+    auto below = [middle](const auto& row) { return row.id < middle; };
+    const auto s_mid = static_cast<size_t>(
+        std::partition_point(source.begin(), source.end(), below) - source.begin());
+    const auto t_mid = static_cast<size_t>(
+        std::partition_point(target.begin(), target.end(), below) - target.begin());
+    const auto r_mid = static_cast<size_t>(std::partition_point(bases.begin(), bases.end(), below) -
+                                           bases.begin());
+    std::vector<int64_t> upper_changed;
+    auto upper = [&] {
+      merge(s_mid, source.size(), t_mid, target.size(), r_mid, bases.size(), direct,
+            &upper_changed);
+    };
+    std::future<void> upper_merged;
+    try {
+      upper_merged = std::async(std::launch::async, upper);
+    } catch (const std::system_error&) {
+      upper_merged = std::async(std::launch::deferred, upper);  // no thread to spare
+    }
+    merge(0, s_mid, 0, t_mid, 0, r_mid, direct, &changed);
+    upper_merged.get();
+    changed.insert(changed.end(), upper_changed.begin(), upper_changed.end());
   }
   plan->rows = static_cast<int64_t>(source.size() + target.size());
   ExpandToPairs(table, changed, plan);
   plan->read_all =
       static_cast<int64_t>(plan->source_ids.size() + plan->target_ids.size()) > plan->rows / 4;
-  if (!plan->read_all) {
-    // Where each row to read is stored, so it is read there alone.
-    auto places = [](const std::vector<store::RowDigest>& rows, const std::vector<int64_t>& ids,
-                     std::vector<uint64_t>* at) {
-      at->reserve(ids.size());
-      for (int64_t id : ids) {
-        const store::RowDigest* row = FindRow(rows, id);
-        at->push_back(row == nullptr ? store::kRowAbsent : row->at);
-      }
-    };
-    places(source, plan->source_ids, &plan->source_at);
-    places(target, plan->target_ids, &plan->target_at);
-  }
   // The digests a base written now keeps: of every row when the table is read whole, else of
-  // the rows read.
-  auto keep = [&](std::vector<store::RowDigest>& rows, const std::vector<int64_t>& ids,
-                  std::vector<store::RowDigest>* into) {
-    if (plan->read_all) {
-      *into = std::move(rows);
-      return;
-    }
-    into->reserve(ids.size());
+  // the rows read, with where each of those is stored, so it is read there alone.
+  if (plan->read_all) {
+    plan->source_digests = std::move(source);
+    plan->target_digests = std::move(target);
+    return;
+  }
+  auto places = [](const std::vector<store::RowDigest>& rows, const std::vector<int64_t>& ids,
+                   std::vector<uint64_t>* at, std::vector<store::RowDigest>* kept) {
+    at->reserve(ids.size());
+    kept->reserve(ids.size());
+    RowWalker walker(rows);
     for (int64_t id : ids) {
-      if (const uint64_t* digest = FindDigest(rows, id)) into->push_back({id, *digest});
+      const store::RowDigest* row = walker.Find(id);
+      at->push_back(row == nullptr ? store::kRowAbsent : row->at);
+      if (row != nullptr) kept->push_back({id, row->digest});
     }
   };
-  keep(source, plan->source_ids, &plan->source_digests);
-  keep(target, plan->target_ids, &plan->target_digests);
+  places(source, plan->source_ids, &plan->source_at, &plan->source_digests);
+  places(target, plan->target_ids, &plan->target_at, &plan->target_digests);
 }
 
 void Comparer::ExpandToPairs(const std::string& table, const std::vector<int64_t>& ids,
