@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -132,9 +133,16 @@ class SqliteEnvironment : public Environment {
   }
 
   Result<std::unique_ptr<RowCursor>> Scan(const ScanRequest& request) override {
-    // Rows whose cells the digests found are read there, in ID order (a plan's changed rows).
-    if (request.only_ids && request.only_ids_at.size() == request.only_ids->size() &&
-        !request.filter && request.equals.empty() &&
+    // Rows asked by ID, in ID order, are read where their cells are: found by the digests (a
+    // plan's changed rows), else by descending the table's b-tree (a tracked compare's, or a
+    // sync's); IDs not strictly ascending go through SQL, which sorts them and drops repeats.
+    const bool placed =
+        request.only_ids &&
+        (request.only_ids_at.empty()
+             ? std::adjacent_find(request.only_ids->begin(), request.only_ids->end(),
+                                  std::greater_equal<int64_t>()) == request.only_ids->end()
+             : request.only_ids_at.size() == request.only_ids->size());
+    if (placed && !request.filter && request.equals.empty() &&
         request.order_by == std::vector<std::string>{request.only_ids_column}) {
       auto cursor = ReadRecordsAt(db_.handle(), location_, request.table, request.only_ids_column,
                                   request.columns, *request.only_ids, request.only_ids_at);

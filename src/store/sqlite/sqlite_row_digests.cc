@@ -10,6 +10,8 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <unordered_map>
 
 #include "store/sqlite/sqlite_db.h"
 
@@ -312,6 +314,11 @@ struct TableFile {
 Result<TableFile> OpenTableFile(sqlite3* db, const std::string& table, const std::string& id_column,
                                 const std::function<Status(const std::string&)>& invalid) {
   if (sqlite3_get_autocommit(db) != 0) return invalid("no read transaction is open");
+  // A connection that writes holds its changes in its own cache (and may have spilled some
+  // to the file): neither the file nor SQL's pages alone are what it reads.
+  if (sqlite3_txn_state(db, "main") == SQLITE_TXN_WRITE) {
+    return invalid("its connection is in a write transaction");
+  }
   std::string journal_mode;
   ENVSYNC_RETURN_IF_ERROR(EachRow(db, "PRAGMA journal_mode", table,
                                   [&](sqlite3_stmt* s) { journal_mode = Text(s, 0); }));
@@ -593,6 +600,142 @@ class RecordsAtCursor : public RowCursor {
   Status status_;
 };
 
+// Where rows are stored, found by descending the table's b-tree from its root, for rows no
+// digest placed (a tracked compare's changed rows): each interior page is read whole once; of a
+// leaf only its header and cell pointers and, unless its rowids are one consecutive run, the
+// head of each cell a binary search looks at. A leaf whose N cells lie between separators N
+// apart holds every rowid between them, so row `id` is its cell id - low - 1. Anything not
+// found simply (a page that does not read or parse, an ID no leaf holds) is 0, which the
+// cursor reads through SQL: a wrong place costs a read, never a wrong row (Decode checks the
+// rowid).
+class CellFinder {
+ public:
+  explicit CellFinder(const TableFile& t) : t_(t) {}
+
+  // CellPlace of row `id`'s cell (its length not known), or 0.
+  uint64_t Find(int64_t id) {
+    uint32_t page = t_.root;
+    std::optional<int64_t> low;   // every rowid under `page` is above it
+    std::optional<int64_t> high;  // and at most this
+    for (int depth = 0; depth <= kMaxDepth; ++depth) {
+      if (page == 0 || page > t_.pages) return 0;
+      const Interior* interior = nullptr;
+      if (auto cached = interiors_.find(page); cached != interiors_.end()) {
+        interior = &cached->second;
+      } else {
+        if (!ReadHead(page, kHeadBytes)) return 0;
+        const uint8_t type = head_[HeaderAt(page)];
+        if (type == kLeafTablePage) return InLeaf(page, id, low, high);
+        if (type != kInteriorTablePage) return 0;
+        interior = Parse(page);
+        if (interior == nullptr) return 0;
+      }
+      // The child whose separator is the first at or above `id`, else the rightmost.
+      const auto next = std::lower_bound(interior->keys.begin(), interior->keys.end(), id);
+      const auto i = static_cast<size_t>(next - interior->keys.begin());
+      if (i > 0) low = interior->keys[i - 1];
+      if (i < interior->keys.size()) high = interior->keys[i];
+      page = interior->children[i];
+    }
+    return 0;
+  }
+
+ private:
+  static constexpr size_t kHeadBytes = 512;
+
+  struct Interior {
+    std::vector<int64_t> keys;       // ascending
+    std::vector<uint32_t> children;  // one more than keys: the last is the rightmost pointer
+  };
+
+  static size_t HeaderAt(uint32_t page) { return page == 1 ? 100 : 0; }
+  uint64_t Offset(uint32_t page) const { return uint64_t{page - 1} * t_.page_size; }
+
+  bool ReadHead(uint32_t page, size_t bytes) {
+    head_.resize(std::min<size_t>(bytes, t_.usable));
+    return t_.file->pMethods->xRead(t_.file, head_.data(), static_cast<int>(head_.size()),
+                                    static_cast<sqlite3_int64>(Offset(page))) == SQLITE_OK;
+  }
+
+  // Reads interior page `page` whole and keeps its separators and children, or nullptr.
+  const Interior* Parse(uint32_t page) {
+    std::vector<uint8_t> bytes(t_.usable);
+    if (t_.file->pMethods->xRead(t_.file, bytes.data(), static_cast<int>(bytes.size()),
+                                 static_cast<sqlite3_int64>(Offset(page))) != SQLITE_OK) {
+      return nullptr;
+    }
+    const size_t h = HeaderAt(page);
+    const uint32_t cells = Be16(&bytes[h + 3]);
+    if (h + 12 + size_t{cells} * 2 > bytes.size()) return nullptr;
+    Interior interior;
+    for (uint32_t c = 0; c < cells; ++c) {
+      const uint32_t at = Be16(&bytes[h + 12 + size_t{c} * 2]);
+      if (at + 5 > bytes.size()) return nullptr;
+      const uint8_t* p = &bytes[at + 4];
+      uint64_t key = 0;
+      if (!Varint(&p, bytes.data() + bytes.size(), &key)) return nullptr;
+      const auto rowid = static_cast<int64_t>(key);
+      if (!interior.keys.empty() && rowid <= interior.keys.back()) return nullptr;
+      interior.keys.push_back(rowid);
+      interior.children.push_back(Be32(&bytes[at]));
+    }
+    interior.children.push_back(Be32(&bytes[h + 8]));
+    return &interiors_.emplace(page, std::move(interior)).first->second;
+  }
+
+  // The rowid of the cell at `at` in leaf `page`, or nullopt.
+  std::optional<int64_t> RowidAt(uint32_t page, uint32_t at) {
+    uint8_t bytes[18];
+    const size_t n = std::min<size_t>(sizeof bytes, t_.usable - at);
+    if (t_.file->pMethods->xRead(t_.file, bytes, static_cast<int>(n),
+                                 static_cast<sqlite3_int64>(Offset(page) + at)) != SQLITE_OK) {
+      return std::nullopt;
+    }
+    const uint8_t* p = bytes;
+    uint64_t size = 0;
+    uint64_t rowid = 0;
+    if (!Varint(&p, bytes + n, &size) || !Varint(&p, bytes + n, &rowid)) return std::nullopt;
+    return static_cast<int64_t>(rowid);
+  }
+
+  // Row `id` in leaf `page` (its head in head_), its rowids above `low` and at most `high`.
+  uint64_t InLeaf(uint32_t page, int64_t id, std::optional<int64_t> low,
+                  std::optional<int64_t> high) {
+    const size_t h = HeaderAt(page);
+    const uint32_t cells = Be16(&head_[h + 3]);
+    const size_t pointers_end = h + 8 + size_t{cells} * 2;
+    if (cells == 0 || pointers_end > t_.usable) return 0;
+    if (pointers_end > head_.size() && !ReadHead(page, pointers_end)) return 0;
+    auto pointer = [&](size_t i) { return Be16(&head_[h + 8 + i * 2]); };
+    auto place = [&](uint32_t at) { return at < t_.usable ? CellPlace(Offset(page) + at, 0) : 0; };
+    if (low && high && *high > *low &&
+        static_cast<uint64_t>(*high) - static_cast<uint64_t>(*low) == cells) {
+      return place(pointer(
+          static_cast<size_t>(static_cast<uint64_t>(id) - static_cast<uint64_t>(*low) - 1)));
+    }
+    size_t first = 0;
+    size_t last = cells;
+    while (first < last) {
+      const size_t middle = first + (last - first) / 2;
+      const uint32_t at = pointer(middle);
+      if (at >= t_.usable) return 0;
+      const std::optional<int64_t> rowid = RowidAt(page, at);
+      if (!rowid) return 0;
+      if (*rowid == id) return place(at);
+      if (*rowid < id) {
+        first = middle + 1;
+      } else {
+        last = middle;
+      }
+    }
+    return 0;
+  }
+
+  const TableFile& t_;
+  std::unordered_map<uint32_t, Interior> interiors_;
+  std::vector<uint8_t> head_;
+};
+
 }  // namespace
 
 Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& database_path,
@@ -626,9 +769,16 @@ Result<std::unique_ptr<RowCursor>> ReadRecordsAt(sqlite3* db, const std::string&
   auto invalid = [&](const std::string& why) -> Status {
     return Status::InvalidArgument(fmt::format("{}: {}", what, why));
   };
-  if (ids.size() != at.size()) return invalid("the IDs and their places differ in number");
+  if (!at.empty() && ids.size() != at.size()) {
+    return invalid("the IDs and their places differ in number");
+  }
   auto opened = OpenTableFile(db, table, id_column, invalid);
   if (!opened.ok()) return opened.status();
+  if (at.empty()) {
+    CellFinder finder(*opened);
+    at.reserve(ids.size());
+    for (int64_t id : ids) at.push_back(finder.Find(id));
+  }
   // Text is read as stored: only a UTF-8 file stores it as SQL hands it out.
   std::string encoding;
   ENVSYNC_RETURN_IF_ERROR(

@@ -28,7 +28,8 @@ namespace envsync::store {
 //
 // `id_column` must be the table's INTEGER PRIMARY KEY (the rowid): every record must store it
 // as NULL, which SQLite does for that column and for no other. InvalidArgument whenever the
-// file cannot be read so (no read transaction, WAL frames, a WITHOUT ROWID table, an ID that
+// file cannot be read so (no read transaction, a write transaction on the connection (its
+// changes are in its own cache), WAL frames, a WITHOUT ROWID table, an ID that
 // is not the rowid, a page that does not parse): the caller then reads the table through SQL,
 // which reports a corrupt file properly.
 //
@@ -40,11 +41,12 @@ Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& da
 
 // The rows of `ids` (ascending) with `columns`, each read where its cell is (`at`, from
 // ReadRowDigests in the same read transaction; 0 where unknown, kRowAbsent where the row is not
-// there) instead of through SQL: a changed record costs a read of its cell, not a copy of its
-// whole page. The values are what SQL reads (an integral real in a REAL column is a real, a
-// stored NaN is NULL, the ID is the rowid). A row whose cell is unknown, spills into overflow
-// pages, lacks a column added after it was written, or does not decode as the row it should be
-// is read through SQL by its ID. InvalidArgument when the table cannot be read so (as for
+// there; empty: found by descending the table's b-tree, interior pages read once, a leaf's cell
+// pointers and a few cells' heads) instead of through SQL: a changed record costs a read of its
+// cell, not a copy of its whole page. The values are what SQL reads (an integral real in a REAL
+// column is a real, a stored NaN is NULL, the ID is the rowid). A row whose cell is unknown, spills
+// into overflow pages, lacks a column added after it was written, or does not decode as the row it
+// should be is read through SQL by its ID. InvalidArgument when the table cannot be read so (as for
 // ReadRowDigests, or text not stored as UTF-8): the caller then reads it through SQL.
 // `decoded`, when given, counts the rows decoded from their cells.
 Result<std::unique_ptr<RowCursor>> ReadRecordsAt(sqlite3* db, const std::string& database_path,
