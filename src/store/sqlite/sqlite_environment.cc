@@ -134,8 +134,9 @@ class SqliteEnvironment : public Environment {
 
   Result<std::unique_ptr<RowCursor>> Scan(const ScanRequest& request) override {
     // Rows asked by ID, in ID order, are read where their cells are: found by the digests (a
-    // plan's changed rows), else by descending the table's b-tree (a tracked compare's, or a
-    // sync's); IDs not strictly ascending go through SQL, which sorts them and drops repeats.
+    // plan's changed rows), else by descending the table's b-tree (a tracked compare's). IDs
+    // not strictly ascending go through SQL, which sorts them and drops repeats, as does a
+    // connection in a write transaction (a sync's: ReadRecordsAt refuses it).
     const bool placed =
         request.only_ids &&
         (request.only_ids_at.empty()
