@@ -456,13 +456,9 @@ class Service {
     }
     for (const std::string& id : *settled) spdlog::info("settled interrupted sync {}", id);
     // A failure here leaves unreachable rows, not unsettled work: the jobs are settled anyway.
-    auto discarded = state.DiscardHalfStoredComparisons();
-    if (!discarded.ok()) {
-      spdlog::error("deleting a half-stored comparison: {}", discarded.status().message());
-    }
-    for (const std::string& id : discarded.ok() ? *discarded : std::vector<std::string>()) {
-      spdlog::info("deleted comparison {}, which an earlier run left half stored", id);
-    }
+    const Status discarded = Workspace::DiscardHalfStored(
+        state, [](const std::string& line) { spdlog::info("{}", line); });
+    if (!discarded.ok()) spdlog::error("{}", discarded.message());
     auto jobs =
         RecoverInterruptedJobs(state, Now(), [&](const store::Message& m, const std::string& link) {
           return workspace_.Notify(state, m, link);

@@ -137,14 +137,20 @@ Result<std::unique_ptr<store::StateStore>> Workspace::OpenState(
   for (const std::string& id : *settled) {
     if (log) log(fmt::format("settled sync {}, which an earlier run left unfinished", id));
   }
-  auto discarded = (*state)->DiscardHalfStoredComparisons();
+  ENVSYNC_RETURN_IF_ERROR(DiscardHalfStored(**state, log));
+  return state;
+}
+
+Status Workspace::DiscardHalfStored(store::StateStore& state,
+                                    const std::function<void(const std::string&)>& log) {
+  auto discarded = state.DiscardHalfStoredComparisons();
   if (!discarded.ok()) {
     return discarded.status().WithContext("deleting a comparison an earlier run left half stored");
   }
   for (const std::string& id : *discarded) {
     if (log) log(fmt::format("deleted comparison {}, which an earlier run left half stored", id));
   }
-  return state;
+  return Status::Ok();
 }
 
 Status Workspace::TargetBusy(const std::string& target) {

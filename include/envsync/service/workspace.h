@@ -38,11 +38,18 @@ class Workspace {
   const Config& config() const { return config_; }
   const Manifest& manifest() const { return manifest_; }
 
-  // Opens the state store and settles any sync a killed process left half-done (reporting each
-  // through `log`) when no other process is working on the store, so every caller sees the
-  // environments fully before or after each sync.
+  // Opens the state store and settles any sync a killed process left half-done, and deletes
+  // any comparison it left half stored (reporting each through `log`), when no other process is
+  // working on the store, so every caller sees the environments fully before or after each
+  // sync.
   Result<std::unique_ptr<store::StateStore>> OpenState(
       const std::function<void(const std::string&)>& log) const;
+
+  // Deletes the comparisons a killed compare left half stored
+  // (StateStore::DiscardHalfStoredComparisons), reporting each through `log`. Only under the
+  // store's exclusive lock, as OpenState and the job runner settle.
+  static Status DiscardHalfStored(store::StateStore& state,
+                                  const std::function<void(const std::string&)>& log);
 
   // The right to write into one environment: the store's job lock (shared) and the target's
   // lock (see store::WorkLock), held until destroyed.

@@ -64,6 +64,41 @@ uint64_t CellPlace(uint64_t offset, uint64_t length) {
   return length <= 0xFFFF ? offset | length << kCellLengthShift : offset;
 }
 
+// The page header's offset: page 1 starts with the 100-byte file header.
+size_t PageHeaderAt(uint32_t page) { return page == 1 ? 100 : 0; }
+
+// Reads `bytes` at `offset` of the file through SQLite's own handle.
+bool ReadAt(sqlite3_file* file, void* into, size_t bytes, uint64_t offset) {
+  return file->pMethods->xRead(file, into, static_cast<int>(bytes),
+                               static_cast<sqlite3_int64>(offset)) == SQLITE_OK;
+}
+
+// The children of the interior table page `bytes` (of `page`, `usable` bytes) in key order,
+// the rightmost last, and, when `keys` is given, each other child's separator key (ascending).
+// nullptr, or what does not parse, with {} for the page number.
+const char* InteriorCells(const uint8_t* bytes, uint32_t page, uint32_t usable,
+                          std::vector<uint32_t>* children, std::vector<int64_t>* keys) {
+  const size_t h = PageHeaderAt(page);
+  const uint32_t cells = Be16(&bytes[h + 3]);
+  if (h + 12 + size_t{cells} * 2 > usable) return "page {} overflows";
+  children->reserve(cells + 1);
+  for (uint32_t c = 0; c < cells; ++c) {
+    const uint32_t at = Be16(&bytes[h + 12 + size_t{c} * 2]);
+    if (at + 4 > usable) return "a cell of page {} overflows";
+    children->push_back(Be32(&bytes[at]));
+    if (keys == nullptr) continue;
+    const uint8_t* p = &bytes[at + 4];
+    uint64_t key = 0;
+    if (!Varint(&p, bytes + usable, &key)) return "a cell of page {} overflows";
+    if (!keys->empty() && static_cast<int64_t>(key) <= keys->back()) {
+      return "page {} holds keys out of order";
+    }
+    keys->push_back(static_cast<int64_t>(key));
+  }
+  children->push_back(Be32(&bytes[h + 8]));
+  return nullptr;
+}
+
 class TableReader {
  public:
   TableReader(sqlite3_file* file, uint32_t page_size, uint32_t usable, uint32_t pages, int id_index,
@@ -116,9 +151,6 @@ class TableReader {
     return Status::Ok();
   }
 
-  // The page header's offset: page 1 starts with the 100-byte file header.
-  static size_t HeaderAt(uint32_t page) { return page == 1 ? 100 : 0; }
-
   // Collects the leaf pages under `page` in key order.
   Status Descend(uint32_t page, int depth, std::vector<uint32_t>* leaves) {
     if (depth > kMaxDepth) return Invalid("the b-tree is deeper than any real one");
@@ -126,7 +158,7 @@ class TableReader {
     if (leaves->size() > pages_) return Invalid("the b-tree names more pages than the file has");
     std::vector<uint8_t> bytes(page_size_);
     ENVSYNC_RETURN_IF_ERROR(ReadPages(page, 1, bytes.data()));
-    const size_t h = HeaderAt(page);
+    const size_t h = PageHeaderAt(page);
     if (bytes[h] == kLeafTablePage) {
       leaves->push_back(page);
       return Status::Ok();
@@ -137,17 +169,10 @@ class TableReader {
     if (interior_seen_.empty()) interior_seen_.resize(size_t{pages_} + 1);
     if (interior_seen_[page]) return Invalid(fmt::format("page {} is reached twice", page));
     interior_seen_[page] = true;
-    const uint32_t cells = Be16(&bytes[h + 3]);
-    if (h + 12 + size_t{cells} * 2 > usable_)
-      return Invalid(fmt::format("page {} overflows", page));
     std::vector<uint32_t> children;
-    children.reserve(cells + 1);
-    for (uint32_t c = 0; c < cells; ++c) {
-      const uint32_t at = Be16(&bytes[h + 12 + size_t{c} * 2]);
-      if (at + 4 > usable_) return Invalid(fmt::format("a cell of page {} overflows", page));
-      children.push_back(Be32(&bytes[at]));
+    if (const char* why = InteriorCells(bytes.data(), page, usable_, &children, nullptr)) {
+      return Invalid(fmt::format(fmt::runtime(why), page));
     }
-    children.push_back(Be32(&bytes[h + 8]));
     // Every leaf of a b-tree is at the same depth: when the first child is a leaf, all are
     // (Leaf checks each page's type when it reads it).
     const size_t before = leaves->size();
@@ -163,7 +188,7 @@ class TableReader {
   }
 
   Status Leaf(uint32_t page, const uint8_t* bytes, std::vector<RowDigest>* out) {
-    const size_t h = HeaderAt(page);
+    const size_t h = PageHeaderAt(page);
     if (bytes[h] != kLeafTablePage) {
       return Invalid(fmt::format("page {} is not a table leaf page", page));
     }
@@ -374,7 +399,7 @@ Result<TableFile> OpenTableFile(sqlite3* db, const std::string& table, const std
     return invalid("the database file is not reachable");
   }
   uint8_t header[100];
-  if (t.file->pMethods->xRead(t.file, header, sizeof header, 0) != SQLITE_OK ||
+  if (!ReadAt(t.file, header, sizeof header, 0) ||
       std::memcmp(header, "SQLite format 3", 16) != 0) {
     return invalid("the file header does not read");
   }
@@ -501,8 +526,7 @@ class RecordsAtCursor : public RowCursor {
     size_t want = std::min<uint64_t>(t_.usable - in_page, length != 0 ? length : 4096);
     for (int attempt = 0; attempt < 2; ++attempt) {
       buffer_.resize(want);
-      if (t_.file->pMethods->xRead(t_.file, buffer_.data(), static_cast<int>(want),
-                                   static_cast<sqlite3_int64>(at)) != SQLITE_OK) {
+      if (!ReadAt(t_.file, buffer_.data(), want, at)) {
         return false;
       }
       const uint8_t* p = buffer_.data();
@@ -624,7 +648,7 @@ class CellFinder {
         interior = &cached->second;
       } else {
         if (!ReadHead(page, kHeadBytes)) return 0;
-        const uint8_t type = head_[HeaderAt(page)];
+        const uint8_t type = head_[PageHeaderAt(page)];
         if (type == kLeafTablePage) return InLeaf(page, id, low, high);
         if (type != kInteriorTablePage) return 0;
         interior = Parse(page);
@@ -648,38 +672,22 @@ class CellFinder {
     std::vector<uint32_t> children;  // one more than keys: the last is the rightmost pointer
   };
 
-  static size_t HeaderAt(uint32_t page) { return page == 1 ? 100 : 0; }
   uint64_t Offset(uint32_t page) const { return uint64_t{page - 1} * t_.page_size; }
 
   bool ReadHead(uint32_t page, size_t bytes) {
     head_.resize(std::min<size_t>(bytes, t_.usable));
-    return t_.file->pMethods->xRead(t_.file, head_.data(), static_cast<int>(head_.size()),
-                                    static_cast<sqlite3_int64>(Offset(page))) == SQLITE_OK;
+    return ReadAt(t_.file, head_.data(), head_.size(), Offset(page));
   }
 
   // Reads interior page `page` whole and keeps its separators and children, or nullptr.
   const Interior* Parse(uint32_t page) {
     std::vector<uint8_t> bytes(t_.usable);
-    if (t_.file->pMethods->xRead(t_.file, bytes.data(), static_cast<int>(bytes.size()),
-                                 static_cast<sqlite3_int64>(Offset(page))) != SQLITE_OK) {
+    if (!ReadAt(t_.file, bytes.data(), bytes.size(), Offset(page))) return nullptr;
+    Interior interior;
+    if (InteriorCells(bytes.data(), page, t_.usable, &interior.children, &interior.keys) !=
+        nullptr) {
       return nullptr;
     }
-    const size_t h = HeaderAt(page);
-    const uint32_t cells = Be16(&bytes[h + 3]);
-    if (h + 12 + size_t{cells} * 2 > bytes.size()) return nullptr;
-    Interior interior;
-    for (uint32_t c = 0; c < cells; ++c) {
-      const uint32_t at = Be16(&bytes[h + 12 + size_t{c} * 2]);
-      if (at + 5 > bytes.size()) return nullptr;
-      const uint8_t* p = &bytes[at + 4];
-      uint64_t key = 0;
-      if (!Varint(&p, bytes.data() + bytes.size(), &key)) return nullptr;
-      const auto rowid = static_cast<int64_t>(key);
-      if (!interior.keys.empty() && rowid <= interior.keys.back()) return nullptr;
-      interior.keys.push_back(rowid);
-      interior.children.push_back(Be32(&bytes[at]));
-    }
-    interior.children.push_back(Be32(&bytes[h + 8]));
     return &interiors_.emplace(page, std::move(interior)).first->second;
   }
 
@@ -687,10 +695,7 @@ class CellFinder {
   std::optional<int64_t> RowidAt(uint32_t page, uint32_t at) {
     uint8_t bytes[18];
     const size_t n = std::min<size_t>(sizeof bytes, t_.usable - at);
-    if (t_.file->pMethods->xRead(t_.file, bytes, static_cast<int>(n),
-                                 static_cast<sqlite3_int64>(Offset(page) + at)) != SQLITE_OK) {
-      return std::nullopt;
-    }
+    if (!ReadAt(t_.file, bytes, n, Offset(page) + at)) return std::nullopt;
     const uint8_t* p = bytes;
     uint64_t size = 0;
     uint64_t rowid = 0;
@@ -701,7 +706,7 @@ class CellFinder {
   // Row `id` in leaf `page` (its head in head_), its rowids above `low` and at most `high`.
   uint64_t InLeaf(uint32_t page, int64_t id, std::optional<int64_t> low,
                   std::optional<int64_t> high) {
-    const size_t h = HeaderAt(page);
+    const size_t h = PageHeaderAt(page);
     const uint32_t cells = Be16(&head_[h + 3]);
     const size_t pointers_end = h + 8 + size_t{cells} * 2;
     if (cells == 0 || pointers_end > t_.usable) return 0;

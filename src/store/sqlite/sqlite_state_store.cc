@@ -7,7 +7,6 @@
 #include <cstring>
 #include <deque>
 #include <exception>
-#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <system_error>
@@ -1057,7 +1056,7 @@ class SqliteStateStore : public StateStore {
       try {
         status = InsertComparison(c, in_commits, &committed);
       } catch (const std::exception& e) {
-        // A thread that cannot start, or memory that runs out, for the JSON written beside.
+        // Memory that runs out writing the changes' JSON (StoredBodies).
         status = Status::Internal(fmt::format("cannot store comparison '{}': {}", c.id, e.what()));
       }
       status = status.ok() ? writer_.Exec("COMMIT") : (writer_.Exec("ROLLBACK"), status);
