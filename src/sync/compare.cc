@@ -52,6 +52,14 @@ struct PendingPair {
   bool needs_key_lookup = false;
 };
 
+// A read pair whose base is the record one side holds now (DigestPlan::known_bases).
+struct KnownBase {
+  int64_t id = 0;
+  bool is_source = false;    // else the target's record
+  uint64_t prod_digest = 0;  // the digests the base recorded, as stored
+  uint64_t test_digest = 0;
+};
+
 // The remote-efficient reading of one table, when both sides are database servers that digest
 // their rows (store::DigestRequest): which records must be read in full. Every other record
 // is unchanged on both sides since its base was recorded, so it is equal and its base current.
@@ -72,6 +80,10 @@ struct DigestPlan {
   uint64_t mix = 0;  // folded into stored digests: the identity pairs the hashes depend on
   // Made from the change logs (envsync track), not from the servers' digests: no digests.
   bool tracked = false;
+  // The read IDs whose base is one side's row as it is now: that side's digest is the one its
+  // base recorded, so the base holds that record's hash and field hashes, and is made from it
+  // instead of looked up in the state store (KnownBase). In ID order.
+  std::vector<KnownBase> known_bases;
 };
 
 // The row `id` in `digests` (in ID order), or nullptr.
@@ -467,11 +479,21 @@ Status Comparer::CompareTable(const TableSpec& table) {
       ENVSYNC_RETURN_IF_ERROR(source_started.get());
       ENVSYNC_RETURN_IF_ERROR(target_started);
     }
-    // Only the bases of the records read, when a plan leaves most of them unread.
+    // Only the bases of the records read, when a plan leaves most of them unread, and of
+    // those only the ones no side's row holds as it is (the plan's known bases).
     std::vector<int64_t> read_ids;
+    const std::vector<KnownBase> no_known_bases;
+    const std::vector<KnownBase>& known_bases =
+        source_context.only_ids != nullptr ? plan_->known_bases : no_known_bases;
     if (source_context.only_ids != nullptr) {
+      std::vector<int64_t> pairs;
       std::set_union(plan_->source_ids.begin(), plan_->source_ids.end(), plan_->target_ids.begin(),
-                     plan_->target_ids.end(), std::back_inserter(read_ids));
+                     plan_->target_ids.end(), std::back_inserter(pairs));
+      auto known = known_bases.begin();
+      for (const int64_t id : pairs) {
+        while (known != known_bases.end() && known->id < id) ++known;
+        if (known == known_bases.end() || known->id != id) read_ids.push_back(id);
+      }
     }
     auto base_cursor = source_context.only_ids != nullptr
                            ? state_.ScanDirectBase(table.name, read_ids)
@@ -491,6 +513,14 @@ Status Comparer::CompareTable(const TableSpec& table) {
     bool has_t = target.Next(&t);
     store::SyncBase base;
     bool has_base = (*base_cursor)->Next(&base);
+    store::SyncBase known_base;
+    auto known = known_bases.begin();
+    auto next_known = [&](const Value& id) -> const KnownBase* {
+      const auto* number = std::get_if<int64_t>(&id);
+      if (number == nullptr) return nullptr;
+      while (known != known_bases.end() && known->id < *number) ++known;
+      return known != known_bases.end() && known->id == *number ? &*known : nullptr;
+    };
     Status status;
     while (status.ok() && (has_s || has_t)) {
       // Records matched through the identity map are paired after the merge.
@@ -519,7 +549,20 @@ Status Comparer::CompareTable(const TableSpec& table) {
       Pair pair;
       if (order != std::strong_ordering::greater) pair.source = &s;
       if (order != std::strong_ordering::less) pair.target = &t;
-      if (has_base && CompareValues(base.prod_id, id) == 0) pair.base = &base;
+      if (has_base && CompareValues(base.prod_id, id) == 0) {
+        pair.base = &base;
+      } else if (const KnownBase* known = next_known(id)) {
+        const Record* as_base = known->is_source ? pair.source : pair.target;
+        if (as_base != nullptr) {
+          known_base.prod_id = id;
+          known_base.test_id = id;
+          known_base.hash = as_base->hash;
+          known_base.field_hashes = as_base->field_hashes;
+          known_base.prod_digest = known->prod_digest;
+          known_base.test_digest = known->test_digest;
+          pair.base = &known_base;
+        }
+      }
       status = Visit(layout, pair, &pending);
       records_read_ += (order == std::strong_ordering::equal) ? 2 : 1;
       if (records_read_ >= next_progress_) {
@@ -816,7 +859,7 @@ void Comparer::PlanByRowDigests(const std::string& table, std::vector<store::Row
   const bool source_is_prod = source_side_ == Side::kProd;
   const uint64_t mix = plan->mix;
   auto merge = [&](size_t s, size_t s_end, size_t t, size_t t_end, size_t r, size_t r_end,
-                   DirectIds direct, std::vector<int64_t>* changed) {
+                   DirectIds direct, std::vector<int64_t>* changed, std::vector<KnownBase>* known) {
     constexpr int64_t kEnd = std::numeric_limits<int64_t>::max();
     while (s < s_end || t < t_end || r < r_end) {
       const int64_t id = std::min({s < s_end ? source[s].id : kEnd, t < t_end ? target[t].id : kEnd,
@@ -824,11 +867,18 @@ void Comparer::PlanByRowDigests(const std::string& table, std::vector<store::Row
       const store::RowDigest* on_source = s < s_end && source[s].id == id ? &source[s++] : nullptr;
       const store::RowDigest* on_target = t < t_end && target[t].id == id ? &target[t++] : nullptr;
       const store::BaseDigests* base = r < r_end && bases[r].id == id ? &bases[r++] : nullptr;
+      const bool is_direct = direct(id);
+      const bool source_as_base =
+          base != nullptr && on_source != nullptr &&
+          on_source->digest == ((source_is_prod ? base->prod_digest : base->test_digest) ^ mix);
+      const bool target_as_base =
+          base != nullptr && on_target != nullptr &&
+          on_target->digest == ((source_is_prod ? base->test_digest : base->prod_digest) ^ mix);
       // A pair joined through the identity map is read whatever its digests.
-      if (on_source == nullptr || on_target == nullptr || base == nullptr || !direct(id) ||
-          on_source->digest != ((source_is_prod ? base->prod_digest : base->test_digest) ^ mix) ||
-          on_target->digest != ((source_is_prod ? base->test_digest : base->prod_digest) ^ mix)) {
-        changed->push_back(id);
+      if (source_as_base && target_as_base && is_direct) continue;
+      changed->push_back(id);
+      if (is_direct && (source_as_base || target_as_base)) {
+        known->push_back(KnownBase{id, source_as_base, base->prod_digest, base->test_digest});
       }
     }
   };
@@ -836,7 +886,8 @@ void Comparer::PlanByRowDigests(const std::string& table, std::vector<store::Row
   std::vector<int64_t> changed;
   constexpr size_t kSplitFrom = size_t{1} << 15;  // rows on both sides
   if (source.size() + target.size() < kSplitFrom || source.empty()) {
-    merge(0, source.size(), 0, target.size(), 0, bases.size(), direct, &changed);
+    merge(0, source.size(), 0, target.size(), 0, bases.size(), direct, &changed,
+          &plan->known_bases);
   } else {
     const int64_t middle = source[source.size() / 2].id;
     auto below = [middle](const auto& row) { return row.id < middle; };
@@ -847,9 +898,10 @@ void Comparer::PlanByRowDigests(const std::string& table, std::vector<store::Row
     const auto r_mid = static_cast<size_t>(std::partition_point(bases.begin(), bases.end(), below) -
                                            bases.begin());
     std::vector<int64_t> upper_changed;
+    std::vector<KnownBase> upper_known;
     auto upper = [&] {
-      merge(s_mid, source.size(), t_mid, target.size(), r_mid, bases.size(), direct,
-            &upper_changed);
+      merge(s_mid, source.size(), t_mid, target.size(), r_mid, bases.size(), direct, &upper_changed,
+            &upper_known);
     };
     std::future<void> upper_merged;
     try {
@@ -857,9 +909,10 @@ void Comparer::PlanByRowDigests(const std::string& table, std::vector<store::Row
     } catch (const std::system_error&) {
       upper_merged = std::async(std::launch::deferred, upper);  // no thread to spare
     }
-    merge(0, s_mid, 0, t_mid, 0, r_mid, direct, &changed);
+    merge(0, s_mid, 0, t_mid, 0, r_mid, direct, &changed, &plan->known_bases);
     upper_merged.get();
     changed.insert(changed.end(), upper_changed.begin(), upper_changed.end());
+    plan->known_bases.insert(plan->known_bases.end(), upper_known.begin(), upper_known.end());
   }
   plan->rows = static_cast<int64_t>(source.size() + target.size());
   ExpandToPairs(table, changed, plan);
@@ -868,6 +921,7 @@ void Comparer::PlanByRowDigests(const std::string& table, std::vector<store::Row
   // The digests a base written now keeps: of every row when the table is read whole, else of
   // the rows read, with where each of those is stored, so it is read there alone.
   if (plan->read_all) {
+    plan->known_bases.clear();  // the whole table's bases are scanned anyway
     plan->source_digests = std::move(source);
     plan->target_digests = std::move(target);
     return;

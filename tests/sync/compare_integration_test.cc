@@ -187,6 +187,53 @@ TEST_F(CompareTest, WithBaseTellsWhoChangedWhat) {
   EXPECT_EQ(deleted["selected"], true);
 }
 
+// A pair read because one side's row moved since its base, while the other side's row is the
+// one the base recorded: that side's record is the base (taken from it, not looked up), so the
+// change is told as the moved side's, with that side's values as the base. A pair whose rows
+// both moved still finds its base in the state store. The mirror reads every row through SQL
+// with the stored bases and must agree.
+TEST_F(CompareTest, TheSideWhoseRowDidNotMoveIsTheBase) {
+  Build(Start::kCommonWithBase, 100);  // few rows change: the plan reads them by ID
+  Test("UPDATE cms_pages SET title = 'About us (TEST)' WHERE id = 1");       // TEST's edit
+  Prod("UPDATE cms_pages SET body_html = '<p>PROD only</p>' WHERE id = 2");  // PROD's edit
+  Test("UPDATE cms_pages SET title = 'Contact (TEST)' WHERE id = 3");        // both, apart
+  Prod("UPDATE cms_pages SET body_html = '<p>Contact (PROD)</p>' WHERE id = 3");
+  Test("DELETE FROM menu_items WHERE id = 7; DELETE FROM cms_pages WHERE id = 7");  // TEST deleted
+  // PROD's row of TEST's edited page moves too, in a column not compared: both rows moved, so
+  // its base is looked up, and TEST's edit is still the only change.
+  Prod("UPDATE cms_pages SET updated_at = '2025-01-01T00:00:00Z' WHERE id = 1");
+  json c = CompareJson({"--from", "TEST", "--to", "PROD"});
+
+  json about = FindChange(c, "cms_pages", 1);
+  EXPECT_EQ(about["tab"], "modified");
+  EXPECT_EQ(about["reason"], nullptr);
+  EXPECT_EQ(about["selected"], true);
+  ASSERT_EQ(FieldNames(about), std::vector<std::string>{"title"});
+  EXPECT_EQ(about["fields"][0]["source"], "About us (TEST)");
+  EXPECT_EQ(about["fields"][0]["base"], about["fields"][0]["target"]);
+
+  json prod_edit = FindChange(c, "cms_pages", 2);
+  EXPECT_EQ(prod_edit["tab"], "modified");
+  EXPECT_EQ(prod_edit["reason"], "target_changed");
+  EXPECT_EQ(prod_edit["selected"], false);
+  ASSERT_EQ(FieldNames(prod_edit), std::vector<std::string>{"body_html"});
+  EXPECT_EQ(prod_edit["fields"][0]["target"], "<p>PROD only</p>");
+  EXPECT_EQ(prod_edit["fields"][0]["base"], prod_edit["fields"][0]["source"]);
+
+  json contact = FindChange(c, "cms_pages", 3);
+  EXPECT_EQ(contact["tab"], "conflicts");
+  EXPECT_TRUE(contact["mergeable"].get<bool>());
+  for (const json& f : contact["fields"]) {
+    EXPECT_EQ(f["base"], f["field"] == "title" ? f["target"] : f["source"]) << f.dump();
+  }
+
+  json deleted = FindChange(c, "cms_pages", 7);
+  EXPECT_EQ(deleted["tab"], "deleted");
+  EXPECT_EQ(deleted["reason"], nullptr);
+  EXPECT_EQ(deleted["selected"], true);
+  for (const json& f : deleted["fields"]) EXPECT_EQ(f["base"], f["target"]) << f.dump();
+}
+
 // Both sides changing different fields is mergeable; the same field is not; each field shows
 // the base value where envsync knows it.
 TEST_F(CompareTest, BothModifiedIsMergeableOnlyForDisjointFields) {
