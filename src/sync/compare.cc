@@ -55,9 +55,10 @@ struct PendingPair {
 // A read pair whose base is the record one side holds now (DigestPlan::known_bases).
 struct KnownBase {
   int64_t id = 0;
-  bool is_source = false;    // else the target's record
-  uint64_t prod_digest = 0;  // the digests the base recorded, as stored
-  uint64_t test_digest = 0;
+  bool is_source = false;  // else the target's record
+  // The digests the base recorded, as stored (none in a plan made from the change logs).
+  std::optional<uint64_t> prod_digest;
+  std::optional<uint64_t> test_digest;
 };
 
 // The remote-efficient reading of one table, when both sides are database servers that digest
@@ -80,9 +81,10 @@ struct DigestPlan {
   uint64_t mix = 0;  // folded into stored digests: the identity pairs the hashes depend on
   // Made from the change logs (envsync track), not from the servers' digests: no digests.
   bool tracked = false;
-  // The read IDs whose base is one side's row as it is now: that side's digest is the one its
-  // base recorded, so the base holds that record's hash and field hashes, and is made from it
-  // instead of looked up in the state store (KnownBase). In ID order.
+  // The read IDs whose base is one side's record as it is now, made from it instead of looked
+  // up in the state store (KnownBase), in ID order: that side's digest is the one its base
+  // recorded, or (from the change logs) the pair was equal at the last comparison, its base
+  // current, and only the other side has written the record since.
   std::vector<KnownBase> known_bases;
 };
 
@@ -561,6 +563,15 @@ Status Comparer::CompareTable(const TableSpec& table) {
           known_base.prod_digest = known->prod_digest;
           known_base.test_digest = known->test_digest;
           pair.base = &known_base;
+        } else {
+          // That side holds no record (a plan from the change logs: the other side inserted
+          // it), and a base may outlive both sides' records: looked up alone.
+          auto found = state_.FindBase(table.name, id, id);
+          if (!found.ok()) return found.status();
+          if (*found) {
+            known_base = std::move(**found);
+            pair.base = &known_base;
+          }
         }
       }
       status = Visit(layout, pair, &pending);
@@ -1011,12 +1022,26 @@ Result<std::optional<DigestPlan>> Comparer::PlanByTracking(const RecordLayout& l
   if (!test_changed.ok()) return test_changed.status();
   if (!*prod_changed || !*test_changed) return std::optional<DigestPlan>();
   // Every record is read under its own ID on its own side, and brings its counterpart.
-  std::set<int64_t> ids((*mark)->unequal_prod.begin(), (*mark)->unequal_prod.end());
-  ids.insert((*mark)->unequal_test.begin(), (*mark)->unequal_test.end());
-  ids.insert((*prod_changed)->begin(), (*prod_changed)->end());
-  ids.insert((*test_changed)->begin(), (*test_changed)->end());
+  std::set<int64_t> unequal((*mark)->unequal_prod.begin(), (*mark)->unequal_prod.end());
+  unequal.insert((*mark)->unequal_test.begin(), (*mark)->unequal_test.end());
+  const std::set<int64_t> prod_wrote((*prod_changed)->begin(), (*prod_changed)->end());
+  const std::set<int64_t> test_wrote((*test_changed)->begin(), (*test_changed)->end());
+  std::set<int64_t> ids = unequal;
+  ids.insert(prod_wrote.begin(), prod_wrote.end());
+  ids.insert(test_wrote.begin(), test_wrote.end());
   DigestPlan plan;
   plan.tracked = true;
+  // A pair equal at the mark has its base current then; the side that has not written it
+  // since still holds that record.
+  DirectIds direct(identities_, table.name);
+  const bool source_is_prod = source_side_ == Side::kProd;
+  for (const int64_t id : ids) {
+    if (!direct(id) || unequal.count(id) != 0) continue;
+    const bool prod_kept = prod_wrote.count(id) == 0;
+    const bool test_kept = test_wrote.count(id) == 0;
+    if (prod_kept == test_kept) continue;
+    plan.known_bases.push_back(KnownBase{id, prod_kept == source_is_prod, {}, {}});
+  }
   ExpandToPairs(table.name, std::vector<int64_t>(ids.begin(), ids.end()), &plan);
   return std::optional<DigestPlan>(std::move(plan));
 }

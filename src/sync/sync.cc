@@ -1379,6 +1379,36 @@ Result<SyncOutcome> Syncer::Execute(const SyncRequest& request) {
 
 namespace {
 
+// An undo puts back the bases its sync replaced: the pairs' bases then differ from what the
+// change-tracking marks vouch for (equal at the mark, base current), so their IDs join the marks'
+// unequal IDs, before the bases are written back (a crash in between only makes the next
+// comparison look them up). A comparison from the change logs then looks their bases up
+// instead of taking the side that has not written the record since as the base.
+Status MarkUndonePairsUnequal(store::StateStore& state, const store::SyncRun& run) {
+  std::map<std::string, std::pair<std::set<int64_t>, std::set<int64_t>>> undone;
+  for (const store::SyncRecord& record : run.records) {
+    const auto [prod, test] = BaseKeyOf(record);
+    auto& ids = undone[record.table];
+    if (const auto* id = std::get_if<int64_t>(&prod)) ids.first.insert(*id);
+    if (const auto* id = std::get_if<int64_t>(&test)) ids.second.insert(*id);
+  }
+  for (const auto& [table, ids] : undone) {
+    auto mark = state.LoadTrackingMark(table);
+    if (!mark.ok()) return mark.status();
+    if (!*mark) continue;
+    store::TrackingMark& m = **mark;
+    std::set<int64_t> prod(m.unequal_prod.begin(), m.unequal_prod.end());
+    std::set<int64_t> test(m.unequal_test.begin(), m.unequal_test.end());
+    prod.insert(ids.first.begin(), ids.first.end());
+    test.insert(ids.second.begin(), ids.second.end());
+    if (prod.size() == m.unequal_prod.size() && test.size() == m.unequal_test.size()) continue;
+    m.unequal_prod.assign(prod.begin(), prod.end());
+    m.unequal_test.assign(test.begin(), test.end());
+    ENVSYNC_RETURN_IF_ERROR(state.SaveTrackingMark(m));
+  }
+  return Status::Ok();
+}
+
 // After an undo's commit: the files go back, then the base and the identity map. Idempotent, so
 // a restart can run it again after a crash: a file the sync put is removed only while the file
 // it replaced still waits in the trash (or when it replaced none).
@@ -1417,6 +1447,7 @@ Status FinishUndo(store::Environment& target, store::StateStore& state, store::S
   }
   RemoveWorkDirs(target.assets().root(), run.id, /*with_trash=*/true);
   CrashPoint("undo_files_done");
+  ENVSYNC_RETURN_IF_ERROR(MarkUndonePairsUnequal(state, run));
   ENVSYNC_RETURN_IF_ERROR(state.BeginBaseUpdate());
   for (const store::SyncRecord& record : run.records) {
     if (!record.base_before) continue;

@@ -396,6 +396,25 @@ TEST_F(TrackingTest, DeletesOnEitherSide) {
   EXPECT_TRUE(gone.changes.empty()) << AsJson(gone).dump(1);
 }
 
+// A record deleted on both sides leaves its base behind. When one side inserts a record under
+// that ID again, the other side has not written the ID since the mark and holds no record to
+// take the base from: the base is looked up, and the record is read with it, as a full read
+// reads it (modified on TEST since that base, deleted on PROD: a conflict).
+TEST_F(TrackingTest, IdReusedAfterBothSidesDeletedItIsReadWithItsOldBase) {
+  StartTracked();
+  Test("DELETE FROM content_blocks WHERE id = 2");
+  Prod("DELETE FROM content_blocks WHERE id = 2");
+  Comparison gone = CheckedCompare(kTracked);
+  EXPECT_TRUE(gone.changes.empty()) << AsJson(gone).dump(1);
+  Test(
+      "INSERT INTO content_blocks (id, code, name, html) VALUES "
+      "(2, 'old-promo', 'Old promo, back', '<p>back</p>')");
+  Comparison back = CheckedCompare(kTracked);
+  json block = FindChange(AsJson(back), "content_blocks", 2);
+  EXPECT_EQ(block["tab"], "conflicts") << block.dump();
+  EXPECT_EQ(block["conflict"], "modified_deleted") << block.dump();
+}
+
 // Child rows (slides, menu items) inserted, updated, deleted and moved between parents are
 // logged under their parent and read through the logs as a full read reads them.
 TEST_F(TrackingTest, ChildRowEditsAreReadThroughTheirParent) {
