@@ -1227,8 +1227,12 @@ void Comparer::AddChange(const RecordLayout& layout, const Pair& pair, const Cla
   // Keep the record's references for the closure pass (before its values move into the change).
   if (pair.source != nullptr) {
     const size_t position = comparison_.changes.size();
-    auto& refs = references_[position];
-    for (const auto& [referenced, id] : pair.source->references) refs.emplace_back(*referenced, id);
+    if (!pair.source->references.empty()) {
+      auto& refs = references_[position];
+      for (const auto& [referenced, id] : pair.source->references) {
+        refs.emplace_back(*referenced, id);
+      }
+    }
     for (const auto& [column, assets] : layout.table->json_references) {
       const int index = layout.ColumnIndex(column);
       if (index < 0) continue;
@@ -1320,23 +1324,38 @@ Result<bool> Comparer::ExistsOnTarget(const std::string& table, const Value& sou
 }
 
 Status Comparer::CloseDependencies() {
-  std::map<std::string, size_t> by_source;
   std::vector<size_t> work;
   for (size_t i = 0; i < comparison_.changes.size(); ++i) {
     const Change& change = comparison_.changes[i];
-    if (IsNull(change.source_id)) continue;
-    by_source[RecordRef(change.table, change.source_id)] = i;
-    if (change.selected) work.push_back(i);
+    if (!IsNull(change.source_id) && change.selected) work.push_back(i);
   }
+  // The listed source records by ref, made when a selected record first needs another (most
+  // changes reference nothing: 21,018 refs mapped for nothing took ≈ 8 ms on the pair).
+  std::unordered_map<std::string, size_t> by_source;
+  bool mapped = false;
   std::set<std::string> warned;
   while (!work.empty()) {
     const size_t i = work.back();
     work.pop_back();
+    const auto refs = references_.find(i);
+    const auto json_refs = json_references_.find(i);
+    if (refs == references_.end() && json_refs == json_references_.end()) continue;
+    if (!mapped) {
+      by_source.reserve(comparison_.changes.size());
+      for (size_t c = 0; c < comparison_.changes.size(); ++c) {
+        const Change& change = comparison_.changes[c];
+        if (!IsNull(change.source_id)) by_source[RecordRef(change.table, change.source_id)] = c;
+      }
+      mapped = true;
+    }
     const std::string needer = comparison_.changes[i].Ref();
-    std::vector<std::pair<std::string, Value>> needs = references_[i];
+    std::vector<std::pair<std::string, Value>> needs;
+    if (refs != references_.end()) needs = refs->second;
     const size_t from_columns = needs.size();  // needs past this index come from JSON names
     std::vector<std::string> json_keys;
-    for (const auto& [assets_table, key] : json_references_[i]) {
+    const std::vector<std::pair<std::string, std::string>> no_json_refs;
+    for (const auto& [assets_table, key] :
+         json_refs != json_references_.end() ? json_refs->second : no_json_refs) {
       auto id = SourceIdOfGalleryKey(*manifest_.FindTable(assets_table), key);
       if (!id.ok()) return id.status();
       if (!*id) {

@@ -1557,13 +1557,15 @@ class SqliteStateStore : public StateStore {
       const std::vector<std::string> bodies = texts.Next();
       for (size_t i = from; i < count && i < from + kBatch; ++i) {
         const Change& change = c.changes[i];
-        row->Bind(1, c.id);
+        // Bound in place (each outlives the step); only the record's ref is made here.
+        const std::string ref = change.Ref();
+        row->BindText(1, c.id);
         row->Bind(2, static_cast<int64_t>(i));
-        row->Bind(3, std::string(TabName(change.tab)));
-        row->Bind(4, change.Ref());
+        row->BindText(3, TabName(change.tab));
+        row->BindText(4, ref);
         row->BindText(5, bodies[i - from]);
-        row->Bind(6, change.key);
-        row->Bind(7, change.module);
+        row->BindText(6, change.key);
+        row->BindText(7, change.module);
         ENVSYNC_RETURN_IF_ERROR(row->Run());
         row->Reset();
         if (in_commits && (i + 1) % kChangesPerCommit == 0 && i + 1 < count) {
