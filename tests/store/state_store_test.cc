@@ -521,6 +521,35 @@ TEST_F(SqliteStateStoreTest, MigratedStoreKeepsTrackingMarks) {
   EXPECT_TRUE((*loaded)->unequal_test.empty());
 }
 
+// A version 14 store's tracking marks are dropped when it is migrated: an envsync of that
+// version undid syncs without adding their pairs to the marks, which a comparison from the
+// change logs now relies on (sync::FinishUndo). Everything else stays.
+TEST_F(SqliteStateStoreTest, MigrationFromVersion14DropsTheTrackingMarks) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    TrackingMark mark;
+    mark.table = kPages;
+    mark.prod_epoch = "t-a";
+    mark.prod_position = "3";
+    mark.test_epoch = "t-b";
+    mark.test_position = "4";
+    ASSERT_TRUE(store->SaveTrackingMark(mark).ok());
+    ASSERT_TRUE(store->AddIdentity(kPages, 63, 8).ok());
+  }
+  ExecSql(path_, "PRAGMA user_version = 14");
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(UserVersion(path_), kStateSchemaVersion);
+  auto marks = store->ListTrackingMarks();
+  ASSERT_TRUE(marks.ok()) << marks.status().message();
+  EXPECT_TRUE(marks->empty());
+  auto map = store->LoadIdentityMap();
+  ASSERT_TRUE(map.ok()) << map.status().message();
+  EXPECT_EQ(map->Pairs(kPages), (std::map<int64_t, int64_t>{{63, 8}}));
+}
+
+// --- Identity map ---
 // --- Identity map ---
 
 // A pair added is loaded back.

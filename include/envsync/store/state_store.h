@@ -374,7 +374,7 @@ class StateStore {
 Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location);
 
 // The current version of the state store's schema.
-inline constexpr int kStateSchemaVersion = 14;
+inline constexpr int kStateSchemaVersion = 15;
 
 }  // namespace envsync::store
 

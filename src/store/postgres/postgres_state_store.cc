@@ -242,6 +242,14 @@ COMMENT ON COLUMN changes.body IS 'a change as JSON; a field''s base_as names th
     R"sql(
 COMMENT ON TABLE changes IS 'the changes of each comparison, stored with its header in one transaction';
 )sql",
+    // A comparison from the change logs takes the base of a pair only one side wrote since the
+    // mark from the other side's record; an undo by an envsync of version 14 did not add its
+    // pairs to the marks first (sync::FinishUndo), so the marks are dropped (each tracked table
+    // is read whole once) and the version keeps such an envsync from opening this store.
+    R"sql(
+DELETE FROM tracking_marks;
+COMMENT ON TABLE tracking_marks IS 'per table, the change logs'' positions at the last comparison and the pairs unequal then (or whose base an undo put back since)';
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kFirstVersion + kMigrationCount - 1 == kStateSchemaVersion);

@@ -239,6 +239,13 @@ CREATE TABLE comparisons_being_stored (
   comparison_id TEXT PRIMARY KEY
 );
 )sql",
+    // A comparison from the change logs now takes the base of a pair only one side wrote since
+    // the mark from the other side's record, which holds only if every undo since the mark
+    // added its pairs to the mark's unequal IDs (sync::FinishUndo). An envsync of version 14
+    // undoes without that, and may have done so since the marks were written: they are
+    // dropped (each tracked table is read whole once, and marked again), and the version keeps
+    // such an envsync from opening this store.
+    "DELETE FROM tracking_marks",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kStateSchemaVersion);
