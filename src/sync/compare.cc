@@ -61,6 +61,22 @@ struct KnownBase {
   std::optional<uint64_t> test_digest;
 };
 
+// The known base of each of a rising sequence of IDs, or nullptr: a walk along the plan's
+// known bases (in ID order) beside the IDs asked.
+class KnownBaseWalker {
+ public:
+  explicit KnownBaseWalker(const std::vector<KnownBase>& known) : known_(known) {}
+
+  const KnownBase* Find(int64_t id) {
+    while (next_ < known_.size() && known_[next_].id < id) ++next_;
+    return next_ < known_.size() && known_[next_].id == id ? &known_[next_] : nullptr;
+  }
+
+ private:
+  const std::vector<KnownBase>& known_;
+  size_t next_ = 0;
+};
+
 // The remote-efficient reading of one table, when both sides are database servers that digest
 // their rows (store::DigestRequest): which records must be read in full. Every other record
 // is unchanged on both sides since its base was recorded, so it is equal and its base current.
@@ -491,10 +507,9 @@ Status Comparer::CompareTable(const TableSpec& table) {
       std::vector<int64_t> pairs;
       std::set_union(plan_->source_ids.begin(), plan_->source_ids.end(), plan_->target_ids.begin(),
                      plan_->target_ids.end(), std::back_inserter(pairs));
-      auto known = known_bases.begin();
+      KnownBaseWalker known(known_bases);
       for (const int64_t id : pairs) {
-        while (known != known_bases.end() && known->id < id) ++known;
-        if (known == known_bases.end() || known->id != id) read_ids.push_back(id);
+        if (known.Find(id) == nullptr) read_ids.push_back(id);
       }
     }
     auto base_cursor = source_context.only_ids != nullptr
@@ -515,13 +530,28 @@ Status Comparer::CompareTable(const TableSpec& table) {
     bool has_t = target.Next(&t);
     store::SyncBase base;
     bool has_base = (*base_cursor)->Next(&base);
+    // A known base is made from the record its side holds, or, when that side holds none (a
+    // plan from the change logs: the other side inserted it), looked up alone, since a base
+    // may outlive both sides' records.
+    KnownBaseWalker known_walker(known_bases);
     store::SyncBase known_base;
-    auto known = known_bases.begin();
-    auto next_known = [&](const Value& id) -> const KnownBase* {
-      const auto* number = std::get_if<int64_t>(&id);
-      if (number == nullptr) return nullptr;
-      while (known != known_bases.end() && known->id < *number) ++known;
-      return known != known_bases.end() && known->id == *number ? &*known : nullptr;
+    auto base_of_known = [&](const KnownBase& known, const Value& id,
+                             const Pair& pair) -> Result<const store::SyncBase*> {
+      const Record* as_base = known.is_source ? pair.source : pair.target;
+      if (as_base == nullptr) {
+        auto found = state_.FindBase(table.name, id, id);
+        if (!found.ok()) return found.status();
+        if (!*found) return static_cast<const store::SyncBase*>(nullptr);
+        known_base = std::move(**found);
+        return &known_base;
+      }
+      known_base.prod_id = id;
+      known_base.test_id = id;
+      known_base.hash = as_base->hash;
+      known_base.field_hashes = as_base->field_hashes;
+      known_base.prod_digest = known.prod_digest;
+      known_base.test_digest = known.test_digest;
+      return &known_base;
     };
     Status status;
     while (status.ok() && (has_s || has_t)) {
@@ -551,28 +581,13 @@ Status Comparer::CompareTable(const TableSpec& table) {
       Pair pair;
       if (order != std::strong_ordering::greater) pair.source = &s;
       if (order != std::strong_ordering::less) pair.target = &t;
+      const auto* number = std::get_if<int64_t>(&id);
       if (has_base && CompareValues(base.prod_id, id) == 0) {
         pair.base = &base;
-      } else if (const KnownBase* known = next_known(id)) {
-        const Record* as_base = known->is_source ? pair.source : pair.target;
-        if (as_base != nullptr) {
-          known_base.prod_id = id;
-          known_base.test_id = id;
-          known_base.hash = as_base->hash;
-          known_base.field_hashes = as_base->field_hashes;
-          known_base.prod_digest = known->prod_digest;
-          known_base.test_digest = known->test_digest;
-          pair.base = &known_base;
-        } else {
-          // That side holds no record (a plan from the change logs: the other side inserted
-          // it), and a base may outlive both sides' records: looked up alone.
-          auto found = state_.FindBase(table.name, id, id);
-          if (!found.ok()) return found.status();
-          if (*found) {
-            known_base = std::move(**found);
-            pair.base = &known_base;
-          }
-        }
+      } else if (const KnownBase* known = number ? known_walker.Find(*number) : nullptr) {
+        auto made = base_of_known(*known, id, pair);
+        if (!made.ok()) return made.status();
+        pair.base = *made;
       }
       status = Visit(layout, pair, &pending);
       records_read_ += (order == std::strong_ordering::equal) ? 2 : 1;
@@ -1021,28 +1036,34 @@ Result<std::optional<DigestPlan>> Comparer::PlanByTracking(const RecordLayout& l
   auto test_changed = test_env.ChangedSince(table.name, (*mark)->test_position);
   if (!test_changed.ok()) return test_changed.status();
   if (!*prod_changed || !*test_changed) return std::optional<DigestPlan>();
-  // Every record is read under its own ID on its own side, and brings its counterpart.
-  std::set<int64_t> unequal((*mark)->unequal_prod.begin(), (*mark)->unequal_prod.end());
-  unequal.insert((*mark)->unequal_test.begin(), (*mark)->unequal_test.end());
-  const std::set<int64_t> prod_wrote((*prod_changed)->begin(), (*prod_changed)->end());
-  const std::set<int64_t> test_wrote((*test_changed)->begin(), (*test_changed)->end());
-  std::set<int64_t> ids = unequal;
-  ids.insert(prod_wrote.begin(), prod_wrote.end());
-  ids.insert(test_wrote.begin(), test_wrote.end());
+  // Every record is read under its own ID on its own side, and brings its counterpart. All
+  // four lists are sorted and distinct (the mark's and ChangedSince's contracts).
+  auto united = [](const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+    std::vector<int64_t> out;
+    out.reserve(a.size() + b.size());
+    std::set_union(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+    return out;
+  };
+  const std::vector<int64_t>& prod_wrote = **prod_changed;
+  const std::vector<int64_t>& test_wrote = **test_changed;
+  const std::vector<int64_t> unequal = united((*mark)->unequal_prod, (*mark)->unequal_test);
+  const std::vector<int64_t> wrote = united(prod_wrote, test_wrote);
   DigestPlan plan;
   plan.tracked = true;
   // A pair equal at the mark has its base current then; the side that has not written it
   // since still holds that record.
   DirectIds direct(identities_, table.name);
   const bool source_is_prod = source_side_ == Side::kProd;
-  for (const int64_t id : ids) {
-    if (!direct(id) || unequal.count(id) != 0) continue;
-    const bool prod_kept = prod_wrote.count(id) == 0;
-    const bool test_kept = test_wrote.count(id) == 0;
-    if (prod_kept == test_kept) continue;
+  auto holds = [](const std::vector<int64_t>& ids, int64_t id) {
+    return std::binary_search(ids.begin(), ids.end(), id);
+  };
+  for (const int64_t id : wrote) {
+    if (!direct(id) || holds(unequal, id)) continue;
+    const bool prod_kept = !holds(prod_wrote, id);
+    if (prod_kept == !holds(test_wrote, id)) continue;  // both wrote it
     plan.known_bases.push_back(KnownBase{id, prod_kept == source_is_prod, {}, {}});
   }
-  ExpandToPairs(table.name, std::vector<int64_t>(ids.begin(), ids.end()), &plan);
+  ExpandToPairs(table.name, united(unequal, wrote), &plan);
   return std::optional<DigestPlan>(std::move(plan));
 }
 

@@ -521,34 +521,6 @@ TEST_F(SqliteStateStoreTest, MigratedStoreKeepsTrackingMarks) {
   EXPECT_TRUE((*loaded)->unequal_test.empty());
 }
 
-// A version 14 store's tracking marks are dropped when it is migrated: an envsync of that
-// version undid syncs without adding their pairs to the marks, which a comparison from the
-// change logs now relies on (sync::FinishUndo). Everything else stays.
-TEST_F(SqliteStateStoreTest, MigrationFromVersion14DropsTheTrackingMarks) {
-  {
-    auto store = Open();
-    ASSERT_NE(store, nullptr);
-    TrackingMark mark;
-    mark.table = kPages;
-    mark.prod_epoch = "t-a";
-    mark.prod_position = "3";
-    mark.test_epoch = "t-b";
-    mark.test_position = "4";
-    ASSERT_TRUE(store->SaveTrackingMark(mark).ok());
-    ASSERT_TRUE(store->AddIdentity(kPages, 63, 8).ok());
-  }
-  ExecSql(path_, "PRAGMA user_version = 14");
-  auto store = Open();
-  ASSERT_NE(store, nullptr);
-  EXPECT_EQ(UserVersion(path_), kStateSchemaVersion);
-  auto marks = store->ListTrackingMarks();
-  ASSERT_TRUE(marks.ok()) << marks.status().message();
-  EXPECT_TRUE(marks->empty());
-  auto map = store->LoadIdentityMap();
-  ASSERT_TRUE(map.ok()) << map.status().message();
-  EXPECT_EQ(map->Pairs(kPages), (std::map<int64_t, int64_t>{{63, 8}}));
-}
-
 // --- Identity map ---
 // --- Identity map ---
 
@@ -1051,6 +1023,28 @@ void ExpectSameMark(const TrackingMark& expected, const TrackingMark& actual) {
   EXPECT_EQ(actual.mix, expected.mix);
   EXPECT_EQ(actual.unequal_prod, expected.unequal_prod);
   EXPECT_EQ(actual.unequal_test, expected.unequal_test);
+}
+
+// A version 14 store's tracking marks are dropped when it is migrated: an envsync of that
+// version undid syncs without adding their pairs to the marks, which a comparison from the
+// change logs now relies on (sync::FinishUndo). Everything else stays.
+TEST_F(SqliteStateStoreTest, MigrationFromVersion14DropsTheTrackingMarks) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->SaveTrackingMark(Mark(kPages, {7}, {})).ok());
+    ASSERT_TRUE(store->AddIdentity(kPages, 63, 8).ok());
+  }
+  ExecSql(path_, "PRAGMA user_version = 14");
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(UserVersion(path_), kStateSchemaVersion);
+  auto marks = store->ListTrackingMarks();
+  ASSERT_TRUE(marks.ok()) << marks.status().message();
+  EXPECT_TRUE(marks->empty());
+  auto map = store->LoadIdentityMap();
+  ASSERT_TRUE(map.ok()) << map.status().message();
+  EXPECT_EQ(map->Pairs(kPages), (std::map<int64_t, int64_t>{{63, 8}}));
 }
 
 // A table without a mark has none, and nothing is listed.
