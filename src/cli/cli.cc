@@ -35,6 +35,7 @@
 #include "envsync/sync/compare.h"
 #include "envsync/sync/sync.h"
 #include "envsync/sync/tracking.h"
+#include "store/shared_library.h"
 
 namespace envsync::cli {
 namespace {
@@ -318,6 +319,32 @@ Result<Comparison> RunCompare(const service::Workspace& ws, const CompareFlags& 
   }
   if (open_state != nullptr) *open_state = std::move(*state);
   return comparison;
+}
+
+// `envsync serve`'s code: the module envsync-serve.so, beside this executable, else where the build
+// put it (src/service/CMakeLists.txt says why the server is a module).
+Result<service::ServeFunction> LoadServer() {
+  std::vector<std::filesystem::path> places;
+  std::error_code error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error) places.push_back(self.parent_path() / "envsync-serve.so");
+  if (places.empty() || places.front() != ENVSYNC_SERVE_MODULE) {
+    places.emplace_back(ENVSYNC_SERVE_MODULE);
+  }
+  for (const std::filesystem::path& place : places) {
+    if (!std::filesystem::is_regular_file(place, error)) continue;
+    auto module = store::SharedLibrary::Open(place.string(), "envsync serve");
+    if (!module.ok()) return module.status();
+    service::ServeFunction (*serve_function)() = nullptr;
+    ENVSYNC_RETURN_IF_ERROR(module->Take("envsync_serve_function", &serve_function));
+    return serve_function();
+  }
+  std::string tried;
+  for (const std::filesystem::path& place : places) {
+    tried += (tried.empty() ? "" : " nor at ") + place.string();
+  }
+  return Status::Unavailable(
+      fmt::format("envsync serve needs its module envsync-serve.so, not found at {}", tried));
 }
 
 std::atomic<bool> g_stop{false};
@@ -679,7 +706,9 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     g_stop = false;
     std::signal(SIGTERM, RequestStop);
     std::signal(SIGINT, RequestStop);
-    Status served = service::Serve(**ws, serve_options, g_stop);
+    auto serve = LoadServer();
+    if (!serve.ok()) return Fail(err, serve.status());
+    Status served = (*serve)(**ws, serve_options, g_stop);
     return served.ok() ? kExitOk : Fail(err, served);
   }
   if (doctor_cmd->parsed()) return Doctor(**ws, doctor_json, out, err);

@@ -31,6 +31,7 @@
 #include "envsync/store/environment.h"
 #include "envsync/store/fault_injection.h"
 #include "envsync/store/json_codec.h"
+#include "service/runner.h"
 
 namespace envsync::service {
 namespace {
@@ -39,24 +40,6 @@ using nlohmann::json;
 
 constexpr char kSessionCookie[] = "envsync_session";
 constexpr auto kSessionLifetime = std::chrono::hours(12);
-
-std::string UtcIn(std::chrono::system_clock::duration ahead) {
-  const auto t = std::chrono::floor<std::chrono::seconds>(store::WallClockNow() + ahead);
-  const auto day = std::chrono::floor<std::chrono::days>(t);
-  const std::chrono::year_month_day ymd{day};
-  const std::chrono::hh_mm_ss hms{t - day};
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", static_cast<int>(ymd.year()),
-                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                     hms.hours().count(), hms.minutes().count(), hms.seconds().count());
-}
-std::string Now() { return UtcIn({}); }
-
-// This process as the runner of the jobs it claims: host, process ID and a random tag.
-std::string RunnerName() {
-  char host[256] = {};
-  gethostname(host, sizeof(host) - 1);
-  return fmt::format("{}:{}:{}", host, getpid(), RandomToken(4));
-}
 
 // An error answer: one JSON shape with a stable code (docs/API.md).
 struct ApiError {
@@ -200,16 +183,6 @@ bool SameToken(const std::string& a, const std::string& b) {
   unsigned char diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   return diff == 0;
-}
-
-// One log line per job transition, with the mail problem when a mail could not be delivered.
-void LogJob(const store::Job& job) {
-  spdlog::info("job {} ({}) {} by {}{}", job.id, job.kind, job.state, job.started_by,
-               job.error.empty() ? "" : ": " + job.error);
-  json result = json::parse(job.result.empty() ? "{}" : job.result, nullptr, false);
-  if (result.is_object() && result.contains("mail") && result["mail"].is_string()) {
-    spdlog::warn("job {}: mail not delivered: {}", job.id, result["mail"].get<std::string>());
-  }
 }
 
 // State stores for the request threads: each request borrows one, so SQLite connections are
@@ -1473,16 +1446,6 @@ class Service {
   std::map<int, int64_t> requests_snapshot_;
 };
 
-void UseStderrLogger() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    auto logger = spdlog::stderr_logger_mt("envsync");
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-    spdlog::set_default_logger(logger);
-    spdlog::flush_on(spdlog::level::info);
-  });
-}
-
 }  // namespace
 
 Status Serve(const Workspace& workspace, const ServeOptions& options,
@@ -1498,28 +1461,6 @@ std::vector<RouteInfo> ApiRoutes() {
     routes.push_back({r.method, r.pattern, r.role, r.needs_csrf});
   }
   return routes;
-}
-
-Status RunJobsOnce(const Workspace& workspace) {
-  UseStderrLogger();
-  auto state = workspace.OpenState([](const std::string& line) { spdlog::info("{}", line); });
-  if (!state.ok()) return state.status();
-  {
-    // Jobs left running are settled only while nobody else works on the store; otherwise their
-    // process is alive, or settles them itself.
-    store::WorkLock lock;
-    auto acquired = lock.TryAcquire(workspace.config().state);
-    if (!acquired.ok()) return acquired.status();
-    if (*acquired) {
-      auto jobs = RecoverInterruptedJobs(**state, Now(),
-                                         [&](const store::Message& m, const std::string& link) {
-                                           return workspace.Notify(**state, m, link);
-                                         });
-      if (!jobs.ok()) return jobs.status();
-    }
-  }  // the jobs below take the store's job lock, which this one excludes
-  auto ran = workspace.RunDueJobs(**state, "", LogJob, nullptr, nullptr, RunnerName());
-  return ran.ok() ? Status::Ok() : ran.status();
 }
 
 }  // namespace envsync::service

@@ -541,6 +541,35 @@ TEST_F(ServerTest, ASecondServerOnTheSamePortIsRefused) {
   EXPECT_EQ(api.Get("/api/v1/jobs").status, 200);
 }
 
+// `serve` loads the HTTP server from envsync-serve.so, first from beside the binary: a copy of
+// the binary beside a damaged module refuses to serve, naming that file, and the copy's other
+// commands do not load the module at all.
+TEST_F(ServerTest, ServeLoadsItsModuleFromBesideTheBinary) {
+  const std::filesystem::path installed = dir_ / "installed";
+  std::filesystem::create_directories(installed);
+  std::filesystem::copy_file(ENVSYNC_BINARY, installed / "envsync");
+  WriteBytes(installed / "envsync-serve.so", "not a shared library");
+  Child serve;
+  serve.Start({(installed / "envsync").string(), "--config", paths_.config.string(), "serve",
+               "--listen", "127.0.0.1:0"},
+              dir_ / "installed-serve.err");
+  const std::optional<int> served = serve.WaitFor(20000);
+  ASSERT_TRUE(served.has_value()) << "envsync serve started beside a damaged module";
+  EXPECT_EQ(*served, 1);
+  const std::string said = ReadBytes(dir_ / "installed-serve.err");
+  EXPECT_NE(said.find((installed / "envsync-serve.so").string() +
+                      " (needed for envsync serve) cannot be loaded"),
+            std::string::npos)
+      << said;
+  Child compare;
+  compare.Start({(installed / "envsync").string(), "--config", paths_.config.string(), "compare",
+                 "--from", "TEST", "--to", "PROD"},
+                dir_ / "installed-compare.err");
+  const std::optional<int> compared = compare.WaitFor(60000);
+  ASSERT_TRUE(compared.has_value());
+  EXPECT_EQ(*compared, 0) << ReadBytes(dir_ / "installed-compare.err");
+}
+
 TEST_F(ServerTest, MetricsLeaveOutCountsThatAreNotNumbers) {
   {
     auto state = store::OpenStateStore(paths_.state.string());

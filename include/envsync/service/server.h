@@ -44,8 +44,14 @@ struct RouteInfo {
 std::vector<RouteInfo> ApiRoutes();
 
 // `envsync serve --once`: settles interrupted syncs and jobs, runs the jobs that are due, and
-// returns.
+// returns. It needs no HTTP server: it is part of the command itself (runner.cc), not of the
+// module below.
 Status RunJobsOnce(const Workspace& workspace);
+
+// `Serve` as the module envsync-serve.so hands it to the `envsync` command, which loads the
+// module for `serve` only: the module's extern "C" function `envsync_serve_function` returns it.
+// Both are built together, from this header.
+using ServeFunction = Status (*)(const Workspace&, const ServeOptions&, const std::atomic<bool>&);
 
 }  // namespace envsync::service
 
