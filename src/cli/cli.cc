@@ -1,6 +1,7 @@
 #include "envsync/cli/cli.h"
 
 #include <fmt/format.h>
+#include <malloc.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -686,6 +687,16 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     if (flag.empty()) return Fail(err, Status::InvalidArgument("--modules holds an empty name"));
   }
 
+  // A one-shot command pads each new malloc heap to 64 MiB. A compare's reader threads allocate
+  // each record they read in their own malloc arena, whose heap glibc otherwise makes read-write
+  // a few pages at a time, one `mprotect` each (16,160 in the issue's compare), serialized on
+  // the process's memory-map lock with the other threads' page faults. With the pad (the most one
+  // heap holds) each heap is made read-write whole when it is created: address space only, the
+  // pages are still allocated when first written (docs/PERFORMANCE.md, "What the third session
+  // of 2026-12-06 measured"). `serve` runs for days and keeps glibc's default: with the pad, each
+  // of its arenas would keep up to 64 MiB of freed memory instead of handing it back.
+  if (!serve_cmd->parsed()) mallopt(M_TOP_PAD, 64 << 20);
+
   if (demo_init->parsed()) return DemoInit(demo_dir, demo_records, demo_admin, out, err);
 
   auto config = LoadConfig(ConfigPath(config_flag));
@@ -809,7 +820,9 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
     std::unique_ptr<store::StateStore> state;
     auto comparison = RunCompare(**ws, compare_flags, /*quiet=*/false, err, &state);
     // The store closes (its WAL copied back into the file, then synced) while the comparison
-    // is printed and freed; the thread is joined before the command returns.
+    // is printed and freed, and the freed memory handed back to the kernel: the process's end
+    // would otherwise unmap it after the close (≈ 6 ms of the issue's compare,
+    // docs/PERFORMANCE.md). The thread is joined before the command returns.
     std::jthread closing([&state] { state.reset(); });
     if (!comparison.ok()) return Fail(err, comparison.status());
     if (compare_flags.json) {
@@ -819,6 +832,7 @@ static int RunCommand(const std::vector<std::string>& args, std::ostream& out, s
       PrintSummary(*comparison, std::nullopt, compare_flags.limit, out);
     }
     *comparison = Comparison();
+    malloc_trim(0);
     return kExitOk;
   }
   if (sync_cmd->parsed() || undo_cmd->parsed() || history_cmd->parsed()) {
