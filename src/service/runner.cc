@@ -11,19 +11,9 @@
 #include "envsync/service/jobs.h"
 #include "envsync/service/server.h"
 #include "envsync/service/users.h"
-#include "envsync/store/fault_injection.h"
+#include "sync/ids.h"
 
 namespace envsync::service {
-
-std::string UtcIn(std::chrono::system_clock::duration ahead) {
-  const auto t = std::chrono::floor<std::chrono::seconds>(store::WallClockNow() + ahead);
-  const auto day = std::chrono::floor<std::chrono::days>(t);
-  const std::chrono::year_month_day ymd{day};
-  const std::chrono::hh_mm_ss hms{t - day};
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", static_cast<int>(ymd.year()),
-                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                     hms.hours().count(), hms.minutes().count(), hms.seconds().count());
-}
 
 std::string RunnerName() {
   char host[256] = {};
@@ -62,7 +52,7 @@ Status RunJobsOnce(const Workspace& workspace) {
     auto acquired = lock.TryAcquire(workspace.config().state);
     if (!acquired.ok()) return acquired.status();
     if (*acquired) {
-      auto jobs = RecoverInterruptedJobs(**state, Now(),
+      auto jobs = RecoverInterruptedJobs(**state, sync::UtcNow(),
                                          [&](const store::Message& m, const std::string& link) {
                                            return workspace.Notify(**state, m, link);
                                          });

@@ -4,16 +4,11 @@
 #ifndef ENVSYNC_SRC_SERVICE_RUNNER_H_
 #define ENVSYNC_SRC_SERVICE_RUNNER_H_
 
-#include <chrono>
 #include <string>
 
 #include "envsync/store/state_store.h"
 
 namespace envsync::service {
-
-// The wall clock `ahead` from now, as "YYYY-MM-DDTHH:MM:SSZ".
-std::string UtcIn(std::chrono::system_clock::duration ahead);
-inline std::string Now() { return UtcIn({}); }
 
 // This process as the runner of the jobs it claims: host, process ID and a random tag.
 std::string RunnerName();

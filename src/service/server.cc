@@ -41,6 +41,17 @@ using nlohmann::json;
 constexpr char kSessionCookie[] = "envsync_session";
 constexpr auto kSessionLifetime = std::chrono::hours(12);
 
+std::string UtcIn(std::chrono::system_clock::duration ahead) {
+  const auto t = std::chrono::floor<std::chrono::seconds>(store::WallClockNow() + ahead);
+  const auto day = std::chrono::floor<std::chrono::days>(t);
+  const std::chrono::year_month_day ymd{day};
+  const std::chrono::hh_mm_ss hms{t - day};
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", static_cast<int>(ymd.year()),
+                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                     hms.hours().count(), hms.minutes().count(), hms.seconds().count());
+}
+std::string Now() { return UtcIn({}); }
+
 // An error answer: one JSON shape with a stable code (docs/API.md).
 struct ApiError {
   int http = 400;

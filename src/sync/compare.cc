@@ -1355,6 +1355,7 @@ Status Comparer::CloseDependencies() {
   std::unordered_map<std::string, size_t> by_source;
   bool mapped = false;
   std::set<std::string> warned;
+  const std::vector<std::pair<std::string, std::string>> no_json_refs;
   while (!work.empty()) {
     const size_t i = work.back();
     work.pop_back();
@@ -1374,7 +1375,6 @@ Status Comparer::CloseDependencies() {
     if (refs != references_.end()) needs = refs->second;
     const size_t from_columns = needs.size();  // needs past this index come from JSON names
     std::vector<std::string> json_keys;
-    const std::vector<std::pair<std::string, std::string>> no_json_refs;
     for (const auto& [assets_table, key] :
          json_refs != json_references_.end() ? json_refs->second : no_json_refs) {
       auto id = SourceIdOfGalleryKey(*manifest_.FindTable(assets_table), key);

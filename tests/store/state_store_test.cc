@@ -522,7 +522,6 @@ TEST_F(SqliteStateStoreTest, MigratedStoreKeepsTrackingMarks) {
 }
 
 // --- Identity map ---
-// --- Identity map ---
 
 // A pair added is loaded back.
 TEST_P(StateStoreTest, AddedIdentityIsLoaded) {
