@@ -666,6 +666,7 @@ class CellFinder {
 
  private:
   static constexpr size_t kHeadBytes = 512;
+  static constexpr uint32_t kBoundedCells = 256;
 
   struct Interior {
     std::vector<int64_t> keys;       // ascending
@@ -712,7 +713,23 @@ class CellFinder {
     if (cells == 0 || pointers_end > t_.usable) return 0;
     if (pointers_end > head_.size() && !ReadHead(page, pointers_end)) return 0;
     auto pointer = [&](size_t i) { return Be16(&head_[h + 8 + i * 2]); };
-    auto place = [&](uint32_t at) { return at < t_.usable ? CellPlace(Offset(page) + at, 0) : 0; };
+    // The cell ends where the next cell up the page starts, or at the page's end: a bound on
+    // its length (free space between them only makes the read longer), so the cursor reads
+    // about the cell instead of 4 KiB. Past kBoundedCells cells (small rows) the scan of the
+    // pointers would cost more than the bytes it saves; the length is then left unknown.
+    auto place = [&](uint32_t at) -> uint64_t {
+      if (at >= t_.usable) return 0;
+      uint64_t length = 0;
+      if (cells <= kBoundedCells) {
+        uint32_t next = t_.usable;
+        for (size_t i = 0; i < cells; ++i) {
+          const uint32_t other = pointer(i);
+          if (other > at && other < next) next = other;
+        }
+        length = next - at;
+      }
+      return CellPlace(Offset(page) + at, length);
+    };
     if (low && high && *high > *low &&
         static_cast<uint64_t>(*high) - static_cast<uint64_t>(*low) == cells) {
       return place(pointer(
