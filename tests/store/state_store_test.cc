@@ -1618,8 +1618,8 @@ TEST_F(SqliteStateStoreTest, ALargeComparisonFailingPartWayLeavesNothing) {
 }
 
 // The WAL checkpointer: opening the store starts no thread (a tracked compare, `show`); a commit
-// that leaves 1,000 pages in the WAL starts it, and it copies the WAL into the database file
-// while the store is still open.
+// that leaves 4 MiB in the WAL starts it, and it copies the WAL into the database file while the
+// store is still open.
 TEST_F(SqliteStateStoreTest, CheckpointerStartsWithTheFirstLargeCommit) {
   auto threads = [] {
     size_t n = 0;
@@ -1647,6 +1647,27 @@ TEST_F(SqliteStateStoreTest, CheckpointerStartsWithTheFirstLargeCommit) {
   EXPECT_GT(threads(), before);
   store.reset();
   EXPECT_EQ(threads(), before) << "the checkpointer outlived its store";
+}
+
+// The checkpointer starts at 4 MiB of WAL whatever the page size: SQLite's own 1,000 pages are
+// 16 MiB of the store's, which left a comparison of 10,000 changes mostly to the close's
+// checkpoint. A comparison of ≈ 6 MB is copied into the database while the store is open.
+TEST_F(SqliteStateStoreTest, AFewMegabytesOfWalAreCopiedWhileTheStoreIsOpen) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_EQ(IntegerPragma(path_, "page_size"), 16384);
+  ASSERT_TRUE(store->SaveComparison(FullComparison("c-small")).ok());
+  const uintmax_t small = fs::file_size(path_);
+  // 2,500 changes with 2 KB of text each, in two commits of ≈ 5 and ≈ 1 MB.
+  Comparison comparison = ManyChanges("c-few-mb", 2500);
+  for (Change& change : comparison.changes) change.fields[0].source = std::string(2000, 'y');
+  ASSERT_TRUE(store->SaveComparison(comparison).ok());
+  uintmax_t size = fs::file_size(path_);
+  for (int i = 0; i < 1000 && size < small + 4'000'000; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    size = fs::file_size(path_);
+  }
+  EXPECT_GE(size, small + 4'000'000) << "the WAL was not copied into the database";
 }
 
 // A page lists a tab's changes in comparison order; the filter matches record, key or module,
