@@ -1617,6 +1617,24 @@ TEST_F(SqliteStateStoreTest, ALargeComparisonFailingPartWayLeavesNothing) {
   EXPECT_EQ(loaded->changes.size(), 3000u);
 }
 
+// A comparison of `n` changes (ManyChanges) with 2 KB of text in each.
+Comparison ChangesOfTwoKilobytes(const std::string& id, int n) {
+  Comparison c = ManyChanges(id, n);
+  for (Change& change : c.changes) change.fields[0].source = std::string(2000, 'x');
+  return c;
+}
+
+// The size of the file at `path` once it has reached `at_least` bytes, or after 10 s of
+// waiting for it (a checkpointer copies the WAL into the database on a thread of its own).
+uintmax_t SizeOnceItReaches(const fs::path& path, uintmax_t at_least) {
+  uintmax_t size = fs::file_size(path);
+  for (int i = 0; i < 1000 && size < at_least; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    size = fs::file_size(path);
+  }
+  return size;
+}
+
 // The WAL checkpointer: opening the store starts no thread (a tracked compare, `show`); a commit
 // that leaves 4 MiB in the WAL starts it, and it copies the WAL into the database file while the
 // store is still open.
@@ -1634,16 +1652,10 @@ TEST_F(SqliteStateStoreTest, CheckpointerStartsWithTheFirstLargeCommit) {
   EXPECT_EQ(threads(), before) << "a small commit started a thread";
   const uintmax_t small = fs::file_size(path_);
 
-  // 12,000 changes with 2 KB of text each: ≈ 1,600 pages of 16 KiB in one commit.
-  Comparison big = ManyChanges("c-big", 12000);
-  for (Change& change : big.changes) change.fields[0].source = std::string(2000, 'x');
-  ASSERT_TRUE(store->SaveComparison(big).ok());
-  uintmax_t size = fs::file_size(path_);
-  for (int i = 0; i < 1000 && size < small + 16'000'000; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    size = fs::file_size(path_);
-  }
-  EXPECT_GE(size, small + 16'000'000) << "the WAL was not copied into the database";
+  // 12,000 changes with 2 KB of text each: ≈ 1,600 pages of 16 KiB.
+  ASSERT_TRUE(store->SaveComparison(ChangesOfTwoKilobytes("c-big", 12000)).ok());
+  EXPECT_GE(SizeOnceItReaches(path_, small + 16'000'000), small + 16'000'000)
+      << "the WAL was not copied into the database";
   EXPECT_GT(threads(), before);
   store.reset();
   EXPECT_EQ(threads(), before) << "the checkpointer outlived its store";
@@ -1659,15 +1671,9 @@ TEST_F(SqliteStateStoreTest, AFewMegabytesOfWalAreCopiedWhileTheStoreIsOpen) {
   ASSERT_TRUE(store->SaveComparison(FullComparison("c-small")).ok());
   const uintmax_t small = fs::file_size(path_);
   // 2,500 changes with 2 KB of text each, in two commits of ≈ 5 and ≈ 1 MB.
-  Comparison comparison = ManyChanges("c-few-mb", 2500);
-  for (Change& change : comparison.changes) change.fields[0].source = std::string(2000, 'y');
-  ASSERT_TRUE(store->SaveComparison(comparison).ok());
-  uintmax_t size = fs::file_size(path_);
-  for (int i = 0; i < 1000 && size < small + 4'000'000; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    size = fs::file_size(path_);
-  }
-  EXPECT_GE(size, small + 4'000'000) << "the WAL was not copied into the database";
+  ASSERT_TRUE(store->SaveComparison(ChangesOfTwoKilobytes("c-few-mb", 2500)).ok());
+  EXPECT_GE(SizeOnceItReaches(path_, small + 4'000'000), small + 4'000'000)
+      << "the WAL was not copied into the database";
 }
 
 // A page lists a tab's changes in comparison order; the filter matches record, key or module,
