@@ -32,6 +32,7 @@
 #include "envsync/store/fault_injection.h"
 #include "envsync/store/json_codec.h"
 #include "service/runner.h"
+#include "sync/ids.h"
 
 namespace envsync::service {
 namespace {
@@ -41,16 +42,8 @@ using nlohmann::json;
 constexpr char kSessionCookie[] = "envsync_session";
 constexpr auto kSessionLifetime = std::chrono::hours(12);
 
-std::string UtcIn(std::chrono::system_clock::duration ahead) {
-  const auto t = std::chrono::floor<std::chrono::seconds>(store::WallClockNow() + ahead);
-  const auto day = std::chrono::floor<std::chrono::days>(t);
-  const std::chrono::year_month_day ymd{day};
-  const std::chrono::hh_mm_ss hms{t - day};
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", static_cast<int>(ymd.year()),
-                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                     hms.hours().count(), hms.minutes().count(), hms.seconds().count());
-}
-std::string Now() { return UtcIn({}); }
+using sync::UtcIn;
+std::string Now() { return sync::UtcNow(); }
 
 // An error answer: one JSON shape with a stable code (docs/API.md).
 struct ApiError {

@@ -10,10 +10,10 @@
 
 namespace envsync::sync {
 
-std::string UtcNow() {
-  const auto now = std::chrono::floor<std::chrono::seconds>(store::WallClockNow());
+std::string UtcIn(std::chrono::system_clock::duration ahead) {
+  const auto at = std::chrono::floor<std::chrono::seconds>(store::WallClockNow() + ahead);
   return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}",
-                     fmt::gmtime(std::chrono::system_clock::to_time_t(now)));
+                     fmt::gmtime(std::chrono::system_clock::to_time_t(at)));
 }
 
 std::string RandomId(std::string_view prefix) {

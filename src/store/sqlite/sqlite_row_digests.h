@@ -43,9 +43,9 @@ Result<std::vector<RowDigest>> ReadRowDigests(sqlite3* db, const std::string& da
 // ReadRowDigests in the same read transaction; 0 where unknown, kRowAbsent where the row is not
 // there; empty: found by descending the table's b-tree, interior pages read once, a leaf's cell
 // pointers and a few cells' heads, each cell then read up to where the next one in its page
-// starts) instead of through SQL: a changed record costs a read of its
-// cell, not a copy of its whole page. The values are what SQL reads (an integral real in a REAL
-// column is a real, a stored NaN is NULL, the ID is the rowid). A row whose cell is unknown, spills
+// starts) instead of through SQL: a changed record costs a read of its cell, not a copy of its
+// whole page. The values are what SQL reads (an integral real in a REAL column is a real, a
+// stored NaN is NULL, the ID is the rowid). A row whose cell is unknown, spills
 // into overflow pages, lacks a column added after it was written, or does not decode as the row it
 // should be is read through SQL by its ID. InvalidArgument when the table cannot be read so (as for
 // ReadRowDigests, or text not stored as UTF-8): the caller then reads it through SQL.

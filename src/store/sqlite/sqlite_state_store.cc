@@ -302,6 +302,20 @@ TrackingMark ReadMark(const SqliteStatement& statement) {
   return mark;
 }
 
+// The value of an integer pragma (user_version, page_size) on `db`.
+Result<int64_t> IntegerPragma(SqliteDb& db, const std::string& name) {
+  auto pragma = db.Prepare("PRAGMA " + name);
+  if (!pragma.ok()) return pragma.status();
+  Status status;
+  if (!pragma->Step(&status)) return status.ok() ? db.Error("reading " + name) : status;
+  const Value value = pragma->Column(0);
+  const auto* number = std::get_if<int64_t>(&value);
+  if (number == nullptr) {
+    return Status::Unavailable(fmt::format("{}: reading {}: not a number", db.what(), name));
+  }
+  return *number;
+}
+
 Value DigestValue(const std::optional<uint64_t>& digest) {
   return digest ? Value(std::bit_cast<int64_t>(*digest)) : Value();
 }
@@ -409,7 +423,7 @@ class WalCheckpointer {
   std::string what_;
   SqliteDb db_;
   sqlite3* writer_ = nullptr;
-  int pages_ = 1000;
+  int pages_ = 0;  // kBytes in the store's pages, set by Start
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -522,16 +536,9 @@ class SqliteStateStore : public StateStore {
     ENVSYNC_RETURN_IF_ERROR(writer_.Open(path_, /*read_only=*/false, what));
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL"));
     ENVSYNC_RETURN_IF_ERROR(writer_.Exec(kWriterCache));
-    auto page_size = writer_.Prepare("PRAGMA page_size");
+    auto page_size = IntegerPragma(writer_, "page_size");
     if (!page_size.ok()) return page_size.status();
-    Status status;
-    if (!page_size->Step(&status)) {
-      return status.ok() ? Status::Internal(what + ": no page size") : status.WithContext(what);
-    }
-    const Value size = page_size->Column(0);
-    const auto* bytes = std::get_if<int64_t>(&size);
-    if (bytes == nullptr) return Status::Internal(what + ": its page size is not a number");
-    checkpointer_.Start(path_, writer_.handle(), *bytes, what);
+    checkpointer_.Start(path_, writer_.handle(), *page_size, what);
     return Status::Ok();
   }
 
@@ -1459,12 +1466,13 @@ class SqliteStateStore : public StateStore {
   }
 
   Status ReadVersion() {
-    auto version = reader_.Prepare("PRAGMA user_version");
+    auto version = IntegerPragma(reader_, "user_version");
     if (!version.ok()) return version.status();
-    Status status;
-    if (!version->Step(&status))
-      return status.ok() ? reader_.Error("reading user_version") : status;
-    const int64_t found = std::get<int64_t>(version->Column(0));
+    return RefuseNewer(*version);
+  }
+
+  // A store of a newer schema than this envsync knows is refused, naming both versions.
+  Status RefuseNewer(int64_t found) const {
     if (found > kStateSchemaVersion) {
       return Status::InvalidArgument(
           fmt::format("state store '{}' has schema version {}, newer than this envsync knows ({}): "
@@ -1475,19 +1483,10 @@ class SqliteStateStore : public StateStore {
   }
 
   Status Migrate() {
-    auto version = reader_.Prepare("PRAGMA user_version");
+    auto version = IntegerPragma(reader_, "user_version");
     if (!version.ok()) return version.status();
-    Status status;
-    if (!version->Step(&status))
-      return status.ok() ? reader_.Error("reading user_version") : status;
-    version_ = static_cast<int>(std::get<int64_t>(version->Column(0)));
-    version = Result<SqliteStatement>(SqliteStatement());
-    if (version_ > kStateSchemaVersion) {
-      return Status::InvalidArgument(
-          fmt::format("state store '{}' has schema version {}, newer than this envsync knows ({}): "
-                      "use a newer envsync",
-                      path_, version_, kStateSchemaVersion));
-    }
+    ENVSYNC_RETURN_IF_ERROR(RefuseNewer(*version));
+    version_ = static_cast<int>(*version);
     while (version_ < kStateSchemaVersion) {
       ENVSYNC_RETURN_IF_ERROR(reader_.Exec("BEGIN IMMEDIATE"));
       Status step = reader_.Exec(kMigrations[version_]);
